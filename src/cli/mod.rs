@@ -1,0 +1,168 @@
+//! The command line (SPEC §1). Each subcommand lives in its own file; this one parses and
+//! dispatches, and turns results into exit codes.
+
+mod check;
+mod demo;
+mod once;
+mod plan;
+mod run;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for usage and config errors.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crm-ingest",
+    version,
+    about = "Turns CSV files dropped in a folder into Plannr and Repsly records, with row-level error reports"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: watch every pipeline's source until SIGTERM/SIGINT.
+    #[command(after_help = "Example:\n  crm-ingest run --config /etc/crm-ingest/config.toml")]
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and print what would run (exit 0 valid, 2 invalid).
+    #[command(after_help = "Example:\n  crm-ingest check --config config/example.toml")]
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Dry run one file: parse, map, validate; write the would-be report. No network.
+    #[command(
+        after_help = "Example:\n  crm-ingest plan --config config/example.toml --pipeline repsly_clients examples/clients-messy.csv"
+    )]
+    Plan {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        pipeline: String,
+        /// Where to write the report (default: a new temp folder, printed).
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        file: PathBuf,
+    },
+    /// Process one file end to end through the CRM, write its report, exit
+    /// (0 all rows accepted, 1 some failed, 2 usage/config error).
+    #[command(
+        after_help = "Example:\n  crm-ingest once --config config/example.toml --pipeline repsly_clients clients.csv"
+    )]
+    Once {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        pipeline: String,
+        /// Where to write the report (default: the pipeline's report_dir, else `reports/` beside the file).
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        file: PathBuf,
+    },
+    /// Serve a local simulator of the CRM APIs.
+    #[command(
+        after_help = "Example:\n  crm-ingest sandbox --listen 127.0.0.1:8080 --rate-limit 20/s --fail-rate 0.1"
+    )]
+    Sandbox(sandbox::SandboxArgs),
+    /// Start the sandbox and the daemon on the shipped example files, print each summary.
+    #[command(
+        after_help = "Example:\n  crm-ingest demo            # process the examples, print summaries, exit\n  crm-ingest demo --watch    # keep running; drop more files into demo/inbox/..."
+    )]
+    Demo {
+        /// Keep running after the examples are done.
+        #[arg(long)]
+        watch: bool,
+        /// Working folder for the demo's inbox, reports and state.
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check::run(&config),
+        Command::Plan { config, pipeline, report_dir, file } => {
+            with_runtime(plan::run(config, pipeline, report_dir, file))
+        }
+        Command::Once { config, pipeline, report_dir, file } => {
+            with_runtime(once::run(config, pipeline, report_dir, file))
+        }
+        Command::Run { config } => with_runtime(run::run(config)),
+        Command::Sandbox(args) => with_runtime(sandbox::run(args)),
+        Command::Demo { watch, dir } => with_runtime(demo::run(watch, dir)),
+    }
+}
+
+fn with_runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads a config or prints every problem, one per line.
+pub fn load_config(path: &std::path::Path) -> Result<crate::config::Settings, ExitCode> {
+    crate::config::load(path).map_err(|e| {
+        for p in &e.0 {
+            eprintln!("error: {p}");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// Shared by `plan` and `once`: the config, the named pipeline, and the file's existence.
+pub fn load_pipeline(
+    config: &std::path::Path,
+    pipeline: &str,
+    file: &std::path::Path,
+) -> Result<(crate::config::Settings, std::sync::Arc<crate::config::PipelineSettings>), ExitCode> {
+    let settings = load_config(config)?;
+    let Some(p) = settings.pipeline(pipeline).cloned() else {
+        let names: Vec<&str> = settings.pipelines.iter().map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "error: {}: no pipeline named `{pipeline}` (defined: {})",
+            config.display(),
+            names.join(", ")
+        );
+        return Err(ExitCode::from(EXIT_USAGE));
+    };
+    if !file.is_file() {
+        eprintln!("error: {}: no such file", file.display());
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    Ok((settings, p))
+}
+
+/// Prints a file's result the same way for `plan`, `once` and `demo`.
+pub fn print_result(result: &crate::pipeline::FileResult) {
+    let s = &result.summary;
+    println!(
+        "{}: read {}, accepted {}, failed {}, unprocessed {}",
+        s.file, s.rows.read, s.rows.accepted, s.rows.failed, s.rows.unprocessed
+    );
+    for (stage, n) in &s.failed_by_stage {
+        println!("  failed at {stage}: {n}");
+    }
+    if let Some(e) = &s.error {
+        println!("  file not processed: {e}");
+    }
+    println!("  summary: {}", result.summary_path.display());
+    if let Some(p) = &result.errors_path {
+        println!("  errors:  {}", p.display());
+    }
+}

@@ -1,0 +1,85 @@
+//! `crm-ingest once`: one file end to end, then exit 0 (all accepted), 1 (some not) or 2.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::daemon;
+use crate::pipeline::{process_file, FileContext, Progress};
+
+pub async fn run(
+    config: PathBuf,
+    pipeline: String,
+    report_dir: Option<PathBuf>,
+    file: PathBuf,
+) -> ExitCode {
+    let (settings, p) = match super::load_pipeline(&config, &pipeline, &file) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    crate::logging::init(&crate::config::LogSettings {
+        format: crate::config::LogFormat::Pretty,
+        level: "warn".into(),
+    });
+    let connections = match daemon::connections(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    let report_dir = report_dir.or_else(|| p.report_dir.clone()).unwrap_or_else(|| {
+        file.parent().map(|d| d.join("reports")).unwrap_or_else(|| PathBuf::from("reports"))
+    });
+    let ctx = FileContext {
+        target: crate::targets::build(&p.target),
+        connection: connections.get(&p.connection.name).cloned(),
+        pipeline: p,
+        report_dir: report_dir.clone(),
+    };
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(progress.clone());
+    let result = process_file(&ctx, &file, &name, progress).await;
+    if let Some(b) = bar {
+        b.abort();
+    }
+    match result {
+        Ok(r) => {
+            super::print_result(&r);
+            let all_ok = r.file_error.is_none() && r.summary.rows.accepted == r.summary.rows.read;
+            if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: cannot write the report in {}: {e}", report_dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A progress bar on stderr while a file runs, only when stderr is a terminal.
+pub fn progress_bar(progress: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        loop {
+            bar.set_length(progress.bytes_total.load(Ordering::Relaxed));
+            bar.set_position(progress.bytes_done());
+            bar.set_message(format!("{} rows", progress.rows_done.load(Ordering::Relaxed)));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }))
+}

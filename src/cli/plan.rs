@@ -1,0 +1,54 @@
+//! `crm-ingest plan`: a dry run of one file. Nothing touches the network.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::pipeline::{process_file, FileContext, Progress};
+
+pub async fn run(
+    config: PathBuf,
+    pipeline: String,
+    report_dir: Option<PathBuf>,
+    file: PathBuf,
+) -> ExitCode {
+    crate::logging::init_quiet();
+    let (_, p) = match super::load_pipeline(&config, &pipeline, &file) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let report_dir = report_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "crm-ingest-plan-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ))
+    });
+    let ctx = FileContext {
+        target: crate::targets::build(&p.target),
+        pipeline: p,
+        connection: None,
+        report_dir: report_dir.clone(),
+    };
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let progress = Arc::new(Progress::default());
+    let bar = super::once::progress_bar(progress.clone());
+    let result = process_file(&ctx, &file, &name, progress).await;
+    if let Some(b) = bar {
+        b.abort();
+    }
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot write the report in {}: {e}", report_dir.display());
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    println!("dry run: nothing was sent; rows counted as accepted would be sent");
+    super::print_result(&result);
+    println!("report folder: {}", report_dir.display());
+    for (i, s) in result.samples.iter().enumerate() {
+        println!("sample payload {}: {}", i + 1, s);
+    }
+    ExitCode::SUCCESS
+}

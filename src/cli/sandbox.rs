@@ -1,0 +1,72 @@
+//! `crm-ingest sandbox`: the CRM simulator on its own.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::rate::RateLimit;
+use crate::sandbox::{Sandbox, SandboxOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Answer 429 with Retry-After over this rate (N/s, N/min, N/h).
+    #[arg(long, value_parser = RateLimit::parse)]
+    pub rate_limit: Option<RateLimit>,
+    /// Share of requests (0 to 1) answered with a fault (HTML 500, 503, broken connection).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Delay added to every answer, e.g. 200ms.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub latency: Duration,
+    /// Status polls an import job answers Pending before it completes.
+    #[arg(long, default_value_t = 1)]
+    pub pending_polls: u32,
+    /// Repsly API username the sandbox accepts.
+    #[arg(long, default_value = "sandbox")]
+    pub repsly_username: String,
+    /// Repsly API password the sandbox accepts.
+    #[arg(long, default_value = "sandbox")]
+    pub repsly_password: String,
+    /// A client containing this text makes its whole batch fail with 400 (to test isolation).
+    #[arg(long)]
+    pub poison: Option<String>,
+}
+
+impl SandboxArgs {
+    pub fn options(&self) -> SandboxOptions {
+        SandboxOptions {
+            rate_limit: self.rate_limit,
+            fail_rate: self.fail_rate.clamp(0.0, 1.0),
+            latency: self.latency,
+            pending_polls: self.pending_polls,
+            repsly_username: self.repsly_username.clone(),
+            repsly_password: self.repsly_password.clone(),
+            poison: self.poison.clone(),
+        }
+    }
+}
+
+pub async fn run(args: SandboxArgs) -> ExitCode {
+    crate::logging::init_quiet();
+    let stop = CancellationToken::new();
+    let addr = match Sandbox::new(args.options()).spawn(&args.listen, stop.clone()).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    println!("sandbox listening on http://{addr}");
+    println!(
+        "  Repsly base_url: http://{addr}/v3 (username {}, password {})",
+        args.repsly_username, args.repsly_password
+    );
+    println!("  records: http://{addr}/_sandbox/records");
+    let _ = tokio::signal::ctrl_c().await;
+    stop.cancel();
+    ExitCode::SUCCESS
+}

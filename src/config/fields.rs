@@ -1,0 +1,209 @@
+//! `[pipelines.X.fields]` -> [`FieldSettings`], checked against the target's schema.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::raw::RawFieldTable;
+use super::settings::*;
+use super::validate::Ctx;
+use crate::mapping::{Transform, Validator};
+use crate::targets::schema::{schema_for, Lookup, UnknownFields};
+
+impl Ctx<'_> {
+    pub(super) fn fields(
+        &mut self,
+        pname: &str,
+        target: &TargetSpec,
+        raw: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    ) -> Vec<FieldSettings> {
+        let schema = schema_for(target);
+        let mut out = Vec::new();
+        for (key, value) in raw {
+            let name = key.get_ref();
+            let nested_custom = schema.custom_prefix.filter(|p| p.trim_end_matches('.') == name);
+            if let (Some(prefix), toml::Value::Table(entries)) = (nested_custom, value.get_ref()) {
+                // `CustomFields.Region = "col"` written as a dotted key arrives as a table.
+                for (sub, v) in entries {
+                    let full = format!("{prefix}{sub}");
+                    if let Some(f) = self.field(pname, &full, v, value.span()) {
+                        out.push(f);
+                    }
+                }
+                continue;
+            }
+            match schema.lookup(name) {
+                Lookup::Known(_) | Lookup::Custom => {}
+                Lookup::Unknown => {
+                    let msg = format!(
+                        "pipeline `{pname}`: `{name}` is not a known {} field (known: {})",
+                        target.name(),
+                        schema.field_names().join(", ")
+                    );
+                    match schema.unknown {
+                        UnknownFields::Deny => self.problem(key.span(), msg),
+                        UnknownFields::Warn => {
+                            self.warn(key.span(), format!("{msg}; it is sent as written"))
+                        }
+                    }
+                }
+            }
+            if let Some(f) = self.field(pname, name, value.get_ref(), key.span()) {
+                out.push(f);
+            }
+        }
+        if schema.require_mapped {
+            for def in schema.fields.iter().filter(|d| d.required) {
+                if !out.iter().any(|f| f.target == def.name) {
+                    self.problem(
+                        0..0,
+                        format!(
+                            "pipeline `{pname}`: {} requires field `{}`, which is not mapped",
+                            target.name(),
+                            def.name
+                        ),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn field(
+        &mut self,
+        pname: &str,
+        name: &str,
+        value: &toml::Value,
+        span: Range<usize>,
+    ) -> Option<FieldSettings> {
+        let table = match value {
+            toml::Value::String(column) => {
+                return Some(FieldSettings {
+                    target: name.to_string(),
+                    source: ValueSource::Columns(vec![column.clone()]),
+                    transforms: Vec::new(),
+                    validators: Vec::new(),
+                    empty: EmptyPolicy::Omit,
+                })
+            }
+            other => other.clone().try_into::<RawFieldTable>(),
+        };
+        let table = match table {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = e.message().trim().replace('\n', " ");
+                self.problem(span, format!("pipeline `{pname}` field `{name}`: {msg}"));
+                return None;
+            }
+        };
+        let source = match (table.column, table.template, table.value) {
+            (Some(c), None, None) => ValueSource::Columns(c.into_vec()),
+            (None, Some(t), None) => match parse_template(&t) {
+                Ok(parts) => ValueSource::Template(parts),
+                Err(e) => {
+                    self.problem(span, format!("pipeline `{pname}` field `{name}`: {e}"));
+                    return None;
+                }
+            },
+            (None, None, Some(v)) => ValueSource::Constant(v),
+            _ => {
+                self.problem(span, format!("pipeline `{pname}` field `{name}`: give exactly one of `column`, `template` or `value`"));
+                return None;
+            }
+        };
+        let mut transforms = Vec::new();
+        for t in &table.transform {
+            match Transform::parse(t) {
+                Ok(t) => transforms.push(t),
+                Err(e) => {
+                    self.problem(span.clone(), format!("pipeline `{pname}` field `{name}`: {e}"))
+                }
+            }
+        }
+        let mut validators = Vec::new();
+        for v in &table.validate {
+            match Validator::parse(v) {
+                Ok(v) => validators.push(v),
+                Err(e) => {
+                    self.problem(span.clone(), format!("pipeline `{pname}` field `{name}`: {e}"))
+                }
+            }
+        }
+        let empty = match table.empty.as_deref() {
+            None | Some("omit") => EmptyPolicy::Omit,
+            Some("clear") => EmptyPolicy::Clear,
+            Some(other) => {
+                self.problem(
+                    span,
+                    format!(
+                        "pipeline `{pname}` field `{name}`: empty = `{other}` is not omit or clear"
+                    ),
+                );
+                EmptyPolicy::Omit
+            }
+        };
+        Some(FieldSettings { target: name.to_string(), source, transforms, validators, empty })
+    }
+}
+
+/// `"{First Name} {Surname}"` -> literal and column parts; `{{` and `}}` are literal braces.
+pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let mut column = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(ch) => column.push(ch),
+                        None => return Err(format!("template `{text}` has an unclosed `{{`")),
+                    }
+                }
+                if !literal.is_empty() {
+                    parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
+                }
+                parts.push(TemplatePart::Column(column.trim().to_string()));
+            }
+            '}' => return Err(format!("template `{text}` has a `}}` without `{{`")),
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(TemplatePart::Literal(literal));
+    }
+    if !parts.iter().any(|p| matches!(p, TemplatePart::Column(_))) {
+        return Err(format!("template `{text}` names no {{column}}"));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parts() {
+        assert_eq!(
+            parse_template("{First Name} {Surname}").unwrap(),
+            vec![
+                TemplatePart::Column("First Name".into()),
+                TemplatePart::Literal(" ".into()),
+                TemplatePart::Column("Surname".into())
+            ]
+        );
+        assert!(parse_template("{open").is_err());
+        assert!(parse_template("no columns").is_err());
+    }
+}

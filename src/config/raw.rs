@@ -1,0 +1,164 @@
+//! The TOML file as written: every table rejects unknown keys. Values that need checks
+//! across tables (connection names, target fields, `${VAR}`s) keep their span so the
+//! error can name the line.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use super::rate::RateLimit;
+
+/// A humantime duration (`500ms`, `2s`, `1m`); a bad one is reported by toml with its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration `{text}`: {e}")))
+    }
+}
+
+/// A string or a list of strings (`column = "Email"` or `column = ["Email", "E-mail"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub state_dir: Option<Spanned<String>>,
+    pub shutdown_timeout: Option<HumanDuration>,
+    /// How many files the daemon processes at once across all pipelines.
+    pub max_files_in_flight: Option<usize>,
+    pub server: Option<RawServer>,
+    pub log: Option<RawLog>,
+    #[serde(default)]
+    pub connections: BTreeMap<Spanned<String>, RawConnection>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<Spanned<String>, RawPipeline>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<Spanned<String>>,
+    pub level: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    pub kind: Spanned<String>,
+    pub base_url: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub account_uuid: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub rate_limit: Option<RateLimit>,
+    pub burst: Option<u32>,
+    pub max_in_flight: Option<usize>,
+    pub timeout: Option<HumanDuration>,
+    pub retry: Option<RawRetry>,
+    /// Wait between status polls of an asynchronous import job.
+    pub poll_interval: Option<HumanDuration>,
+    /// Give up polling a job after this long; its rows are reported as `remote` failures.
+    pub poll_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub max_attempts: Option<u32>,
+    pub initial_backoff: Option<HumanDuration>,
+    pub max_backoff: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub connection: Spanned<String>,
+    pub target: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub source: Spanned<RawSource>,
+    pub batch: Option<RawBatch>,
+    pub report_dir: Option<Spanned<String>>,
+    pub csv: Option<RawCsv>,
+    /// Files of this pipeline processed at once.
+    pub files_in_flight: Option<usize>,
+    /// Target field = source; kept as TOML values so `CustomFields` tables and
+    /// per-field tables can be told apart (see `settings::fields`).
+    #[serde(default)]
+    pub fields: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub kind: Spanned<String>,
+    // folder
+    pub path: Option<Spanned<String>>,
+    pub pattern: Option<OneOrMany>,
+    pub settle: Option<HumanDuration>,
+    pub rescan_interval: Option<HumanDuration>,
+    // s3
+    pub bucket: Option<Spanned<String>>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<Spanned<String>>,
+    pub poll_interval: Option<HumanDuration>,
+    pub force_path_style: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    pub max_rows: Option<usize>,
+    pub max_wait: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCsv {
+    pub delimiter: Option<Spanned<String>>,
+    pub encoding: Option<Spanned<String>>,
+}
+
+/// One entry of `[pipelines.X.fields]` in its table form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFieldTable {
+    pub column: Option<OneOrMany>,
+    pub template: Option<String>,
+    pub value: Option<String>,
+    #[serde(default)]
+    pub transform: Vec<String>,
+    #[serde(default)]
+    pub validate: Vec<String>,
+    /// `omit` (default: an empty value leaves the field out) or `clear` (send it empty).
+    pub empty: Option<String>,
+}

@@ -1,0 +1,252 @@
+//! The checked configuration the rest of the program runs on. Nothing here can be invalid:
+//! `config::load` refuses a file before any of these exist.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::delivery::retry::RetryPolicy;
+use crate::mapping::{Transform, Validator};
+use crate::secret::Secret;
+
+use super::rate::RateLimit;
+
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_FILES_IN_FLIGHT: usize = 4;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
+pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
+pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
+pub const DEFAULT_FILES_PER_PIPELINE: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config file this came from, for reloads and messages.
+    pub path: PathBuf,
+    pub state_dir: PathBuf,
+    pub shutdown_timeout: Duration,
+    pub max_files_in_flight: usize,
+    pub server: Option<ServerSettings>,
+    pub log: LogSettings,
+    pub connections: BTreeMap<String, Arc<ConnectionSettings>>,
+    pub pipelines: Vec<Arc<PipelineSettings>>,
+    /// Accepted but worth telling (e.g. a field Plannr does not document).
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    pub fn pipeline(&self, name: &str) -> Option<&Arc<PipelineSettings>> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrmKind {
+    Plannr,
+    Repsly,
+}
+
+impl CrmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrmKind::Plannr => "plannr",
+            CrmKind::Repsly => "repsly",
+        }
+    }
+}
+
+/// How a connection proves who it is.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Bearer { token: Secret, account_uuid: String },
+    Basic { username: String, password: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    pub name: String,
+    pub kind: CrmKind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub auth: Auth,
+    pub rate_limit: RateLimit,
+    pub burst: u32,
+    pub max_in_flight: usize,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub poll_interval: Duration,
+    pub poll_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportMode {
+    Store,
+    Update,
+    Validate,
+}
+
+impl ImportMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ImportMode::Store => "store",
+            ImportMode::Update => "update",
+            ImportMode::Validate => "validate",
+        }
+    }
+}
+
+/// What a pipeline's rows become.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    PlannrImport { import_type: String, mode: ImportMode },
+    PlannrContactDetails,
+    RepslyClients,
+}
+
+impl TargetSpec {
+    pub fn name(&self) -> String {
+        match self {
+            TargetSpec::PlannrImport { import_type, .. } => format!("plannr.import.{import_type}"),
+            TargetSpec::PlannrContactDetails => "plannr.contact_details".into(),
+            TargetSpec::RepslyClients => "repsly.clients".into(),
+        }
+    }
+
+    pub fn crm(&self) -> CrmKind {
+        match self {
+            TargetSpec::RepslyClients => CrmKind::Repsly,
+            _ => CrmKind::Plannr,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    Folder(FolderSettings),
+    S3(S3Settings),
+}
+
+#[derive(Debug, Clone)]
+pub struct FolderSettings {
+    pub path: PathBuf,
+    pub patterns: Vec<glob::Pattern>,
+    pub settle: Duration,
+    pub rescan_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub poll_interval: Duration,
+    pub force_path_style: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    pub max_rows: usize,
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delimiter {
+    Auto,
+    Byte(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Windows1252,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CsvSettings {
+    pub delimiter: Delimiter,
+    pub encoding: Encoding,
+}
+
+/// Where a target field's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// The first of these header names present in the file.
+    Columns(Vec<String>),
+    /// `"{First Name} {Surname}"`.
+    Template(Vec<TemplatePart>),
+    Constant(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Column(String),
+}
+
+/// What an empty value does: leave the field out, or send it empty to clear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyPolicy {
+    Omit,
+    Clear,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldSettings {
+    /// Target field name (`Code`, `CustomFields.Region`, ...).
+    pub target: String,
+    pub source: ValueSource,
+    pub transforms: Vec<Transform>,
+    pub validators: Vec<Validator>,
+    pub empty: EmptyPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub name: String,
+    pub connection: Arc<ConnectionSettings>,
+    pub target: TargetSpec,
+    pub source: SourceSettings,
+    pub batch: BatchSettings,
+    /// Explicit report folder; `None` means the source's default (`<folder>/reports`).
+    pub report_dir: Option<PathBuf>,
+    pub csv: CsvSettings,
+    pub fields: Vec<FieldSettings>,
+    pub files_in_flight: usize,
+}
+
+impl PipelineSettings {
+    /// Where this pipeline's reports go for a folder source.
+    pub fn default_report_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.report_dir {
+            return Some(dir.clone());
+        }
+        match &self.source {
+            SourceSettings::Folder(f) => Some(f.path.join("reports")),
+            SourceSettings::S3(_) => None,
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! Raw config -> [`Settings`]: cross-table checks, defaults, `${VAR}` and `*_file` secrets.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::raw::*;
+use super::settings::*;
+use super::{ConfigError, ConfigProblem};
+use crate::delivery::retry::RetryPolicy;
+use crate::secret::Secret;
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// Validation state: collects every problem so the user sees them all at once.
+pub struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    vars: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<ConfigProblem>,
+    pub(super) warnings: Vec<String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(path: &'a Path, text: &'a str, vars: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { path, text, vars, problems: Vec::new(), warnings: Vec::new() }
+    }
+
+    pub(super) fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let line = Some(line_of(self.text, span.start));
+        self.problems.push(ConfigProblem {
+            path: self.path.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let line = line_of(self.text, span.start);
+        self.warnings.push(format!("{} line {}: {}", self.path.display(), line, message.into()));
+    }
+
+    /// Replaces each `${VAR}`; a missing variable is a problem naming it and the key.
+    pub(super) fn expand(&mut self, key: &str, value: &Spanned<String>) -> String {
+        let text = value.get_ref();
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                self.problem(value.span(), format!("`{key}` has an unclosed `${{`"));
+                return out;
+            };
+            let name = &after[..end];
+            match (self.vars)(name) {
+                Some(v) => out.push_str(&v),
+                None => self.problem(
+                    value.span(),
+                    format!("`{key}` needs environment variable {name}, which is not set"),
+                ),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// A secret from `key` (env-expanded) or from the file named by `key_file`.
+    fn secret(
+        &mut self,
+        key: &str,
+        inline: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+        anchor: Range<usize>,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (Some(v), None) => Some(Secret::new(self.expand(key, v))),
+            (None, Some(f)) => {
+                let expanded = self.expand(&format!("{key}_file"), f);
+                let path = self.relative(&expanded);
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']))),
+                    Err(e) => {
+                        self.problem(
+                            f.span(),
+                            format!("cannot read `{key}_file` {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (Some(v), Some(_)) => {
+                self.problem(v.span(), format!("give `{key}` or `{key}_file`, not both"));
+                None
+            }
+            (None, None) => {
+                self.problem(anchor, format!("`{key}` (or `{key}_file`) is required"));
+                None
+            }
+        }
+    }
+
+    /// Paths in the config are relative to the config file's folder.
+    pub(super) fn relative(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError(self.problems))
+        }
+    }
+
+    pub fn settings(mut self, raw: RawConfig) -> Result<Settings, ConfigError> {
+        let state_dir = match &raw.state_dir {
+            Some(s) => {
+                let expanded = self.expand("state_dir", s);
+                self.relative(&expanded)
+            }
+            None => PathBuf::from("/var/lib/crm-ingest"),
+        };
+        let log = self.log(raw.log.as_ref());
+        let server =
+            raw.server.as_ref().map(|s| ServerSettings { listen: s.listen.get_ref().clone() });
+        if let Some(s) = &raw.server {
+            if s.listen.get_ref().parse::<std::net::SocketAddr>().is_err() {
+                self.problem(
+                    s.listen.span(),
+                    format!(
+                        "`listen` = `{}` is not an address like 127.0.0.1:9464",
+                        s.listen.get_ref()
+                    ),
+                );
+            }
+        }
+        let mut connections = BTreeMap::new();
+        for (name, conn) in &raw.connections {
+            if let Some(c) = self.connection(name.get_ref(), conn) {
+                connections.insert(name.get_ref().clone(), Arc::new(c));
+            }
+        }
+        let mut pipelines = Vec::new();
+        for (name, p) in &raw.pipelines {
+            if let Some(p) = self.pipeline(name, p, &connections) {
+                pipelines.push(Arc::new(p));
+            }
+        }
+        if raw.pipelines.is_empty() {
+            self.problems.push(ConfigProblem {
+                path: self.path.to_path_buf(),
+                line: None,
+                message: "no [pipelines.NAME] table: nothing would run".into(),
+            });
+        }
+        let max_files_in_flight =
+            raw.max_files_in_flight.unwrap_or(DEFAULT_MAX_FILES_IN_FLIGHT).max(1);
+        let settings = Settings {
+            path: self.path.to_path_buf(),
+            state_dir,
+            shutdown_timeout: raw.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
+            max_files_in_flight,
+            server,
+            log,
+            connections,
+            pipelines,
+            warnings: std::mem::take(&mut self.warnings),
+        };
+        self.finish(settings)
+    }
+
+    fn log(&mut self, raw: Option<&RawLog>) -> LogSettings {
+        let mut log = LogSettings { format: LogFormat::Json, level: "info".into() };
+        let Some(raw) = raw else { return log };
+        if let Some(f) = &raw.format {
+            match f.get_ref().as_str() {
+                "json" => log.format = LogFormat::Json,
+                "pretty" => log.format = LogFormat::Pretty,
+                other => self
+                    .problem(f.span(), format!("log `format` = `{other}` is not json or pretty")),
+            }
+        }
+        if let Some(l) = &raw.level {
+            if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err() {
+                self.problem(
+                    l.span(),
+                    format!("log `level` = `{}` is not a valid level or filter", l.get_ref()),
+                );
+            }
+            log.level = l.get_ref().clone();
+        }
+        log
+    }
+
+    fn connection(&mut self, name: &str, raw: &RawConnection) -> Option<ConnectionSettings> {
+        let kind = match raw.kind.get_ref().as_str() {
+            "plannr" => CrmKind::Plannr,
+            "repsly" => CrmKind::Repsly,
+            other => {
+                self.problem(
+                    raw.kind.span(),
+                    format!("connection `{name}`: kind `{other}` is not plannr or repsly"),
+                );
+                return None;
+            }
+        };
+        let anchor = raw.kind.span();
+        let (default_url, default_rate) = match kind {
+            CrmKind::Plannr => ("https://api.plannrcrm.com", "500/min"),
+            CrmKind::Repsly => ("https://api.repsly.com/v3", "120/min"),
+        };
+        let base_url = match &raw.base_url {
+            Some(u) => {
+                let url = self.expand("base_url", u);
+                if reqwest::Url::parse(&url).is_err() {
+                    self.problem(
+                        u.span(),
+                        format!("connection `{name}`: base_url `{url}` is not a URL"),
+                    );
+                }
+                url
+            }
+            None => default_url.to_string(),
+        };
+        let misplaced: &[(&str, bool)] = match kind {
+            CrmKind::Plannr => &[
+                ("username", raw.username.is_some()),
+                ("password", raw.password.is_some() || raw.password_file.is_some()),
+            ],
+            CrmKind::Repsly => &[
+                ("token", raw.token.is_some() || raw.token_file.is_some()),
+                ("account_uuid", raw.account_uuid.is_some()),
+            ],
+        };
+        for (key, present) in misplaced {
+            if *present {
+                self.problem(
+                    anchor.clone(),
+                    format!(
+                        "connection `{name}`: `{key}` does not apply to kind {}",
+                        kind.as_str()
+                    ),
+                );
+            }
+        }
+        let auth = match kind {
+            CrmKind::Plannr => {
+                let token = self.secret("token", &raw.token, &raw.token_file, anchor.clone());
+                let account_uuid = match &raw.account_uuid {
+                    Some(a) => self.expand("account_uuid", a),
+                    None => {
+                        self.problem(
+                            anchor.clone(),
+                            format!("connection `{name}`: `account_uuid` is required for plannr"),
+                        );
+                        String::new()
+                    }
+                };
+                Auth::Bearer { token: token?, account_uuid }
+            }
+            CrmKind::Repsly => {
+                let username = match &raw.username {
+                    Some(u) => self.expand("username", u),
+                    None => {
+                        self.problem(
+                            anchor.clone(),
+                            format!("connection `{name}`: `username` is required for repsly"),
+                        );
+                        String::new()
+                    }
+                };
+                let password =
+                    self.secret("password", &raw.password, &raw.password_file, anchor.clone());
+                Auth::Basic { username, password: password? }
+            }
+        };
+        let rate_limit = raw.rate_limit.unwrap_or_else(|| {
+            super::rate::RateLimit::parse(default_rate).unwrap_or(super::rate::RateLimit {
+                count: 1,
+                per: std::time::Duration::from_secs(1),
+            })
+        });
+        let retry = RetryPolicy::from_raw(raw.retry.as_ref());
+        Some(ConnectionSettings {
+            name: name.to_string(),
+            kind,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            auth,
+            rate_limit,
+            burst: raw.burst.unwrap_or(1).max(1),
+            max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1),
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            retry,
+            poll_interval: raw.poll_interval.map_or(DEFAULT_POLL_INTERVAL, |d| d.0),
+            poll_timeout: raw.poll_timeout.map_or(DEFAULT_POLL_TIMEOUT, |d| d.0),
+        })
+    }
+
+    fn pipeline(
+        &mut self,
+        name: &Spanned<String>,
+        raw: &RawPipeline,
+        connections: &BTreeMap<String, Arc<ConnectionSettings>>,
+    ) -> Option<PipelineSettings> {
+        let pname = name.get_ref().clone();
+        let target = self.target(&pname, raw);
+        let connection = match connections.get(raw.connection.get_ref()) {
+            Some(c) => Some(c.clone()),
+            None => {
+                let known: Vec<&str> = connections.keys().map(String::as_str).collect();
+                self.problem(
+                    raw.connection.span(),
+                    format!(
+                        "pipeline `{pname}`: unknown connection `{}` (defined: {})",
+                        raw.connection.get_ref(),
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                );
+                None
+            }
+        };
+        if let (Some(c), Some(t)) = (&connection, &target) {
+            if c.kind != t.crm() {
+                self.problem(
+                    raw.target.span(),
+                    format!(
+                        "pipeline `{pname}`: target {} needs a {} connection, but `{}` is {}",
+                        t.name(),
+                        t.crm().as_str(),
+                        c.name,
+                        c.kind.as_str()
+                    ),
+                );
+            }
+        }
+        let source = self.source(&pname, &raw.source);
+        let csv = self.csv(&pname, raw.csv.as_ref());
+        let fields = match &target {
+            Some(t) => self.fields(&pname, t, &raw.fields),
+            None => Vec::new(),
+        };
+        if raw.fields.is_empty() {
+            self.problem(
+                raw.target.span(),
+                format!("pipeline `{pname}`: no [pipelines.{pname}.fields] mapping"),
+            );
+        }
+        let default_rows = match &target {
+            Some(TargetSpec::RepslyClients) => 50,
+            Some(TargetSpec::PlannrContactDetails) => 50,
+            _ => 500,
+        };
+        let batch = BatchSettings {
+            max_rows: raw.batch.as_ref().and_then(|b| b.max_rows).unwrap_or(default_rows).max(1),
+            max_wait: raw.batch.as_ref().and_then(|b| b.max_wait).map_or(DEFAULT_MAX_WAIT, |d| d.0),
+        };
+        let report_dir = raw.report_dir.as_ref().map(|d| {
+            let d = self.expand("report_dir", d);
+            self.relative(&d)
+        });
+        Some(PipelineSettings {
+            name: pname,
+            connection: connection?,
+            target: target?,
+            source: source?,
+            batch,
+            report_dir,
+            csv,
+            fields,
+            files_in_flight: raw.files_in_flight.unwrap_or(DEFAULT_FILES_PER_PIPELINE).max(1),
+        })
+    }
+
+    fn target(&mut self, pname: &str, raw: &RawPipeline) -> Option<TargetSpec> {
+        let t = raw.target.get_ref().as_str();
+        let mode = raw.mode.as_ref();
+        let spec = if let Some(import_type) = t.strip_prefix("plannr.import.") {
+            if import_type.is_empty()
+                || !import_type.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                self.problem(raw.target.span(), format!("pipeline `{pname}`: `{t}` needs an import type such as plannr.import.clients"));
+                return None;
+            }
+            let mode = match mode.map(|m| m.get_ref().as_str()) {
+                None | Some("store") => ImportMode::Store,
+                Some("update") => ImportMode::Update,
+                Some("validate") => ImportMode::Validate,
+                Some(other) => {
+                    let span = mode.map_or(raw.target.span(), |m| m.span());
+                    self.problem(
+                        span,
+                        format!(
+                            "pipeline `{pname}`: mode `{other}` is not store, update or validate"
+                        ),
+                    );
+                    ImportMode::Store
+                }
+            };
+            TargetSpec::PlannrImport { import_type: import_type.to_string(), mode }
+        } else {
+            let spec = match t {
+                "plannr.contact_details" => TargetSpec::PlannrContactDetails,
+                "repsly.clients" => TargetSpec::RepslyClients,
+                _ => {
+                    self.problem(
+                        raw.target.span(),
+                        format!("pipeline `{pname}`: unknown target `{t}` (expected plannr.import.<type>, plannr.contact_details or repsly.clients)"),
+                    );
+                    return None;
+                }
+            };
+            if let Some(m) = mode {
+                self.problem(
+                    m.span(),
+                    format!("pipeline `{pname}`: `mode` applies only to plannr.import targets"),
+                );
+            }
+            spec
+        };
+        Some(spec)
+    }
+
+    fn source(&mut self, pname: &str, raw: &Spanned<RawSource>) -> Option<SourceSettings> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        match raw.kind.get_ref().as_str() {
+            "folder" => {
+                for (key, present) in [
+                    ("bucket", raw.bucket.is_some()),
+                    ("prefix", raw.prefix.is_some()),
+                    ("endpoint", raw.endpoint.is_some()),
+                    ("region", raw.region.is_some()),
+                ] {
+                    if present {
+                        self.problem(span.clone(), format!("pipeline `{pname}`: source key `{key}` applies only to kind = \"s3\""));
+                    }
+                }
+                let Some(path) = &raw.path else {
+                    self.problem(span, format!("pipeline `{pname}`: a folder source needs `path`"));
+                    return None;
+                };
+                let expanded = self.expand("path", path);
+                let path = self.relative(&expanded);
+                let texts = raw
+                    .pattern
+                    .clone()
+                    .map_or_else(|| vec!["*.csv".into(), "*.csv.gz".into()], OneOrMany::into_vec);
+                let mut patterns = Vec::new();
+                for t in texts {
+                    match glob::Pattern::new(&t) {
+                        Ok(p) => patterns.push(p),
+                        Err(e) => self.problem(
+                            span.clone(),
+                            format!("pipeline `{pname}`: pattern `{t}` is not a glob: {e}"),
+                        ),
+                    }
+                }
+                Some(SourceSettings::Folder(FolderSettings {
+                    path,
+                    patterns,
+                    settle: raw.settle.map_or(DEFAULT_SETTLE, |d| d.0),
+                    rescan_interval: raw.rescan_interval.map_or(DEFAULT_RESCAN, |d| d.0),
+                }))
+            }
+            "s3" => {
+                let Some(bucket) = &raw.bucket else {
+                    self.problem(span, format!("pipeline `{pname}`: an s3 source needs `bucket`"));
+                    return None;
+                };
+                let bucket = self.expand("bucket", bucket);
+                let endpoint = raw.endpoint.as_ref().map(|e| self.expand("endpoint", e));
+                let mut prefix = raw.prefix.clone().unwrap_or_default();
+                if !prefix.is_empty() && !prefix.ends_with('/') {
+                    prefix.push('/');
+                }
+                Some(SourceSettings::S3(S3Settings {
+                    bucket,
+                    prefix,
+                    region: raw.region.clone(),
+                    force_path_style: raw.force_path_style.unwrap_or(endpoint.is_some()),
+                    endpoint,
+                    poll_interval: raw.poll_interval.map_or(DEFAULT_S3_POLL, |d| d.0),
+                }))
+            }
+            other => {
+                self.problem(
+                    raw.kind.span(),
+                    format!("pipeline `{pname}`: source kind `{other}` is not folder or s3"),
+                );
+                None
+            }
+        }
+    }
+
+    fn csv(&mut self, pname: &str, raw: Option<&RawCsv>) -> CsvSettings {
+        let mut csv = CsvSettings { delimiter: Delimiter::Auto, encoding: Encoding::Auto };
+        let Some(raw) = raw else { return csv };
+        if let Some(d) = &raw.delimiter {
+            let text = d.get_ref();
+            csv.delimiter = match text.as_str() {
+                "auto" => Delimiter::Auto,
+                "\\t" | "tab" => Delimiter::Byte(b'\t'),
+                t if t.len() == 1 && t.is_ascii() && t != "\"" => Delimiter::Byte(t.as_bytes()[0]),
+                _ => {
+                    self.problem(d.span(), format!("pipeline `{pname}`: delimiter `{text}` must be one ASCII character or \"auto\""));
+                    Delimiter::Auto
+                }
+            };
+        }
+        if let Some(e) = &raw.encoding {
+            csv.encoding = match e.get_ref().to_ascii_lowercase().as_str() {
+                "utf-8" | "utf8" => Encoding::Utf8,
+                "windows-1252" | "cp1252" | "latin1" | "iso-8859-1" => Encoding::Windows1252,
+                "auto" => Encoding::Auto,
+                other => {
+                    self.problem(e.span(), format!("pipeline `{pname}`: encoding `{other}` is not utf-8, windows-1252 or auto"));
+                    Encoding::Auto
+                }
+            };
+        }
+        csv
+    }
+}

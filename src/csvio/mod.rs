@@ -1,0 +1,7 @@
+//! Reading CSV: encodings, delimiters, gzip, and records with the line they start on.
+
+pub mod dialect;
+mod reader;
+
+pub use dialect::FileEncoding;
+pub use reader::{CsvFile, Dialect, FileError, ReadRow, RowCells};

@@ -1,0 +1,201 @@
+//! A file's data records as a stream: gzip, BOM, sniffed dialect, start lines, bounded memory.
+
+use std::borrow::Cow;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use csv_async::{AsyncReader, AsyncReaderBuilder};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
+use crate::config::CsvSettings;
+use crate::mapping::{Cells, REPORT_COLUMNS};
+use crate::row::{Failure, SourceRow, Stage};
+
+/// csv-async's 8 KiB default buffer makes parsing ~3x slower (NOTES.md).
+const READ_BUFFER: usize = 1 << 20;
+const SNIFF_BYTES: usize = 64 * 1024;
+
+type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Why a file cannot be read as a whole (it goes to `failed/`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot open the file: {0}")]
+    Open(String),
+    #[error("the file is empty: a header row is required")]
+    Empty,
+    #[error("the first line has no column names: a header row is required")]
+    NoHeader,
+    #[error("header column {0} {1}")]
+    Header(usize, String),
+    #[error("reading stopped after line {line}: {message}")]
+    Read { line: u64, message: String },
+}
+
+/// Counts the bytes read from the file (compressed bytes for `.gz`), for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        res
+    }
+}
+
+/// What the file said about itself before the first data row.
+#[derive(Debug, Clone)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub encoding: FileEncoding,
+    pub had_bom: bool,
+    /// The header as raw bytes (BOM removed), for the errors report.
+    pub raw_header: csv::ByteRecord,
+    /// The header decoded, names as written.
+    pub header: Vec<String>,
+    /// Columns the report added last time (`_line`, ...): ignored when read back.
+    pub ignored: Vec<usize>,
+}
+
+pub struct CsvFile {
+    reader: AsyncReader<BoxRead>,
+    pub dialect: Dialect,
+    next_seq: u64,
+    record: csv_async::ByteRecord,
+    pub bytes_read: Arc<AtomicU64>,
+}
+
+/// One record read: the row, and a parse failure if it cannot be used (ragged, undecodable).
+pub struct ReadRow {
+    pub row: SourceRow,
+    pub problem: Option<Failure>,
+}
+
+impl CsvFile {
+    /// Opens a local file (`.gz` by name) and reads its header.
+    pub async fn open(path: &Path, settings: &CsvSettings) -> Result<Self, FileError> {
+        let file = tokio::fs::File::open(path).await.map_err(|e| FileError::Open(e.to_string()))?;
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let counted = Counting { inner: file, count: bytes_read.clone() };
+        let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
+        let stream: BoxRead = if gz {
+            let buffered = tokio::io::BufReader::with_capacity(256 * 1024, counted);
+            Box::pin(async_compression::tokio::bufread::GzipDecoder::new(buffered))
+        } else {
+            Box::pin(counted)
+        };
+        Self::from_stream(stream, settings, bytes_read).await
+    }
+
+    /// Reads the header from any byte stream (a file, a decompressor, an S3 body).
+    pub async fn from_stream(
+        mut stream: BoxRead,
+        settings: &CsvSettings,
+        bytes_read: Arc<AtomicU64>,
+    ) -> Result<Self, FileError> {
+        let mut sample = Vec::with_capacity(SNIFF_BYTES);
+        let mut limited = (&mut stream).take(SNIFF_BYTES as u64);
+        limited
+            .read_to_end(&mut sample)
+            .await
+            .map_err(|e| FileError::Read { line: 0, message: e.to_string() })?;
+        if sample.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(FileError::Empty);
+        }
+        let had_bom = sample.starts_with(UTF8_BOM);
+        if had_bom {
+            sample.drain(..UTF8_BOM.len());
+        }
+        let encoding = sniff_encoding(settings.encoding, &sample, had_bom);
+        let delimiter = sniff_delimiter(settings.delimiter, &sample);
+        let chained: BoxRead = Box::pin(std::io::Cursor::new(sample).chain(stream));
+        let mut reader = AsyncReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(true)
+            .buffer_capacity(READ_BUFFER)
+            .create_reader(chained);
+        let raw = reader
+            .byte_headers()
+            .await
+            .map_err(|e| FileError::Read { line: 1, message: e.to_string() })?
+            .clone();
+        let mut header = Vec::with_capacity(raw.len());
+        for (i, f) in raw.iter().enumerate() {
+            let name = encoding.decode(f).map_err(|e| FileError::Header(i + 1, e))?;
+            header.push(name.trim().to_string());
+        }
+        if header.iter().all(String::is_empty) {
+            return Err(FileError::NoHeader);
+        }
+        let ignored = header
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| REPORT_COLUMNS.contains(&h.as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let raw_header = csv::ByteRecord::from(raw.iter().collect::<Vec<_>>());
+        Ok(Self {
+            reader,
+            dialect: Dialect { delimiter, encoding, had_bom, raw_header, header, ignored },
+            next_seq: 0,
+            record: csv_async::ByteRecord::new(),
+            bytes_read,
+        })
+    }
+
+    /// The next data record, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<ReadRow, FileError>> {
+        let line_before = self.reader.position().line();
+        match self.reader.read_byte_record(&mut self.record).await {
+            Ok(false) => None,
+            Ok(true) => {
+                let line = self.record.position().map_or(line_before, |p| p.line());
+                let raw = csv::ByteRecord::from(self.record.iter().collect::<Vec<_>>());
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let expected = self.dialect.header.len();
+                let problem = (raw.len() != expected).then(|| {
+                    Failure::new(
+                        Stage::Parse,
+                        None,
+                        format!("the row has {} fields but the header has {expected}", raw.len()),
+                    )
+                });
+                Some(Ok(ReadRow { row: SourceRow { seq, line, raw }, problem }))
+            }
+            Err(e) => Some(Err(FileError::Read { line: line_before, message: e.to_string() })),
+        }
+    }
+}
+
+/// A row's cells decoded on demand.
+pub struct RowCells<'a> {
+    pub raw: &'a csv::ByteRecord,
+    pub encoding: FileEncoding,
+}
+
+impl Cells for RowCells<'_> {
+    fn cell(&self, index: usize) -> Result<Cow<'_, str>, String> {
+        match self.raw.get(index) {
+            Some(bytes) => {
+                self.encoding.decode(bytes).map_err(|e| format!("column {} {e}", index + 1))
+            }
+            None => Ok(Cow::Borrowed("")),
+        }
+    }
+}

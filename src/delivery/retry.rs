@@ -1,0 +1,177 @@
+//! Whether to retry a call, and how long to wait: pure functions, table-tested.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::raw::RawRetry;
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A server asking for a longer pause than this is capped, so a bad header cannot stall us.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            initial_backoff: DEFAULT_INITIAL_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn from_raw(raw: Option<&RawRetry>) -> Self {
+        let d = Self::default();
+        let Some(r) = raw else { return d };
+        Self {
+            max_attempts: r.max_attempts.unwrap_or(d.max_attempts).max(1),
+            initial_backoff: r.initial_backoff.map_or(d.initial_backoff, |x| x.0),
+            max_backoff: r.max_backoff.map_or(d.max_backoff, |x| x.0),
+        }
+    }
+
+    /// The cap for the wait after failed attempt number `attempt` (1-based): exponential,
+    /// never above `max_backoff`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+
+    /// Full jitter: a uniform wait in `[0, ceiling]`, so retrying clients spread out.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self.ceiling(attempt).as_millis() as u64;
+        Duration::from_millis(fastrand::u64(0..=cap))
+    }
+}
+
+/// What one attempt produced, reduced to what the decision needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// No usable response: timeout, refused or reset connection, a body cut short.
+    Transport,
+    Response {
+        status: u16,
+        json_body: bool,
+        retry_after: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A usable answer (2xx with a JSON or empty body).
+    Accept,
+    /// Try again, after the server's requested wait when it gave one.
+    Retry { after: Option<Duration> },
+    /// The credentials were refused: retrying would only repeat it.
+    AuthFailed,
+    /// A definite refusal (other 4xx): give it to the adapter, do not retry.
+    Reject,
+}
+
+pub fn classify(attempt: Attempt) -> Action {
+    match attempt {
+        Attempt::Transport => Action::Retry { after: None },
+        Attempt::Response { status, json_body, retry_after } => match status {
+            200..=299 if json_body => Action::Accept,
+            // A 2xx that is not JSON is a proxy's or a broken server's page.
+            200..=299 => Action::Retry { after: retry_after },
+            401 | 403 => Action::AuthFailed,
+            408 | 429 | 500..=599 => Action::Retry { after: retry_after },
+            _ => Action::Reject,
+        },
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date; `X-RateLimit-Reset` as seconds or a Unix time.
+pub fn parse_wait(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(n) = value.parse::<u64>() {
+        let unix_now = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        // Large numbers are absolute Unix times (X-RateLimit-Reset), small ones are seconds.
+        let secs = if n > 1_000_000_000 { n.saturating_sub(unix_now) } else { n };
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    if let Ok(f) = value.parse::<f64>() {
+        if f.is_finite() && f >= 0.0 {
+            return Some(Duration::from_secs_f64(f).min(MAX_RETRY_AFTER));
+        }
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, json_body: bool) -> Attempt {
+        Attempt::Response { status, json_body, retry_after: None }
+    }
+
+    #[test]
+    fn classification_table() {
+        let retry = Action::Retry { after: None };
+        let table = [
+            (resp(200, true), Action::Accept),
+            (resp(201, true), Action::Accept),
+            (resp(200, false), retry),
+            (resp(400, true), Action::Reject),
+            (resp(400, false), Action::Reject),
+            (resp(404, true), Action::Reject),
+            (resp(422, true), Action::Reject),
+            (resp(401, true), Action::AuthFailed),
+            (resp(403, false), Action::AuthFailed),
+            (resp(408, true), retry),
+            (resp(429, true), retry),
+            (resp(500, false), retry),
+            (resp(502, false), retry),
+            (resp(503, true), retry),
+            (Attempt::Transport, retry),
+        ];
+        for (attempt, want) in table {
+            assert_eq!(classify(attempt), want, "{attempt:?}");
+        }
+        let wait = Some(Duration::from_secs(3));
+        assert_eq!(
+            classify(Attempt::Response { status: 429, json_body: true, retry_after: wait }),
+            Action::Retry { after: wait }
+        );
+    }
+
+    #[test]
+    fn backoff_is_capped_exponential_with_full_jitter() {
+        let p = RetryPolicy {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+        };
+        assert_eq!(p.ceiling(1), Duration::from_millis(100));
+        assert_eq!(p.ceiling(2), Duration::from_millis(200));
+        assert_eq!(p.ceiling(4), Duration::from_millis(800));
+        assert_eq!(p.ceiling(5), Duration::from_millis(1000));
+        assert_eq!(p.ceiling(40), Duration::from_millis(1000));
+        for attempt in 1..10 {
+            assert!(p.backoff(attempt) <= p.ceiling(attempt));
+        }
+    }
+
+    #[test]
+    fn wait_headers() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        assert_eq!(parse_wait("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_wait("0.5", now), Some(Duration::from_millis(500)));
+        assert_eq!(parse_wait("2000000005", now), Some(Duration::from_secs(5)));
+        assert_eq!(parse_wait("99999", now), Some(Duration::from_secs(3600)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(9));
+        assert_eq!(parse_wait(&date, now), Some(Duration::from_secs(9)));
+        assert_eq!(parse_wait("soon", now), None);
+    }
+}

@@ -1,0 +1,378 @@
+//! The field mapping compiled against one file's header, then applied to each row.
+
+use std::borrow::Cow;
+
+use crate::config::{EmptyPolicy, FieldSettings, TemplatePart, ValueSource};
+use crate::row::{Failure, Stage};
+use crate::targets::schema::{FieldDef, FieldType, Lookup, Schema};
+
+use super::validate::{check_len, is_email, is_iso_date, is_uuid};
+use super::value::{parse_bool, Value};
+use super::{Transform, Validator};
+
+/// The report's own columns: a fixed errors file dropped back in carries them; they are ignored.
+pub const REPORT_COLUMNS: [&str; 4] = ["_line", "_stage", "_field", "_message"];
+
+/// Access to one row's cells, decoded on demand so unmapped columns cost nothing.
+pub trait Cells {
+    /// The cell at `index`, or why it cannot be decoded.
+    fn cell(&self, index: usize) -> Result<Cow<'_, str>, String>;
+}
+
+/// A mapped column that the file's header does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct MissingColumns(pub Vec<(String, Vec<String>)>);
+
+impl MissingColumns {
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(field, cols)| {
+                let cols: Vec<String> = cols.iter().map(|c| format!("`{c}`")).collect();
+                format!("column {} (for field `{field}`) is not in the header", cols.join(" or "))
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Literal(String),
+    Column(usize),
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Column(usize),
+    Template(Vec<Part>),
+    Constant(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledField {
+    pub name: String,
+    /// The schema's definition, when the target documents this field.
+    pub def: Option<FieldDef>,
+    pub custom: bool,
+    source: Source,
+    transforms: Vec<Transform>,
+    validators: Vec<Validator>,
+    pub empty: EmptyPolicy,
+}
+
+/// Target field values of one row, in [`Mapper::fields`] order; `None` = leave the field out.
+pub type Mapped = Vec<Option<Value>>;
+
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    fields: Vec<CompiledField>,
+    schema: Schema,
+}
+
+impl Mapper {
+    /// Resolves every column the fields name against `header` (names compared after trimming).
+    pub fn compile(
+        fields: &[FieldSettings],
+        schema: Schema,
+        header: &[String],
+    ) -> Result<Self, MissingColumns> {
+        let find = |name: &str| header.iter().position(|h| h.trim() == name.trim());
+        let mut missing = Vec::new();
+        let mut compiled = Vec::with_capacity(fields.len());
+        for f in fields {
+            let source = match &f.source {
+                ValueSource::Columns(alternatives) => {
+                    match alternatives.iter().find_map(|c| find(c)) {
+                        Some(i) => Source::Column(i),
+                        None => {
+                            missing.push((f.target.clone(), alternatives.clone()));
+                            continue;
+                        }
+                    }
+                }
+                ValueSource::Template(parts) => {
+                    let mut out = Vec::new();
+                    for p in parts {
+                        match p {
+                            TemplatePart::Literal(l) => out.push(Part::Literal(l.clone())),
+                            TemplatePart::Column(c) => match find(c) {
+                                Some(i) => out.push(Part::Column(i)),
+                                None => missing.push((f.target.clone(), vec![c.clone()])),
+                            },
+                        }
+                    }
+                    Source::Template(out)
+                }
+                ValueSource::Constant(v) => Source::Constant(v.clone()),
+            };
+            let (def, custom) = match schema.lookup(&f.target) {
+                Lookup::Known(d) => (Some(*d), false),
+                Lookup::Custom => (None, true),
+                Lookup::Unknown => (None, false),
+            };
+            compiled.push(CompiledField {
+                name: f.target.clone(),
+                def,
+                custom,
+                source,
+                transforms: f.transforms.clone(),
+                validators: f.validators.clone(),
+                empty: f.empty,
+            });
+        }
+        if missing.is_empty() {
+            Ok(Self { fields: compiled, schema })
+        } else {
+            Err(MissingColumns(missing))
+        }
+    }
+
+    pub fn fields(&self) -> &[CompiledField] {
+        &self.fields
+    }
+
+    /// Maps one row; a failure lists every field that went wrong and why.
+    pub fn map(&self, row: &impl Cells) -> Result<Mapped, Failure> {
+        let mut out = Vec::with_capacity(self.fields.len());
+        let mut errors: Vec<(Stage, &str, String)> = Vec::new();
+        for f in &self.fields {
+            let raw = match self.read(f, row) {
+                Ok(v) => v,
+                Err(e) => return Err(Failure::new(Stage::Parse, Some(&f.name), e)),
+            };
+            let mut value = Value::Text(raw);
+            let mut transformed = true;
+            for t in &f.transforms {
+                match t.apply(value) {
+                    Ok(v) => value = v,
+                    Err(e) => {
+                        errors.push((Stage::Map, &f.name, e));
+                        value = Value::Text(String::new());
+                        transformed = false;
+                        break;
+                    }
+                }
+            }
+            if !transformed {
+                out.push(None);
+                continue;
+            }
+            let present = (!value.is_empty()).then_some(&value);
+            for v in &f.validators {
+                if let Err(e) = v.check(present) {
+                    errors.push((Stage::Validate, &f.name, e));
+                }
+            }
+            match self.conform(f, value) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    errors.push((Stage::Validate, &f.name, e));
+                    out.push(None);
+                }
+            }
+        }
+        if errors.is_empty() {
+            return Ok(out);
+        }
+        let stage = errors.iter().map(|e| e.0).min().unwrap_or(Stage::Validate);
+        let mut fields: Vec<String> = Vec::new();
+        for (_, f, _) in &errors {
+            if !fields.iter().any(|x| x == f) {
+                fields.push((*f).to_string());
+            }
+        }
+        let messages = errors.into_iter().map(|(_, f, m)| format!("{f}: {m}")).collect();
+        Err(Failure { stage, fields, messages })
+    }
+
+    fn read(&self, f: &CompiledField, row: &impl Cells) -> Result<String, String> {
+        Ok(match &f.source {
+            Source::Column(i) => row.cell(*i)?.into_owned(),
+            Source::Constant(v) => v.clone(),
+            Source::Template(parts) => {
+                let mut s = String::new();
+                for p in parts {
+                    match p {
+                        Part::Literal(l) => s.push_str(l),
+                        Part::Column(i) => s.push_str(row.cell(*i)?.trim()),
+                    }
+                }
+                s
+            }
+        })
+    }
+
+    /// The schema's rules: required, type, length; applies the empty policy.
+    fn conform(&self, f: &CompiledField, value: Value) -> Result<Option<Value>, String> {
+        if value.is_empty() {
+            if f.def.is_some_and(|d| d.required) {
+                return Err("is required".into());
+            }
+            return Ok(match f.empty {
+                EmptyPolicy::Omit => None,
+                EmptyPolicy::Clear => Some(match value {
+                    Value::List(_) => Value::List(Vec::new()),
+                    Value::Text(_) => Value::Text(String::new()),
+                }),
+            });
+        }
+        let Some(def) = f.def else {
+            if f.custom {
+                if let Some(max) = self.schema.custom_max_len {
+                    for item in value.items() {
+                        check_len(item, max)?;
+                    }
+                }
+            }
+            return Ok(Some(value));
+        };
+        let value = match (def.ty, value) {
+            (FieldType::List { item_max }, v) => {
+                let items = match v {
+                    Value::List(l) => l,
+                    Value::Text(t) => vec![t.trim().to_string()],
+                };
+                if let Some(max) = item_max {
+                    for i in &items {
+                        check_len(i, max)?;
+                    }
+                }
+                Value::List(items)
+            }
+            (_, Value::List(l)) => Value::Text(l.join(",")),
+            (_, v) => v,
+        };
+        let Value::Text(text) = &value else { return Ok(Some(value)) };
+        match def.ty {
+            FieldType::Text { max_len } => {
+                if let Some(max) = max_len {
+                    check_len(text, max)?;
+                }
+            }
+            FieldType::Bool => {
+                let b =
+                    parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
+                return Ok(Some(Value::Text(b.to_string())));
+            }
+            FieldType::Path { separator, level_max } => {
+                for level in text.split(separator) {
+                    if level.trim().is_empty() {
+                        return Err(format!("`{text}` has an empty level"));
+                    }
+                    check_len(level.trim(), level_max)
+                        .map_err(|e| format!("level `{}` {e}", level.trim()))?;
+                }
+            }
+            FieldType::Email { max_len } => {
+                if !is_email(text.trim()) {
+                    return Err(format!("`{text}` is not an email address"));
+                }
+                if let Some(max) = max_len {
+                    check_len(text, max)?;
+                }
+            }
+            FieldType::Uuid => {
+                if !is_uuid(text.trim()) {
+                    return Err(format!("`{text}` is not a UUID"));
+                }
+            }
+            FieldType::Date => {
+                if !is_iso_date(text.trim()) {
+                    return Err(format!(
+                        "`{text}` is not an ISO date (YYYY-MM-DD); add a date:<format> transform"
+                    ));
+                }
+            }
+            FieldType::List { .. } => {}
+        }
+        Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::schema::REPSLY_CLIENTS;
+
+    struct Row(Vec<&'static str>);
+    impl Cells for Row {
+        fn cell(&self, i: usize) -> Result<Cow<'_, str>, String> {
+            Ok(Cow::Borrowed(self.0.get(i).copied().unwrap_or("")))
+        }
+    }
+
+    fn field(target: &str, col: &str, t: &[&str], v: &[&str]) -> FieldSettings {
+        FieldSettings {
+            target: target.into(),
+            source: ValueSource::Columns(vec![col.into()]),
+            transforms: t.iter().map(|s| Transform::parse(s).unwrap()).collect(),
+            validators: v.iter().map(|s| Validator::parse(s).unwrap()).collect(),
+            empty: EmptyPolicy::Omit,
+        }
+    }
+
+    fn header(cols: &[&str]) -> Vec<String> {
+        cols.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn maps_and_conforms() {
+        let fields = vec![
+            field("Code", "ID", &["trim"], &[]),
+            field("Name", "Name", &[], &[]),
+            field("Active", "Active?", &[], &[]),
+            field("PriceLists", "PL", &["split:|"], &[]),
+        ];
+        let m =
+            Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["ID", " Name ", "Active?", "PL"]))
+                .unwrap();
+        let out = m.map(&Row(vec![" C1 ", "Acme", "yes", "A|B"])).unwrap();
+        assert_eq!(out[0], Some(Value::Text("C1".into())));
+        assert_eq!(out[2], Some(Value::Text("true".into())));
+        assert_eq!(out[3], Some(Value::List(vec!["A".into(), "B".into()])));
+        let out = m.map(&Row(vec!["C2", "Acme", "", ""])).unwrap();
+        assert_eq!(out[2], None);
+        assert_eq!(out[3], None, "an empty price list cell is left out, never []");
+    }
+
+    #[test]
+    fn every_error_of_a_row_is_reported() {
+        let fields = vec![
+            field("Code", "ID", &[], &[]),
+            field("Name", "Name", &[], &[]),
+            field("Email", "Mail", &[], &[]),
+            field("Phone", "Tel", &["phone_e164"], &[]),
+        ];
+        let m = Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["ID", "Name", "Mail", "Tel"]))
+            .unwrap();
+        let long = "X".repeat(51);
+        let row = Row(vec![Box::leak(long.into_boxed_str()), "", "nope", "abc"]);
+        let f = m.map(&row).unwrap_err();
+        assert_eq!(f.stage, Stage::Map, "a transform failure is the earliest stage");
+        assert_eq!(f.fields, vec!["Code", "Name", "Email", "Phone"]);
+        assert_eq!(f.messages.len(), 4, "{:?}", f.messages);
+    }
+
+    #[test]
+    fn missing_columns_fail_the_header() {
+        let fields = vec![field("Code", "ID", &[], &[]), field("Name", "Name", &[], &[])];
+        let err = Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["Name"])).unwrap_err();
+        assert!(err.to_string().contains("`ID`"), "{err}");
+    }
+
+    #[test]
+    fn territory_levels() {
+        let fields = vec![
+            field("Code", "c", &[], &[]),
+            field("Name", "n", &[], &[]),
+            field("Territory", "t", &[], &[]),
+        ];
+        let m = Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["c", "n", "t"])).unwrap();
+        assert!(m.map(&Row(vec!["1", "n", "UK>London"])).is_ok());
+        let long: &'static str = Box::leak(format!("UK>{}", "L".repeat(81)).into_boxed_str());
+        assert!(m.map(&Row(vec!["1", "n", long])).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Source row -> target field values: transforms, validators and the target's schema.
+
+mod mapper;
+pub mod phone;
+mod transform;
+mod validate;
+mod value;
+
+pub use mapper::{Cells, CompiledField, Mapped, Mapper, MissingColumns, REPORT_COLUMNS};
+pub use transform::Transform;
+pub use validate::{is_email, is_uuid, Validator};
+pub use value::{parse_bool, Value};

@@ -1,0 +1,192 @@
+//! Transforms (`trim`, `phone_e164:US`, `date:%d/%m/%Y`, ...), applied in the order written.
+
+use chrono::{NaiveDate, NaiveDateTime};
+
+use super::phone::{self, Region};
+use super::value::{parse_bool, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transform {
+    Trim,
+    Lowercase,
+    Uppercase,
+    CollapseSpaces,
+    TitleCase,
+    PhoneE164(Region),
+    /// strftime format of the source; the output is ISO-8601.
+    Date(String),
+    Bool,
+    Split(String),
+    Default(String),
+}
+
+impl Transform {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, arg) = match text.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (text, None),
+        };
+        let no_arg = |t: Transform| match arg {
+            None => Ok(t),
+            Some(_) => Err(format!("transform `{name}` takes no `:` argument")),
+        };
+        match name {
+            "trim" => no_arg(Transform::Trim),
+            "lowercase" => no_arg(Transform::Lowercase),
+            "uppercase" => no_arg(Transform::Uppercase),
+            "collapse_spaces" => no_arg(Transform::CollapseSpaces),
+            "title_case" => no_arg(Transform::TitleCase),
+            "bool" => no_arg(Transform::Bool),
+            "phone_e164" => match arg {
+                None => Ok(Transform::PhoneE164(phone::GB)),
+                Some(r) => phone::region(r).map(Transform::PhoneE164).ok_or_else(|| {
+                    format!("phone_e164 region `{r}` is not one of {}", phone::known_regions().join(", "))
+                }),
+            },
+            "date" => match arg {
+                Some(f) if !f.is_empty() => {
+                    if chrono::format::StrftimeItems::new(f).any(|i| matches!(i, chrono::format::Item::Error)) {
+                        Err(format!("date format `{f}` is not a valid strftime format"))
+                    } else {
+                        Ok(Transform::Date(f.to_string()))
+                    }
+                }
+                _ => Err("transform `date` needs a format, e.g. date:%d/%m/%Y".into()),
+            },
+            "split" => match arg {
+                Some(sep) if !sep.is_empty() => Ok(Transform::Split(sep.to_string())),
+                _ => Err("transform `split` needs a separator, e.g. split:|".into()),
+            },
+            "default" => Ok(Transform::Default(arg.unwrap_or_default().to_string())),
+            other => Err(format!(
+                "unknown transform `{other}` (known: trim, lowercase, uppercase, collapse_spaces, title_case, phone_e164[:REGION], date:<format>, bool, split:<sep>, default:<text>)"
+            )),
+        }
+    }
+
+    /// Applies the transform; an empty value passes through untouched except for `default`.
+    pub fn apply(&self, value: Value) -> Result<Value, String> {
+        match (self, value) {
+            (Transform::Default(d), v) if v.is_empty() => Ok(Value::Text(d.clone())),
+            (Transform::Default(_), v) => Ok(v),
+            (Transform::Split(sep), Value::Text(t)) => Ok(Value::List(
+                t.split(sep.as_str())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            )),
+            (_, v) if v.is_empty() => Ok(v),
+            (t, Value::Text(s)) => t.apply_text(s).map(Value::Text),
+            (t, Value::List(items)) => items
+                .into_iter()
+                .map(|s| t.apply_text(s))
+                .collect::<Result<_, _>>()
+                .map(Value::List),
+        }
+    }
+
+    fn apply_text(&self, s: String) -> Result<String, String> {
+        Ok(match self {
+            Transform::Trim => {
+                let t = s.trim();
+                if t.len() == s.len() {
+                    s
+                } else {
+                    t.to_string()
+                }
+            }
+            Transform::Lowercase => s.to_lowercase(),
+            Transform::Uppercase => s.to_uppercase(),
+            Transform::CollapseSpaces => s.split_whitespace().collect::<Vec<_>>().join(" "),
+            Transform::TitleCase => title_case(&s),
+            Transform::PhoneE164(region) => phone::to_e164(&s, *region).ok_or_else(|| {
+                format!("`{s}` is not a phone number ({} by default)", region.code)
+            })?,
+            Transform::Date(fmt) => to_iso_date(&s, fmt)
+                .ok_or_else(|| format!("`{s}` is not a date in the format `{fmt}`"))?,
+            Transform::Bool => match parse_bool(&s) {
+                Some(b) => b.to_string(),
+                None => return Err(format!("`{s}` is not a yes/no value")),
+            },
+            Transform::Split(_) | Transform::Default(_) => s,
+        })
+    }
+}
+
+/// `o'brien-smith` -> `O'Brien-Smith`.
+fn title_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if start {
+            out.extend(c.to_uppercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+        start = c.is_whitespace() || c == '-' || c == '\'' || c == '’';
+    }
+    out
+}
+
+fn to_iso_date(s: &str, fmt: &str) -> Option<String> {
+    let s = s.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
+        return Some(d.format("%Y-%m-%d").to_string());
+    }
+    NaiveDateTime::parse_from_str(s, fmt).ok().map(|d| d.format("%Y-%m-%dT%H:%M:%S").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(t: &str, v: &str) -> Result<Value, String> {
+        Transform::parse(t).unwrap().apply(Value::Text(v.into()))
+    }
+
+    fn text(t: &str, v: &str) -> String {
+        match run(t, v).unwrap() {
+            Value::Text(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn text_transforms() {
+        assert_eq!(text("trim", "  a b "), "a b");
+        assert_eq!(text("lowercase", "ÉMILE"), "émile");
+        assert_eq!(text("uppercase", "zoë"), "ZOË");
+        assert_eq!(text("collapse_spaces", "a   b\t c"), "a b c");
+        assert_eq!(text("title_case", "o'brien-SMITH jr"), "O'Brien-Smith Jr");
+        assert_eq!(text("phone_e164", "07700 900123"), "+447700900123");
+        assert_eq!(text("phone_e164:US", "(415) 555-2671"), "+14155552671");
+        assert_eq!(text("date:%d/%m/%Y", "31/01/1980"), "1980-01-31");
+        assert_eq!(text("bool", "Yes"), "true");
+        assert_eq!(text("bool", "n"), "false");
+        assert_eq!(text("default:none", ""), "none");
+        assert_eq!(text("default:none", "x"), "x");
+    }
+
+    #[test]
+    fn split_makes_a_list() {
+        assert_eq!(
+            run("split:|", "A | B||C").unwrap(),
+            Value::List(vec!["A".into(), "B".into(), "C".into()])
+        );
+    }
+
+    #[test]
+    fn failures_say_why() {
+        assert!(run("date:%d/%m/%Y", "1980-01-31").unwrap_err().contains("not a date"));
+        assert!(run("bool", "maybe").unwrap_err().contains("yes/no"));
+        assert!(run("phone_e164", "n/a").unwrap_err().contains("phone"));
+    }
+
+    #[test]
+    fn parse_errors() {
+        for bad in ["nope", "date", "split", "phone_e164:XX", "trim:1", "date:%Q"] {
+            assert!(Transform::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

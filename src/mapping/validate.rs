@@ -1,0 +1,192 @@
+//! Validators (`required`, `email`, `max_len:N`, `regex:...`) and the checks they share with
+//! the target schemas.
+
+use super::phone;
+use super::value::Value;
+
+#[derive(Debug, Clone)]
+pub enum Validator {
+    Required,
+    Email,
+    Phone,
+    Uuid,
+    Date,
+    MaxLen(usize),
+    OneOf(Vec<String>),
+    /// Anchored: the whole value must match.
+    Regex(regex::Regex),
+}
+
+impl PartialEq for Validator {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Validator::Regex(a), Validator::Regex(b)) => a.as_str() == b.as_str(),
+            (Validator::MaxLen(a), Validator::MaxLen(b)) => a == b,
+            (Validator::OneOf(a), Validator::OneOf(b)) => a == b,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+impl Validator {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, arg) = match text.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (text, None),
+        };
+        match (name, arg) {
+            ("required", None) => Ok(Validator::Required),
+            ("email", None) => Ok(Validator::Email),
+            ("phone", None) => Ok(Validator::Phone),
+            ("uuid", None) => Ok(Validator::Uuid),
+            ("date", None) => Ok(Validator::Date),
+            ("max_len", Some(n)) => n
+                .trim()
+                .parse()
+                .map(Validator::MaxLen)
+                .map_err(|_| format!("max_len needs a whole number, not `{n}`")),
+            ("one_of", Some(list)) if !list.is_empty() => {
+                Ok(Validator::OneOf(list.split('|').map(String::from).collect()))
+            }
+            ("regex", Some(re)) => regex::Regex::new(&format!("^(?:{re})$"))
+                .map(Validator::Regex)
+                .map_err(|e| format!("regex `{re}` does not compile: {}", e.to_string().replace('\n', " "))),
+            ("max_len" | "one_of" | "regex", _) => Err(format!("validator `{name}` needs an argument, e.g. {name}:...")),
+            ("required" | "email" | "phone" | "uuid" | "date", Some(_)) => {
+                Err(format!("validator `{name}` takes no `:` argument"))
+            }
+            (other, _) => Err(format!(
+                "unknown validator `{other}` (known: required, email, phone, uuid, date, max_len:N, one_of:a|b, regex:<re>)"
+            )),
+        }
+    }
+
+    /// Checks a value; `required` is the only validator that looks at an empty one.
+    pub fn check(&self, value: Option<&Value>) -> Result<(), String> {
+        let value = match (self, value) {
+            (Validator::Required, v) if v.is_none_or(Value::is_empty) => {
+                return Err("is required".into())
+            }
+            (_, None) => return Ok(()),
+            (_, Some(v)) if v.is_empty() => return Ok(()),
+            (_, Some(v)) => v,
+        };
+        for item in value.items() {
+            self.check_text(item)?;
+        }
+        Ok(())
+    }
+
+    fn check_text(&self, s: &str) -> Result<(), String> {
+        let ok = match self {
+            Validator::Required => true,
+            Validator::Email => is_email(s),
+            Validator::Phone => phone::to_e164(s, phone::GB).is_some(),
+            Validator::Uuid => is_uuid(s),
+            Validator::Date => is_iso_date(s),
+            Validator::MaxLen(n) => return check_len(s, *n),
+            Validator::OneOf(options) => options.iter().any(|o| o == s),
+            Validator::Regex(re) => re.is_match(s),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match self {
+            Validator::Email => format!("`{s}` is not an email address"),
+            Validator::Phone => format!("`{s}` is not a phone number"),
+            Validator::Uuid => format!("`{s}` is not a UUID"),
+            Validator::Date => format!("`{s}` is not an ISO date (YYYY-MM-DD)"),
+            Validator::OneOf(o) => format!("`{s}` is not one of {}", o.join(", ")),
+            Validator::Regex(re) => format!("`{s}` does not match {}", re.as_str()),
+            Validator::Required | Validator::MaxLen(_) => String::new(),
+        })
+    }
+}
+
+pub fn check_len(s: &str, max: usize) -> Result<(), String> {
+    let n = s.chars().count();
+    if n > max {
+        Err(format!("is {n} characters, more than the {max} allowed"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A pragmatic address check: what a CRM's validator accepts, not all of RFC 5322.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else { return false };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && domain.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic));
+    local_ok && domain_ok
+}
+
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
+}
+
+pub fn is_iso_date(s: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        || chrono::DateTime::parse_from_rfc3339(s).is_ok()
+        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(v: &str, value: &str) -> Result<(), String> {
+        Validator::parse(v).unwrap().check(Some(&Value::Text(value.into())))
+    }
+
+    #[test]
+    fn each_validator() {
+        assert!(check("required", " ").is_err());
+        assert!(Validator::Required.check(None).is_err());
+        assert!(check("required", "x").is_ok());
+        assert!(check("email", "a.b+c@example.co.uk").is_ok());
+        for bad in ["a@b", "a@@b.com", "a b@c.com", "@c.com", "a@c..com", "a@-c.com"] {
+            assert!(check("email", bad).is_err(), "{bad}");
+        }
+        assert!(check("phone", "07700 900123").is_ok());
+        assert!(check("phone", "123").is_err());
+        assert!(check("uuid", "6f1c7b4e-2d7a-4c1e-9b9a-3d2f5e6a7b8c").is_ok());
+        assert!(check("uuid", "6f1c7b4e2d7a4c1e9b9a3d2f5e6a7b8c").is_err());
+        assert!(check("date", "1980-01-31").is_ok());
+        assert!(check("date", "31/01/1980").is_err());
+        assert!(check("max_len:3", "abc").is_ok());
+        assert!(check("max_len:3", "abcd").is_err());
+        assert!(check("max_len:3", "äöü").is_ok());
+        assert!(check("one_of:a|b", "b").is_ok());
+        assert!(check("one_of:a|b", "c").is_err());
+        assert!(check("regex:[A-Z]{2}\\d+", "AB12").is_ok());
+        assert!(check("regex:[A-Z]{2}\\d+", "xAB12").is_err());
+    }
+
+    #[test]
+    fn empty_values_only_fail_required() {
+        assert!(check("email", "").is_ok());
+        assert!(Validator::Email.check(None).is_ok());
+    }
+
+    #[test]
+    fn parse_errors() {
+        for bad in ["nope", "max_len", "max_len:x", "regex:(", "email:1", "one_of:"] {
+            assert!(Validator::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The gate every CRM request passes: latency, the rate limit (429 + Retry-After), injected
+//! faults; and the request log.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
+
+use super::{RequestLog, Sandbox};
+
+/// A fixed window counter: at most `count` requests per window of `per`.
+#[derive(Debug, Default)]
+pub struct Window {
+    start: Option<Instant>,
+    used: u32,
+}
+
+impl Window {
+    /// `Ok` if the request fits, else how long until the window resets.
+    fn admit(
+        &mut self,
+        now: Instant,
+        limit: crate::config::rate::RateLimit,
+    ) -> Result<(), std::time::Duration> {
+        let start = *self.start.get_or_insert(now);
+        if now.duration_since(start) >= limit.per {
+            self.start = Some(now);
+            self.used = 0;
+        }
+        if self.used >= limit.count {
+            let reset = self.start.unwrap_or(now) + limit.per;
+            return Err(reset.saturating_duration_since(now));
+        }
+        self.used += 1;
+        Ok(())
+    }
+}
+
+pub async fn gate(State(sb): State<Sandbox>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    if !sb.options.latency.is_zero() {
+        tokio::time::sleep(sb.options.latency).await;
+    }
+    let now = Instant::now();
+    let throttled = match sb.options.rate_limit {
+        Some(limit) => {
+            sb.state.lock().map(|mut s| s.window.admit(now, limit).err()).unwrap_or(None)
+        }
+        None => None,
+    };
+    let response = if let Some(wait) = throttled {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({"message": "Too Many Attempts."})),
+        )
+            .into_response();
+        r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+        r.headers_mut().insert("x-ratelimit-remaining", HeaderValue::from(0));
+        r
+    } else if sb.options.fail_rate > 0.0 && fastrand::f64() < sb.options.fail_rate {
+        fault()
+    } else {
+        next.run(request).await
+    };
+    let status = response.status().as_u16();
+    if let Ok(mut s) = sb.state.lock() {
+        let at_ms = now.duration_since(sb.started).as_millis() as u64;
+        s.requests.push(RequestLog { at_ms, method, path, status });
+    }
+    response
+}
+
+/// One of the failures real CRMs produce, chosen at random; none has any effect.
+fn fault() -> Response {
+    match fastrand::u8(0..3) {
+        0 => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/html")],
+            "<html><body><h1>500 Internal Server Error</h1></body></html>",
+        )
+            .into_response(),
+        1 => {
+            let mut r =
+                (StatusCode::SERVICE_UNAVAILABLE, "<html><body>Service Unavailable</body></html>")
+                    .into_response();
+            r.headers_mut().insert("retry-after", HeaderValue::from(1));
+            r
+        }
+        _ => {
+            // A body that breaks off: the client sees the connection reset mid-response.
+            let chunks = futures::stream::iter(vec![
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"Code\":")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset by sandbox",
+                )),
+            ]);
+            let mut r = Response::new(Body::from_stream(chunks));
+            r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+            r
+        }
+    }
+}

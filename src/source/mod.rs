@@ -1,0 +1,5 @@
+//! Where files come from, and where they go when done (SPEC §4).
+
+pub mod folder;
+
+pub use folder::{Claimed, Disposition, FolderSource};

@@ -1,0 +1,76 @@
+//! CRM targets behind one small trait: encode a mapped row, deliver a batch, read its outcome.
+//! Batching, limits, retries and splitting live once, in [`crate::delivery`].
+
+pub mod repsly;
+pub mod schema;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::config::TargetSpec;
+use crate::delivery::Connection;
+use crate::mapping::{CompiledField, Mapped};
+use crate::row::{Outcome, SourceRow};
+
+/// A row ready to send: the source row (for the report) plus its encoded form.
+#[derive(Debug, Clone)]
+pub struct MappedRow {
+    pub source: SourceRow,
+    /// The value the CRM reports failures by (Repsly `Code`).
+    pub key: String,
+    /// The row as the target sends it (a JSON object for Repsly).
+    pub body: Vec<u8>,
+}
+
+/// A remote job or import the CRM created for a batch; recorded before it is polled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteJob {
+    pub id: String,
+    pub status: String,
+    pub rows: usize,
+}
+
+/// Where a target reports the jobs it creates and their progress.
+pub trait JobSink: Send + Sync {
+    fn record(&self, job: RemoteJob);
+}
+
+/// Why a batch as a whole did not go through.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError {
+    /// The CRM refused the batch as a whole (often for one bad row): split it to find out.
+    #[error("{0}")]
+    Rejected(String),
+    /// The batch failed and splitting would not help (retries exhausted, job failed).
+    #[error("{0}")]
+    Failed(String),
+    /// Credentials refused: the rows stay unprocessed, to be sent after a fix.
+    #[error("{0}")]
+    Auth(String),
+}
+
+pub trait Target: Send + Sync {
+    fn spec(&self) -> &TargetSpec;
+
+    /// Encodes one mapped row; `fields` are the mapper's, in the order of `values`.
+    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>);
+
+    /// Sends a batch and waits for its outcome: one [`Outcome`] per row, in order.
+    fn deliver<'a>(
+        &'a self,
+        conn: &'a Connection,
+        rows: &'a [MappedRow],
+        jobs: &'a dyn JobSink,
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>>;
+}
+
+/// The target for a pipeline's spec.
+pub fn build(spec: &TargetSpec) -> Arc<dyn Target> {
+    match spec {
+        TargetSpec::RepslyClients => Arc::new(repsly::RepslyClients::new()),
+        // Plannr targets arrive with their own issue; until then they run as validate-only.
+        other => Arc::new(repsly::Unsupported::new(other.clone())),
+    }
+}

@@ -1,0 +1,307 @@
+//! `repsly.clients`: `POST import/clientList` of a batch, then poll `export/importStatus/{id}`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
+
+use super::schema::FieldType;
+use super::{BatchError, JobSink, MappedRow, RemoteJob, Target};
+use crate::config::TargetSpec;
+use crate::delivery::{CallError, Connection};
+use crate::mapping::{CompiledField, Mapped, Value};
+use crate::row::{Failure, Outcome, Stage};
+
+pub struct RepslyClients {
+    spec: TargetSpec,
+}
+
+impl Default for RepslyClients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RepslyClients {
+    pub fn new() -> Self {
+        Self { spec: TargetSpec::RepslyClients }
+    }
+}
+
+/// The JSON object Repsly expects for one client.
+pub fn client_json(fields: &[CompiledField], values: &Mapped) -> (String, Json) {
+    let mut obj = Map::new();
+    let mut custom = Vec::new();
+    let mut key = String::new();
+    for (f, v) in fields.iter().zip(values) {
+        let Some(v) = v else { continue };
+        if f.custom {
+            let name = f.name.strip_prefix("CustomFields.").unwrap_or(&f.name);
+            custom.push(json!({"Field": name, "Value": v.display()}));
+            continue;
+        }
+        let j = match (f.def.map(|d| d.ty), v) {
+            (Some(FieldType::Bool), Value::Text(t)) => Json::Bool(t == "true"),
+            (_, Value::List(items)) if f.name == "PriceLists" => {
+                Json::Array(items.iter().map(|n| json!({"Name": n})).collect())
+            }
+            (_, Value::List(items)) => Json::String(items.join(",")),
+            (_, Value::Text(t)) => Json::String(t.clone()),
+        };
+        if f.name == "Code" {
+            key = v.display();
+        }
+        obj.insert(f.name.clone(), j);
+    }
+    if !custom.is_empty() {
+        obj.insert("CustomFields".into(), Json::Array(custom));
+    }
+    (key, Json::Object(obj))
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportReply {
+    #[serde(rename = "Code")]
+    code: i64,
+    #[serde(rename = "Message", default)]
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusReply {
+    #[serde(rename = "ImportStatus")]
+    status: String,
+    #[serde(rename = "RowsInserted", default)]
+    inserted: u64,
+    #[serde(rename = "RowsUpdated", default)]
+    updated: u64,
+    #[serde(rename = "Errors", default)]
+    errors: Vec<Item>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Item {
+    #[serde(rename = "ItemID", default)]
+    id: Json,
+    #[serde(rename = "ItemName", default)]
+    name: Option<String>,
+    #[serde(rename = "ItemStatus", default)]
+    status: Option<String>,
+}
+
+/// The job id in "Client import job started asynchronously under ID: <id>" (integer or GUID).
+pub fn job_id(message: &str) -> Option<String> {
+    let after = message.rsplit_once("ID:").map(|(_, id)| id).unwrap_or(message);
+    let id = after.trim().trim_end_matches(['.', ' ']);
+    let ok = !id.is_empty()
+        && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c.is_ascii_digit());
+    ok.then(|| id.to_string())
+}
+
+impl Target for RepslyClients {
+    fn spec(&self) -> &TargetSpec {
+        &self.spec
+    }
+
+    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
+        let (key, obj) = client_json(fields, values);
+        (key, serde_json::to_vec(&obj).unwrap_or_default())
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        conn: &'a Connection,
+        rows: &'a [MappedRow],
+        jobs: &'a dyn JobSink,
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
+        async move {
+            let id = submit(conn, rows).await?;
+            jobs.record(RemoteJob { id: id.clone(), status: "Pending".into(), rows: rows.len() });
+            let status = poll(conn, &id).await;
+            let status = match status {
+                Ok(s) => s,
+                Err(e) => {
+                    jobs.record(RemoteJob {
+                        id: id.clone(),
+                        status: "Unknown".into(),
+                        rows: rows.len(),
+                    });
+                    return Err(e);
+                }
+            };
+            jobs.record(RemoteJob {
+                id: id.clone(),
+                status: status.status.clone(),
+                rows: rows.len(),
+            });
+            Ok(outcomes(&id, rows, &status))
+        }
+        .boxed()
+    }
+}
+
+async fn submit(conn: &Connection, rows: &[MappedRow]) -> Result<String, BatchError> {
+    let mut body = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + 16);
+    body.extend_from_slice(b"{\"Clients\":[");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&r.body);
+    }
+    body.extend_from_slice(b"]}");
+    let body = bytes::Bytes::from(body);
+    let url = format!("{}/import/clientList", conn.base_url());
+    let reply = conn
+        .call("import/clientList", |c| {
+            c.post(&url).header("Content-Type", "application/json").body(body.clone())
+        })
+        .await
+        .map_err(batch_error)?;
+    let parsed: ImportReply = serde_json::from_slice(&reply.body).map_err(|e| {
+        BatchError::Failed(format!("Repsly's import reply was not understood: {e}"))
+    })?;
+    if parsed.code != 0 {
+        return Err(BatchError::Rejected(format!(
+            "Repsly refused the batch (Code {}): {}",
+            parsed.code, parsed.message
+        )));
+    }
+    job_id(&parsed.message).ok_or_else(|| {
+        BatchError::Failed(format!(
+            "Repsly accepted the batch but named no job id: {}",
+            parsed.message
+        ))
+    })
+}
+
+async fn poll(conn: &Connection, id: &str) -> Result<StatusReply, BatchError> {
+    let url = format!("{}/export/importStatus/{id}", conn.base_url());
+    let started = tokio::time::Instant::now();
+    let interval = conn.settings.poll_interval;
+    loop {
+        tokio::time::sleep(interval).await;
+        let reply = conn.call("export/importStatus", |c| c.get(&url)).await.map_err(batch_error)?;
+        let status: StatusReply = serde_json::from_slice(&reply.body).map_err(|e| {
+            BatchError::Failed(format!(
+                "Repsly's status reply for job {id} was not understood: {e}"
+            ))
+        })?;
+        if !status.status.eq_ignore_ascii_case("pending") {
+            return Ok(status);
+        }
+        if started.elapsed() + interval > conn.settings.poll_timeout {
+            return Err(BatchError::Failed(format!(
+                "Repsly import job {id} was still Pending after {}",
+                humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+            )));
+        }
+    }
+}
+
+fn batch_error(e: CallError) -> BatchError {
+    match e {
+        CallError::Rejected { message, status, .. } => {
+            BatchError::Rejected(format!("Repsly refused the batch (HTTP {status}): {message}"))
+        }
+        CallError::Auth { .. } => BatchError::Auth(e.to_string()),
+        other => BatchError::Failed(other.to_string()),
+    }
+}
+
+fn outcomes(id: &str, rows: &[MappedRow], status: &StatusReply) -> Vec<Outcome> {
+    let mut by_code: HashMap<String, Failure> = HashMap::new();
+    for item in &status.errors {
+        let code = match &item.id {
+            Json::String(s) => s.clone(),
+            Json::Null => continue,
+            other => other.to_string(),
+        };
+        let entry = by_code.entry(code).or_insert_with(|| Failure {
+            stage: Stage::Remote,
+            fields: Vec::new(),
+            messages: Vec::new(),
+        });
+        if let Some(field) = item.name.as_ref().filter(|n| !n.is_empty()) {
+            if !entry.fields.contains(field) {
+                entry.fields.push(field.clone());
+            }
+        }
+        let text = item.status.clone().unwrap_or_else(|| "rejected".into());
+        entry.messages.push(match &item.name {
+            Some(n) if !n.is_empty() => format!("{n}: {text}"),
+            _ => text,
+        });
+    }
+    let completed = status.status.eq_ignore_ascii_case("completed");
+    let failed_rows = rows.iter().filter(|r| by_code.contains_key(&r.key)).count();
+    // A Failed job still saved what it counts as inserted/updated.
+    let saved_all_others = (status.inserted + status.updated) as usize >= rows.len() - failed_rows;
+    rows.iter()
+        .map(|r| match by_code.get(&r.key) {
+            Some(f) => Outcome::Failed(f.clone()),
+            None if completed || saved_all_others => Outcome::Accepted,
+            None => Outcome::Failed(Failure::new(
+                Stage::Remote,
+                None,
+                format!("Repsly import job {id} ended {}", status.status),
+            )),
+        })
+        .collect()
+}
+
+/// A target whose delivery is not built yet: `check` and `plan` work, sending refuses.
+pub struct Unsupported {
+    spec: TargetSpec,
+}
+
+impl Unsupported {
+    pub fn new(spec: TargetSpec) -> Self {
+        Self { spec }
+    }
+}
+
+impl Target for Unsupported {
+    fn spec(&self) -> &TargetSpec {
+        &self.spec
+    }
+
+    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
+        let (key, obj) = client_json(fields, values);
+        (key, serde_json::to_vec(&obj).unwrap_or_default())
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        _conn: &'a Connection,
+        _rows: &'a [MappedRow],
+        _jobs: &'a dyn JobSink,
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
+        let name = self.spec.name();
+        async move {
+            Err(BatchError::Auth(format!("sending to {name} is not supported by this build yet")))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids() {
+        assert_eq!(
+            job_id("Client import job started asynchronously under ID: 12345").as_deref(),
+            Some("12345")
+        );
+        assert_eq!(
+            job_id("Client import job started asynchronously under ID: 3f2b8c1e-1d2a-4b5c-8e9f-0a1b2c3d4e5f").as_deref(),
+            Some("3f2b8c1e-1d2a-4b5c-8e9f-0a1b2c3d4e5f")
+        );
+        assert_eq!(job_id("Client import job started"), None);
+    }
+}
