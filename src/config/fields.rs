@@ -17,6 +17,7 @@ impl Ctx<'_> {
         pname: &str,
         target: &TargetSpec,
         raw: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+        anchor: Range<usize>,
     ) -> Vec<FieldSettings> {
         let schema = schema_for(target);
         let mut out = Vec::new();
@@ -57,7 +58,7 @@ impl Ctx<'_> {
             for def in schema.fields.iter().filter(|d| d.required) {
                 if !out.iter().any(|f| f.target == def.name) {
                     self.problem(
-                        0..0,
+                        anchor.clone(),
                         format!(
                             "pipeline `{pname}`: {} requires field `{}`, which is not mapped",
                             target.name(),

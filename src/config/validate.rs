@@ -349,7 +349,7 @@ impl<'a> Ctx<'a> {
         let source = self.source(&pname, &raw.source);
         let csv = self.csv(&pname, raw.csv.as_ref());
         let fields = match &target {
-            Some(t) => self.fields(&pname, t, &raw.fields),
+            Some(t) => self.fields(&pname, t, &raw.fields, raw.target.span()),
             None => Vec::new(),
         };
         if raw.fields.is_empty() {

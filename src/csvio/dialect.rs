@@ -45,8 +45,14 @@ impl FileEncoding {
     }
 }
 
-/// Chooses the encoding: the setting, or for `auto` a BOM or valid UTF-8 in `sample`.
-pub fn sniff_encoding(setting: Encoding, sample: &[u8], has_bom: bool) -> FileEncoding {
+/// Chooses the encoding: the setting, or for `auto` a BOM or valid UTF-8 in `sample`
+/// (`whole` when the sample is the entire file, so a cut-off character cannot excuse it).
+pub fn sniff_encoding(
+    setting: Encoding,
+    sample: &[u8],
+    has_bom: bool,
+    whole: bool,
+) -> FileEncoding {
     match setting {
         Encoding::Utf8 => FileEncoding::Utf8Strict,
         Encoding::Windows1252 => FileEncoding::Windows1252,
@@ -54,7 +60,7 @@ pub fn sniff_encoding(setting: Encoding, sample: &[u8], has_bom: bool) -> FileEn
         Encoding::Auto => match std::str::from_utf8(sample) {
             Ok(_) => FileEncoding::Utf8Lenient,
             // Only the sample's cut-off end is incomplete: still UTF-8.
-            Err(e) if e.error_len().is_none() => FileEncoding::Utf8Lenient,
+            Err(e) if e.error_len().is_none() && !whole => FileEncoding::Utf8Lenient,
             Err(_) => FileEncoding::Windows1252,
         },
     }
@@ -141,11 +147,17 @@ mod tests {
     #[test]
     fn encodings() {
         assert_eq!(
-            sniff_encoding(Encoding::Auto, "Zoë".as_bytes(), false),
+            sniff_encoding(Encoding::Auto, "Zoë".as_bytes(), false, true),
             FileEncoding::Utf8Lenient
         );
-        assert_eq!(sniff_encoding(Encoding::Auto, b"Zo\xEB", false), FileEncoding::Windows1252);
-        assert_eq!(sniff_encoding(Encoding::Auto, b"Zo\xC3", false), FileEncoding::Utf8Lenient);
+        assert_eq!(
+            sniff_encoding(Encoding::Auto, b"Zo\xEB", false, true),
+            FileEncoding::Windows1252
+        );
+        assert_eq!(
+            sniff_encoding(Encoding::Auto, b"Zo\xC3", false, false),
+            FileEncoding::Utf8Lenient
+        );
         assert_eq!(FileEncoding::Windows1252.decode(b"Zo\xEB").unwrap(), "Zoë");
         assert_eq!(FileEncoding::Utf8Lenient.decode(b"Zo\xEB").unwrap(), "Zoë");
         assert!(FileEncoding::Utf8Strict.decode(b"Zo\xEB").is_err());

@@ -1,6 +1,7 @@
 //! Reading CSV: encodings, delimiters, gzip, and records with the line they start on.
 
 pub mod dialect;
+mod lines;
 mod reader;
 
 pub use dialect::FileEncoding;

@@ -12,6 +12,7 @@ use csv_async::{AsyncReader, AsyncReaderBuilder};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
+use super::lines::{LineIndex, Lines};
 use crate::config::CsvSettings;
 use crate::mapping::{Cells, REPORT_COLUMNS};
 use crate::row::{Failure, SourceRow, Stage};
@@ -75,6 +76,7 @@ pub struct CsvFile {
     reader: AsyncReader<BoxRead>,
     pub dialect: Dialect,
     next_seq: u64,
+    lines: LineIndex,
     record: csv_async::ByteRecord,
     pub bytes_read: Arc<AtomicU64>,
 }
@@ -120,9 +122,12 @@ impl CsvFile {
         if had_bom {
             sample.drain(..UTF8_BOM.len());
         }
-        let encoding = sniff_encoding(settings.encoding, &sample, had_bom);
+        let whole = sample.len() + if had_bom { UTF8_BOM.len() } else { 0 } < SNIFF_BYTES;
+        let encoding = sniff_encoding(settings.encoding, &sample, had_bom, whole);
         let delimiter = sniff_delimiter(settings.delimiter, &sample);
-        let chained: BoxRead = Box::pin(std::io::Cursor::new(sample).chain(stream));
+        let lines = LineIndex::default();
+        let chained: BoxRead =
+            Box::pin(Lines::new(std::io::Cursor::new(sample).chain(stream), lines.clone()));
         let mut reader = AsyncReaderBuilder::new()
             .delimiter(delimiter)
             .flexible(true)
@@ -153,6 +158,7 @@ impl CsvFile {
             reader,
             dialect: Dialect { delimiter, encoding, had_bom, raw_header, header, ignored },
             next_seq: 0,
+            lines,
             record: csv_async::ByteRecord::new(),
             bytes_read,
         })
@@ -160,11 +166,13 @@ impl CsvFile {
 
     /// The next data record, `None` at the end.
     pub async fn next(&mut self) -> Option<Result<ReadRow, FileError>> {
-        let line_before = self.reader.position().line();
+        let byte_before = self.reader.position().byte();
+        let line_before = self.lines.line_of(byte_before);
         match self.reader.read_byte_record(&mut self.record).await {
             Ok(false) => None,
             Ok(true) => {
-                let line = self.record.position().map_or(line_before, |p| p.line());
+                let start = self.record.position().map_or(byte_before, |p| p.byte());
+                let line = self.lines.line_of(start);
                 let raw = csv::ByteRecord::from(self.record.iter().collect::<Vec<_>>());
                 let seq = self.next_seq;
                 self.next_seq += 1;

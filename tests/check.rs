@@ -1,0 +1,191 @@
+//! `crm-ingest check`: good configs pass with a plan printed, bad ones exit 2 with one line
+//! naming the key, line or variable.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::bin;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    check_path(&path, &[])
+}
+
+fn check_path(path: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["check", "--config"]).arg(path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GOOD: &str = r#"
+state_dir = "/tmp/x"
+[connections.repsly]
+kind = "repsly"
+username = "u"
+password = "p"
+[pipelines.clients]
+connection = "repsly"
+target = "repsly.clients"
+source = { kind = "folder", path = "/tmp/in" }
+[pipelines.clients.fields]
+Code = "Code"
+Name = "Name"
+"#;
+
+#[test]
+fn a_good_config_passes_and_prints_the_plan() {
+    let (code, out, err) = check(GOOD);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pipeline clients: folder /tmp/in -> repsly.clients via repsly"), "{out}");
+    assert!(out.contains("Code <-"), "{out}");
+}
+
+#[test]
+fn the_shipped_example_config_passes_with_its_variables() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let env = [
+        ("PLANNR_TOKEN", "secret-token-value"),
+        ("PLANNR_ACCOUNT_UUID", "6f1c7b4e-2d7a-4c1e-9b9a-3d2f5e6a7b8c"),
+        ("REPSLY_API_USERNAME", "user"),
+        ("REPSLY_API_PASSWORD", "secret-password-value"),
+    ];
+    let (code, out, err) = check_path(&path, &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("repsly_clients") && out.contains("new_clients"), "{out}");
+    assert!(!out.contains("secret-token-value") && !err.contains("secret-token-value"));
+    assert!(!out.contains("secret-password-value") && !err.contains("secret-password-value"));
+}
+
+#[test]
+fn a_missing_variable_is_named() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let (code, _, err) = check_path(
+        &path,
+        &[("PLANNR_ACCOUNT_UUID", "x"), ("REPSLY_API_USERNAME", "u"), ("REPSLY_API_PASSWORD", "p")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("PLANNR_TOKEN") && err.contains("line 17"), "{err}");
+}
+
+/// Each bad config, and what its one-line error must say.
+#[test]
+fn bad_configs_are_refused_with_the_key_and_line() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("unknown top-level key", "bogus = 1\n", &["line 1", "bogus"]),
+        ("unknown source key", "", &["line 10", "colour"]),
+        ("bad duration", "shutdown_timeout = \"5 sex\"\n", &["line 1", "invalid duration"]),
+        ("bad rate limit", "", &["line 7", "5/fortnight"]),
+        ("unknown connection", "", &["line 8", "unknown connection `nope`"]),
+        ("unknown repsly field", "", &["line 13", "`Nmae`", "repsly.clients"]),
+        ("unknown transform", "", &["line 13", "unknown transform `trimm`"]),
+        ("bad validator", "", &["line 13", "regex"]),
+    ];
+    for (what, prefix, needles) in cases {
+        let text = match *what {
+            "unknown source key" => {
+                GOOD.replace("path = \"/tmp/in\" }", "path = \"/tmp/in\", colour = \"red\" }")
+            }
+            "bad rate limit" => {
+                GOOD.replace("password = \"p\"", "password = \"p\"\nrate_limit = \"5/fortnight\"")
+            }
+            "unknown connection" => {
+                GOOD.replace("connection = \"repsly\"", "connection = \"nope\"")
+            }
+            "unknown repsly field" => {
+                GOOD.replace("Name = \"Name\"", "Nmae = \"Name\"\nName = \"Name\"")
+            }
+            "unknown transform" => GOOD.replace(
+                "Name = \"Name\"",
+                "Name = { column = \"Name\", transform = [\"trimm\"] }",
+            ),
+            "bad validator" => GOOD.replace(
+                "Name = \"Name\"",
+                "Name = { column = \"Name\", validate = [\"regex:(\"] }",
+            ),
+            _ => format!("{prefix}{GOOD}"),
+        };
+        let (code, _, err) = check(&text);
+        assert_eq!(code, 2, "{what}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{what}: `{n}` not in: {err}");
+        }
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines.iter().all(|l| l.starts_with("error: ")),
+            "{what}: one plain line per problem: {err}"
+        );
+        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{what}: {err}");
+    }
+}
+
+#[test]
+fn a_required_repsly_field_must_be_mapped() {
+    let (code, _, err) = check(&GOOD.replace("Name = \"Name\"\n", ""));
+    assert_eq!(code, 2);
+    assert!(err.contains("requires field `Name`"), "{err}");
+}
+
+#[test]
+fn undocumented_plannr_import_fields_pass_with_a_warning() {
+    let text = r#"
+[connections.plannr]
+kind = "plannr"
+token = "t"
+account_uuid = "a"
+[pipelines.p]
+connection = "plannr"
+target = "plannr.import.clients"
+source = { kind = "folder", path = "/tmp/in" }
+[pipelines.p.fields]
+first_name = "First"
+favourite_colour = "Colour"
+"#;
+    let (code, _, err) = check(text);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("favourite_colour") && err.contains("line 12"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "from-file\n").unwrap();
+    let text = GOOD.replace("password = \"p\"", "password_file = \"pw\"");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &text).unwrap();
+    let settings = crm_ingest::config::load(&path).unwrap();
+    match &settings.connections["repsly"].auth {
+        crm_ingest::config::Auth::Basic { password, .. } => {
+            assert_eq!(password.expose(), "from-file")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{settings:?}").contains("from-file"), "Debug output must not show secrets");
+}
+
+#[test]
+fn the_demo_config_parses() {
+    let text = include_str!("../config/demo.toml");
+    let vars = |n: &str| match n {
+        "SANDBOX_URL" => Some("http://127.0.0.1:1".to_string()),
+        "DEMO_DIR" => Some("/tmp/demo".to_string()),
+        _ => None,
+    };
+    let s = crm_ingest::config::parse(Path::new("demo.toml"), text, &vars).unwrap();
+    assert_eq!(s.pipelines.len(), 1);
+    assert!(s.pipelines[0].fields.iter().any(|f| f.target == "CustomFields.Segment"));
+}

@@ -1,0 +1,193 @@
+//! Shared by the integration tests: an in-process sandbox on 127.0.0.1:0, configs, CSV files,
+//! and the real binary.
+#![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crm_ingest::sandbox::{Sandbox, SandboxOptions};
+use tokio_util::sync::CancellationToken;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_crm-ingest")
+}
+
+/// Runs the binary to completion (on a blocking thread when called from async tests).
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env_remove("RUST_LOG").output().expect("the binary runs")
+}
+
+pub async fn run_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    })
+    .await
+    .expect("join")
+}
+
+pub struct TestSandbox {
+    pub url: String,
+    stop: CancellationToken,
+}
+
+impl Drop for TestSandbox {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestSandbox {
+    pub async fn start(options: SandboxOptions) -> Self {
+        let stop = CancellationToken::new();
+        let addr =
+            Sandbox::new(options).spawn("127.0.0.1:0", stop.clone()).await.expect("sandbox binds");
+        Self { url: format!("http://{addr}"), stop }
+    }
+
+    pub async fn records(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/_sandbox/records", self.url)).await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn requests(&self) -> Vec<serde_json::Value> {
+        reqwest::get(format!("{}/_sandbox/requests", self.url)).await.unwrap().json().await.unwrap()
+    }
+
+    /// How many times each Code reached the CRM in a valid request.
+    pub async fn received(&self) -> std::collections::BTreeMap<String, u64> {
+        serde_json::from_value(self.records().await["repsly"]["received"].clone()).unwrap()
+    }
+}
+
+/// Knobs for the test config.
+pub struct ConfigOptions {
+    pub url: String,
+    pub rate_limit: &'static str,
+    pub max_rows: usize,
+    pub password: &'static str,
+    pub max_attempts: u32,
+}
+
+impl ConfigOptions {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            rate_limit: "1000/s",
+            max_rows: 10,
+            password: "sandbox",
+            max_attempts: 12,
+        }
+    }
+}
+
+/// A Repsly clients pipeline over `dir/inbox`, state in `dir/state`.
+pub fn write_config(dir: &Path, o: &ConfigOptions) -> PathBuf {
+    let text = format!(
+        r#"
+state_dir = "{dir}/state"
+shutdown_timeout = "5s"
+
+[log]
+format = "json"
+level = "info"
+
+[connections.repsly]
+kind = "repsly"
+base_url = "{url}/v3"
+username = "sandbox"
+password = "{password}"
+rate_limit = "{rate}"
+poll_interval = "20ms"
+max_in_flight = 4
+timeout = "5s"
+retry = {{ max_attempts = {attempts}, initial_backoff = "10ms", max_backoff = "200ms" }}
+
+[pipelines.clients]
+connection = "repsly"
+target = "repsly.clients"
+source = {{ kind = "folder", path = "{dir}/inbox", settle = "300ms", rescan_interval = "200ms" }}
+batch = {{ max_rows = {rows}, max_wait = "100ms" }}
+
+[pipelines.clients.fields]
+Code = {{ column = "Code", transform = ["trim"] }}
+Name = "Name"
+Active = {{ column = "Active", transform = ["bool"] }}
+Email = {{ column = "Email", transform = ["trim", "lowercase"] }}
+Phone = {{ column = "Phone", transform = ["phone_e164"] }}
+Territory = "Territory"
+Note = "Note"
+"#,
+        dir = dir.display(),
+        url = o.url,
+        password = o.password,
+        rate = o.rate_limit,
+        attempts = o.max_attempts,
+        rows = o.max_rows,
+    );
+    let path = dir.join("config.toml");
+    std::fs::create_dir_all(dir.join("inbox")).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub const HEADER: &str = "Code,Name,Active,Email,Phone,Territory,Note";
+
+/// `n` valid rows with Codes `{prefix}{i}`.
+pub fn clean_rows(prefix: &str, n: usize) -> String {
+    let mut s = String::from(HEADER);
+    s.push('\n');
+    for i in 0..n {
+        s.push_str(&format!(
+            "{prefix}{i},Client {i},yes,c{i}@example.com,07700 9{i:05},UK>North,\n"
+        ));
+    }
+    s
+}
+
+pub fn codes(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Reads a report CSV as rows of strings (header included).
+pub fn read_report(path: &Path) -> Vec<Vec<String>> {
+    let mut r =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).from_path(path).unwrap();
+    r.records().map(|rec| rec.unwrap().iter().map(String::from).collect()).collect()
+}
+
+/// The `_line` and `_stage` of each errors-report row.
+pub fn lines_and_stages(path: &Path) -> Vec<(u64, String)> {
+    let rows = read_report(path);
+    let header = &rows[0];
+    let li = header.iter().position(|h| h == "_line").unwrap();
+    let si = header.iter().position(|h| h == "_stage").unwrap();
+    rows[1..].iter().map(|r| (r[li].parse().unwrap(), r[si].clone())).collect()
+}
+
+pub fn summary(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+pub async fn wait_until_async(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
