@@ -34,6 +34,9 @@ pub struct SandboxArgs {
     /// A client containing this text makes its whole batch fail with 400 (to test isolation).
     #[arg(long)]
     pub poison: Option<String>,
+    /// A client containing this text is refused in the job's Errors[] (a remote row failure).
+    #[arg(long)]
+    pub refuse: Option<String>,
 }
 
 impl SandboxArgs {
@@ -46,6 +49,7 @@ impl SandboxArgs {
             repsly_username: self.repsly_username.clone(),
             repsly_password: self.repsly_password.clone(),
             poison: self.poison.clone(),
+            refuse: self.refuse.clone(),
         }
     }
 }

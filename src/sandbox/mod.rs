@@ -30,6 +30,9 @@ pub struct SandboxOptions {
     pub repsly_password: String,
     /// A client whose any value contains this text makes its whole batch fail with 400.
     pub poison: Option<String>,
+    /// A client whose any value contains this text is refused in the job's `Errors[]`,
+    /// naming that field (a CRM rule the daemon cannot check locally).
+    pub refuse: Option<String>,
 }
 
 impl Default for SandboxOptions {
@@ -42,6 +45,7 @@ impl Default for SandboxOptions {
             repsly_username: "sandbox".into(),
             repsly_password: "sandbox".into(),
             poison: None,
+            refuse: None,
         }
     }
 }

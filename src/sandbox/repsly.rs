@@ -141,7 +141,7 @@ fn import(sb: &Sandbox, clients: &[Value]) -> Response {
         Job { polls_left: sb.options.pending_polls, inserted: 0, updated: 0, errors: Vec::new() };
     for c in clients {
         let code = c.get("Code").and_then(Value::as_str).unwrap_or_default().to_string();
-        let problems = field_problems(c);
+        let problems = field_problems(c, sb.options.refuse.as_deref());
         if !problems.is_empty() {
             for (field, msg) in problems {
                 job.errors.push(json!({"ItemID": code, "ItemName": field, "ItemStatus": msg}));
@@ -206,8 +206,15 @@ fn structural(c: &Value, poison: Option<&str>) -> Result<(), String> {
 }
 
 /// Field rules: each failure rejects only this client.
-fn field_problems(c: &Value) -> Vec<(String, String)> {
+fn field_problems(c: &Value, refuse: Option<&str>) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if let (Some(text), Some(obj)) = (refuse, c.as_object()) {
+        for (k, v) in obj {
+            if v.as_str().is_some_and(|s| s.contains(text)) {
+                out.push((k.clone(), format!("{k} was refused by the account's rules")));
+            }
+        }
+    }
     match c.get("Name").and_then(Value::as_str) {
         Some(n) if !n.trim().is_empty() => {}
         _ => out.push(("Name".into(), "Name is required".into())),
