@@ -1,6 +1,8 @@
 //! `crm-ingest check`: good configs pass with a plan printed, bad ones exit 2 with one line
 //! naming the key, line or variable.
 
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
 mod common;
 
 use std::path::Path;

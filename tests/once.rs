@@ -1,6 +1,8 @@
 //! `crm-ingest once` against the sandbox: every valid Code arrives exactly once, bad rows come
 //! back in the report, through faults, throttling, a poisoned batch and refused credentials.
 
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
 mod common;
 
 use std::path::Path;

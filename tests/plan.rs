@@ -1,6 +1,8 @@
 //! `crm-ingest plan`: the exact failed lines and stages for real-world spreadsheet exports,
 //! with no network at all (the config points at a port nothing listens on).
 
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
 mod common;
 
 use std::io::Write;

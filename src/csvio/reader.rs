@@ -32,6 +32,8 @@ pub enum FileError {
     Empty,
     #[error("the first line has no column names: a header row is required")]
     NoHeader,
+    #[error("the file holds binary data (NUL bytes), not CSV text; UTF-16 exports must be saved as UTF-8 or Windows-1252")]
+    Binary,
     #[error("header column {0} {1}")]
     Header(usize, String),
     #[error("reading stopped after line {line}: {message}")]
@@ -117,6 +119,9 @@ impl CsvFile {
             .map_err(|e| FileError::Read { line: 0, message: e.to_string() })?;
         if sample.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(FileError::Empty);
+        }
+        if memchr::memchr(0, &sample).is_some() {
+            return Err(FileError::Binary);
         }
         let had_bom = sample.starts_with(UTF8_BOM);
         if had_bom {

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: an in-process sandbox on 127.0.0.1:0, configs, CSV files,
 //! and the real binary.
 #![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
+#![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
