@@ -22,6 +22,7 @@ pub mod config;
 pub mod csvio;
 pub mod daemon;
 pub mod delivery;
+pub mod ledger;
 pub mod logging;
 pub mod mapping;
 pub mod pipeline;

@@ -60,7 +60,12 @@ impl Drop for Daemon {
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().filter(|e| e.path().is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -89,13 +94,22 @@ async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
         files_in(&inbox.join("processed")).len() + files_in(&inbox.join("failed")).len() == 5
     })
     .await;
-    assert!(done, "processed: {:?} failed: {:?} inbox: {:?}", files_in(&inbox.join("processed")), files_in(&inbox.join("failed")), files_in(&inbox));
+    assert!(
+        done,
+        "processed: {:?} failed: {:?} inbox: {:?}",
+        files_in(&inbox.join("processed")),
+        files_in(&inbox.join("failed")),
+        files_in(&inbox)
+    );
     let (code, secs, err) = daemon.terminate();
     assert_eq!(code, Some(0), "{err}");
     assert!(secs < 5.0, "SIGTERM exit took {secs}s");
 
     assert_eq!(files_in(&inbox.join("processed")), vec!["first.csv", "second.csv"]);
-    assert_eq!(files_in(&inbox.join("failed")), vec!["empty.csv", "garbage.csv", "wrong-header.csv"]);
+    assert_eq!(
+        files_in(&inbox.join("failed")),
+        vec!["empty.csv", "garbage.csv", "wrong-header.csv"]
+    );
     assert_eq!(files_in(&inbox), vec![".hidden.csv", "notes.txt"], "ignored files stay");
     let mut want = codes("A", 25);
     want.extend(codes("B", 15));
@@ -108,17 +122,27 @@ async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
         let s = summary(&reports.join(format!("{failed}.summary.json")));
         assert!(s["error"].is_string(), "{failed}: {s}");
     }
-    assert!(summary(&reports.join("wrong-header.summary.json"))["error"].as_str().unwrap().contains("`Code`"));
-    assert!(summary(&reports.join("garbage.summary.json"))["error"].as_str().unwrap().contains("binary"));
+    assert!(summary(&reports.join("wrong-header.summary.json"))["error"]
+        .as_str()
+        .unwrap()
+        .contains("`Code`"));
+    assert!(summary(&reports.join("garbage.summary.json"))["error"]
+        .as_str()
+        .unwrap()
+        .contains("binary"));
     assert_eq!(summary(&reports.join("second.summary.json"))["rows"]["accepted"], 15);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(reports.join("first.summary.json")).unwrap().permissions().mode();
+        let mode =
+            std::fs::metadata(reports.join("first.summary.json")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "reports hold personal data");
     }
     // JSON logs carry the pipeline and file.
-    assert!(err.lines().any(|l| l.contains("\"file\":\"first.csv\"") && l.contains("file done")), "{err}");
+    assert!(
+        err.lines().any(|l| l.contains("\"file\":\"first.csv\"") && l.contains("file done")),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,15 +153,29 @@ async fn the_same_name_dropped_twice_keeps_both_files_and_reports() {
     let inbox = dir.path().join("inbox");
     let daemon = Daemon::start(&config);
     std::fs::write(inbox.join("weekly.csv"), clean_rows("W", 3)).unwrap();
-    assert!(wait_until_async(Duration::from_secs(15), || files_in(&inbox.join("processed")).len() == 1).await);
+    assert!(
+        wait_until_async(Duration::from_secs(15), || files_in(&inbox.join("processed")).len() == 1)
+            .await
+    );
     std::fs::write(inbox.join("weekly.csv"), clean_rows("V", 4)).unwrap();
-    assert!(wait_until_async(Duration::from_secs(15), || files_in(&inbox.join("processed")).len() == 2).await);
+    assert!(
+        wait_until_async(Duration::from_secs(15), || files_in(&inbox.join("processed")).len() == 2)
+            .await
+    );
     let (code, _, err) = daemon.terminate();
     assert_eq!(code, Some(0), "{err}");
     let processed = files_in(&inbox.join("processed"));
     assert!(processed.contains(&"weekly.csv".to_string()));
-    assert!(processed.iter().any(|n| n.starts_with("weekly.") && n.ends_with(".csv") && n != "weekly.csv"), "{processed:?}");
-    let summaries: Vec<String> = files_in(&inbox.join("reports")).into_iter().filter(|n| n.ends_with(".summary.json")).collect();
+    assert!(
+        processed
+            .iter()
+            .any(|n| n.starts_with("weekly.") && n.ends_with(".csv") && n != "weekly.csv"),
+        "{processed:?}"
+    );
+    let summaries: Vec<String> = files_in(&inbox.join("reports"))
+        .into_iter()
+        .filter(|n| n.ends_with(".summary.json"))
+        .collect();
     assert_eq!(summaries.len(), 2, "{summaries:?}");
     assert_eq!(sb.received().await.len(), 7);
 }

@@ -39,11 +39,13 @@ pub async fn run(
         connection: connections.get(&p.connection.name).cloned(),
         pipeline: p,
         report_dir: report_dir.clone(),
+        stop: tokio_util::sync::CancellationToken::new(),
+        abort: tokio_util::sync::CancellationToken::new(),
     };
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(progress.clone());
-    let result = process_file(&ctx, &file, &name, progress).await;
+    let result = process_file(&ctx, &file, &name, progress, None).await;
     if let Some(b) = bar {
         b.abort();
     }

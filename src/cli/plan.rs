@@ -29,11 +29,13 @@ pub async fn run(
         pipeline: p,
         connection: None,
         report_dir: report_dir.clone(),
+        stop: tokio_util::sync::CancellationToken::new(),
+        abort: tokio_util::sync::CancellationToken::new(),
     };
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let progress = Arc::new(Progress::default());
     let bar = super::once::progress_bar(progress.clone());
-    let result = process_file(&ctx, &file, &name, progress).await;
+    let result = process_file(&ctx, &file, &name, progress, None).await;
     if let Some(b) = bar {
         b.abort();
     }

@@ -16,7 +16,10 @@ pub async fn run(config: PathBuf) -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
-    match crate::daemon::run(settings, shutdown).await {
+    let (reload_tx, reload) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(hangups(reload_tx));
+    let control = crate::daemon::Control { shutdown, reload: Some(reload) };
+    match crate::daemon::run_with(settings, control).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "the daemon could not start");
@@ -40,6 +43,20 @@ pub async fn signals(shutdown: CancellationToken) {
         }
     }
 }
+
+/// Each SIGHUP asks the daemon to reload its config.
+#[cfg(unix)]
+async fn hangups(tx: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        let _ = tx.try_send(());
+    }
+}
+
+#[cfg(not(unix))]
+async fn hangups(_tx: tokio::sync::mpsc::Sender<()>) {}
 
 #[cfg(unix)]
 async fn wait_for_signal() {

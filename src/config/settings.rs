@@ -78,13 +78,13 @@ impl CrmKind {
 }
 
 /// How a connection proves who it is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
     Bearer { token: Secret, account_uuid: String },
     Basic { username: String, password: Secret },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSettings {
     pub name: String,
     pub kind: CrmKind,

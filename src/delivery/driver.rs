@@ -40,3 +40,30 @@ pub fn deliver<'a>(
 fn fail_all(n: usize, stage: Stage, message: &str) -> Vec<Outcome> {
     (0..n).map(|_| Outcome::Failed(Failure::new(stage, None, message))).collect()
 }
+
+/// Finishes a job an earlier run created (from the ledger) without resending its rows; if the
+/// CRM no longer knows the job, the rows are sent again (an upsert, so harmless).
+pub fn resume<'a>(
+    target: &'a dyn Target,
+    conn: &'a Connection,
+    job_id: &'a str,
+    rows: &'a [MappedRow],
+    jobs: &'a dyn JobSink,
+) -> BoxFuture<'a, Vec<Outcome>> {
+    async move {
+        match target.resume(conn, job_id, rows, jobs).await {
+            Ok(outcomes) if outcomes.len() == rows.len() => outcomes,
+            Ok(_) | Err(BatchError::Rejected(_)) => {
+                tracing::warn!(
+                    connection = conn.name(),
+                    job = job_id,
+                    "the CRM no longer knows this job; sending its rows again"
+                );
+                deliver(target, conn, rows, jobs).await
+            }
+            Err(BatchError::Failed(msg)) => fail_all(rows.len(), Stage::Remote, &msg),
+            Err(BatchError::Auth(msg)) => fail_all(rows.len(), Stage::Unprocessed, &msg),
+        }
+    }
+    .boxed()
+}

@@ -1,22 +1,27 @@
 //! The stream chain for one file: a reader task maps rows into a bounded channel, batches close
 //! at `max_rows` or `max_wait`, up to `max_in_flight` batches are delivered at once, and every
-//! outcome goes to the settler, which writes the report in source order.
+//! outcome goes to the settler, which writes the report in source order. With a ledger, the
+//! file resumes from its checkpoint and finishes the remote jobs an earlier run started.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
-use tokio::sync::mpsc;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
+use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
-use super::settle::{self, Settled, Settler};
+use super::settle::{self, SettleMsg, Settled, Settler};
 use crate::config::PipelineSettings;
 use crate::csvio::{CsvFile, FileError, RowCells};
 use crate::delivery::{driver, Connection};
+use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, RowCounts, Summary};
 use crate::row::Outcome;
@@ -31,6 +36,20 @@ pub struct FileContext {
     /// `None` is a dry run (`plan`): nothing is sent, valid rows count as accepted.
     pub connection: Option<Arc<Connection>>,
     pub report_dir: PathBuf,
+    /// Fires when the daemon stops taking work: the file stops reading new rows.
+    pub stop: CancellationToken,
+    /// Fires at the shutdown deadline: batches still in flight are left unsettled for resume.
+    pub abort: CancellationToken,
+}
+
+/// The ledger's view of this file, when the daemon runs with one.
+#[derive(Clone)]
+pub struct LedgerFile {
+    pub ledger: Arc<Ledger>,
+    pub file_id: i64,
+    pub report_stem: String,
+    pub started_at: String,
+    pub resume: Option<Resume>,
 }
 
 /// What became of a file.
@@ -43,23 +62,50 @@ pub struct FileResult {
     pub file_error: Option<String>,
     /// Up to 3 payloads of valid rows, for `plan`.
     pub samples: Vec<serde_json::Value>,
+    /// Stopped by shutdown before the end: no summary yet; the file is resumed at next start.
+    pub interrupted: bool,
 }
 
-/// Jobs a file's batches created, newest status per id, in creation order.
-#[derive(Default)]
+/// Jobs a file's batches created, newest status per id, in creation order; recorded in the
+/// ledger before anything waits on them.
 struct FileJobs {
     jobs: Mutex<Vec<RemoteJob>>,
     file: String,
+    ledger: Option<(Arc<Ledger>, i64)>,
 }
 
-impl JobSink for FileJobs {
-    fn record(&self, job: RemoteJob) {
-        tracing::info!(file = %self.file, job = %job.id, status = %job.status, rows = job.rows, "remote job");
+impl FileJobs {
+    fn set(&self, id: &str, status: &str, rows: usize) {
         if let Ok(mut jobs) = self.jobs.lock() {
-            match jobs.iter_mut().find(|j| j.id == job.id) {
+            let job = RemoteJob { id: id.to_string(), status: status.to_string(), rows };
+            match jobs.iter_mut().find(|j| j.id == id) {
                 Some(j) => *j = job,
                 None => jobs.push(job),
             }
+        }
+    }
+}
+
+impl JobSink for FileJobs {
+    fn started<'a>(&'a self, id: &'a str, rows: &'a [MappedRow]) -> BoxFuture<'a, ()> {
+        async move {
+            tracing::info!(file = %self.file, job = %id, rows = rows.len(), "remote job started");
+            self.set(id, "Pending", rows.len());
+            if let Some((ledger, file_id)) = &self.ledger {
+                let seqs = rows.iter().map(|r| r.source.seq).collect();
+                if let Err(e) = ledger.job_started(*file_id, id, seqs).await {
+                    tracing::error!(file = %self.file, job = %id, error = %e, "could not record the job in the ledger");
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn status(&self, id: &str, status: &str, rows: usize) {
+        tracing::info!(file = %self.file, job = %id, status, rows, "remote job ended");
+        self.set(id, status, rows);
+        if let Some((ledger, file_id)) = &self.ledger {
+            ledger.job_status(*file_id, id, status);
         }
     }
 }
@@ -70,23 +116,49 @@ pub async fn process_file(
     path: &Path,
     display_name: &str,
     progress: Arc<Progress>,
+    ledger: Option<LedgerFile>,
 ) -> std::io::Result<FileResult> {
-    let started_at = report::now_rfc3339();
-    let stem = unique_stem(&ctx.report_dir, &report::stem_of(display_name));
+    let stem = match &ledger {
+        Some(l) => l.report_stem.clone(),
+        None => unique_stem(&ctx.report_dir, &report::stem_of(display_name)),
+    };
+    let started_at = ledger.as_ref().map_or_else(report::now_rfc3339, |l| l.started_at.clone());
     let (errors_path, summary_path) = report::report_names(&ctx.report_dir, &stem);
     if let Ok(meta) = std::fs::metadata(path) {
         progress.bytes_total.store(meta.len(), Ordering::Relaxed);
     }
-    let jobs = Arc::new(FileJobs { jobs: Mutex::default(), file: display_name.to_string() });
+    let resume = ledger.as_ref().and_then(|l| l.resume.clone());
+    let jobs = Arc::new(FileJobs {
+        jobs: Mutex::new(
+            resume
+                .iter()
+                .flat_map(|r| &r.jobs)
+                .map(|j| RemoteJob {
+                    id: j.id.clone(),
+                    status: j.status.clone(),
+                    rows: j.seqs.len(),
+                })
+                .collect(),
+        ),
+        file: display_name.to_string(),
+        ledger: ledger.as_ref().map(|l| (l.ledger.clone(), l.file_id)),
+    });
     let (settled, file_error, samples) = match open(ctx, path).await {
         Ok((file, mapper)) => {
             if let Ok(mut g) = progress.bytes_read.lock() {
                 *g = Some(file.bytes_read.clone());
             }
-            let errors = ErrorsFile::new(errors_path.clone(), file.dialect.clone());
-            let settler = Settler::new(errors, progress.clone(), display_name.to_string());
+            let settler = settler(
+                ctx,
+                &stem,
+                errors_path.clone(),
+                &file,
+                progress.clone(),
+                display_name,
+                ledger.as_ref(),
+            )?;
             let (samples, read_error, settled) =
-                stream(ctx, file, mapper, settler, jobs.clone()).await?;
+                stream(ctx, file, mapper, settler, jobs.clone(), resume.as_ref()).await?;
             (settled, read_error.map(|e| e.to_string()), samples)
         }
         Err(e) => {
@@ -94,6 +166,7 @@ pub async fn process_file(
                 counts: RowCounts::default(),
                 failed_by_stage: BTreeMap::new(),
                 report: None,
+                interrupted: false,
             };
             (settled, Some(e), Vec::new())
         }
@@ -114,9 +187,44 @@ pub async fn process_file(
             .map(|n| n.to_string_lossy().into_owned()),
         error: file_error.clone(),
     };
-    let json = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other)?;
-    atomic::write_private(&summary_path, &json)?;
-    Ok(FileResult { summary, summary_path, errors_path: settled.report, file_error, samples })
+    if !settled.interrupted {
+        let json = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other)?;
+        atomic::write_private(&summary_path, &json)?;
+    }
+    Ok(FileResult {
+        summary,
+        summary_path,
+        errors_path: settled.report,
+        file_error,
+        samples,
+        interrupted: settled.interrupted,
+    })
+}
+
+/// The settler: a plain one, or with a ledger one that keeps its partial report across runs.
+fn settler(
+    ctx: &FileContext,
+    stem: &str,
+    errors_path: PathBuf,
+    file: &CsvFile,
+    progress: Arc<Progress>,
+    label: &str,
+    ledger: Option<&LedgerFile>,
+) -> std::io::Result<Settler> {
+    let Some(l) = ledger else {
+        return Ok(Settler::new(
+            ErrorsFile::new(errors_path, file.dialect.clone()),
+            progress,
+            label.to_string(),
+        ));
+    };
+    let partial = ctx.report_dir.join(format!(".{stem}.errors.csv.partial"));
+    let checkpoint = l.resume.as_ref().map(|r| &r.checkpoint);
+    let bytes = checkpoint.map_or(0, |c| c.errors_bytes);
+    let errors = ErrorsFile::resumable(errors_path, partial, file.dialect.clone(), bytes)?;
+    let (store, file_id) = (l.ledger.clone(), l.file_id);
+    let sink = Box::new(move |cp| store.checkpoint(file_id, cp));
+    Ok(Settler::new(errors, progress, label.to_string()).resuming(checkpoint, sink))
 }
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
@@ -130,30 +238,90 @@ async fn open(ctx: &FileContext, path: &Path) -> Result<(CsvFile, Mapper), Strin
 
 type Streamed = (Vec<serde_json::Value>, Option<FileError>, Settled);
 
+/// Rows of jobs an earlier run created, gathered as the file is read again.
+struct ResumedJobs {
+    by_seq: HashMap<u64, usize>,
+    groups: Vec<(String, usize, Vec<MappedRow>)>,
+}
+
+impl ResumedJobs {
+    fn new(resume: Option<&Resume>) -> Self {
+        let mut me = Self { by_seq: HashMap::new(), groups: Vec::new() };
+        let Some(r) = resume else { return me };
+        let watermark = r.checkpoint.watermark;
+        for job in &r.jobs {
+            let seqs: Vec<u64> = job.seqs.iter().copied().filter(|s| *s >= watermark).collect();
+            if seqs.is_empty() {
+                continue;
+            }
+            for s in &seqs {
+                me.by_seq.insert(*s, me.groups.len());
+            }
+            me.groups.push((job.id.clone(), seqs.len(), Vec::new()));
+        }
+        me
+    }
+
+    /// Takes the row if an earlier job holds it; returns the job's rows once all are read.
+    fn take(&mut self, row: MappedRow) -> Result<Option<(String, Vec<MappedRow>)>, MappedRow> {
+        let Some(&g) = self.by_seq.get(&row.source.seq) else { return Err(row) };
+        let (id, expected, rows) = &mut self.groups[g];
+        rows.push(row);
+        if rows.len() == *expected {
+            return Ok(Some((id.clone(), std::mem::take(rows))));
+        }
+        Ok(None)
+    }
+
+    /// Jobs whose rows were not all read again (their other rows failed locally this time).
+    fn leftovers(&mut self) -> Vec<(String, Vec<MappedRow>)> {
+        self.groups
+            .iter_mut()
+            .filter(|g| !g.2.is_empty())
+            .map(|g| (g.0.clone(), std::mem::take(&mut g.2)))
+            .collect()
+    }
+}
+
 async fn stream(
     ctx: &FileContext,
     mut file: CsvFile,
     mapper: Mapper,
     settler: Settler,
     jobs: Arc<FileJobs>,
+    resume: Option<&Resume>,
 ) -> std::io::Result<Streamed> {
     let (settle_tx, settled) = settle::spawn(settler);
     let batch = ctx.pipeline.batch;
     let (row_tx, row_rx) = mpsc::channel::<MappedRow>(batch.max_rows * 2);
+    let (resume_tx, resume_rx) = mpsc::channel::<(String, Vec<MappedRow>)>(4);
     let dry_run = ctx.connection.is_none();
     let encoding = file.dialect.encoding;
     let target = ctx.target.clone();
+    let watermark = resume.map_or(0, |r| r.checkpoint.watermark);
+    let mut resumed = ResumedJobs::new(resume);
+    let stop = ctx.stop.clone();
 
     let producer = {
         let settle_tx = settle_tx.clone();
         async move {
             let mut samples = Vec::new();
-            while let Some(next) = file.next().await {
+            let mut stopped = false;
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => { stopped = true; break; }
+                    next = file.next() => next,
+                };
+                let Some(next) = next else { break };
                 let read = match next {
                     Ok(r) => r,
-                    Err(e) => return (samples, Some(e)),
+                    Err(e) => return (samples, Some(e), false),
                 };
                 let row = read.row;
+                if row.seq < watermark {
+                    continue;
+                }
                 let result = match read.problem {
                     Some(p) => Err(p),
                     None => mapper.map(&RowCells { raw: &row.raw, encoding }),
@@ -161,7 +329,7 @@ async fn stream(
                 let values = match result {
                     Ok(v) => v,
                     Err(f) => {
-                        if settle_tx.send((row, Outcome::Failed(f))).await.is_err() {
+                        if settle_tx.send(SettleMsg::Row(row, Outcome::Failed(f))).await.is_err() {
                             break;
                         }
                         continue;
@@ -173,47 +341,118 @@ async fn stream(
                         samples
                             .push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
                     }
-                    if settle_tx.send((row, Outcome::Accepted)).await.is_err() {
+                    if settle_tx.send(SettleMsg::Row(row, Outcome::Accepted)).await.is_err() {
                         break;
                     }
-                } else if row_tx.send(MappedRow { source: row, key, body }).await.is_err() {
-                    break;
+                    continue;
+                }
+                let mapped = MappedRow { source: row, key, body };
+                match resumed.take(mapped) {
+                    Ok(Some(group)) => {
+                        let _ = resume_tx.send(group).await;
+                    }
+                    Ok(None) => {}
+                    Err(mapped) => {
+                        if row_tx.send(mapped).await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
-            (samples, None)
+            if !stopped {
+                for group in resumed.leftovers() {
+                    let _ = resume_tx.send(group).await;
+                }
+            }
+            (samples, None, stopped)
         }
     };
 
-    let consumer = async {
+    let deliveries = async {
         let Some(conn) = ctx.connection.clone() else { return };
-        let window = conn.settings.max_in_flight;
-        ReceiverStream::new(row_rx)
-            .chunks_timeout(batch.max_rows, batch.max_wait)
-            .for_each_concurrent(window, |rows| {
-                let conn = conn.clone();
-                let settle_tx = settle_tx.clone();
-                let target = ctx.target.clone();
-                let jobs = jobs.clone();
-                async move {
-                    let outcomes =
-                        driver::deliver(target.as_ref(), &conn, &rows, jobs.as_ref()).await;
-                    for (row, outcome) in rows.into_iter().zip(outcomes) {
-                        let MappedRow { source, .. } = row;
-                        let _ = settle_tx.send((source, outcome)).await;
-                    }
-                }
-            })
-            .await;
+        let window = Arc::new(Semaphore::new(conn.settings.max_in_flight));
+        let d = Deliverer {
+            conn,
+            target: ctx.target.clone(),
+            jobs: jobs.clone(),
+            abort: ctx.abort.clone(),
+            settle_tx: settle_tx.clone(),
+        };
+        let mut batches = std::pin::pin!(
+            ReceiverStream::new(row_rx).chunks_timeout(batch.max_rows, batch.max_wait)
+        );
+        let mut earlier = ReceiverStream::new(resume_rx);
+        let mut running = JoinSet::new();
+        loop {
+            let work = tokio::select! {
+                Some(rows) = batches.next() => d.clone().batch(rows),
+                Some((id, rows)) = earlier.next() => d.clone().earlier(id, rows),
+                else => break,
+            };
+            let Ok(slot) = window.clone().acquire_owned().await else { break };
+            running.spawn(async move {
+                work.await;
+                drop(slot);
+            });
+            while running.try_join_next().is_some() {}
+        }
+        while let Some(done) = running.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a batch stopped unexpectedly; its rows are reported unprocessed");
+            }
+        }
     };
 
-    let ((samples, read_error), ()) = tokio::join!(producer, consumer);
+    let ((samples, read_error, stopped), ()) = tokio::join!(producer, deliveries);
+    let interrupted = stopped || ctx.abort.is_cancelled();
+    let _ = settle_tx.send(SettleMsg::End { interrupted }).await;
     drop(settle_tx);
     let settled = settled.await.map_err(std::io::Error::other)??;
     Ok((samples, read_error, settled))
 }
 
+/// What a batch in flight needs; each batch owns a clone, so its future is `'static`.
+#[derive(Clone)]
+struct Deliverer {
+    conn: Arc<Connection>,
+    target: Arc<dyn Target>,
+    jobs: Arc<FileJobs>,
+    abort: CancellationToken,
+    settle_tx: mpsc::Sender<SettleMsg>,
+}
+
+impl Deliverer {
+    /// Sends a new batch; at the shutdown deadline its rows are left unsettled (resumed later).
+    fn batch(self, rows: Vec<MappedRow>) -> BoxFuture<'static, ()> {
+        async move {
+            tokio::select! {
+                _ = self.abort.cancelled() => {}
+                outcomes = driver::deliver(self.target.as_ref(), &self.conn, &rows, self.jobs.as_ref()) => self.settle(rows, outcomes).await,
+            }
+        }
+        .boxed()
+    }
+
+    /// Finishes a job an earlier run created for these rows.
+    fn earlier(self, id: String, rows: Vec<MappedRow>) -> BoxFuture<'static, ()> {
+        async move {
+            tokio::select! {
+                _ = self.abort.cancelled() => {}
+                outcomes = driver::resume(self.target.as_ref(), &self.conn, &id, &rows, self.jobs.as_ref()) => self.settle(rows, outcomes).await,
+            }
+        }
+        .boxed()
+    }
+
+    async fn settle(&self, rows: Vec<MappedRow>, outcomes: Vec<Outcome>) {
+        for (row, outcome) in rows.into_iter().zip(outcomes) {
+            let _ = self.settle_tx.send(SettleMsg::Row(row.source, outcome)).await;
+        }
+    }
+}
+
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.
-fn unique_stem(dir: &Path, stem: &str) -> String {
+pub fn unique_stem(dir: &Path, stem: &str) -> String {
     let (_, summary) = report::report_names(dir, stem);
     if !summary.exists() {
         return stem.to_string();

@@ -4,5 +4,5 @@ mod file_job;
 pub mod progress;
 pub mod settle;
 
-pub use file_job::{process_file, FileContext, FileResult};
+pub use file_job::{process_file, unique_stem, FileContext, FileResult, LedgerFile};
 pub use progress::Progress;

@@ -1,5 +1,6 @@
 //! Settlement: every row of a file gets exactly one fate. Batches finish out of order; the
-//! report is written in source order as the settled prefix grows (the watermark).
+//! report is written in source order as the settled prefix grows (the watermark), and the
+//! watermark is checkpointed only after the report rows before it are flushed to the file.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,10 +11,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
+use crate::ledger::Checkpoint;
 use crate::report::{ErrorsFile, RowCounts};
 use crate::row::{Failure, Outcome, SourceRow, Stage};
 
 const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Where checkpoints go (the ledger); called on the settler's thread.
+pub type CheckpointSink = Box<dyn FnMut(Checkpoint) + Send>;
 
 /// What settlement produced for a file.
 #[derive(Debug, Clone)]
@@ -21,6 +27,8 @@ pub struct Settled {
     pub counts: RowCounts,
     pub failed_by_stage: BTreeMap<String, u64>,
     pub report: Option<PathBuf>,
+    /// Stopped before the end: the report stays partial, the file is resumed later.
+    pub interrupted: bool,
 }
 
 pub struct Settler {
@@ -30,10 +38,21 @@ pub struct Settler {
     /// Every row with a lower `seq` is settled and, if failed, in the report.
     watermark: u64,
     counts: RowCounts,
-    by_stage: BTreeMap<Stage, u64>,
+    by_stage: BTreeMap<String, u64>,
     progress: Arc<Progress>,
+    checkpoints: Option<CheckpointSink>,
+    last_checkpoint: Instant,
     last_log: Instant,
     label: String,
+}
+
+/// What the settler's thread receives.
+pub enum SettleMsg {
+    Row(SourceRow, Outcome),
+    /// No more rows; `interrupted` when the file did not reach its end.
+    End {
+        interrupted: bool,
+    },
 }
 
 impl Settler {
@@ -45,12 +64,28 @@ impl Settler {
             counts: RowCounts::default(),
             by_stage: BTreeMap::new(),
             progress,
+            checkpoints: None,
+            last_checkpoint: Instant::now(),
             last_log: Instant::now(),
             label,
         }
     }
 
+    /// Continues from an earlier run's checkpoint, recording new ones in `sink`.
+    pub fn resuming(mut self, from: Option<&Checkpoint>, sink: CheckpointSink) -> Self {
+        if let Some(cp) = from {
+            self.watermark = cp.watermark;
+            self.counts = cp.counts.clone();
+            self.by_stage = cp.failed_by_stage.clone();
+        }
+        self.checkpoints = Some(sink);
+        self
+    }
+
     pub fn settle(&mut self, row: SourceRow, outcome: Outcome) -> io::Result<()> {
+        if row.seq < self.watermark {
+            return Ok(());
+        }
         self.ahead.insert(row.seq, (row, outcome));
         while let Some(entry) = self.ahead.first_entry() {
             if *entry.key() != self.watermark {
@@ -59,6 +94,9 @@ impl Settler {
             let (row, outcome) = entry.remove();
             self.apply(&row, &outcome)?;
             self.watermark += 1;
+        }
+        if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            self.checkpoint()?;
         }
         Ok(())
     }
@@ -72,7 +110,7 @@ impl Settler {
                     self.counts.unprocessed += 1;
                 } else {
                     self.counts.failed += 1;
-                    *self.by_stage.entry(f.stage).or_default() += 1;
+                    *self.by_stage.entry(f.stage.as_str().to_string()).or_default() += 1;
                 }
                 self.errors.write(row.line, &row.raw, f)?;
             }
@@ -80,42 +118,63 @@ impl Settler {
         self.progress.row_done();
         if self.last_log.elapsed() >= PROGRESS_LOG_EVERY {
             self.last_log = Instant::now();
-            tracing::info!(file = %self.label, rows = self.counts.read, accepted = self.counts.accepted, failed = self.counts.failed, percent = self.progress.percent(), "progress");
+            tracing::info!(file = %self.label, line = row.line, rows = self.counts.read, accepted = self.counts.accepted, failed = self.counts.failed, percent = self.progress.percent(), "progress");
         }
         Ok(())
     }
 
-    /// Rows never settled (shutdown cut them off) are reported as `unprocessed`.
-    pub fn finish(mut self) -> io::Result<Settled> {
+    /// Flushes the report, then records the watermark: never the other way round.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.last_checkpoint = Instant::now();
+        let Some(sink) = self.checkpoints.as_mut() else { return Ok(()) };
+        let errors_bytes = self.errors.flush()?;
+        sink(Checkpoint {
+            watermark: self.watermark,
+            errors_bytes,
+            counts: self.counts.clone(),
+            failed_by_stage: self.by_stage.clone(),
+        });
+        Ok(())
+    }
+
+    /// Ends the file. Complete: rows never settled are reported `unprocessed` and the report is
+    /// published. Interrupted: a last checkpoint, and the partial report is kept for resume.
+    pub fn finish(mut self, interrupted: bool) -> io::Result<Settled> {
+        if interrupted {
+            self.checkpoint()?;
+            return Ok(Settled {
+                counts: self.counts,
+                failed_by_stage: self.by_stage,
+                report: None,
+                interrupted,
+            });
+        }
         let left: Vec<(SourceRow, Outcome)> =
             std::mem::take(&mut self.ahead).into_values().collect();
         for (row, _) in left {
             let f = Failure::new(Stage::Unprocessed, None, "not settled before processing stopped");
             self.apply(&row, &Outcome::Failed(f))?;
         }
+        self.checkpoint()?;
         let report = self.errors.finish()?;
-        Ok(Settled {
-            counts: self.counts,
-            failed_by_stage: self
-                .by_stage
-                .into_iter()
-                .map(|(s, n)| (s.as_str().to_string(), n))
-                .collect(),
-            report,
-        })
+        Ok(Settled { counts: self.counts, failed_by_stage: self.by_stage, report, interrupted })
     }
 }
 
 /// Runs a settler on a blocking thread (it writes files); rows arrive on the returned sender.
+/// A channel closed without [`SettleMsg::End`] counts as interrupted.
 pub fn spawn(
     mut settler: Settler,
-) -> (mpsc::Sender<(SourceRow, Outcome)>, tokio::task::JoinHandle<io::Result<Settled>>) {
-    let (tx, mut rx) = mpsc::channel::<(SourceRow, Outcome)>(4096);
+) -> (mpsc::Sender<SettleMsg>, tokio::task::JoinHandle<io::Result<Settled>>) {
+    let (tx, mut rx) = mpsc::channel::<SettleMsg>(4096);
     let handle = tokio::task::spawn_blocking(move || {
-        while let Some((row, outcome)) = rx.blocking_recv() {
-            settler.settle(row, outcome)?;
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                SettleMsg::Row(row, outcome) => settler.settle(row, outcome)?,
+                SettleMsg::End { interrupted } => return settler.finish(interrupted),
+            }
         }
-        settler.finish()
+        settler.finish(true)
     });
     (tx, handle)
 }

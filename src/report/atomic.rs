@@ -7,17 +7,24 @@ use std::path::{Path, PathBuf};
 /// A hidden temp file beside `target`, created with mode 0600.
 pub fn create_private(target: &Path) -> io::Result<(File, PathBuf)> {
     let dir = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), fastrand::u32(..)));
+    Ok((create_private_at(&tmp)?, tmp))
+}
+
+/// Creates (or truncates) `path` with mode 0600, and its folder if needed.
+pub fn create_private_at(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    Ok((options.open(&tmp)?, tmp))
+    options.open(path)
 }
 
 /// Makes a finished temp file visible under its real name.

@@ -5,21 +5,62 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
-use super::atomic::{create_private, publish};
+use super::atomic::{create_private_at, publish};
 use crate::csvio::{dialect::UTF8_BOM, Dialect};
 use crate::mapping::REPORT_COLUMNS;
 use crate::row::Failure;
 
 pub struct ErrorsFile {
     target: PathBuf,
+    /// Where rows accumulate until the file is published (hidden, beside the target).
+    partial: PathBuf,
     dialect: Dialect,
-    open: Option<(csv::Writer<BufWriter<File>>, PathBuf)>,
+    open: Option<csv::Writer<BufWriter<File>>>,
     rows: u64,
 }
 
 impl ErrorsFile {
+    /// A report that publishes to `target`; a random hidden temp file holds it meanwhile.
     pub fn new(target: PathBuf, dialect: Dialect) -> Self {
-        Self { target, dialect, open: None, rows: 0 }
+        let partial = temp_beside(&target);
+        Self { target, partial, dialect, open: None, rows: 0 }
+    }
+
+    /// A report kept in `partial` across restarts: its first `bytes` bytes are kept (rows an
+    /// earlier run settled), anything after them is cut off, and new rows follow.
+    pub fn resumable(
+        target: PathBuf,
+        partial: PathBuf,
+        dialect: Dialect,
+        bytes: u64,
+    ) -> io::Result<Self> {
+        let mut me = Self { target, partial, dialect, open: None, rows: 0 };
+        if bytes > 0 {
+            let file = std::fs::OpenOptions::new().write(true).open(&me.partial)?;
+            file.set_len(bytes)?;
+            let mut out = BufWriter::new(file);
+            io::Seek::seek(&mut out, io::SeekFrom::End(0))?;
+            me.open = Some(
+                csv::WriterBuilder::new()
+                    .delimiter(me.dialect.delimiter)
+                    .flexible(true)
+                    .from_writer(out),
+            );
+        } else if me.partial.exists() {
+            std::fs::remove_file(&me.partial)?;
+        }
+        Ok(me)
+    }
+
+    /// Pushes what is written to the file and returns its length: what a checkpoint records.
+    pub fn flush(&mut self) -> io::Result<u64> {
+        match &mut self.open {
+            None => Ok(0),
+            Some(w) => {
+                w.flush()?;
+                w.get_ref().get_ref().metadata().map(|m| m.len())
+            }
+        }
     }
 
     pub fn rows(&self) -> u64 {
@@ -54,7 +95,7 @@ impl ErrorsFile {
 
     fn writer(&mut self) -> io::Result<&mut csv::Writer<BufWriter<File>>> {
         if self.open.is_none() {
-            let (file, tmp) = create_private(&self.target)?;
+            let file = create_private_at(&self.partial)?;
             let mut out = BufWriter::new(file);
             if self.dialect.had_bom {
                 io::Write::write_all(&mut out, UTF8_BOM)?;
@@ -73,22 +114,28 @@ impl ErrorsFile {
                 header.push_field(c.as_bytes());
             }
             writer.write_byte_record(&header).map_err(io::Error::other)?;
-            self.open = Some((writer, tmp));
+            self.open = Some(writer);
         }
         match &mut self.open {
-            Some((w, _)) => Ok(w),
+            Some(w) => Ok(w),
             None => Err(io::Error::other("errors report not open")),
         }
     }
 
     /// Publishes the report if any row failed; returns its path.
     pub fn finish(self) -> io::Result<Option<PathBuf>> {
-        let Some((writer, tmp)) = self.open else { return Ok(None) };
+        let Some(writer) = self.open else { return Ok(None) };
         let out = writer.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
         let file = out.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
-        publish(file, &tmp, &self.target)?;
+        publish(file, &self.partial, &self.target)?;
         Ok(Some(self.target))
     }
+}
+
+fn temp_beside(target: &Path) -> PathBuf {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), fastrand::u32(..)))
 }
 
 /// `NAME.errors.csv` and `NAME.summary.json` for a source file name.

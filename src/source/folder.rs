@@ -74,18 +74,21 @@ impl FolderSource {
 
     /// Watches the folder until `cancel`, sending each claimed file. A slot in `slots` is
     /// taken before a file is claimed, so files wait in the inbox while the pipeline is busy.
+    /// With `resume`, files an earlier run left in `.processing/` are sent first (only at
+    /// start-up: after a reload they belong to the files still in flight).
     pub async fn watch(
         self,
         slots: Arc<Semaphore>,
         tx: mpsc::Sender<Claimed>,
         cancel: CancellationToken,
+        resume: bool,
     ) {
         let (poke_tx, mut poke_rx) = mpsc::channel::<(String, bool)>(1024);
         let _watcher = self.start_watcher(poke_tx);
         let mut seen: HashMap<String, Seen> = HashMap::new();
         let mut closed: HashMap<String, Instant> = HashMap::new();
         // Files a previous run left claimed come first.
-        if !self.resume_claimed(&slots, &tx, &cancel).await {
+        if resume && !self.resume_claimed(&slots, &tx, &cancel).await {
             return;
         }
         let tick =

@@ -34,7 +34,11 @@ pub struct RemoteJob {
 
 /// Where a target reports the jobs it creates and their progress.
 pub trait JobSink: Send + Sync {
-    fn record(&self, job: RemoteJob);
+    /// A job was created for `rows`; resolves once that is durably recorded, so a restart
+    /// polls this job instead of sending its rows again.
+    fn started<'a>(&'a self, id: &'a str, rows: &'a [MappedRow]) -> BoxFuture<'a, ()>;
+    /// A job's status changed (`Completed`, `Failed`, ...).
+    fn status(&self, id: &str, status: &str, rows: usize);
 }
 
 /// Why a batch as a whole did not go through.
@@ -61,6 +65,16 @@ pub trait Target: Send + Sync {
     fn deliver<'a>(
         &'a self,
         conn: &'a Connection,
+        rows: &'a [MappedRow],
+        jobs: &'a dyn JobSink,
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>>;
+
+    /// Finishes a job an earlier run created for `rows` (found in the ledger): polls it to its
+    /// end and reads the rows' outcomes, without sending them again.
+    fn resume<'a>(
+        &'a self,
+        conn: &'a Connection,
+        job_id: &'a str,
         rows: &'a [MappedRow],
         jobs: &'a dyn JobSink,
     ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>>;

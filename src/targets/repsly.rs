@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
 use super::schema::FieldType;
-use super::{BatchError, JobSink, MappedRow, RemoteJob, Target};
+use super::{BatchError, JobSink, MappedRow, Target};
 use crate::config::TargetSpec;
 use crate::delivery::{CallError, Connection};
 use crate::mapping::{CompiledField, Mapped, Value};
@@ -119,27 +119,39 @@ impl Target for RepslyClients {
     ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
         async move {
             let id = submit(conn, rows).await?;
-            jobs.record(RemoteJob { id: id.clone(), status: "Pending".into(), rows: rows.len() });
-            let status = poll(conn, &id).await;
-            let status = match status {
-                Ok(s) => s,
-                Err(e) => {
-                    jobs.record(RemoteJob {
-                        id: id.clone(),
-                        status: "Unknown".into(),
-                        rows: rows.len(),
-                    });
-                    return Err(e);
-                }
-            };
-            jobs.record(RemoteJob {
-                id: id.clone(),
-                status: status.status.clone(),
-                rows: rows.len(),
-            });
-            Ok(outcomes(&id, rows, &status))
+            jobs.started(&id, rows).await;
+            finish(conn, &id, rows, jobs).await
         }
         .boxed()
+    }
+
+    fn resume<'a>(
+        &'a self,
+        conn: &'a Connection,
+        job_id: &'a str,
+        rows: &'a [MappedRow],
+        jobs: &'a dyn JobSink,
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
+        finish(conn, job_id, rows, jobs).boxed()
+    }
+}
+
+/// Polls a job to its end and reads each row's outcome.
+async fn finish(
+    conn: &Connection,
+    id: &str,
+    rows: &[MappedRow],
+    jobs: &dyn JobSink,
+) -> Result<Vec<Outcome>, BatchError> {
+    match poll(conn, id).await {
+        Ok(status) => {
+            jobs.status(id, &status.status, rows.len());
+            Ok(outcomes(id, rows, &status))
+        }
+        Err(e) => {
+            jobs.status(id, "Unknown", rows.len());
+            Err(e)
+        }
     }
 }
 
@@ -285,6 +297,16 @@ impl Target for Unsupported {
             Err(BatchError::Auth(format!("sending to {name} is not supported by this build yet")))
         }
         .boxed()
+    }
+
+    fn resume<'a>(
+        &'a self,
+        conn: &'a Connection,
+        _job_id: &'a str,
+        rows: &'a [MappedRow],
+        jobs: &'a dyn JobSink,
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
+        self.deliver(conn, rows, jobs)
     }
 }
 

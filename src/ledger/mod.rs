@@ -1,0 +1,261 @@
+//! The ledger (SQLite in `state_dir`): what each file is, how far it got, and which remote jobs
+//! its batches created, so a restart after `kill -9` resumes instead of resending.
+//!
+//! One thread owns the connection. Messages queue on a channel; the thread applies everything
+//! queued in one transaction (WAL, `synchronous=NORMAL`: a commit survives a process kill;
+//! the last one may be lost on power loss, which resume tolerates by redoing a little work).
+//! Calls that a next step depends on (a claim, a job id, finishing) wait for their commit.
+
+mod schema;
+mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use crate::report::RowCounts;
+
+/// How many queued messages one transaction takes at most.
+const BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("ledger {path}: cannot create its folder: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("ledger write failed: {0}")]
+    Write(String),
+    #[error("the ledger is closed")]
+    Closed,
+}
+
+/// What makes a file the same file: same pipeline, name, size and content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub pipeline: String,
+    pub name: String,
+    pub size: u64,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    InProgress,
+    Finished,
+    Failed,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::InProgress => "in_progress",
+            FileState::Finished => "finished",
+            FileState::Failed => "failed",
+        }
+    }
+}
+
+/// The settled prefix of a file: rows with `seq < watermark` are settled and, if failed, in
+/// the partial errors file, whose first `errors_bytes` bytes are theirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub watermark: u64,
+    pub errors_bytes: u64,
+    pub counts: RowCounts,
+    pub failed_by_stage: BTreeMap<String, u64>,
+}
+
+/// A remote job and the rows (by `seq`) it was created for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: String,
+    pub status: String,
+    pub seqs: Vec<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub file_id: i64,
+    pub report_stem: String,
+    pub started_at: String,
+    pub checkpoint: Checkpoint,
+    pub jobs: Vec<JobRecord>,
+}
+
+/// What the ledger knows of a file being claimed.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// New: recorded now, start from the first row.
+    Fresh { file_id: i64, started_at: String },
+    /// Started before and not finished: resume from the checkpoint.
+    Resume(Resume),
+    /// Already imported: do not send anything again.
+    Finished { file_id: i64, finished_at: String },
+}
+
+type Ack<T> = oneshot::Sender<Result<T, LedgerError>>;
+
+enum Msg {
+    Claim(Identity, String, Ack<Claim>),
+    JobStarted(i64, String, Vec<u64>, Ack<()>),
+    JobStatus(i64, String, String),
+    Checkpoint(i64, Checkpoint),
+    Finish(i64, FileState, Ack<()>),
+    Sync(Ack<()>),
+}
+
+pub struct Ledger {
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub path: PathBuf,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens (creating and migrating) `state_dir/ledger.sqlite3`.
+    pub fn open(state_dir: &Path) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|source| LedgerError::Dir { path: state_dir.to_path_buf(), source })?;
+        let path = state_dir.join("ledger.sqlite3");
+        let err = |source| LedgerError::Open { path: path.clone(), source };
+        let mut conn = rusqlite::Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        schema::migrate(&mut conn).map_err(err)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ledger".into())
+            .spawn(move || owner(conn, rx))
+            .map_err(|e| LedgerError::Dir { path: path.clone(), source: e })?;
+        Ok(Self { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), path })
+    }
+
+    pub fn schema_version() -> usize {
+        schema::version()
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), LedgerError> {
+        let guard = self.tx.lock().map_err(|_| LedgerError::Closed)?;
+        guard.as_ref().ok_or(LedgerError::Closed)?.send(msg).map_err(|_| LedgerError::Closed)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Ack<T>) -> Msg) -> Result<T, LedgerError> {
+        let (ack, rx) = oneshot::channel();
+        self.send(make(ack))?;
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Records a file being taken (or finds it). `stem` names its reports if it is new.
+    pub async fn claim(&self, identity: Identity, stem: String) -> Result<Claim, LedgerError> {
+        self.ask(|ack| Msg::Claim(identity, stem, ack)).await
+    }
+
+    /// Records a remote job before anything waits on it; returns once committed.
+    pub async fn job_started(
+        &self,
+        file_id: i64,
+        job_id: &str,
+        seqs: Vec<u64>,
+    ) -> Result<(), LedgerError> {
+        self.ask(|ack| Msg::JobStarted(file_id, job_id.to_string(), seqs, ack)).await
+    }
+
+    pub fn job_status(&self, file_id: i64, job_id: &str, status: &str) {
+        let _ = self.send(Msg::JobStatus(file_id, job_id.to_string(), status.to_string()));
+    }
+
+    /// Records a checkpoint; applied in order, without waiting.
+    pub fn checkpoint(&self, file_id: i64, cp: Checkpoint) {
+        let _ = self.send(Msg::Checkpoint(file_id, cp));
+    }
+
+    pub async fn finish(&self, file_id: i64, state: FileState) -> Result<(), LedgerError> {
+        self.ask(|ack| Msg::Finish(file_id, state, ack)).await
+    }
+
+    /// Waits until everything sent so far is committed (readiness checks, shutdown).
+    pub async fn sync(&self) -> Result<(), LedgerError> {
+        self.ask(Msg::Sync).await
+    }
+
+    /// Commits what is queued and stops the owner thread.
+    pub fn close(&self) {
+        if let Ok(mut g) = self.tx.lock() {
+            g.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut g| g.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The owner thread: one transaction per burst of messages, acks after the commit.
+fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut replies: Vec<Box<dyn FnOnce(Option<String>)>> = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for msg in batch {
+                match msg {
+                    Msg::Claim(id, stem, ack) => {
+                        let claim = store::claim(&tx, &id, &stem)?;
+                        replies.push(Box::new(move |err| {
+                            let _ = ack.send(err.map_or(Ok(claim), |e| Err(LedgerError::Write(e))));
+                        }));
+                    }
+                    Msg::JobStarted(file, job, seqs, ack) => {
+                        store::job_started(&tx, file, &job, &seqs)?;
+                        replies.push(unit_reply(ack));
+                    }
+                    Msg::JobStatus(file, job, status) => {
+                        store::job_status(&tx, file, &job, &status)?
+                    }
+                    Msg::Checkpoint(file, cp) => store::checkpoint(&tx, file, &cp)?,
+                    Msg::Finish(file, state, ack) => {
+                        store::finish(&tx, file, state)?;
+                        replies.push(unit_reply(ack));
+                    }
+                    Msg::Sync(ack) => replies.push(unit_reply(ack)),
+                }
+            }
+            tx.commit()
+        })();
+        let err = result.err().map(|e| e.to_string());
+        if let Some(e) = &err {
+            tracing::error!(error = %e, "ledger write failed");
+        }
+        for reply in replies {
+            reply(err.clone());
+        }
+    }
+}
+
+fn unit_reply(ack: Ack<()>) -> Box<dyn FnOnce(Option<String>)> {
+    Box::new(move |err| {
+        let _ = ack.send(err.map_or(Ok(()), |e| Err(LedgerError::Write(e))));
+    })
+}

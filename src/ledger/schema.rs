@@ -1,0 +1,48 @@
+//! Versioned migrations, applied in order from `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema one version up; never edit a released one, append.
+const MIGRATIONS: &[&str] = &[
+    // 1: files and the remote jobs created for their batches.
+    "CREATE TABLE files (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        report_stem TEXT NOT NULL,
+        watermark INTEGER NOT NULL DEFAULT 0,
+        errors_bytes INTEGER NOT NULL DEFAULT 0,
+        counts TEXT NOT NULL DEFAULT '{}',
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX files_identity ON files (pipeline, name, size, hash);
+    CREATE TABLE jobs (
+        file_id INTEGER NOT NULL REFERENCES files (id),
+        job_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        seqs TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (file_id, job_id)
+    );",
+];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub fn version() -> usize {
+    MIGRATIONS.len()
+}

@@ -1,0 +1,121 @@
+//! The SQL behind each ledger message; runs only on the ledger's own thread.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::{Checkpoint, Claim, FileState, Identity, JobRecord, Resume};
+use crate::report::now_rfc3339;
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Counts {
+    #[serde(default)]
+    rows: crate::report::RowCounts,
+    #[serde(default)]
+    failed_by_stage: BTreeMap<String, u64>,
+}
+
+pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Result<Claim> {
+    let found: Option<(i64, String, String, u64, u64, String, String, Option<String>)> = tx
+        .query_row(
+            "SELECT id, state, report_stem, watermark, errors_bytes, counts, started_at, finished_at
+             FROM files WHERE pipeline = ?1 AND name = ?2 AND size = ?3 AND hash = ?4 AND state != 'failed'
+             ORDER BY id DESC LIMIT 1",
+            params![id.pipeline, id.name, id.size, id.hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+        )
+        .optional()?;
+    match found {
+        Some((file_id, state, _, _, _, _, _, finished_at))
+            if state == FileState::Finished.as_str() =>
+        {
+            Ok(Claim::Finished { file_id, finished_at: finished_at.unwrap_or_default() })
+        }
+        Some((file_id, _, report_stem, watermark, errors_bytes, counts, started_at, _)) => {
+            let counts: Counts = serde_json::from_str(&counts).unwrap_or_default();
+            let jobs = jobs(tx, file_id)?;
+            Ok(Claim::Resume(Resume {
+                file_id,
+                report_stem,
+                started_at,
+                checkpoint: Checkpoint {
+                    watermark,
+                    errors_bytes,
+                    counts: counts.rows,
+                    failed_by_stage: counts.failed_by_stage,
+                },
+                jobs,
+            }))
+        }
+        None => {
+            let now = now_rfc3339();
+            tx.execute(
+                "INSERT INTO files (pipeline, name, size, hash, state, report_stem, started_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                params![id.pipeline, id.name, id.size, id.hash, FileState::InProgress.as_str(), stem, now],
+            )?;
+            Ok(Claim::Fresh { file_id: tx.last_insert_rowid(), started_at: now })
+        }
+    }
+}
+
+fn jobs(tx: &Transaction<'_>, file_id: i64) -> rusqlite::Result<Vec<JobRecord>> {
+    let mut stmt = tx.prepare(
+        "SELECT job_id, status, seqs FROM jobs WHERE file_id = ?1 ORDER BY created_at, rowid",
+    )?;
+    let rows = stmt.query_map(params![file_id], |r| {
+        let seqs: String = r.get(2)?;
+        Ok(JobRecord {
+            id: r.get(0)?,
+            status: r.get(1)?,
+            seqs: serde_json::from_str(&seqs).unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn job_started(
+    tx: &Transaction<'_>,
+    file_id: i64,
+    job_id: &str,
+    seqs: &[u64],
+) -> rusqlite::Result<()> {
+    let seqs = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "INSERT INTO jobs (file_id, job_id, status, seqs, created_at) VALUES (?1, ?2, 'Pending', ?3, ?4)
+         ON CONFLICT (file_id, job_id) DO UPDATE SET seqs = excluded.seqs",
+        params![file_id, job_id, seqs, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+pub fn job_status(
+    tx: &Transaction<'_>,
+    file_id: i64,
+    job_id: &str,
+    status: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE jobs SET status = ?3 WHERE file_id = ?1 AND job_id = ?2",
+        params![file_id, job_id, status],
+    )?;
+    Ok(())
+}
+
+pub fn checkpoint(tx: &Transaction<'_>, file_id: i64, cp: &Checkpoint) -> rusqlite::Result<()> {
+    let counts = Counts { rows: cp.counts.clone(), failed_by_stage: cp.failed_by_stage.clone() };
+    tx.execute(
+        "UPDATE files SET watermark = ?2, errors_bytes = ?3, counts = ?4, updated_at = ?5 WHERE id = ?1 AND watermark <= ?2",
+        params![file_id, cp.watermark, cp.errors_bytes, serde_json::to_string(&counts).unwrap_or_default(), now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+pub fn finish(tx: &Transaction<'_>, file_id: i64, state: FileState) -> rusqlite::Result<()> {
+    let now = now_rfc3339();
+    tx.execute(
+        "UPDATE files SET state = ?2, finished_at = ?3, updated_at = ?3 WHERE id = ?1",
+        params![file_id, state.as_str(), now],
+    )?;
+    Ok(())
+}
