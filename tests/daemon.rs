@@ -4,72 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use crm_ingest::sandbox::SandboxOptions;
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(config: &Path) -> Self {
-        let child = Command::new(bin())
-            .args(["run", "--config"])
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.0.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// Sends SIGTERM and waits for the exit; returns (exit code, seconds taken, stderr).
-    fn terminate(mut self) -> (Option<i32>, f64, String) {
-        let started = Instant::now();
-        self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.0.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (status.code(), started.elapsed().as_secs_f64(), err);
-            }
-            assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
@@ -89,9 +27,14 @@ async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
     std::fs::write(inbox.join("garbage.csv"), [0u8, 159, 146, 150, 255, 0, 1, 2]).unwrap();
     std::fs::write(inbox.join("empty.csv"), "").unwrap();
     std::fs::write(inbox.join("wrong-header.csv"), "Name,Email\nx,y@example.com\n").unwrap();
+    // A gzip cut off in the middle: the rows before the cut arrive, the file goes to failed/.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, clean_rows("Z", 3000).as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    std::fs::write(inbox.join("truncated.csv.gz"), &gz[..gz.len() / 2]).unwrap();
 
     let done = wait_until_async(Duration::from_secs(20), || {
-        files_in(&inbox.join("processed")).len() + files_in(&inbox.join("failed")).len() == 5
+        files_in(&inbox.join("processed")).len() + files_in(&inbox.join("failed")).len() == 6
     })
     .await;
     assert!(
@@ -108,14 +51,22 @@ async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
     assert_eq!(files_in(&inbox.join("processed")), vec!["first.csv", "second.csv"]);
     assert_eq!(
         files_in(&inbox.join("failed")),
-        vec!["empty.csv", "garbage.csv", "wrong-header.csv"]
+        vec!["empty.csv", "garbage.csv", "truncated.csv.gz", "wrong-header.csv"]
     );
     assert_eq!(files_in(&inbox), vec![".hidden.csv", "notes.txt"], "ignored files stay");
     let mut want = codes("A", 25);
     want.extend(codes("B", 15));
     let received = sb.received().await;
-    assert_eq!(received.len(), 40);
     assert!(want.iter().all(|c| received.get(c) == Some(&1)));
+    let truncated = summary(&inbox.join("reports/truncated.summary.json"));
+    let read = truncated["rows"]["read"].as_u64().unwrap();
+    assert!(read > 0 && read < 3000, "rows before the cut are read: {truncated}");
+    assert_eq!(truncated["rows"]["accepted"].as_u64().unwrap(), read);
+    assert!(
+        truncated["error"].as_str().unwrap().contains("reading stopped after line"),
+        "{truncated}"
+    );
+    assert_eq!(received.len() as u64, 40 + read, "the rows before the cut arrived");
 
     let reports = inbox.join("reports");
     for failed in ["empty", "garbage", "wrong-header"] {

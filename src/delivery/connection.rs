@@ -57,6 +57,9 @@ pub struct Connection {
     paused_until: Mutex<Option<Instant>>,
     /// Set when the CRM refused the credentials: no further request is sent.
     auth_failure: Mutex<Option<String>>,
+    /// Held while a request that creates something remote is in flight and until its id is in
+    /// the ledger: after a `kill -9`, at most one batch per connection has an unknown outcome.
+    creating: tokio::sync::Mutex<()>,
     pub stats: ConnectionStats,
 }
 
@@ -85,6 +88,7 @@ impl Connection {
             client,
             paused_until: Mutex::new(None),
             auth_failure: Mutex::new(None),
+            creating: tokio::sync::Mutex::new(()),
             stats: ConnectionStats::default(),
             settings,
         })
@@ -96,6 +100,12 @@ impl Connection {
 
     pub fn base_url(&self) -> &str {
         &self.settings.base_url
+    }
+
+    /// Waits for the right to create a remote job; hold the guard until the job's id is
+    /// recorded. Status polls do not need it.
+    pub async fn creating(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.creating.lock().await
     }
 
     /// The credentials problem that stopped this connection, if any.

@@ -15,32 +15,54 @@ struct Counts {
     failed_by_stage: BTreeMap<String, u64>,
 }
 
+/// A `files` row as a claim reads it.
+struct FileRow {
+    id: i64,
+    state: String,
+    report_stem: String,
+    watermark: u64,
+    errors_bytes: u64,
+    counts: String,
+    started_at: String,
+    finished_at: Option<String>,
+}
+
 pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Result<Claim> {
-    let found: Option<(i64, String, String, u64, u64, String, String, Option<String>)> = tx
+    let found = tx
         .query_row(
             "SELECT id, state, report_stem, watermark, errors_bytes, counts, started_at, finished_at
              FROM files WHERE pipeline = ?1 AND name = ?2 AND size = ?3 AND hash = ?4 AND state != 'failed'
              ORDER BY id DESC LIMIT 1",
             params![id.pipeline, id.name, id.size, id.hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+            |r| {
+                Ok(FileRow {
+                    id: r.get(0)?,
+                    state: r.get(1)?,
+                    report_stem: r.get(2)?,
+                    watermark: r.get(3)?,
+                    errors_bytes: r.get(4)?,
+                    counts: r.get(5)?,
+                    started_at: r.get(6)?,
+                    finished_at: r.get(7)?,
+                })
+            },
         )
         .optional()?;
     match found {
-        Some((file_id, state, _, _, _, _, _, finished_at))
-            if state == FileState::Finished.as_str() =>
-        {
-            Ok(Claim::Finished { file_id, finished_at: finished_at.unwrap_or_default() })
-        }
-        Some((file_id, _, report_stem, watermark, errors_bytes, counts, started_at, _)) => {
-            let counts: Counts = serde_json::from_str(&counts).unwrap_or_default();
-            let jobs = jobs(tx, file_id)?;
+        Some(row) if row.state == FileState::Finished.as_str() => Ok(Claim::Finished {
+            file_id: row.id,
+            finished_at: row.finished_at.unwrap_or_default(),
+        }),
+        Some(row) => {
+            let counts: Counts = serde_json::from_str(&row.counts).unwrap_or_default();
+            let jobs = jobs(tx, row.id)?;
             Ok(Claim::Resume(Resume {
-                file_id,
-                report_stem,
-                started_at,
+                file_id: row.id,
+                report_stem: row.report_stem,
+                started_at: row.started_at,
                 checkpoint: Checkpoint {
-                    watermark,
-                    errors_bytes,
+                    watermark: row.watermark,
+                    errors_bytes: row.errors_bytes,
                     counts: counts.rows,
                     failed_by_stage: counts.failed_by_stage,
                 },

@@ -41,8 +41,11 @@ impl Window {
 pub async fn gate(State(sb): State<Sandbox>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    if !sb.options.latency.is_zero() {
-        tokio::time::sleep(sb.options.latency).await;
+    // Half the latency before the request is handled, half after: a client that gives up
+    // (or is killed) in the second half has had its request applied without seeing the answer.
+    let half = sb.options.latency / 2;
+    if !half.is_zero() {
+        tokio::time::sleep(half).await;
     }
     let now = Instant::now();
     let throttled = match sb.options.rate_limit {
@@ -64,7 +67,11 @@ pub async fn gate(State(sb): State<Sandbox>, request: Request, next: Next) -> Re
     } else if sb.options.fail_rate > 0.0 && fastrand::f64() < sb.options.fail_rate {
         fault()
     } else {
-        next.run(request).await
+        let response = next.run(request).await;
+        if !half.is_zero() {
+            tokio::time::sleep(half).await;
+        }
+        response
     };
     let status = response.status().as_u16();
     if let Ok(mut s) = sb.state.lock() {

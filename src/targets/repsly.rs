@@ -118,8 +118,12 @@ impl Target for RepslyClients {
         jobs: &'a dyn JobSink,
     ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
         async move {
-            let id = submit(conn, rows).await?;
-            jobs.started(&id, rows).await;
+            let id = {
+                let _creating = conn.creating().await;
+                let id = submit(conn, rows).await?;
+                jobs.started(&id, rows).await;
+                id
+            };
             finish(conn, &id, rows, jobs).await
         }
         .boxed()

@@ -68,6 +68,8 @@ pub struct ConfigOptions {
     pub max_rows: usize,
     pub password: &'static str,
     pub max_attempts: u32,
+    pub max_in_flight: usize,
+    pub shutdown_timeout: &'static str,
 }
 
 impl ConfigOptions {
@@ -78,6 +80,8 @@ impl ConfigOptions {
             max_rows: 10,
             password: "sandbox",
             max_attempts: 12,
+            max_in_flight: 4,
+            shutdown_timeout: "5s",
         }
     }
 }
@@ -87,7 +91,7 @@ pub fn write_config(dir: &Path, o: &ConfigOptions) -> PathBuf {
     let text = format!(
         r#"
 state_dir = "{dir}/state"
-shutdown_timeout = "5s"
+shutdown_timeout = "{shutdown}"
 
 [log]
 format = "json"
@@ -100,7 +104,7 @@ username = "sandbox"
 password = "{password}"
 rate_limit = "{rate}"
 poll_interval = "20ms"
-max_in_flight = 4
+max_in_flight = {in_flight}
 timeout = "5s"
 retry = {{ max_attempts = {attempts}, initial_backoff = "10ms", max_backoff = "200ms" }}
 
@@ -125,6 +129,8 @@ Note = "Note"
         rate = o.rate_limit,
         attempts = o.max_attempts,
         rows = o.max_rows,
+        in_flight = o.max_in_flight,
+        shutdown = o.shutdown_timeout,
     );
     let path = dir.join("config.toml");
     std::fs::create_dir_all(dir.join("inbox")).unwrap();
@@ -191,4 +197,72 @@ pub async fn wait_until_async(limit: Duration, mut cond: impl FnMut() -> bool) -
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cond()
+}
+
+/// The real daemon as a child process.
+pub struct Daemon(pub std::process::Child);
+
+impl Daemon {
+    pub fn start(config: &Path) -> Self {
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.0.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(mut self) {
+        self.signal("-KILL");
+        let _ = self.0.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns (exit code, seconds taken, stderr).
+    pub fn terminate(mut self) -> (Option<i32>, f64, String) {
+        let started = Instant::now();
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.0.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (status.code(), started.elapsed().as_secs_f64(), err);
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// File names directly in `dir`, sorted.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }

@@ -1,0 +1,241 @@
+//! Nothing lost, nothing twice: `kill -9` at several moments, SIGTERM drain, SIGHUP reloads,
+//! the same file dropped twice. The real binary against the in-process sandbox.
+
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use crm_ingest::sandbox::SandboxOptions;
+
+const ROWS: usize = 2000;
+const BATCH: usize = 50;
+const IN_FLIGHT: usize = 2;
+
+/// 2,000 rows; every 50th has no Name (refused locally): 40 bad, 1,960 good.
+fn big_file() -> (String, Vec<String>, Vec<u64>) {
+    let mut s = String::from(HEADER);
+    s.push('\n');
+    let mut good = Vec::new();
+    let mut bad_lines = Vec::new();
+    for i in 0..ROWS {
+        if i % 50 == 7 {
+            s.push_str(&format!("K{i},,yes,k{i}@example.com,,,\n"));
+            bad_lines.push(i as u64 + 2);
+        } else {
+            s.push_str(&format!("K{i},Client {i},yes,k{i}@example.com,07700 9{i:05},UK>North,\n"));
+            good.push(format!("K{i}"));
+        }
+    }
+    (s, good, bad_lines)
+}
+
+fn duplicates(received: &BTreeMap<String, u64>) -> u64 {
+    received.values().map(|n| n.saturating_sub(1)).sum()
+}
+
+fn check_complete(
+    dir: &Path,
+    received: &BTreeMap<String, u64>,
+    good: &[String],
+    bad_lines: &[u64],
+) {
+    let lost: Vec<&String> = good.iter().filter(|c| !received.contains_key(*c)).collect();
+    assert!(lost.is_empty(), "rows lost: {lost:?}");
+    let reports = dir.join("inbox/reports");
+    let s = summary(&reports.join("big.summary.json"));
+    assert_eq!(s["rows"]["read"], ROWS as u64, "{s}");
+    assert_eq!(s["rows"]["accepted"], good.len() as u64, "{s}");
+    assert_eq!(s["rows"]["failed"], bad_lines.len() as u64, "{s}");
+    assert_eq!(s["rows"]["unprocessed"], 0, "{s}");
+    let lines: Vec<u64> =
+        lines_and_stages(&reports.join("big.errors.csv")).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(lines, bad_lines, "each bad row reported once, in source order");
+    assert!(
+        files_in(&reports).iter().all(|n| !n.starts_with('.')),
+        "no partial report left: {:?}",
+        files_in(&reports)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_one_batch_per_kill() {
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(40),
+        pending_polls: 2,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ConfigOptions::new(&sb.url);
+    opts.max_rows = BATCH;
+    opts.max_in_flight = IN_FLIGHT;
+    let config = write_config(dir.path(), &opts);
+    let (text, good, bad_lines) = big_file();
+    std::fs::write(dir.path().join("inbox/big.csv"), text).unwrap();
+
+    let mut kills = 0;
+    for at in [150u64, 800, 1500] {
+        let daemon = Daemon::start(&config);
+        let reached = wait_until_async(Duration::from_secs(60), || {
+            let r = futures::executor::block_on(sb.received());
+            r.len() as u64 >= at
+        })
+        .await;
+        assert!(reached, "the import did not reach {at} rows");
+        daemon.kill9();
+        kills += 1;
+        assert!(
+            files_in(&dir.path().join("inbox/.processing")).contains(&"big.csv".to_string()),
+            "killed mid-file"
+        );
+    }
+    let daemon = Daemon::start(&config);
+    let processed = dir.path().join("inbox/processed");
+    assert!(
+        wait_until_async(Duration::from_secs(90), || files_in(&processed)
+            .contains(&"big.csv".to_string()))
+        .await,
+        "the file never finished"
+    );
+    let (code, _, err) = daemon.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("resuming where an earlier run stopped"), "{err}");
+
+    let received = sb.received().await;
+    let dup = duplicates(&received);
+    eprintln!(
+        "kill -9 x{kills}: rows lost 0, rows resent {dup} (bound: one batch per kill = {})",
+        kills * BATCH
+    );
+    assert!(dup as usize <= kills * BATCH, "resent {dup} rows: more than one batch per kill");
+    check_complete(dir.path(), &received, &good, &bad_lines);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_and_a_restart_finishes_the_file() {
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(40),
+        pending_polls: 2,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ConfigOptions::new(&sb.url);
+    opts.max_rows = BATCH;
+    opts.max_in_flight = IN_FLIGHT;
+    opts.shutdown_timeout = "10s";
+    let config = write_config(dir.path(), &opts);
+    let (text, good, bad_lines) = big_file();
+    std::fs::write(dir.path().join("inbox/big.csv"), text).unwrap();
+
+    let daemon = Daemon::start(&config);
+    assert!(
+        wait_until_async(Duration::from_secs(60), || futures::executor::block_on(sb.received())
+            .len()
+            >= 400)
+        .await
+    );
+    let (code, secs, err) = daemon.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(secs < 10.0, "drain took {secs}s");
+    assert!(err.contains("stopped for shutdown"), "{err}");
+    let after_drain = sb.received().await.len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sb.received().await.len(), after_drain, "nothing is sent after exit");
+
+    let daemon = Daemon::start(&config);
+    let processed = dir.path().join("inbox/processed");
+    assert!(
+        wait_until_async(Duration::from_secs(90), || files_in(&processed)
+            .contains(&"big.csv".to_string()))
+        .await
+    );
+    let (code, _, _) = daemon.terminate();
+    assert_eq!(code, Some(0));
+    let received = sb.received().await;
+    assert_eq!(duplicates(&received), 0, "a drained shutdown resends nothing");
+    check_complete(dir.path(), &received, &good, &bad_lines);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_file_dropped_twice_is_imported_once() {
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
+    let inbox = dir.path().join("inbox");
+    let daemon = Daemon::start(&config);
+    let text = clean_rows("T", 30);
+    std::fs::write(inbox.join("weekly.csv"), &text).unwrap();
+    assert!(
+        wait_until_async(Duration::from_secs(15), || files_in(&inbox.join("processed")).len() == 1)
+            .await
+    );
+    std::fs::write(inbox.join("weekly.csv"), &text).unwrap();
+    assert!(
+        wait_until_async(Duration::from_secs(15), || files_in(&inbox.join("processed")).len() == 2)
+            .await
+    );
+    let requests_before_exit = sb.requests().await.len();
+    let (code, _, err) = daemon.terminate();
+    assert_eq!(code, Some(0));
+    assert!(err.contains("already imported"), "{err}");
+    let received = sb.received().await;
+    assert_eq!(received.len(), 30);
+    assert_eq!(duplicates(&received), 0, "the second drop sent nothing");
+    // 3 batches of 10: one submit and at least one poll each; the second drop added none.
+    assert!(requests_before_exit <= 3 * 4, "{requests_before_exit} requests");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_broken_one() {
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
+    let good_text = std::fs::read_to_string(&config).unwrap();
+    let inbox = dir.path().join("inbox");
+    let daemon = Daemon::start(&config);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A broken config: refused, logged, the old one keeps running.
+    std::fs::write(&config, good_text.replace("rate_limit = \"1000/s\"", "rate_limit = \"lots\""))
+        .unwrap();
+    daemon.signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(inbox.join("one.csv"), clean_rows("O", 5)).unwrap();
+    assert!(
+        wait_until_async(Duration::from_secs(15), || files_in(&inbox.join("processed"))
+            == vec!["one.csv"])
+        .await
+    );
+
+    // A good config with a second pipeline on another folder: applied.
+    let second = good_text.clone()
+        + &format!(
+            "\n[pipelines.second]\nconnection = \"repsly\"\ntarget = \"repsly.clients\"\nsource = {{ kind = \"folder\", path = \"{}/inbox2\", settle = \"200ms\", rescan_interval = \"200ms\" }}\n[pipelines.second.fields]\nCode = \"Code\"\nName = \"Name\"\n",
+            dir.path().display()
+        );
+    std::fs::write(&config, second).unwrap();
+    daemon.signal("-HUP");
+    let inbox2 = dir.path().join("inbox2");
+    assert!(
+        wait_until_async(Duration::from_secs(10), || inbox2.join("processed").is_dir()).await,
+        "the new pipeline started"
+    );
+    std::fs::write(inbox2.join("two.csv"), clean_rows("Q", 4)).unwrap();
+    assert!(
+        wait_until_async(Duration::from_secs(15), || files_in(&inbox2.join("processed"))
+            == vec!["two.csv"])
+        .await
+    );
+
+    let (code, _, err) = daemon.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("config reload refused") && err.contains("lots"), "{err}");
+    assert!(err.contains("config reloaded"), "{err}");
+    assert_eq!(sb.received().await.len(), 9);
+}
