@@ -148,7 +148,7 @@ fn start(
                 })?;
                 let ctx = FileContext {
                     pipeline: pipeline.clone(),
-                    target: targets::build(&pipeline.target),
+                    target: targets::build(pipeline),
                     connection: connections.get(&pipeline.connection.name).cloned(),
                     report_dir: pipeline
                         .default_report_dir()

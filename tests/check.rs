@@ -188,6 +188,7 @@ fn the_demo_config_parses() {
         _ => None,
     };
     let s = crm_ingest::config::parse(Path::new("demo.toml"), text, &vars).unwrap();
-    assert_eq!(s.pipelines.len(), 1);
-    assert!(s.pipelines[0].fields.iter().any(|f| f.target == "CustomFields.Segment"));
+    assert_eq!(s.pipelines.len(), 3);
+    let repsly = s.pipeline("repsly_clients").unwrap();
+    assert!(repsly.fields.iter().any(|f| f.target == "CustomFields.Segment"));
 }

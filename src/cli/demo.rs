@@ -15,6 +15,8 @@ const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 const EXAMPLES: &[(&str, &str, &str)] = &[
     ("repsly-clients", "clients-clean.csv", include_str!("../../examples/clients-clean.csv")),
     ("repsly-clients", "clients-messy.csv", include_str!("../../examples/clients-messy.csv")),
+    ("plannr-clients", "plannr-clients.csv", include_str!("../../examples/plannr-clients.csv")),
+    ("plannr-contacts", "plannr-contacts.csv", include_str!("../../examples/plannr-contacts.csv")),
 ];
 const IDLE_LIMIT: Duration = Duration::from_secs(120);
 

@@ -35,7 +35,7 @@ pub async fn run(
         file.parent().map(|d| d.join("reports")).unwrap_or_else(|| PathBuf::from("reports"))
     });
     let ctx = FileContext {
-        target: crate::targets::build(&p.target),
+        target: crate::targets::build(&p),
         connection: connections.get(&p.connection.name).cloned(),
         pipeline: p,
         report_dir: report_dir.clone(),

@@ -25,7 +25,7 @@ pub async fn run(
         ))
     });
     let ctx = FileContext {
-        target: crate::targets::build(&p.target),
+        target: crate::targets::build(&p),
         pipeline: p,
         connection: None,
         report_dir: report_dir.clone(),

@@ -37,6 +37,18 @@ pub struct SandboxArgs {
     /// A client containing this text is refused in the job's Errors[] (a remote row failure).
     #[arg(long)]
     pub refuse: Option<String>,
+    /// Plannr Bearer token the sandbox accepts.
+    #[arg(long, default_value = "sandbox-token")]
+    pub plannr_token: String,
+    /// Plannr account uuid the sandbox expects in X-PLANNR-ACCOUNT-UUID.
+    #[arg(long, default_value = "9b2f6a4e-3c1d-4e5f-8a7b-6c5d4e3f2a1b")]
+    pub plannr_account: String,
+    /// Status a finished Plannr import reports (complete, completed, finished, ...).
+    #[arg(long, default_value = "complete")]
+    pub plannr_terminal_status: String,
+    /// Wrap Plannr resources in {"data": ...}.
+    #[arg(long)]
+    pub plannr_wrap_data: bool,
 }
 
 impl SandboxArgs {
@@ -50,6 +62,10 @@ impl SandboxArgs {
             repsly_password: self.repsly_password.clone(),
             poison: self.poison.clone(),
             refuse: self.refuse.clone(),
+            plannr_token: self.plannr_token.clone(),
+            plannr_account: self.plannr_account.clone(),
+            plannr_terminal_status: self.plannr_terminal_status.clone(),
+            plannr_wrap_data: self.plannr_wrap_data,
         }
     }
 }
@@ -68,6 +84,10 @@ pub async fn run(args: SandboxArgs) -> ExitCode {
     println!(
         "  Repsly base_url: http://{addr}/v3 (username {}, password {})",
         args.repsly_username, args.repsly_password
+    );
+    println!(
+        "  Plannr base_url: http://{addr} (token {}, account_uuid {})",
+        args.plannr_token, args.plannr_account
     );
     println!("  records: http://{addr}/_sandbox/records");
     let _ = tokio::signal::ctrl_c().await;

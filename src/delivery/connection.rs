@@ -15,6 +15,9 @@ use tokio::time::Instant;
 use super::retry::{classify, parse_wait, Action, Attempt};
 use crate::config::{Auth, ConnectionSettings};
 
+/// The longest pause for an exhausted budget whose reset time the server did not give.
+const MAX_UNKNOWN_RESET: Duration = Duration::from_secs(60);
+
 /// A usable answer.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -234,7 +237,7 @@ impl Connection {
             .get("x-ratelimit-reset")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_wait(v, now))
-            .unwrap_or(self.settings.rate_limit.per);
+            .unwrap_or(self.settings.rate_limit.per.min(MAX_UNKNOWN_RESET));
         self.pause_for(wait);
     }
 

@@ -5,7 +5,7 @@ use futures::FutureExt;
 
 use super::Connection;
 use crate::row::{Failure, Outcome, Stage};
-use crate::targets::{BatchError, JobSink, MappedRow, Target};
+use crate::targets::{BatchError, JobSink, MappedRow, ResumeJob, Target};
 
 /// Sends `rows`; every row gets exactly one outcome, in order. A batch the CRM rejects as a
 /// whole is halved until the rejected row stands alone, so one bad row never sinks the rest.
@@ -46,12 +46,13 @@ fn fail_all(n: usize, stage: Stage, message: &str) -> Vec<Outcome> {
 pub fn resume<'a>(
     target: &'a dyn Target,
     conn: &'a Connection,
-    job_id: &'a str,
+    job: &'a ResumeJob,
     rows: &'a [MappedRow],
     jobs: &'a dyn JobSink,
 ) -> BoxFuture<'a, Vec<Outcome>> {
     async move {
-        match target.resume(conn, job_id, rows, jobs).await {
+        let job_id = job.id.as_str();
+        match target.resume(conn, job, rows, jobs).await {
             Ok(outcomes) if outcomes.len() == rows.len() => outcomes,
             Ok(_) | Err(BatchError::Rejected(_)) => {
                 tracing::warn!(

@@ -26,7 +26,7 @@ use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, RowCounts, Summary};
 use crate::row::Outcome;
 use crate::targets::schema::schema_for;
-use crate::targets::{JobSink, MappedRow, RemoteJob, Target};
+use crate::targets::{JobSink, MappedRow, RemoteJob, ResumeJob, Target};
 
 /// Everything a file needs besides itself.
 #[derive(Clone)]
@@ -101,8 +101,20 @@ impl JobSink for FileJobs {
         .boxed()
     }
 
+    fn created<'a>(&'a self, id: &'a str, rows: &'a [MappedRow]) -> BoxFuture<'a, ()> {
+        async move {
+            if let Some((ledger, file_id)) = &self.ledger {
+                let seqs = rows.iter().map(|r| r.source.seq).collect();
+                if let Err(e) = ledger.job_started(*file_id, id, seqs).await {
+                    tracing::error!(file = %self.file, record = %id, error = %e, "could not record the created record in the ledger");
+                }
+            }
+        }
+        .boxed()
+    }
+
     fn status(&self, id: &str, status: &str, rows: usize) {
-        tracing::info!(file = %self.file, job = %id, status, rows, "remote job ended");
+        tracing::info!(file = %self.file, job = %id, status, rows, "remote job status");
         self.set(id, status, rows);
         if let Some((ledger, file_id)) = &self.ledger {
             ledger.job_status(*file_id, id, status);
@@ -241,7 +253,7 @@ type Streamed = (Vec<serde_json::Value>, Option<FileError>, Settled);
 /// Rows of jobs an earlier run created, gathered as the file is read again.
 struct ResumedJobs {
     by_seq: HashMap<u64, usize>,
-    groups: Vec<(String, usize, Vec<MappedRow>)>,
+    groups: Vec<(ResumeJob, usize, Vec<MappedRow>)>,
 }
 
 impl ResumedJobs {
@@ -257,13 +269,17 @@ impl ResumedJobs {
             for s in &seqs {
                 me.by_seq.insert(*s, me.groups.len());
             }
-            me.groups.push((job.id.clone(), seqs.len(), Vec::new()));
+            me.groups.push((
+                ResumeJob { id: job.id.clone(), status: job.status.clone() },
+                seqs.len(),
+                Vec::new(),
+            ));
         }
         me
     }
 
     /// Takes the row if an earlier job holds it; returns the job's rows once all are read.
-    fn take(&mut self, row: MappedRow) -> Result<Option<(String, Vec<MappedRow>)>, MappedRow> {
+    fn take(&mut self, row: MappedRow) -> Result<Option<(ResumeJob, Vec<MappedRow>)>, MappedRow> {
         let Some(&g) = self.by_seq.get(&row.source.seq) else { return Err(row) };
         let (id, expected, rows) = &mut self.groups[g];
         rows.push(row);
@@ -274,7 +290,7 @@ impl ResumedJobs {
     }
 
     /// Jobs whose rows were not all read again (their other rows failed locally this time).
-    fn leftovers(&mut self) -> Vec<(String, Vec<MappedRow>)> {
+    fn leftovers(&mut self) -> Vec<(ResumeJob, Vec<MappedRow>)> {
         self.groups
             .iter_mut()
             .filter(|g| !g.2.is_empty())
@@ -294,7 +310,7 @@ async fn stream(
     let (settle_tx, settled) = settle::spawn(settler);
     let batch = ctx.pipeline.batch;
     let (row_tx, row_rx) = mpsc::channel::<MappedRow>(batch.max_rows * 2);
-    let (resume_tx, resume_rx) = mpsc::channel::<(String, Vec<MappedRow>)>(4);
+    let (resume_tx, resume_rx) = mpsc::channel::<(ResumeJob, Vec<MappedRow>)>(4);
     let dry_run = ctx.connection.is_none();
     let encoding = file.dialect.encoding;
     let target = ctx.target.clone();
@@ -324,7 +340,9 @@ async fn stream(
                 }
                 let result = match read.problem {
                     Some(p) => Err(p),
-                    None => mapper.map(&RowCells { raw: &row.raw, encoding }),
+                    None => mapper
+                        .map(&RowCells { raw: &row.raw, encoding })
+                        .and_then(|v| target.validate(mapper.fields(), &v).map(|()| v)),
                 };
                 let values = match result {
                     Ok(v) => v,
@@ -434,11 +452,11 @@ impl Deliverer {
     }
 
     /// Finishes a job an earlier run created for these rows.
-    fn earlier(self, id: String, rows: Vec<MappedRow>) -> BoxFuture<'static, ()> {
+    fn earlier(self, job: ResumeJob, rows: Vec<MappedRow>) -> BoxFuture<'static, ()> {
         async move {
             tokio::select! {
                 _ = self.abort.cancelled() => {}
-                outcomes = driver::resume(self.target.as_ref(), &self.conn, &id, &rows, self.jobs.as_ref()) => self.settle(rows, outcomes).await,
+                outcomes = driver::resume(self.target.as_ref(), &self.conn, &job, &rows, self.jobs.as_ref()) => self.settle(rows, outcomes).await,
             }
         }
         .boxed()

@@ -18,6 +18,21 @@ pub struct Window {
 }
 
 impl Window {
+    /// Requests left in the current window, for `X-Ratelimit-Remaining`.
+    fn remaining(&self, limit: crate::config::rate::RateLimit) -> u32 {
+        limit.count.saturating_sub(self.used)
+    }
+
+    /// How long until the current window ends.
+    fn resets_in(
+        &self,
+        now: Instant,
+        limit: crate::config::rate::RateLimit,
+    ) -> std::time::Duration {
+        self.start
+            .map_or(std::time::Duration::ZERO, |s| (s + limit.per).saturating_duration_since(now))
+    }
+
     /// `Ok` if the request fits, else how long until the window resets.
     fn admit(
         &mut self,
@@ -73,6 +88,28 @@ pub async fn gate(State(sb): State<Sandbox>, request: Request, next: Next) -> Re
         }
         response
     };
+    let mut response = response;
+    if path.starts_with("/api/") {
+        // Plannr sends its remaining budget on every response.
+        let (remaining, resets_in) = match sb.options.rate_limit {
+            Some(limit) => sb
+                .state
+                .lock()
+                .map(|s| (s.window.remaining(limit), s.window.resets_in(Instant::now(), limit)))
+                .unwrap_or((0, std::time::Duration::ZERO)),
+            None => (500, std::time::Duration::ZERO),
+        };
+        response.headers_mut().insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+        if remaining == 0 {
+            // Laravel's reset: the Unix time the window ends.
+            let at = std::time::SystemTime::now() + resets_in;
+            let secs = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64().ceil() as u64)
+                .unwrap_or(0);
+            response.headers_mut().insert("x-ratelimit-reset", HeaderValue::from(secs));
+        }
+    }
     let status = response.status().as_u16();
     if let Ok(mut s) = sb.state.lock() {
         let at_ms = now.duration_since(sb.started).as_millis() as u64;

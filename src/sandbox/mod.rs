@@ -2,6 +2,7 @@
 //! auth, validation, async jobs, a rate limit with `Retry-After`, and injected faults.
 
 mod faults;
+mod plannr;
 mod repsly;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,13 @@ pub struct SandboxOptions {
     /// A client whose any value contains this text is refused in the job's `Errors[]`,
     /// naming that field (a CRM rule the daemon cannot check locally).
     pub refuse: Option<String>,
+    /// The Bearer token and account uuid the Plannr API accepts.
+    pub plannr_token: String,
+    pub plannr_account: String,
+    /// The status a finished import reports (`complete`; try `completed`, `finished`).
+    pub plannr_terminal_status: String,
+    /// Wrap Plannr resources in `{"data": ...}`.
+    pub plannr_wrap_data: bool,
 }
 
 impl Default for SandboxOptions {
@@ -46,6 +54,10 @@ impl Default for SandboxOptions {
             repsly_password: "sandbox".into(),
             poison: None,
             refuse: None,
+            plannr_token: "sandbox-token".into(),
+            plannr_account: "9b2f6a4e-3c1d-4e5f-8a7b-6c5d4e3f2a1b".into(),
+            plannr_terminal_status: "complete".into(),
+            plannr_wrap_data: false,
         }
     }
 }
@@ -63,6 +75,7 @@ pub struct RequestLog {
 #[derive(Debug, Default)]
 pub struct State {
     pub repsly: repsly::RepslyState,
+    pub plannr: plannr::PlannrState,
     pub requests: Vec<RequestLog>,
     pub window: faults::Window,
 }
@@ -78,8 +91,17 @@ pub struct Sandbox {
 #[derive(Debug, Serialize)]
 struct Records {
     repsly: RepslyRecords,
+    plannr: PlannrRecords,
     requests: usize,
     throttled: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct PlannrRecords {
+    /// Rows stored by imports, by import type.
+    records: BTreeMap<String, Vec<serde_json::Value>>,
+    contact_details: Vec<serde_json::Value>,
+    imports: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +126,12 @@ impl Sandbox {
             .route("/v3/import/clientList", post(repsly::client_list))
             .route("/v3/import/client", post(repsly::client_one))
             .route("/v3/export/importStatus/{id}", get(repsly::import_status))
+            .route("/api/v1/import", post(plannr::create_import).get(plannr::list_imports))
+            .route("/api/v1/import/map/{uuid}", post(plannr::map_import))
+            .route("/api/v1/import/start/{uuid}", post(plannr::start_import))
+            .route("/api/v1/import/{uuid}", get(plannr::get_import))
+            .route("/api/v1/import/{uuid}/error-report", get(plannr::error_report))
+            .route("/api/v2/contact-details", post(plannr::contact_details))
             .layer(axum::middleware::from_fn_with_state(self.clone(), faults::gate))
             .route("/_sandbox/records", get(records))
             .route("/_sandbox/requests", get(requests))
@@ -146,6 +174,11 @@ async fn records(
                 clients: r.clients.clone(),
                 received: r.received.clone(),
                 jobs: r.jobs.len(),
+            },
+            plannr: PlannrRecords {
+                records: s.plannr.records.clone(),
+                contact_details: s.plannr.contact_details.clone(),
+                imports: s.plannr.imports.len(),
             },
             requests: s.requests.len(),
             throttled: s.requests.iter().filter(|q| q.status == 429).count(),

@@ -1,6 +1,10 @@
 //! CRM targets behind one small trait: encode a mapped row, deliver a batch, read its outcome.
 //! Batching, limits, retries and splitting live once, in [`crate::delivery`].
 
+mod correlate;
+mod plannr_common;
+pub mod plannr_contacts;
+pub mod plannr_import;
 pub mod repsly;
 pub mod schema;
 
@@ -9,10 +13,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::config::TargetSpec;
+use crate::config::{PipelineSettings, TargetSpec};
 use crate::delivery::Connection;
 use crate::mapping::{CompiledField, Mapped};
-use crate::row::{Outcome, SourceRow};
+use crate::row::{Failure, Outcome, SourceRow};
 
 /// A row ready to send: the source row (for the report) plus its encoded form.
 #[derive(Debug, Clone)]
@@ -39,6 +43,9 @@ pub trait JobSink: Send + Sync {
     fn started<'a>(&'a self, id: &'a str, rows: &'a [MappedRow]) -> BoxFuture<'a, ()>;
     /// A job's status changed (`Completed`, `Failed`, ...).
     fn status(&self, id: &str, status: &str, rows: usize);
+    /// A record created for `rows` with no job to follow (a contact detail): recorded like a
+    /// started job, but not listed in the summary.
+    fn created<'a>(&'a self, id: &'a str, rows: &'a [MappedRow]) -> BoxFuture<'a, ()>;
 }
 
 /// Why a batch as a whole did not go through.
@@ -61,6 +68,17 @@ pub trait Target: Send + Sync {
     /// Encodes one mapped row; `fields` are the mapper's, in the order of `values`.
     fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>);
 
+    /// Rules across fields that the schema cannot state (a contact detail's value must suit
+    /// its type); a failure is a `validate` failure of the row.
+    fn validate(&self, _fields: &[CompiledField], _values: &Mapped) -> Result<(), Failure> {
+        Ok(())
+    }
+
+    /// An encoded row as JSON, for `plan`'s sample payloads.
+    fn preview(&self, body: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(body).unwrap_or(serde_json::Value::Null)
+    }
+
     /// Sends a batch and waits for its outcome: one [`Outcome`] per row, in order.
     fn deliver<'a>(
         &'a self,
@@ -69,22 +87,38 @@ pub trait Target: Send + Sync {
         jobs: &'a dyn JobSink,
     ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>>;
 
-    /// Finishes a job an earlier run created for `rows` (found in the ledger): polls it to its
-    /// end and reads the rows' outcomes, without sending them again.
+    /// Finishes a job an earlier run created for `rows` (found in the ledger with the last
+    /// `status` recorded for it): continues it to its end and reads the rows' outcomes,
+    /// without sending them again.
     fn resume<'a>(
         &'a self,
         conn: &'a Connection,
-        job_id: &'a str,
+        job: &'a ResumeJob,
         rows: &'a [MappedRow],
         jobs: &'a dyn JobSink,
     ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>>;
 }
 
-/// The target for a pipeline's spec.
-pub fn build(spec: &TargetSpec) -> Arc<dyn Target> {
-    match spec {
+/// A job an earlier run recorded: its id and the last step it reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeJob {
+    pub id: String,
+    pub status: String,
+}
+
+/// The target for a pipeline.
+pub fn build(pipeline: &PipelineSettings) -> Arc<dyn Target> {
+    match &pipeline.target {
         TargetSpec::RepslyClients => Arc::new(repsly::RepslyClients::new()),
-        // Plannr targets arrive with their own issue; until then they run as validate-only.
-        other => Arc::new(repsly::Unsupported::new(other.clone())),
+        TargetSpec::PlannrImport { import_type, mode } => {
+            let fields = pipeline.fields.iter().map(|f| f.target.clone()).collect();
+            Arc::new(plannr_import::PlannrImport::new(
+                pipeline.target.clone(),
+                import_type.clone(),
+                mode.clone(),
+                fields,
+            ))
+        }
+        TargetSpec::PlannrContactDetails => Arc::new(plannr_contacts::ContactDetails::new()),
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
 use super::schema::FieldType;
-use super::{BatchError, JobSink, MappedRow, Target};
+use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
 use crate::config::TargetSpec;
 use crate::delivery::{CallError, Connection};
 use crate::mapping::{CompiledField, Mapped, Value};
@@ -132,11 +132,11 @@ impl Target for RepslyClients {
     fn resume<'a>(
         &'a self,
         conn: &'a Connection,
-        job_id: &'a str,
+        job: &'a ResumeJob,
         rows: &'a [MappedRow],
         jobs: &'a dyn JobSink,
     ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        finish(conn, job_id, rows, jobs).boxed()
+        finish(conn, &job.id, rows, jobs).boxed()
     }
 }
 
@@ -267,51 +267,6 @@ fn outcomes(id: &str, rows: &[MappedRow], status: &StatusReply) -> Vec<Outcome> 
             )),
         })
         .collect()
-}
-
-/// A target whose delivery is not built yet: `check` and `plan` work, sending refuses.
-pub struct Unsupported {
-    spec: TargetSpec,
-}
-
-impl Unsupported {
-    pub fn new(spec: TargetSpec) -> Self {
-        Self { spec }
-    }
-}
-
-impl Target for Unsupported {
-    fn spec(&self) -> &TargetSpec {
-        &self.spec
-    }
-
-    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
-        let (key, obj) = client_json(fields, values);
-        (key, serde_json::to_vec(&obj).unwrap_or_default())
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        _conn: &'a Connection,
-        _rows: &'a [MappedRow],
-        _jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        let name = self.spec.name();
-        async move {
-            Err(BatchError::Auth(format!("sending to {name} is not supported by this build yet")))
-        }
-        .boxed()
-    }
-
-    fn resume<'a>(
-        &'a self,
-        conn: &'a Connection,
-        _job_id: &'a str,
-        rows: &'a [MappedRow],
-        jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        self.deliver(conn, rows, jobs)
-    }
 }
 
 #[cfg(test)]

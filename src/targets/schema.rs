@@ -133,7 +133,9 @@ pub const REPSLY_CLIENTS: Schema = Schema {
 };
 
 /// Plannr client import fields documented in `api/plannr.md`; the list is incomplete, so
-/// other names pass with a warning.
+/// other names pass with a warning. Only structural checks run locally (UUIDs, booleans):
+/// which emails, dates and names Plannr accepts is Plannr's to say, and its refusals come
+/// back as `remote` failures on the right lines.
 pub const PLANNR_CLIENTS: Schema = Schema {
     fields: &[
         FieldDef { name: "uuid", ty: FieldType::Uuid, required: false },
@@ -141,7 +143,7 @@ pub const PLANNR_CLIENTS: Schema = Schema {
         free("first_name"),
         free("last_name"),
         free("entity_name"),
-        FieldDef { name: "email", ty: FieldType::Email { max_len: Some(255) }, required: false },
+        free("email"),
         FieldDef { name: "status_uuid", ty: FieldType::Uuid, required: false },
         free("status_name"),
         FieldDef { name: "assigned_adviser_uuid", ty: FieldType::Uuid, required: false },
@@ -150,7 +152,7 @@ pub const PLANNR_CLIENTS: Schema = Schema {
         free("title"),
         free("middle_name"),
         free("phone"),
-        FieldDef { name: "date_of_birth", ty: FieldType::Date, required: false },
+        free("date_of_birth"),
         free("gender"),
         free("ni_number"),
         free("nickname"),
