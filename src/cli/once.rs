@@ -45,7 +45,9 @@ pub async fn run(
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(progress.clone());
-    let result = process_file(&ctx, &file, &name, progress, None).await;
+    let result =
+        process_file(&ctx, &crate::pipeline::Input::Local(file.clone()), &name, progress, None)
+            .await;
     if let Some(b) = bar {
         b.abort();
     }

@@ -158,6 +158,7 @@ pub struct FolderSettings {
 
 #[derive(Debug, Clone)]
 pub struct S3Settings {
+    pub patterns: Vec<glob::Pattern>,
     pub bucket: String,
     pub prefix: String,
     pub region: Option<String>,

@@ -436,6 +436,20 @@ impl<'a> Ctx<'a> {
     fn source(&mut self, pname: &str, raw: &Spanned<RawSource>) -> Option<SourceSettings> {
         let span = raw.span();
         let raw = raw.get_ref();
+        let texts = raw
+            .pattern
+            .clone()
+            .map_or_else(|| vec!["*.csv".into(), "*.csv.gz".into()], OneOrMany::into_vec);
+        let mut patterns = Vec::new();
+        for t in texts {
+            match glob::Pattern::new(&t) {
+                Ok(p) => patterns.push(p),
+                Err(e) => self.problem(
+                    span.clone(),
+                    format!("pipeline `{pname}`: pattern `{t}` is not a glob: {e}"),
+                ),
+            }
+        }
         match raw.kind.get_ref().as_str() {
             "folder" => {
                 for (key, present) in [
@@ -454,20 +468,6 @@ impl<'a> Ctx<'a> {
                 };
                 let expanded = self.expand("path", path);
                 let path = self.relative(&expanded);
-                let texts = raw
-                    .pattern
-                    .clone()
-                    .map_or_else(|| vec!["*.csv".into(), "*.csv.gz".into()], OneOrMany::into_vec);
-                let mut patterns = Vec::new();
-                for t in texts {
-                    match glob::Pattern::new(&t) {
-                        Ok(p) => patterns.push(p),
-                        Err(e) => self.problem(
-                            span.clone(),
-                            format!("pipeline `{pname}`: pattern `{t}` is not a glob: {e}"),
-                        ),
-                    }
-                }
                 Some(SourceSettings::Folder(FolderSettings {
                     path,
                     patterns,
@@ -487,6 +487,7 @@ impl<'a> Ctx<'a> {
                     prefix.push('/');
                 }
                 Some(SourceSettings::S3(S3Settings {
+                    patterns,
                     bucket,
                     prefix,
                     region: raw.region.clone(),

@@ -5,4 +5,4 @@ mod lines;
 mod reader;
 
 pub use dialect::FileEncoding;
-pub use reader::{CsvFile, Dialect, FileError, ReadRow, RowCells};
+pub use reader::{BoxRead, CsvFile, Dialect, FileError, ReadRow, RowCells, SOURCE_BROKE};

@@ -21,7 +21,8 @@ use crate::row::{Failure, SourceRow, Stage};
 const READ_BUFFER: usize = 1 << 20;
 const SNIFF_BYTES: usize = 64 * 1024;
 
-type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
+/// Any source of a file's bytes.
+pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 
 /// Why a file cannot be read as a whole (it goes to `failed/`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +39,23 @@ pub enum FileError {
     Header(usize, String),
     #[error("reading stopped after line {line}: {message}")]
     Read { line: u64, message: String },
+    /// The connection to the source broke: the file is read again later, from the ledger's
+    /// watermark, instead of failing.
+    #[error("the source connection broke after line {line}: {message}")]
+    Interrupted { line: u64, message: String },
+}
+
+/// The `io::ErrorKind` a source stream uses for "the connection broke" (as opposed to bad
+/// bytes): [`FileError::Interrupted`] rather than [`FileError::Read`].
+pub const SOURCE_BROKE: std::io::ErrorKind = std::io::ErrorKind::ConnectionAborted;
+
+fn read_error(line: u64, e: csv_async::Error) -> FileError {
+    let broke = matches!(e.kind(), csv_async::ErrorKind::Io(io) if io.kind() == SOURCE_BROKE);
+    if broke {
+        FileError::Interrupted { line, message: e.to_string() }
+    } else {
+        FileError::Read { line, message: e.to_string() }
+    }
 }
 
 /// Counts the bytes read from the file (compressed bytes for `.gz`), for progress.
@@ -93,9 +111,19 @@ impl CsvFile {
     /// Opens a local file (`.gz` by name) and reads its header.
     pub async fn open(path: &Path, settings: &CsvSettings) -> Result<Self, FileError> {
         let file = tokio::fs::File::open(path).await.map_err(|e| FileError::Open(e.to_string()))?;
-        let bytes_read = Arc::new(AtomicU64::new(0));
-        let counted = Counting { inner: file, count: bytes_read.clone() };
         let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
+        Self::from_raw(Box::pin(file), gz, settings).await
+    }
+
+    /// Reads a file's raw bytes from any stream (a local file, an S3 object body),
+    /// gunzipping when `gz`; counts the raw bytes for progress.
+    pub async fn from_raw(
+        raw: BoxRead,
+        gz: bool,
+        settings: &CsvSettings,
+    ) -> Result<Self, FileError> {
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let counted = Counting { inner: raw, count: bytes_read.clone() };
         let stream: BoxRead = if gz {
             let buffered = tokio::io::BufReader::with_capacity(256 * 1024, counted);
             Box::pin(async_compression::tokio::bufread::GzipDecoder::new(buffered))
@@ -191,7 +219,7 @@ impl CsvFile {
                 });
                 Some(Ok(ReadRow { row: SourceRow { seq, line, raw }, problem }))
             }
-            Err(e) => Some(Err(FileError::Read { line: line_before, message: e.to_string() })),
+            Err(e) => Some(Err(read_error(line_before, e))),
         }
     }
 }

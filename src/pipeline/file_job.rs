@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
+use super::input::Input;
 use super::progress::Progress;
 use super::settle::{self, SettleMsg, Settled, Settler};
 use crate::config::PipelineSettings;
@@ -125,7 +126,7 @@ impl JobSink for FileJobs {
 /// Processes `path` end to end; reports are named after `display_name` in the context's dir.
 pub async fn process_file(
     ctx: &FileContext,
-    path: &Path,
+    input: &Input,
     display_name: &str,
     progress: Arc<Progress>,
     ledger: Option<LedgerFile>,
@@ -136,8 +137,8 @@ pub async fn process_file(
     };
     let started_at = ledger.as_ref().map_or_else(report::now_rfc3339, |l| l.started_at.clone());
     let (errors_path, summary_path) = report::report_names(&ctx.report_dir, &stem);
-    if let Ok(meta) = std::fs::metadata(path) {
-        progress.bytes_total.store(meta.len(), Ordering::Relaxed);
+    if let Some(size) = input.size() {
+        progress.bytes_total.store(size, Ordering::Relaxed);
     }
     let resume = ledger.as_ref().and_then(|l| l.resume.clone());
     let jobs = Arc::new(FileJobs {
@@ -155,7 +156,7 @@ pub async fn process_file(
         file: display_name.to_string(),
         ledger: ledger.as_ref().map(|l| (l.ledger.clone(), l.file_id)),
     });
-    let (settled, file_error, samples) = match open(ctx, path).await {
+    let (settled, file_error, samples) = match open(ctx, input).await {
         Ok((file, mapper)) => {
             if let Ok(mut g) = progress.bytes_read.lock() {
                 *g = Some(file.bytes_read.clone());
@@ -171,6 +172,8 @@ pub async fn process_file(
             )?;
             let (samples, read_error, settled) =
                 stream(ctx, file, mapper, settler, jobs.clone(), resume.as_ref()).await?;
+            // A broken source connection is not the file's fault: it is read again later.
+            let read_error = read_error.filter(|e| !matches!(e, FileError::Interrupted { .. }));
             (settled, read_error.map(|e| e.to_string()), samples)
         }
         Err(e) => {
@@ -240,8 +243,8 @@ fn settler(
 }
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
-async fn open(ctx: &FileContext, path: &Path) -> Result<(CsvFile, Mapper), String> {
-    let file = CsvFile::open(path, &ctx.pipeline.csv).await.map_err(|e| e.to_string())?;
+async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), String> {
+    let file = input.open(&ctx.pipeline.csv).await?;
     let schema = schema_for(&ctx.pipeline.target);
     let mapper = Mapper::compile(&ctx.pipeline.fields, schema, &file.dialect.header)
         .map_err(|e| e.to_string())?;
@@ -422,7 +425,11 @@ async fn stream(
     };
 
     let ((samples, read_error, stopped), ()) = tokio::join!(producer, deliveries);
-    let interrupted = stopped || ctx.abort.is_cancelled();
+    let broke = matches!(read_error, Some(FileError::Interrupted { .. }));
+    if let Some(FileError::Interrupted { message, .. }) = &read_error {
+        tracing::warn!(error = %message, "the source connection broke; the file will be read again from its checkpoint");
+    }
+    let interrupted = stopped || broke || ctx.abort.is_cancelled();
     let _ = settle_tx.send(SettleMsg::End { interrupted }).await;
     drop(settle_tx);
     let settled = settled.await.map_err(std::io::Error::other)??;

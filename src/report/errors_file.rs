@@ -35,7 +35,9 @@ impl ErrorsFile {
         bytes: u64,
     ) -> io::Result<Self> {
         let mut me = Self { target, partial, dialect, open: None, rows: 0 };
-        if bytes > 0 {
+        if bytes > 0 && !me.partial.exists() {
+            tracing::warn!(report = %me.partial.display(), "the partial errors report is gone; rows reported before the restart are missing from it");
+        } else if bytes > 0 {
             let file = std::fs::OpenOptions::new().write(true).open(&me.partial)?;
             file.set_len(bytes)?;
             let mut out = BufWriter::new(file);

@@ -2,5 +2,6 @@
 
 pub mod folder;
 pub mod identity;
+pub mod s3;
 
 pub use folder::{Claimed, Disposition, FolderSource};

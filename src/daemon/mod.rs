@@ -1,0 +1,208 @@
+//! The daemon: every pipeline's source watched, files processed concurrently within limits,
+//! progress kept in the ledger. SIGHUP swaps in a new config without dropping in-flight files;
+//! shutdown stops claiming, lets in-flight batches finish within `shutdown_timeout`, then
+//! leaves what is left to resume from the ledger at the next start.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Settings, SourceSettings};
+use crate::delivery::Connection;
+use crate::ledger::Ledger;
+use crate::pipeline::FileContext;
+use crate::source::s3::{ClaimedObject, S3Source};
+use crate::source::{Claimed, FolderSource};
+use crate::targets;
+
+mod file;
+mod folder;
+mod s3;
+
+/// How long aborted files get to write their last checkpoint after the deadline.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
+
+/// What drives a running daemon from outside: shutdown, and config reloads (SIGHUP).
+pub struct Control {
+    pub shutdown: CancellationToken,
+    pub reload: Option<mpsc::Receiver<()>>,
+}
+
+type Connections = BTreeMap<String, Arc<Connection>>;
+
+/// One [`Connection`] per configured connection, shared by the pipelines naming it. A
+/// connection whose settings did not change keeps its limiter and in-flight slots.
+pub fn connections(settings: &Settings) -> anyhow::Result<Connections> {
+    reuse_connections(settings, &BTreeMap::new())
+}
+
+fn reuse_connections(settings: &Settings, old: &Connections) -> anyhow::Result<Connections> {
+    settings
+        .connections
+        .iter()
+        .map(|(name, c)| {
+            if let Some(existing) = old.get(name).filter(|o| *o.settings == **c) {
+                return Ok((name.clone(), existing.clone()));
+            }
+            let conn = Connection::new(c.clone())
+                .with_context(|| format!("connection `{name}`: cannot build its HTTP client"))?;
+            Ok((name.clone(), Arc::new(conn)))
+        })
+        .collect()
+}
+
+/// Runs until `shutdown` is cancelled, then drains.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(settings, Control { shutdown, reload: None }).await
+}
+
+/// Shared by every generation of watchers: the ledger, limits, shutdown tokens, file tasks.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    ledger: Arc<Ledger>,
+    files: TaskTracker,
+    global: Arc<Semaphore>,
+    stop: CancellationToken,
+    abort: CancellationToken,
+}
+
+/// The watchers of one config; cancelled on reload, while their files finish.
+struct Generation {
+    cancel: CancellationToken,
+    connections: Connections,
+}
+
+pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::Result<()> {
+    let ledger = Arc::new(Ledger::open(&settings.state_dir).context("cannot open the ledger")?);
+    let shared = Shared {
+        ledger: ledger.clone(),
+        files: TaskTracker::new(),
+        global: Arc::new(Semaphore::new(settings.max_files_in_flight)),
+        stop: CancellationToken::new(),
+        abort: CancellationToken::new(),
+    };
+    let mut generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
+    loop {
+        let reload = async {
+            match control.reload.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = control.shutdown.cancelled() => break,
+            Some(()) = reload => {
+                match crate::config::load(&settings.path) {
+                    Ok(new) => match start(&new, &shared, &generation.connections, false).await {
+                        Ok(next) => {
+                            generation.cancel.cancel();
+                            generation = next;
+                            settings = new;
+                            tracing::info!(config = %settings.path.display(), pipelines = settings.pipelines.len(), "config reloaded");
+                        }
+                        Err(e) => tracing::error!(error = %format!("{e:#}"), "config reload refused; the old config keeps running"),
+                    },
+                    Err(e) => tracing::error!(error = %e.to_string().replace('\n', "; "), "config reload refused; the old config keeps running"),
+                }
+            }
+        }
+    }
+    tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down: no new files are claimed; finishing the batches in flight");
+    generation.cancel.cancel();
+    shared.stop.cancel();
+    shared.files.close();
+    if tokio::time::timeout(settings.shutdown_timeout, shared.files.wait()).await.is_err() {
+        tracing::warn!("shutdown_timeout reached: batches still in flight are left to resume at the next start");
+        shared.abort.cancel();
+        let _ = tokio::time::timeout(ABORT_GRACE, shared.files.wait()).await;
+    }
+    if let Err(e) = ledger.sync().await {
+        tracing::error!(error = %e, "the ledger's last writes failed");
+    }
+    ledger.close();
+    Ok(())
+}
+
+/// Starts watchers and dispatchers for every pipeline of `settings`.
+async fn start(
+    settings: &Settings,
+    shared: &Shared,
+    old: &Connections,
+    first: bool,
+) -> anyhow::Result<Generation> {
+    let connections = reuse_connections(settings, old)?;
+    let cancel = CancellationToken::new();
+    for pipeline in &settings.pipelines {
+        let ctx = |report_dir: PathBuf| FileContext {
+            pipeline: pipeline.clone(),
+            target: targets::build(pipeline),
+            connection: connections.get(&pipeline.connection.name).cloned(),
+            report_dir,
+            stop: shared.stop.clone(),
+            abort: shared.abort.clone(),
+        };
+        let slots = Arc::new(Semaphore::new(pipeline.files_in_flight));
+        match &pipeline.source {
+            SourceSettings::Folder(f) => {
+                let source = FolderSource::new(f.clone());
+                source.prepare().with_context(|| {
+                    format!(
+                        "pipeline `{}`: cannot prepare folder {}",
+                        pipeline.name,
+                        f.path.display()
+                    )
+                })?;
+                let ctx =
+                    ctx(pipeline.default_report_dir().unwrap_or_else(|| f.path.join("reports")));
+                tracing::info!(pipeline = %pipeline.name, source = %f.path.display(), target = %pipeline.target.name(), connection = %pipeline.connection.name, "watching");
+                let (tx, rx) = mpsc::channel::<Claimed>(1);
+                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first));
+                tokio::spawn(dispatch(rx, shared.clone(), move |claimed, shared| {
+                    folder::handle(ctx.clone(), source.clone(), claimed, shared)
+                }));
+            }
+            SourceSettings::S3(s) => {
+                let source =
+                    S3Source::new(s.clone(), s.patterns.clone(), &settings.state_dir).await;
+                // Reports go to `report_dir` when it is set, else up to `<prefix>reports/`
+                // from a staging folder in the state dir.
+                let upload = pipeline.report_dir.is_none();
+                let dir = pipeline
+                    .report_dir
+                    .clone()
+                    .unwrap_or_else(|| settings.state_dir.join("s3-reports").join(&pipeline.name));
+                let ctx = ctx(dir);
+                tracing::info!(pipeline = %pipeline.name, source = %format!("s3://{}/{}", s.bucket, s.prefix), target = %pipeline.target.name(), connection = %pipeline.connection.name, "watching");
+                let (tx, rx) = mpsc::channel::<ClaimedObject>(1);
+                tokio::spawn(source.clone().watch(slots, tx, cancel.clone()));
+                tokio::spawn(dispatch(rx, shared.clone(), move |claimed, shared| {
+                    s3::handle(ctx.clone(), source.clone(), claimed, shared, upload)
+                }));
+            }
+        }
+    }
+    Ok(Generation { cancel, connections })
+}
+
+/// Takes claimed files and runs `handle` for each on its own task, within the global limit.
+async fn dispatch<C, F, Fut>(mut rx: mpsc::Receiver<C>, shared: Shared, handle: F)
+where
+    C: Send + 'static,
+    F: Fn(C, Shared) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    while let Some(claimed) = rx.recv().await {
+        let Ok(global_permit) = shared.global.clone().acquire_owned().await else { return };
+        let work = handle(claimed, shared.clone());
+        shared.files.spawn(async move {
+            work.await;
+            drop(global_permit);
+        });
+    }
+}

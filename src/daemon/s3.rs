@@ -1,0 +1,177 @@
+//! A leased S3 object: streamed through the shared file runner while its lease is renewed;
+//! then reports uploaded, the ledger told, the object moved, the lease released. A broken
+//! connection mid-object reads it again from the ledger's checkpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::file::{self, Ran};
+use super::Shared;
+use crate::ledger::{FileState, Identity};
+use crate::pipeline::{FileContext, FileResult, Input};
+use crate::source::s3::{lease::Lease, ClaimedObject, S3File, S3Source};
+
+/// Reads of one object that break off before it is given up for now (the next poll retries).
+const MAX_READS: u32 = 5;
+
+pub async fn handle(
+    mut ctx: FileContext,
+    source: S3Source,
+    claimed: ClaimedObject,
+    shared: Shared,
+    upload_reports: bool,
+) {
+    let ClaimedObject { object, lease, permit } = claimed;
+    let _permit = permit;
+    let pipeline = ctx.pipeline.name.clone();
+    let name = object.key.clone();
+    // This file's own tokens: losing its lease stops it without stopping the others.
+    let lost = CancellationToken::new();
+    ctx.stop = child_of(&ctx.stop, &lost);
+    ctx.abort = child_of(&ctx.abort, &lost);
+    let renewer = tokio::spawn(renew(source.clone(), lease.clone(), lost.clone()));
+    let identity = Identity {
+        pipeline: pipeline.clone(),
+        name: name.clone(),
+        size: object.size,
+        hash: format!(
+            "etag:{}{}",
+            object.etag,
+            object.version.as_deref().map(|v| format!("@{v}")).unwrap_or_default()
+        ),
+    };
+    let stem = if upload_reports {
+        source.report_stem(&object.name).await
+    } else {
+        crate::pipeline::unique_stem(&ctx.report_dir, &crate::report::stem_of(&object.name))
+    };
+    let input = Input::Remote(Arc::new(S3File {
+        client: source.client.clone(),
+        bucket: source.settings.bucket.clone(),
+        object: object.clone(),
+    }));
+    let mut reads = 0;
+    let ran = loop {
+        reads += 1;
+        let ran =
+            file::run(&ctx, input.clone(), &object.name, identity.clone(), stem.clone(), &shared)
+                .await;
+        let broke = matches!(ran, Ran::Interrupted)
+            && !ctx.stop.is_cancelled()
+            && !ctx.abort.is_cancelled();
+        if !broke || reads >= MAX_READS {
+            break ran;
+        }
+        tracing::warn!(pipeline = %pipeline, file = %name, read = reads, "reading the object broke off; reading it again from the checkpoint");
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(reads))).await;
+    };
+    renewer.abort();
+    let release = match ran {
+        Ran::AlreadyDone { finished_at } => {
+            tracing::info!(pipeline = %pipeline, file = %name, finished_at = %finished_at, "already imported (same key and ETag): moving it to processed/ without sending anything");
+            moved(&source, &object, false, &name).await
+        }
+        Ran::Finished { result, file_id } => {
+            finish(&ctx, &source, &object, &shared, result, file_id, upload_reports).await
+        }
+        Ran::Crashed { file_id } => {
+            let _ = shared.ledger.finish(file_id, FileState::Failed).await;
+            moved(&source, &object, true, &name).await
+        }
+        Ran::Interrupted | Ran::NotRecorded => {
+            tracing::info!(pipeline = %pipeline, file = %name, "stopped before the end; resumes later from the ledger (the lease expires if this daemon does not return)");
+            false
+        }
+    };
+    if release && !lost.is_cancelled() {
+        source.leases.release(&lease).await;
+    }
+    source.done(&object.key);
+}
+
+/// Reports up, ledger told, object moved: each step idempotent, in this order.
+async fn finish(
+    ctx: &FileContext,
+    source: &S3Source,
+    object: &crate::source::s3::Object,
+    shared: &Shared,
+    result: FileResult,
+    file_id: i64,
+    upload: bool,
+) -> bool {
+    let name = &object.key;
+    if upload {
+        let mut files = vec![result.summary_path.clone()];
+        files.extend(result.errors_path.clone());
+        for f in &files {
+            if let Err(e) = source.upload_report(f).await {
+                tracing::error!(file = %name, report = %f.display(), error = %e, "could not upload the report; the object is finished again at the next start");
+                return false;
+            }
+        }
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    let failed = result.file_error.is_some();
+    if let Err(e) = shared
+        .ledger
+        .finish(file_id, if failed { FileState::Failed } else { FileState::Finished })
+        .await
+    {
+        tracing::error!(file = %name, error = %e, "cannot record the file as finished");
+        return false;
+    }
+    let ok = moved(source, object, failed, name).await;
+    file::log_done(ctx, name, &result, if failed { "failed/" } else { "processed/" });
+    ok
+}
+
+async fn moved(
+    source: &S3Source,
+    object: &crate::source::s3::Object,
+    failed: bool,
+    name: &str,
+) -> bool {
+    match source.file_away(object, failed).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(file = %name, error = %e, "could not move the object; it is moved at the next start");
+            false
+        }
+    }
+}
+
+/// Renews the lease every third of its life; if another daemon took it, stops this file.
+async fn renew(source: S3Source, mut lease: Lease, lost: CancellationToken) {
+    let every = source.leases.ttl / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match source.leases.renew(&lease).await {
+            Ok(Some(l)) => lease = l,
+            Ok(None) => {
+                tracing::error!(lease = %lease.key, "the lease was taken by another daemon; stopping this file");
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(lease = %lease.key, error = %e, "could not renew the lease; trying again")
+            }
+        }
+    }
+}
+
+/// A token cancelled when either `parent` or `other` is.
+fn child_of(parent: &CancellationToken, other: &CancellationToken) -> CancellationToken {
+    let child = parent.child_token();
+    let (c, o) = (child.clone(), other.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = o.cancelled() => c.cancel(),
+            _ = c.cancelled() => {}
+        }
+    });
+    child
+}

@@ -1,0 +1,399 @@
+//! The S3 source: lists `bucket/prefix` every `poll_interval`, leases and streams each new
+//! object, and afterwards moves it to `<prefix>processed/` or `<prefix>failed/` with its
+//! reports under `<prefix>reports/`. Every finishing step is idempotent, so a crash between
+//! them is finished at the next start.
+
+pub mod lease;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::S3Settings;
+use crate::csvio::{BoxRead, SOURCE_BROKE};
+use crate::pipeline::RemoteFile;
+use lease::{Lease, Leases};
+
+pub const PROCESSED: &str = "processed/";
+pub const FAILED: &str = "failed/";
+pub const REPORTS: &str = "reports/";
+pub const LEASES: &str = ".leases/";
+/// How long a lease lasts without renewal; renewed every third of it.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// An object directly under the prefix.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub key: String,
+    /// The key without the prefix.
+    pub name: String,
+    pub size: u64,
+    pub etag: String,
+    pub version: Option<String>,
+    pub modified_ms: i64,
+}
+
+/// An object this daemon holds the lease of.
+#[derive(Debug)]
+pub struct ClaimedObject {
+    pub object: Object,
+    pub lease: Lease,
+    pub permit: OwnedSemaphorePermit,
+}
+
+#[derive(Clone)]
+pub struct S3Source {
+    pub settings: S3Settings,
+    pub client: Client,
+    pub leases: Leases,
+    patterns: Vec<glob::Pattern>,
+    /// Keys being processed here: not listed again until done.
+    pub in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// The HTTP status of a failed S3 call, when it got that far.
+pub fn status_of<E, R: HasStatus>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<u16> {
+    e.raw_response().map(HasStatus::status_code)
+}
+
+pub trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// One line for an S3 error, saying plainly when credentials are the problem.
+pub fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &aws_sdk_s3::error::SdkError<E, R>,
+) -> String {
+    let full = aws_sdk_s3::error::DisplayErrorContext(e).to_string().replace('\n', " ");
+    if full.to_ascii_lowercase().contains("credentials") {
+        return "no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE), or a role".into();
+    }
+    full
+}
+
+/// Percent-encodes a key for `x-amz-copy-source` (slashes stay).
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl S3Source {
+    /// Builds the client from the standard AWS chain (env, profile, web identity, instance
+    /// metadata), with `endpoint` and path-style addressing for S3-compatible stores.
+    pub async fn new(settings: S3Settings, patterns: Vec<glob::Pattern>, state_dir: &Path) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut conf =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+        if shared.region().is_none() {
+            conf = conf.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        }
+        let client = Client::from_conf(conf.build());
+        let leases = Leases {
+            client: client.clone(),
+            bucket: settings.bucket.clone(),
+            owner: lease::owner_id(state_dir),
+            ttl: LEASE_TTL,
+        };
+        Self { settings, client, leases, patterns, in_flight: Arc::default() }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        if name.is_empty()
+            || name.contains('/')
+            || name.starts_with('.')
+            || lower.ends_with(".tmp")
+            || lower.ends_with(".part")
+        {
+            return false;
+        }
+        let opts = glob::MatchOptions { case_sensitive: false, ..Default::default() };
+        self.patterns.iter().any(|p| p.matches_with(name, opts))
+    }
+
+    /// Objects directly under the prefix that match the pattern, oldest first. Follows
+    /// continuation tokens through any number of pages.
+    pub async fn list(&self) -> Result<Vec<Object>, String> {
+        let prefix = &self.settings.prefix;
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.settings.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                format!("cannot list s3://{}/{prefix}: {}", self.settings.bucket, describe(&e))
+            })?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                let name = key.strip_prefix(prefix.as_str()).unwrap_or(key);
+                if !self.wants(name) {
+                    continue;
+                }
+                out.push(Object {
+                    key: key.to_string(),
+                    name: name.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                    version: None,
+                    modified_ms: o.last_modified().map_or(0, |d| d.to_millis().unwrap_or(0)),
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.modified_ms, &a.key).cmp(&(b.modified_ms, &b.key)));
+        Ok(out)
+    }
+
+    /// Lists every `poll_interval` until `cancel`, leasing and sending new objects while the
+    /// pipeline has a free slot.
+    pub async fn watch(
+        self,
+        slots: Arc<Semaphore>,
+        tx: mpsc::Sender<ClaimedObject>,
+        cancel: CancellationToken,
+    ) {
+        let mut last_error = String::new();
+        loop {
+            match self.list().await {
+                Ok(objects) => {
+                    last_error.clear();
+                    for object in objects {
+                        if self.in_flight.lock().map(|s| s.contains(&object.key)).unwrap_or(true) {
+                            continue;
+                        }
+                        let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                        let lease_key = format!("{}{LEASES}{}", self.settings.prefix, object.name);
+                        match self.leases.acquire(&lease_key).await {
+                            Ok(Some(lease)) => {
+                                if let Ok(mut s) = self.in_flight.lock() {
+                                    s.insert(object.key.clone());
+                                }
+                                tracing::info!(file = %object.key, "claimed (lease taken)");
+                                if tx.send(ClaimedObject { object, lease, permit }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => {
+                                tracing::debug!(file = %object.key, "leased by another daemon")
+                            }
+                            Err(e) => {
+                                tracing::warn!(file = %object.key, error = %e, "could not take the lease")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Said once per distinct problem, not every poll.
+                    if e != last_error {
+                        tracing::error!(bucket = %self.settings.bucket, error = %e, "cannot list the bucket; retrying every poll_interval");
+                        last_error = e;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    pub fn done(&self, key: &str) {
+        if let Ok(mut s) = self.in_flight.lock() {
+            s.remove(key);
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, String> {
+        match self.client.head_object().bucket(&self.settings.bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    /// `dir/name`, or with a timestamp before the extension when that key exists.
+    async fn free_key(&self, dir: &str, name: &str) -> Result<String, String> {
+        let key = format!("{}{dir}{name}", self.settings.prefix);
+        if !self.exists(&key).await? {
+            return Ok(key);
+        }
+        let stem = crate::report::stem_of(name);
+        let ext = &name[stem.len()..];
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        Ok(format!("{}{dir}{stem}.{stamp}{ext}", self.settings.prefix))
+    }
+
+    /// Moves the object into `processed/` or `failed/` (copy, then delete the original).
+    /// Idempotent: an object already gone was moved by an earlier, interrupted call.
+    pub async fn file_away(&self, object: &Object, failed: bool) -> Result<String, String> {
+        if !self.exists(&object.key).await? {
+            return Ok(String::new());
+        }
+        let dir = if failed { FAILED } else { PROCESSED };
+        let to = self.free_key(dir, &object.name).await?;
+        let source = format!("{}/{}", self.settings.bucket, encode_key(&object.key));
+        self.client
+            .copy_object()
+            .bucket(&self.settings.bucket)
+            .copy_source(source)
+            .key(&to)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        self.client
+            .delete_object()
+            .bucket(&self.settings.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(to)
+    }
+
+    /// Uploads a local report file to `<prefix>reports/<name>`.
+    pub async fn upload_report(&self, local: &Path) -> Result<(), String> {
+        let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(local)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = format!("{}{REPORTS}{name}", self.settings.prefix);
+        self.client
+            .put_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(())
+    }
+
+    /// A report stem not used yet under `<prefix>reports/`.
+    pub async fn report_stem(&self, name: &str) -> String {
+        let stem = crate::report::stem_of(name);
+        let key = format!("{}{REPORTS}{stem}.summary.json", self.settings.prefix);
+        match self.exists(&key).await {
+            Ok(false) => stem,
+            _ => format!("{stem}.{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")),
+        }
+    }
+
+    /// One harmless list call, for `check --connect`.
+    pub async fn probe(&self) -> Result<(), String> {
+        self.client
+            .list_objects_v2()
+            .bucket(&self.settings.bucket)
+            .prefix(&self.settings.prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!("s3://{}/{}: {}", self.settings.bucket, self.settings.prefix, describe(&e))
+            })
+    }
+}
+
+/// An object streamed from S3, from its start each time it is opened.
+pub struct S3File {
+    pub client: Client,
+    pub bucket: String,
+    pub object: Object,
+}
+
+impl RemoteFile for S3File {
+    fn name(&self) -> &str {
+        &self.object.key
+    }
+
+    fn size(&self) -> u64 {
+        self.object.size
+    }
+
+    fn open(&self) -> BoxFuture<'_, Result<BoxRead, String>> {
+        async move {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.object.key)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot read s3://{}/{}: {}",
+                        self.bucket,
+                        self.object.key,
+                        describe(&e)
+                    )
+                })?;
+            let body: BoxRead = Box::pin(Broke(out.body.into_async_read()));
+            Ok(body)
+        }
+        .boxed()
+    }
+}
+
+/// Marks every error of the body stream as "the source connection broke" ([`SOURCE_BROKE`]),
+/// so the file is read again from its checkpoint rather than failed.
+struct Broke<R>(R);
+
+impl<R: AsyncRead + Unpin> AsyncRead for Broke<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.0).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) => {
+                Poll::Ready(Err(std::io::Error::new(SOURCE_BROKE, e.to_string())))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_keys_are_encoded() {
+        assert_eq!(encode_key("in/My File (1).csv"), "in/My%20File%20%281%29.csv");
+        assert_eq!(encode_key("in/zoë.csv"), "in/zo%C3%AB.csv");
+    }
+}
