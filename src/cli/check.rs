@@ -50,3 +50,52 @@ pub fn run(config: &Path) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// `check --connect`: one harmless call per connection and one list per S3 source.
+pub async fn connect(config: std::path::PathBuf) -> ExitCode {
+    crate::logging::init_quiet();
+    let Ok(settings) = crate::config::load(&config) else {
+        return ExitCode::from(super::EXIT_USAGE);
+    };
+    let mut ok = true;
+    let connections = match crate::daemon::connections(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    for (name, conn) in &connections {
+        match conn.probe().await {
+            Ok(()) => println!("connection {name}: reachable, credentials accepted"),
+            Err(e) => {
+                ok = false;
+                eprintln!("error: connection {name}: {e}");
+            }
+        }
+    }
+    for p in &settings.pipelines {
+        if let SourceSettings::S3(s) = &p.source {
+            let source = crate::source::s3::S3Source::new(
+                s.clone(),
+                s.patterns.clone(),
+                &settings.state_dir,
+            )
+            .await;
+            match source.probe().await {
+                Ok(()) => {
+                    println!("pipeline {}: s3://{}/{} is reachable", p.name, s.bucket, s.prefix)
+                }
+                Err(e) => {
+                    ok = false;
+                    eprintln!("error: pipeline {}: {e}", p.name);
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_USAGE)
+    }
+}

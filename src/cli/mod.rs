@@ -36,10 +36,15 @@ pub enum Command {
         config: PathBuf,
     },
     /// Check a config file and print what would run (exit 0 valid, 2 invalid).
-    #[command(after_help = "Example:\n  crm-ingest check --config config/example.toml")]
+    #[command(
+        after_help = "Example:\n  crm-ingest check --config config/example.toml\n  crm-ingest check --config /etc/crm-ingest/config.toml --connect"
+    )]
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also make one harmless authenticated call per connection and one list per S3 source.
+        #[arg(long)]
+        connect: bool,
     },
     /// Dry run one file: parse, map, validate; write the would-be report. No network.
     #[command(
@@ -92,7 +97,11 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check::run(&config),
+        Command::Check { config, connect: false } => check::run(&config),
+        Command::Check { config, connect: true } => match check::run(&config) {
+            code if code == ExitCode::SUCCESS => with_runtime(check::connect(config)),
+            code => code,
+        },
         Command::Plan { config, pipeline, report_dir, file } => {
             with_runtime(plan::run(config, pipeline, report_dir, file))
         }

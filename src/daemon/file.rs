@@ -14,7 +14,7 @@ pub enum Ran {
     /// Its identity was already imported: nothing was sent.
     AlreadyDone { finished_at: String },
     /// Every row settled (or the file failed as a whole): the caller files it away.
-    Finished { result: FileResult, file_id: i64 },
+    Finished { result: Box<FileResult>, file_id: i64 },
     /// Stopped before the end (shutdown, lost lease, broken source): resumable.
     Interrupted,
     /// A bug stopped this file; a summary saying so was written.
@@ -65,7 +65,7 @@ pub async fn run(
     };
     match task.await {
         Ok(Ok(result)) if result.interrupted => Ran::Interrupted,
-        Ok(Ok(result)) => Ran::Finished { result, file_id },
+        Ok(Ok(result)) => Ran::Finished { result: Box::new(result), file_id },
         Ok(Err(e)) => {
             tracing::error!(pipeline = %pipeline, file = %name, error = %e, "could not write this file's report; it is left for the next start");
             Ran::Interrupted

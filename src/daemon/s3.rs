@@ -97,7 +97,7 @@ async fn finish(
     source: &S3Source,
     object: &crate::source::s3::Object,
     shared: &Shared,
-    result: FileResult,
+    result: Box<FileResult>,
     file_id: i64,
     upload: bool,
 ) -> bool {

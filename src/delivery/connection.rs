@@ -105,6 +105,21 @@ impl Connection {
         &self.settings.base_url
     }
 
+    /// One harmless authenticated call, for `check --connect`: any answer but a refusal of the
+    /// credentials (or no answer at all) means the connection works.
+    pub async fn probe(&self) -> Result<(), String> {
+        let url = match self.settings.kind {
+            crate::config::CrmKind::Plannr => {
+                format!("{}/api/v1/import?per_page=1", self.base_url())
+            }
+            crate::config::CrmKind::Repsly => format!("{}/export/importStatus/0", self.base_url()),
+        };
+        match self.call("probe", |c| c.get(&url)).await {
+            Ok(_) | Err(CallError::Rejected { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Waits for the right to create a remote job; hold the guard until the job's id is
     /// recorded. Status polls do not need it.
     pub async fn creating(&self) -> tokio::sync::MutexGuard<'_, ()> {

@@ -3,6 +3,8 @@
 #![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
 #![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -204,9 +206,14 @@ pub struct Daemon(pub std::process::Child);
 
 impl Daemon {
     pub fn start(config: &Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> Self {
         let child = Command::new(bin())
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

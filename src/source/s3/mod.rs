@@ -337,7 +337,7 @@ pub struct S3File {
 
 impl RemoteFile for S3File {
     fn name(&self) -> &str {
-        &self.object.key
+        &self.object.name
     }
 
     fn size(&self) -> u64 {
