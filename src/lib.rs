@@ -25,6 +25,7 @@ pub mod delivery;
 pub mod ledger;
 pub mod logging;
 pub mod mapping;
+pub mod ops;
 pub mod pipeline;
 pub mod report;
 pub mod row;

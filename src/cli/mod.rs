@@ -80,6 +80,12 @@ pub enum Command {
         after_help = "Example:\n  crm-ingest sandbox --listen 127.0.0.1:8080 --rate-limit 20/s --fail-rate 0.1"
     )]
     Sandbox(sandbox::SandboxArgs),
+    /// Ask a running daemon's /healthz (for container health checks): exit 0 if healthy.
+    #[command(after_help = "Example:\n  crm-ingest health --url http://127.0.0.1:9464/healthz")]
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
     /// Start the sandbox and the daemon on the shipped example files, print each summary.
     #[command(
         after_help = "Example:\n  crm-ingest demo            # process the examples, print summaries, exit\n  crm-ingest demo --watch    # keep running; drop more files into demo/inbox/..."
@@ -111,6 +117,21 @@ pub fn main() -> ExitCode {
         Command::Run { config } => with_runtime(run::run(config)),
         Command::Sandbox(args) => with_runtime(sandbox::run(args)),
         Command::Demo { watch, dir } => with_runtime(demo::run(watch, dir)),
+        Command::Health { url } => with_runtime(health(url)),
+    }
+}
+
+async fn health(url: String) -> ExitCode {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build();
+    let ok = match client {
+        Ok(c) => c.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false),
+        Err(_) => false,
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: {url} is not healthy");
+        ExitCode::FAILURE
     }
 }
 

@@ -33,7 +33,10 @@ pub async fn run(
 ) -> Ran {
     let pipeline = ctx.pipeline.name.clone();
     let lf = match shared.ledger.claim(identity, stem.clone()).await {
-        Ok(Claim::Finished { finished_at, .. }) => return Ran::AlreadyDone { finished_at },
+        Ok(Claim::Finished { finished_at, .. }) => {
+            crate::ops::metrics::get().file(&pipeline, "already_imported");
+            return Ran::AlreadyDone { finished_at };
+        }
         Ok(Claim::Fresh { file_id, started_at }) => LedgerFile {
             ledger: shared.ledger.clone(),
             file_id,
@@ -57,13 +60,17 @@ pub async fn run(
         }
     };
     let file_id = lf.file_id;
+    let progress = Arc::new(Progress::default());
+    let _on_board = crate::ops::status::get().register(&pipeline, name, progress.clone());
+    let metrics = crate::ops::metrics::get();
+    metrics.file_in_flight(&pipeline, 1);
     let task = {
         let (ctx, name) = (ctx.clone(), name.to_string());
-        tokio::spawn(async move {
-            process_file(&ctx, &input, &name, Arc::new(Progress::default()), Some(lf)).await
-        })
+        tokio::spawn(async move { process_file(&ctx, &input, &name, progress, Some(lf)).await })
     };
-    match task.await {
+    let joined = task.await;
+    metrics.file_in_flight(&pipeline, -1);
+    match joined {
         Ok(Ok(result)) if result.interrupted => Ran::Interrupted,
         Ok(Ok(result)) => Ran::Finished { result: Box::new(result), file_id },
         Ok(Err(e)) => {
@@ -101,8 +108,11 @@ fn write_failure_summary(ctx: &FileContext, name: &str, why: &str) {
     }
 }
 
-/// Logs a finished file the same way for every source.
+/// Logs a finished file the same way for every source, and counts it.
 pub fn log_done(ctx: &FileContext, name: &str, result: &FileResult, moved_to: &str) {
+    let outcome = if result.file_error.is_some() { "failed" } else { "processed" };
+    crate::ops::metrics::get().file(&ctx.pipeline.name, outcome);
+    crate::ops::status::get().finished(result.summary.clone());
     let rows = &result.summary.rows;
     tracing::info!(
         pipeline = %ctx.pipeline.name, file = %name, read = rows.read, accepted = rows.accepted, failed = rows.failed,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, SourceSettings};
 use crate::delivery::Connection;
 use crate::ledger::Ledger;
+use crate::ops::server::OpsState;
+use crate::ops::systemd;
 use crate::pipeline::FileContext;
 use crate::source::s3::{ClaimedObject, S3Source};
 use crate::source::{Claimed, FolderSource};
@@ -88,6 +90,17 @@ pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::R
         abort: CancellationToken::new(),
     };
     let mut generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
+    let ops_connections =
+        Arc::new(RwLock::new(generation.connections.values().cloned().collect::<Vec<_>>()));
+    let ops_stop = CancellationToken::new();
+    if let Some(server) = &settings.server {
+        let state = OpsState { ledger: ledger.clone(), connections: ops_connections.clone() };
+        let addr = crate::ops::server::spawn(&server.listen, state, ops_stop.clone()).await?;
+        tracing::info!(listen = %addr, "operator endpoints: /healthz /readyz /metrics /status");
+    }
+    announce(&settings);
+    systemd::ready(&running(&settings));
+    let mut watchdog = systemd::watchdog_every().map(tokio::time::interval);
     loop {
         let reload = async {
             match control.reload.as_mut() {
@@ -95,8 +108,15 @@ pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::R
                 None => std::future::pending().await,
             }
         };
+        let ping = async {
+            match watchdog.as_mut() {
+                Some(i) => i.tick().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = control.shutdown.cancelled() => break,
+            _ = ping => systemd::watchdog(),
             Some(()) = reload => {
                 match crate::config::load(&settings.path) {
                     Ok(new) => match start(&new, &shared, &generation.connections, false).await {
@@ -104,7 +124,12 @@ pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::R
                             generation.cancel.cancel();
                             generation = next;
                             settings = new;
+                            if let Ok(mut c) = ops_connections.write() {
+                                *c = generation.connections.values().cloned().collect();
+                            }
                             tracing::info!(config = %settings.path.display(), pipelines = settings.pipelines.len(), "config reloaded");
+                            announce(&settings);
+                            systemd::status(&running(&settings));
                         }
                         Err(e) => tracing::error!(error = %format!("{e:#}"), "config reload refused; the old config keeps running"),
                     },
@@ -113,6 +138,7 @@ pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::R
             }
         }
     }
+    systemd::stopping();
     tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down: no new files are claimed; finishing the batches in flight");
     generation.cancel.cancel();
     shared.stop.cancel();
@@ -126,7 +152,28 @@ pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::R
         tracing::error!(error = %e, "the ledger's last writes failed");
     }
     ledger.close();
+    ops_stop.cancel();
     Ok(())
+}
+
+/// The start-up (and reload) line: every pipeline with its source and target.
+fn announce(settings: &Settings) {
+    let pipelines: Vec<String> = settings
+        .pipelines
+        .iter()
+        .map(|p| {
+            let source = match &p.source {
+                SourceSettings::Folder(f) => f.path.display().to_string(),
+                SourceSettings::S3(s) => format!("s3://{}/{}", s.bucket, s.prefix),
+            };
+            format!("{}: {source} -> {}", p.name, p.target.name())
+        })
+        .collect();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %settings.path.display(), pipelines = %pipelines.join("; "), "crm-ingest running");
+}
+
+fn running(settings: &Settings) -> String {
+    format!("running {} pipeline(s)", settings.pipelines.len())
 }
 
 /// Starts watchers and dispatchers for every pipeline of `settings`.

@@ -167,6 +167,7 @@ impl Connection {
                 break;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            crate::ops::metrics::get().retry(&self.settings.name, endpoint);
             let wait = match server_wait {
                 Some(w) => {
                     self.pause_for(w);
@@ -200,17 +201,28 @@ impl Connection {
     {
         let _slot = self.slots.acquire().await.map_err(|_| "connection closed".to_string())?;
         self.wait_for_pause().await;
+        let metrics = crate::ops::metrics::get();
         let started = Instant::now();
         self.limiter.until_ready().await;
-        self.stats
-            .limiter_wait_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let waited = started.elapsed();
+        self.stats.limiter_wait_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        metrics.limiter_wait(&self.settings.name, waited);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let request = self.authorise(make(&self.client));
-        let response = request.send().await.map_err(|e| describe_transport(endpoint, &e))?;
+        let sent = Instant::now();
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.request(&self.settings.name, endpoint, None, sent.elapsed());
+                return Err(describe_transport(endpoint, &e));
+            }
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| describe_transport(endpoint, &e))?;
+        let body = response.bytes().await.map_err(|e| describe_transport(endpoint, &e));
+        let seen = if body.is_ok() { Some(status) } else { None };
+        metrics.request(&self.settings.name, endpoint, seen, sent.elapsed());
+        let body = body?;
         let now = SystemTime::now();
         let retry_after = headers
             .get("retry-after")

@@ -217,6 +217,7 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
             }
         }
         let mut replies: Vec<Box<dyn FnOnce(Option<String>)>> = Vec::new();
+        let started = std::time::Instant::now();
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             for msg in batch {
@@ -244,6 +245,7 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
             }
             tx.commit()
         })();
+        crate::ops::metrics::get().ledger_write_seconds.observe(started.elapsed().as_secs_f64());
         let err = result.err().map(|e| e.to_string());
         if let Some(e) = &err {
             tracing::error!(error = %e, "ledger write failed");

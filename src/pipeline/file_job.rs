@@ -227,11 +227,8 @@ fn settler(
     ledger: Option<&LedgerFile>,
 ) -> std::io::Result<Settler> {
     let Some(l) = ledger else {
-        return Ok(Settler::new(
-            ErrorsFile::new(errors_path, file.dialect.clone()),
-            progress,
-            label.to_string(),
-        ));
+        let errors = ErrorsFile::new(errors_path, file.dialect.clone());
+        return Ok(Settler::new(errors, progress, &ctx.pipeline.name, label.to_string()));
     };
     let partial = ctx.report_dir.join(format!(".{stem}.errors.csv.partial"));
     let checkpoint = l.resume.as_ref().map(|r| &r.checkpoint);
@@ -239,7 +236,8 @@ fn settler(
     let errors = ErrorsFile::resumable(errors_path, partial, file.dialect.clone(), bytes)?;
     let (store, file_id) = (l.ledger.clone(), l.file_id);
     let sink = Box::new(move |cp| store.checkpoint(file_id, cp));
-    Ok(Settler::new(errors, progress, label.to_string()).resuming(checkpoint, sink))
+    Ok(Settler::new(errors, progress, &ctx.pipeline.name, label.to_string())
+        .resuming(checkpoint, sink))
 }
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
@@ -398,6 +396,7 @@ async fn stream(
             jobs: jobs.clone(),
             abort: ctx.abort.clone(),
             settle_tx: settle_tx.clone(),
+            pipeline: ctx.pipeline.name.clone(),
         };
         let mut batches = std::pin::pin!(
             ReceiverStream::new(row_rx).chunks_timeout(batch.max_rows, batch.max_wait)
@@ -444,16 +443,20 @@ struct Deliverer {
     jobs: Arc<FileJobs>,
     abort: CancellationToken,
     settle_tx: mpsc::Sender<SettleMsg>,
+    pipeline: String,
 }
 
 impl Deliverer {
     /// Sends a new batch; at the shutdown deadline its rows are left unsettled (resumed later).
     fn batch(self, rows: Vec<MappedRow>) -> BoxFuture<'static, ()> {
         async move {
+            let metrics = crate::ops::metrics::get();
+            metrics.batch_in_flight(&self.pipeline, 1);
             tokio::select! {
                 _ = self.abort.cancelled() => {}
                 outcomes = driver::deliver(self.target.as_ref(), &self.conn, &rows, self.jobs.as_ref()) => self.settle(rows, outcomes).await,
             }
+            metrics.batch_in_flight(&self.pipeline, -1);
         }
         .boxed()
     }

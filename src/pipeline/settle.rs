@@ -44,6 +44,7 @@ pub struct Settler {
     last_checkpoint: Instant,
     last_log: Instant,
     label: String,
+    pipeline: String,
 }
 
 /// What the settler's thread receives.
@@ -56,7 +57,7 @@ pub enum SettleMsg {
 }
 
 impl Settler {
-    pub fn new(errors: ErrorsFile, progress: Arc<Progress>, label: String) -> Self {
+    pub fn new(errors: ErrorsFile, progress: Arc<Progress>, pipeline: &str, label: String) -> Self {
         Self {
             errors,
             ahead: BTreeMap::new(),
@@ -68,6 +69,7 @@ impl Settler {
             last_checkpoint: Instant::now(),
             last_log: Instant::now(),
             label,
+            pipeline: pipeline.to_string(),
         }
     }
 
@@ -103,9 +105,15 @@ impl Settler {
 
     fn apply(&mut self, row: &SourceRow, outcome: &Outcome) -> io::Result<()> {
         self.counts.read += 1;
+        let metrics = crate::ops::metrics::get();
         match outcome {
-            Outcome::Accepted => self.counts.accepted += 1,
+            Outcome::Accepted => {
+                self.counts.accepted += 1;
+                metrics.row(&self.pipeline, "accepted", "");
+            }
             Outcome::Failed(f) => {
+                let kind = if f.stage == Stage::Unprocessed { "unprocessed" } else { "failed" };
+                metrics.row(&self.pipeline, kind, f.stage.as_str());
                 if f.stage == Stage::Unprocessed {
                     self.counts.unprocessed += 1;
                 } else {

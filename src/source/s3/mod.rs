@@ -198,6 +198,13 @@ impl S3Source {
                         let Ok(permit) = slots.clone().try_acquire_owned() else { break };
                         let lease_key = format!("{}{LEASES}{}", self.settings.prefix, object.name);
                         match self.leases.acquire(&lease_key).await {
+                            // The listing may be stale: another daemon can have finished the
+                            // object and released its lease since. It releases only after the
+                            // object is gone, so checking now is enough.
+                            Ok(Some(lease)) if !self.unchanged(&object).await => {
+                                tracing::debug!(file = %object.key, "gone or replaced since listed");
+                                self.leases.release(&lease).await;
+                            }
                             Ok(Some(lease)) => {
                                 if let Ok(mut s) = self.in_flight.lock() {
                                     s.insert(object.key.clone());
@@ -234,6 +241,15 @@ impl S3Source {
     pub fn done(&self, key: &str) {
         if let Ok(mut s) = self.in_flight.lock() {
             s.remove(key);
+        }
+    }
+
+    /// Whether the object is still there with the ETag it was listed with.
+    async fn unchanged(&self, object: &Object) -> bool {
+        match self.client.head_object().bucket(&self.settings.bucket).key(&object.key).send().await
+        {
+            Ok(head) => head.e_tag().unwrap_or_default() == object.etag,
+            Err(_) => false,
         }
     }
 

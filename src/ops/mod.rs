@@ -1,0 +1,6 @@
+//! Operations: metrics, the status board, the operator endpoints, systemd notify.
+
+pub mod metrics;
+pub mod server;
+pub mod status;
+pub mod systemd;

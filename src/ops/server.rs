@@ -1,0 +1,81 @@
+//! The operator endpoints on `[server] listen`: `/healthz`, `/readyz`, `/metrics`, `/status`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::Connection;
+use crate::ledger::Ledger;
+
+/// What the endpoints look at; the daemon swaps the connections on reload.
+#[derive(Clone)]
+pub struct OpsState {
+    pub ledger: Arc<Ledger>,
+    pub connections: Arc<RwLock<Vec<Arc<Connection>>>>,
+}
+
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+/// Binds `listen` and serves until `shutdown`; a bind failure is returned, naming the address.
+pub async fn spawn(
+    listen: &str,
+    state: OpsState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("[server] listen = {listen}: cannot bind: {e}"))?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "operator endpoints stopped");
+        }
+    });
+    Ok(addr)
+}
+
+/// Ready: the ledger commits, and no connection has had its credentials refused.
+async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(2), s.ledger.sync()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("ledger: {e}")),
+        Err(_) => problems.push("ledger: no commit within 2s".into()),
+    }
+    let connections = s.connections.read().map(|c| c.clone()).unwrap_or_default();
+    for c in connections {
+        if let Some(why) = c.auth_failure() {
+            problems.push(format!("connection {}: {why}", c.name()));
+        }
+    }
+    let ready = problems.is_empty();
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(serde_json::json!({ "ready": ready, "problems": problems })))
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        super::metrics::get().render(),
+    )
+}
+
+async fn status() -> impl IntoResponse {
+    Json(serde_json::json!({ "pipelines": super::status::get().snapshot() }))
+}

@@ -1,0 +1,120 @@
+//! What `/status` shows: files in flight with their progress, and the last 20 finished.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::pipeline::Progress;
+use crate::report::Summary;
+
+const FINISHED_KEPT: usize = 20;
+
+struct Entry {
+    pipeline: String,
+    file: String,
+    started_at: String,
+    started: Instant,
+    progress: Arc<Progress>,
+}
+
+#[derive(Default)]
+struct Inner {
+    in_flight: BTreeMap<u64, Entry>,
+    finished: VecDeque<Summary>,
+}
+
+#[derive(Default)]
+pub struct Board {
+    inner: Mutex<Inner>,
+    next: AtomicU64,
+}
+
+/// Removes its file from the board when dropped.
+pub struct Registered {
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut g) = get().inner.lock() {
+            g.in_flight.remove(&self.id);
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    pub file: String,
+    pub started_at: String,
+    pub rows_done: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Seconds left at the pace so far, once there is a pace.
+    pub eta_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct PipelineStatus {
+    pub in_flight: Vec<FileStatus>,
+    pub finished: Vec<Summary>,
+}
+
+impl Board {
+    pub fn register(&self, pipeline: &str, file: &str, progress: Arc<Progress>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut g) = self.inner.lock() {
+            let entry = Entry {
+                pipeline: pipeline.into(),
+                file: file.into(),
+                started_at: crate::report::now_rfc3339(),
+                started: Instant::now(),
+                progress,
+            };
+            g.in_flight.insert(id, entry);
+        }
+        Registered { id }
+    }
+
+    pub fn finished(&self, summary: Summary) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.finished.push_back(summary);
+            while g.finished.len() > FINISHED_KEPT {
+                g.finished.pop_front();
+            }
+        }
+    }
+
+    /// Per pipeline, what is in flight and what finished last (newest first).
+    pub fn snapshot(&self) -> BTreeMap<String, PipelineStatus> {
+        let mut out: BTreeMap<String, PipelineStatus> = BTreeMap::new();
+        let Ok(g) = self.inner.lock() else { return out };
+        for e in g.in_flight.values() {
+            let done = e.progress.bytes_done();
+            let total = e.progress.bytes_total.load(Ordering::Relaxed);
+            let elapsed = e.started.elapsed().as_secs_f64();
+            let eta = (done > 0 && total > done)
+                .then(|| (elapsed * (total - done) as f64 / done as f64) as u64);
+            out.entry(e.pipeline.clone()).or_default().in_flight.push(FileStatus {
+                file: e.file.clone(),
+                started_at: e.started_at.clone(),
+                rows_done: e.progress.rows_done.load(Ordering::Relaxed),
+                bytes_done: done,
+                bytes_total: total,
+                eta_seconds: eta,
+            });
+        }
+        for s in g.finished.iter().rev() {
+            out.entry(s.pipeline.clone()).or_default().finished.push(s.clone());
+        }
+        out
+    }
+}
+
+static BOARD: OnceLock<Board> = OnceLock::new();
+
+pub fn get() -> &'static Board {
+    BOARD.get_or_init(Board::default)
+}
