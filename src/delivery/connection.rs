@@ -80,7 +80,9 @@ impl Connection {
             .user_agent(concat!("crm-ingest/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let rate = &settings.rate_limit;
-        let period = rate.interval().max(Duration::from_nanos(1));
+        // 1 % under the configured rate: exactly at it, network jitter can put one request
+        // more into a server's window than it allows.
+        let period = (rate.interval() * 101 / 100).max(Duration::from_nanos(1));
         let burst = NonZeroU32::new(settings.burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))

@@ -129,14 +129,11 @@ impl Metrics {
         out
     }
 
-    pub fn row(&self, pipeline: &str, outcome: &str, stage: &str) {
-        self.rows
-            .get_or_create(&RowLabels {
-                pipeline: pipeline.into(),
-                outcome: outcome.into(),
-                stage: stage.into(),
-            })
-            .inc();
+    /// The row counter for these labels, to keep and `inc()` without looking it up again.
+    pub fn row_counter(&self, pipeline: &str, outcome: &str, stage: &str) -> Counter {
+        let labels =
+            RowLabels { pipeline: pipeline.into(), outcome: outcome.into(), stage: stage.into() };
+        self.rows.get_or_create(&labels).clone()
     }
 
     pub fn file(&self, pipeline: &str, outcome: &str) {

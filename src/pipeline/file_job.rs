@@ -9,23 +9,22 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::input::Input;
 use super::progress::Progress;
 use super::settle::{self, SettleMsg, Settled, Settler};
 use crate::config::PipelineSettings;
-use crate::csvio::{CsvFile, FileError, RowCells};
+use crate::csvio::{CsvFile, FileEncoding, FileError, ReadRow, RowCells};
 use crate::delivery::{driver, Connection};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, RowCounts, Summary};
-use crate::row::Outcome;
+use crate::row::{Failure, Outcome, SourceRow};
 use crate::targets::schema::schema_for;
 use crate::targets::{JobSink, MappedRow, RemoteJob, ResumeJob, Target};
 
@@ -319,72 +318,112 @@ async fn stream(
     let mut resumed = ResumedJobs::new(resume);
     let stop = ctx.stop.clone();
 
-    let producer = {
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Vec<ReadRow>>(MAP_TASKS * 2);
+    // Reading: rows below the watermark are skipped unmapped; the rest go out in chunks.
+    let reader = async move {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return (None, true),
+                next = file.next() => next,
+            };
+            match next {
+                None => break,
+                Some(Err(e)) => {
+                    let _ = chunk_tx.send(std::mem::take(&mut chunk)).await;
+                    return (Some(e), false);
+                }
+                Some(Ok(read)) if read.row.seq < watermark => {}
+                Some(Ok(read)) => {
+                    chunk.push(read);
+                    if chunk.len() == CHUNK
+                        && chunk_tx
+                            .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                            .await
+                            .is_err()
+                    {
+                        return (None, false);
+                    }
+                }
+            }
+        }
+        let _ = chunk_tx.send(chunk).await;
+        (None, false)
+    };
+
+    // Mapping on both cores, chunk by chunk, the chunks' order kept; then each row goes to the
+    // settler (failed locally), to a batch, or to the job an earlier run created for it.
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let router = {
         let settle_tx = settle_tx.clone();
+        let mapper = Arc::new(mapper);
+        let (stop, dropped) = (ctx.stop.clone(), dropped.clone());
         async move {
             let mut samples = Vec::new();
-            let mut stopped = false;
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => { stopped = true; break; }
-                    next = file.next() => next,
-                };
-                let Some(next) = next else { break };
-                let read = match next {
-                    Ok(r) => r,
-                    Err(e) => return (samples, Some(e), false),
-                };
-                let row = read.row;
-                if row.seq < watermark {
-                    continue;
+            let mut mapped = std::pin::pin!(ReceiverStream::new(chunk_rx)
+                .map(|chunk| {
+                    let (mapper, target) = (mapper.clone(), target.clone());
+                    tokio::spawn(
+                        async move { map_chunk(&mapper, target.as_ref(), encoding, chunk) },
+                    )
+                })
+                .buffered(MAP_TASKS));
+            while let Some(done) = mapped.next().await {
+                if stop.is_cancelled() {
+                    // Shutting down: rows not yet routed stay unsettled, for the resume.
+                    dropped.store(true, Ordering::Relaxed);
+                    return samples;
                 }
-                let result = match read.problem {
-                    Some(p) => Err(p),
-                    None => mapper
-                        .map(&RowCells { raw: &row.raw, encoding })
-                        .and_then(|v| target.validate(mapper.fields(), &v).map(|()| v)),
+                let Ok(rows) = done else {
+                    tracing::error!("a mapping task stopped unexpectedly; the rest of the file is reported unprocessed");
+                    break;
                 };
-                let values = match result {
-                    Ok(v) => v,
-                    Err(f) => {
-                        if settle_tx.send(SettleMsg::Row(row, Outcome::Failed(f))).await.is_err() {
-                            break;
+                for (row, result) in rows {
+                    let (key, body) = match result {
+                        Ok(encoded) => encoded,
+                        Err(f) => {
+                            if settle_tx
+                                .send(SettleMsg::Row(row, Outcome::Failed(f)))
+                                .await
+                                .is_err()
+                            {
+                                return samples;
+                            }
+                            continue;
+                        }
+                    };
+                    if dry_run {
+                        if samples.len() < 3 {
+                            samples.push(target.preview(&body));
+                        }
+                        if settle_tx.send(SettleMsg::Row(row, Outcome::Accepted)).await.is_err() {
+                            return samples;
                         }
                         continue;
                     }
-                };
-                let (key, body) = target.encode(mapper.fields(), &values);
-                if dry_run {
-                    if samples.len() < 3 {
-                        samples
-                            .push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
-                    }
-                    if settle_tx.send(SettleMsg::Row(row, Outcome::Accepted)).await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                let mapped = MappedRow { source: row, key, body };
-                match resumed.take(mapped) {
-                    Ok(Some(group)) => {
-                        let _ = resume_tx.send(group).await;
-                    }
-                    Ok(None) => {}
-                    Err(mapped) => {
-                        if row_tx.send(mapped).await.is_err() {
-                            break;
+                    match resumed.take(MappedRow { source: row, key, body }) {
+                        Ok(Some(group)) => {
+                            let _ = resume_tx.send(group).await;
+                        }
+                        Ok(None) => {}
+                        Err(mapped) => {
+                            if row_tx.send(mapped).await.is_err() {
+                                return samples;
+                            }
                         }
                     }
                 }
             }
-            if !stopped {
-                for group in resumed.leftovers() {
-                    let _ = resume_tx.send(group).await;
-                }
+            for group in resumed.leftovers() {
+                let _ = resume_tx.send(group).await;
             }
-            (samples, None, stopped)
+            samples
         }
+    };
+    let producer = async {
+        let ((read_error, stopped), samples) = tokio::join!(reader, router);
+        (samples, read_error, stopped)
     };
 
     let deliveries = async {
@@ -398,9 +437,11 @@ async fn stream(
             settle_tx: settle_tx.clone(),
             pipeline: ctx.pipeline.name.clone(),
         };
-        let mut batches = std::pin::pin!(
-            ReceiverStream::new(row_rx).chunks_timeout(batch.max_rows, batch.max_wait)
-        );
+        let mut batches = std::pin::pin!(tokio_stream::StreamExt::chunks_timeout(
+            ReceiverStream::new(row_rx),
+            batch.max_rows,
+            batch.max_wait
+        ));
         let mut earlier = ReceiverStream::new(resume_rx);
         let mut running = JoinSet::new();
         loop {
@@ -409,6 +450,11 @@ async fn stream(
                 Some((id, rows)) = earlier.next() => d.clone().earlier(id, rows),
                 else => break,
             };
+            if ctx.stop.is_cancelled() {
+                // Shutting down: batches in flight finish, new ones are not started.
+                dropped.store(true, Ordering::Relaxed);
+                continue;
+            }
             let Ok(slot) = window.clone().acquire_owned().await else { break };
             running.spawn(async move {
                 work.await;
@@ -428,7 +474,8 @@ async fn stream(
     if let Some(FileError::Interrupted { message, .. }) = &read_error {
         tracing::warn!(error = %message, "the source connection broke; the file will be read again from its checkpoint");
     }
-    let interrupted = stopped || broke || ctx.abort.is_cancelled();
+    let interrupted =
+        stopped || broke || dropped.load(Ordering::Relaxed) || ctx.abort.is_cancelled();
     let _ = settle_tx.send(SettleMsg::End { interrupted }).await;
     drop(settle_tx);
     let settled = settled.await.map_err(std::io::Error::other)??;
@@ -477,6 +524,35 @@ impl Deliverer {
             let _ = self.settle_tx.send(SettleMsg::Row(row.source, outcome)).await;
         }
     }
+}
+
+/// Rows per chunk handed to a mapping task: large enough to amortise the hand-off.
+const CHUNK: usize = 1024;
+/// Chunks mapped at once (the machines have two cores).
+const MAP_TASKS: usize = 2;
+
+/// One row mapped: its key and encoded body, or why it failed.
+type MappedOne = (SourceRow, Result<(String, Vec<u8>), Failure>);
+
+fn map_chunk(
+    mapper: &Mapper,
+    target: &dyn Target,
+    encoding: FileEncoding,
+    rows: Vec<ReadRow>,
+) -> Vec<MappedOne> {
+    rows.into_iter()
+        .map(|read| {
+            let row = read.row;
+            let result = match read.problem {
+                Some(p) => Err(p),
+                None => mapper.map(&RowCells { raw: &row.raw, encoding }).and_then(|v| {
+                    target.validate(mapper.fields(), &v)?;
+                    Ok(target.encode(mapper.fields(), &v))
+                }),
+            };
+            (row, result)
+        })
+        .collect()
 }
 
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.

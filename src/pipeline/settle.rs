@@ -44,7 +44,40 @@ pub struct Settler {
     last_checkpoint: Instant,
     last_log: Instant,
     label: String,
+    counters: RowCounters,
+}
+
+/// The row counters of one pipeline, looked up once: a lookup per row would cost more than
+/// the rest of settling.
+struct RowCounters {
     pipeline: String,
+    accepted: prometheus_client::metrics::counter::Counter,
+    by_stage: BTreeMap<Stage, prometheus_client::metrics::counter::Counter>,
+}
+
+impl RowCounters {
+    fn new(pipeline: &str) -> Self {
+        let accepted = crate::ops::metrics::get().row_counter(pipeline, "accepted", "");
+        Self { pipeline: pipeline.to_string(), accepted, by_stage: BTreeMap::new() }
+    }
+
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Accepted => {
+                self.accepted.inc();
+            }
+            Outcome::Failed(f) => {
+                let pipeline = &self.pipeline;
+                let kind = if f.stage == Stage::Unprocessed { "unprocessed" } else { "failed" };
+                self.by_stage
+                    .entry(f.stage)
+                    .or_insert_with(|| {
+                        crate::ops::metrics::get().row_counter(pipeline, kind, f.stage.as_str())
+                    })
+                    .inc();
+            }
+        }
+    }
 }
 
 /// What the settler's thread receives.
@@ -69,7 +102,7 @@ impl Settler {
             last_checkpoint: Instant::now(),
             last_log: Instant::now(),
             label,
-            pipeline: pipeline.to_string(),
+            counters: RowCounters::new(pipeline),
         }
     }
 
@@ -88,7 +121,13 @@ impl Settler {
         if row.seq < self.watermark {
             return Ok(());
         }
-        self.ahead.insert(row.seq, (row, outcome));
+        if row.seq == self.watermark && self.ahead.is_empty() {
+            // In order, as most rows are: no need to park it.
+            self.apply(&row, &outcome)?;
+            self.watermark += 1;
+        } else {
+            self.ahead.insert(row.seq, (row, outcome));
+        }
         while let Some(entry) = self.ahead.first_entry() {
             if *entry.key() != self.watermark {
                 break;
@@ -105,15 +144,10 @@ impl Settler {
 
     fn apply(&mut self, row: &SourceRow, outcome: &Outcome) -> io::Result<()> {
         self.counts.read += 1;
-        let metrics = crate::ops::metrics::get();
+        self.counters.count(outcome);
         match outcome {
-            Outcome::Accepted => {
-                self.counts.accepted += 1;
-                metrics.row(&self.pipeline, "accepted", "");
-            }
+            Outcome::Accepted => self.counts.accepted += 1,
             Outcome::Failed(f) => {
-                let kind = if f.stage == Stage::Unprocessed { "unprocessed" } else { "failed" };
-                metrics.row(&self.pipeline, kind, f.stage.as_str());
                 if f.stage == Stage::Unprocessed {
                     self.counts.unprocessed += 1;
                 } else {

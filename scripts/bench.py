@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Whole-process benchmarks for crm-ingest (issue 6/6). Prints one Markdown table.
+
+    scripts/bench.sh            # everything (about 5 minutes; the 1 GB file needs ~2 GB disk)
+    scripts/bench.sh --quick    # skip the 1 GB file and the 100-second rate run
+
+Figures: `plan` (parse + map + validate + serialise) rows/s and MB/s on a generated
+1,000,000-row client file, its ratio to the `csv` crate's raw ByteRecord count of the same file
+in the same run, a Python peer (csv.DictReader + the same mapping), peak RSS of `plan` on 1 MB
+and 1 GB inputs, end-to-end use of a 20/s rate limit against `crm-ingest sandbox` (50,000 rows),
+and start-up / first-request latency.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "crm-ingest")
+EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
+QUICK = "--quick" in sys.argv
+OUT = os.environ.get("BENCH_OUT") or tempfile.mkdtemp(prefix="crm-ingest-bench-")
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def config(bench_dir, sandbox, rate, ops):
+    text = open(os.path.join(ROOT, "benches", "bench.toml")).read()
+    for k, v in {"BENCH_DIR": bench_dir, "SANDBOX_URL": sandbox, "RATE": rate, "OPS_LISTEN": ops}.items():
+        text = text.replace("${" + k + "}", v)
+    os.makedirs(bench_dir, exist_ok=True)
+    path = os.path.join(bench_dir, "bench.toml")
+    open(path, "w").write(text)
+    return path
+
+
+def generate(rows, path):
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            sh(os.path.join(EXAMPLES, "gen_clients"), str(rows), "42", stdout=f)
+    return os.path.getsize(path)
+
+
+def timed(args):
+    """Wall seconds and peak RSS (KiB, from GNU time -v when present) of a command."""
+    gnu_time = shutil.which("time") if os.path.exists("/usr/bin/time") else None
+    cmd = (["/usr/bin/time", "-v"] if gnu_time else []) + list(args)
+    started = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{p.stderr[-2000:]}")
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    return wall, (int(m.group(1)) if m else None), p.stdout
+
+
+def best(n, f):
+    runs = [f() for _ in range(n)]
+    return min(runs, key=lambda r: r[0])
+
+
+def plan(cfg, path):
+    reports = tempfile.mkdtemp(dir=OUT)
+    r = timed([BIN, "plan", "--config", cfg, "--pipeline", "clients", "--report-dir", reports, path])
+    shutil.rmtree(reports, ignore_errors=True)
+    return r
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def wait_http(url, limit=20):
+    started = time.time()
+    while time.time() - started < limit:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return True
+        except Exception:
+            time.sleep(0.01)
+    return False
+
+
+def rate_run(rows, rate_per_s):
+    """The daemon on a folder against the sandbox limited to the same rate."""
+    d = tempfile.mkdtemp(dir=OUT)
+    port, ops = free_port(), free_port()
+    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s", "--pending-polls", "0"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_sandbox/records")
+        cfg = config(d, url, f"{rate_per_s}/s", f"127.0.0.1:{ops}")
+        daemon = subprocess.Popen([BIN, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{ops}/healthz")
+        inbox = os.path.join(d, "inbox")
+        with open(os.path.join(inbox, "rate.csv.part"), "wb") as f:
+            sh(os.path.join(EXAMPLES, "gen_clients"), str(rows), "7", stdout=f)
+        os.rename(os.path.join(inbox, "rate.csv.part"), os.path.join(inbox, "rate.csv"))
+        processed = os.path.join(inbox, "processed", "rate.csv")
+        while not os.path.exists(processed):
+            time.sleep(0.2)
+        log = get_json(url + "/_sandbox/requests")
+        times = [r["at_ms"] for r in log]
+        throttled = sum(1 for r in log if r["status"] == 429)
+        span = (max(times) - min(times)) / 1000.0
+        # N requests at a perfect pace span (N - 1) intervals.
+        used = (len(times) - 1) / (span * rate_per_s) if span > 0 else 0.0
+        return len(times), span, used, throttled
+    finally:
+        for p in (daemon, sandbox):
+            if p:
+                p.terminate()
+                p.wait()
+
+
+def latency():
+    """Start-up to READY=1 (systemd notify), and a dropped file to the CRM's first request."""
+    d = tempfile.mkdtemp(dir=OUT)
+    port, ops = free_port(), free_port()
+    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sock_path = os.path.join(d, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(10)
+    daemon = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_sandbox/records")
+        cfg = config(d, url, "1000/s", f"127.0.0.1:{ops}")
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path)
+        started = time.perf_counter()
+        daemon = subprocess.Popen([BIN, "run", "--config", cfg], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while b"READY=1" not in sock.recv(512):
+            pass
+        ready = time.perf_counter() - started
+        src = os.path.join(d, "one.csv.part")
+        with open(src, "wb") as f:
+            sh(os.path.join(EXAMPLES, "gen_clients"), "10", "3", stdout=f)
+        dropped = time.perf_counter()
+        os.rename(src, os.path.join(d, "inbox", "one.csv"))
+        while not get_json(url + "/_sandbox/requests"):
+            time.sleep(0.005)
+        first = time.perf_counter() - dropped
+        return ready, first
+    finally:
+        for p in (daemon, sandbox):
+            if p:
+                p.terminate()
+                p.wait()
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", "--example", "raw_count", cwd=ROOT)
+    cfg = config(os.path.join(OUT, "plan"), "http://127.0.0.1:1", "20/s", "127.0.0.1:0")
+    big = os.path.join(OUT, "clients-1m.csv")
+    size = generate(1_000_000, big)
+    rows = []
+
+    raw_s = best(3, lambda: timed([os.path.join(EXAMPLES, "raw_count"), big]))[0]
+    plan_s, plan_rss, out = best(3, lambda: plan(cfg, big))
+    m = re.search(r"read (\d+), accepted (\d+), failed (\d+)", out)
+    read = int(m.group(1)) if m else 0
+    rows.append(("`csv` crate raw ByteRecord count, 1M rows", f"{raw_s:.2f} s", f"{1e6 / raw_s / 1e6:.2f} M rows/s"))
+    rows.append(("`plan` (parse + map + validate + serialise), 1M rows", f"{plan_s:.2f} s",
+                 f"{read / plan_s / 1e6:.2f} M rows/s, {size / plan_s / 1e6:.0f} MB/s (target >= 1.0 M rows/s)"))
+    rows.append(("`plan` time / raw parse time", f"{plan_s / raw_s:.2f}x", "target <= 3x"))
+    peer = subprocess.run([sys.executable, os.path.join(ROOT, "benches", "peer.py"), big], capture_output=True, text=True, check=True)
+    peer_s = float(peer.stdout.split()[-1])
+    rows.append(("Python peer (csv.DictReader + same mapping)", f"{peer_s:.2f} s", f"`plan` is {peer_s / plan_s:.1f}x faster (target >= 10x)"))
+    if m:
+        rows.append(("rows failed locally (generated ~2 % bad)", m.group(3), f"of {read}"))
+
+    small = os.path.join(OUT, "clients-1mb.csv")
+    generate(6_000, small)
+    _, rss_small, _ = plan(cfg, small)
+    rows.append(("peak RSS, `plan` on 1 MB", f"{(rss_small or 0) / 1024:.0f} MiB", "target <= 64 MiB"))
+    rows.append(("peak RSS, `plan` on 170 MB", f"{(plan_rss or 0) / 1024:.0f} MiB", ""))
+    if not QUICK:
+        huge = os.path.join(OUT, "clients-1gb.csv")
+        hsize = generate(6_000_000, huge)
+        hs, rss_huge, _ = plan(cfg, huge)
+        rows.append((f"peak RSS, `plan` on {hsize / 1e9:.1f} GB", f"{(rss_huge or 0) / 1024:.0f} MiB", f"target <= 64 MiB; {hsize / hs / 1e6:.0f} MB/s"))
+        os.remove(huge)
+        n, span, used, throttled = rate_run(50_000, 20)
+        rows.append(("end to end, 50,000 rows, rate_limit 20/s", f"{n} requests in {span:.0f} s",
+                     f"{used * 100:.1f} % of the allowed rate, {throttled} x 429 (targets >= 95 %, 0)"))
+    ready, first = latency()
+    rows.append(("start-up to READY=1", f"{ready * 1000:.0f} ms", "target < 200 ms"))
+    rows.append(("file dropped to first CRM request", f"{first * 1000:.0f} ms", "target < 1 s"))
+
+    print(f"\nMachine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; release build; file {size / 1e6:.0f} MB\n")
+    print("| figure | measured | notes |")
+    print("|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    shutil.rmtree(OUT, ignore_errors=True) if not os.environ.get("BENCH_OUT") else None
+
+
+if __name__ == "__main__":
+    main()
