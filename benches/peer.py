@@ -8,7 +8,7 @@ import re
 import sys
 import time
 
-EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+EMAIL = re.compile(r"^[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(\.[\w-]+)+$")
 BOOLS = {"true": True, "yes": True, "y": True, "1": True, "t": True,
          "false": False, "no": False, "n": False, "0": False, "f": False}
 

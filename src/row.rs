@@ -11,7 +11,7 @@ pub struct SourceRow {
     pub line: u64,
     /// The record's fields as raw bytes, so a failed row is reported verbatim in the
     /// source's own encoding.
-    pub raw: csv::ByteRecord,
+    pub raw: csv_async::ByteRecord,
 }
 
 /// Where a row failed; the `_stage` column of the errors report.

@@ -206,7 +206,12 @@ impl CsvFile {
             Ok(true) => {
                 let start = self.record.position().map_or(byte_before, |p| p.byte());
                 let line = self.lines.line_of(start);
-                let raw = csv::ByteRecord::from(self.record.iter().collect::<Vec<_>>());
+                // Hand the record over and read the next into a fresh one of the same size.
+                let size = (self.record.as_slice().len(), self.record.len());
+                let raw = std::mem::replace(
+                    &mut self.record,
+                    csv_async::ByteRecord::with_capacity(size.0, size.1),
+                );
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let expected = self.dialect.header.len();
@@ -226,7 +231,7 @@ impl CsvFile {
 
 /// A row's cells decoded on demand.
 pub struct RowCells<'a> {
-    pub raw: &'a csv::ByteRecord,
+    pub raw: &'a csv_async::ByteRecord,
     pub encoding: FileEncoding,
 }
 

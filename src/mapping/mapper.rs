@@ -64,7 +64,8 @@ pub struct CompiledField {
 }
 
 /// Target field values of one row, in [`Mapper::fields`] order; `None` = leave the field out.
-pub type Mapped = Vec<Option<Value>>;
+/// Values borrow from the row they were read from.
+pub type Mapped<'a> = Vec<Option<Value<'a>>>;
 
 #[derive(Debug, Clone)]
 pub struct Mapper {
@@ -135,7 +136,7 @@ impl Mapper {
     }
 
     /// Maps one row; a failure lists every field that went wrong and why.
-    pub fn map(&self, row: &impl Cells) -> Result<Mapped, Failure> {
+    pub fn map<'r>(&self, row: &'r impl Cells) -> Result<Mapped<'r>, Failure> {
         let mut out = Vec::with_capacity(self.fields.len());
         let mut errors: Vec<(Stage, &str, String)> = Vec::new();
         for f in &self.fields {
@@ -150,7 +151,7 @@ impl Mapper {
                     Ok(v) => value = v,
                     Err(e) => {
                         errors.push((Stage::Map, &f.name, e));
-                        value = Value::Text(String::new());
+                        value = Value::text("");
                         transformed = false;
                         break;
                     }
@@ -188,10 +189,10 @@ impl Mapper {
         Err(Failure { stage, fields, messages })
     }
 
-    fn read(&self, f: &CompiledField, row: &impl Cells) -> Result<String, String> {
+    fn read<'r>(&self, f: &CompiledField, row: &'r impl Cells) -> Result<Cow<'r, str>, String> {
         Ok(match &f.source {
-            Source::Column(i) => row.cell(*i)?.into_owned(),
-            Source::Constant(v) => v.clone(),
+            Source::Column(i) => row.cell(*i)?,
+            Source::Constant(v) => Cow::Owned(v.clone()),
             Source::Template(parts) => {
                 let mut s = String::new();
                 for p in parts {
@@ -200,13 +201,17 @@ impl Mapper {
                         Part::Column(i) => s.push_str(row.cell(*i)?.trim()),
                     }
                 }
-                s
+                Cow::Owned(s)
             }
         })
     }
 
     /// The schema's rules: required, type, length; applies the empty policy.
-    fn conform(&self, f: &CompiledField, value: Value) -> Result<Option<Value>, String> {
+    fn conform<'r>(
+        &self,
+        f: &CompiledField,
+        value: Value<'r>,
+    ) -> Result<Option<Value<'r>>, String> {
         if value.is_empty() {
             if f.def.is_some_and(|d| d.required) {
                 return Err("is required".into());
@@ -215,7 +220,7 @@ impl Mapper {
                 EmptyPolicy::Omit => None,
                 EmptyPolicy::Clear => Some(match value {
                     Value::List(_) => Value::List(Vec::new()),
-                    Value::Text(_) => Value::Text(String::new()),
+                    Value::Text(_) => Value::text(""),
                 }),
             });
         }
@@ -233,7 +238,8 @@ impl Mapper {
             (FieldType::List { item_max }, v) => {
                 let items = match v {
                     Value::List(l) => l,
-                    Value::Text(t) => vec![t.trim().to_string()],
+                    Value::Text(Cow::Borrowed(t)) => vec![Cow::Borrowed(t.trim())],
+                    Value::Text(Cow::Owned(t)) => vec![Cow::Owned(t.trim().to_string())],
                 };
                 if let Some(max) = item_max {
                     for i in &items {
@@ -242,7 +248,7 @@ impl Mapper {
                 }
                 Value::List(items)
             }
-            (_, Value::List(l)) => Value::Text(l.join(",")),
+            (_, Value::List(l)) => Value::text(l.join(",")),
             (_, v) => v,
         };
         let Value::Text(text) = &value else { return Ok(Some(value)) };
@@ -255,7 +261,7 @@ impl Mapper {
             FieldType::Bool => {
                 let b =
                     parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
-                return Ok(Some(Value::Text(b.to_string())));
+                return Ok(Some(Value::text(if b { "true" } else { "false" })));
             }
             FieldType::Path { separator, level_max } => {
                 for level in text.split(separator) {
@@ -329,11 +335,13 @@ mod tests {
         let m =
             Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["ID", " Name ", "Active?", "PL"]))
                 .unwrap();
-        let out = m.map(&Row(vec![" C1 ", "Acme", "yes", "A|B"])).unwrap();
-        assert_eq!(out[0], Some(Value::Text("C1".into())));
-        assert_eq!(out[2], Some(Value::Text("true".into())));
+        let row = Row(vec![" C1 ", "Acme", "yes", "A|B"]);
+        let out = m.map(&row).unwrap();
+        assert_eq!(out[0], Some(Value::text("C1")));
+        assert_eq!(out[2], Some(Value::text("true")));
         assert_eq!(out[3], Some(Value::List(vec!["A".into(), "B".into()])));
-        let out = m.map(&Row(vec!["C2", "Acme", "", ""])).unwrap();
+        let row = Row(vec!["C2", "Acme", "", ""]);
+        let out = m.map(&row).unwrap();
         assert_eq!(out[2], None);
         assert_eq!(out[3], None, "an empty price list cell is left out, never []");
     }

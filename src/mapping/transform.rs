@@ -1,5 +1,7 @@
 //! Transforms (`trim`, `phone_e164:US`, `date:%d/%m/%Y`, ...), applied in the order written.
 
+use std::borrow::Cow;
+
 use chrono::{NaiveDate, NaiveDateTime};
 
 use super::phone::{self, Region};
@@ -65,17 +67,11 @@ impl Transform {
     }
 
     /// Applies the transform; an empty value passes through untouched except for `default`.
-    pub fn apply(&self, value: Value) -> Result<Value, String> {
+    pub fn apply<'a>(&self, value: Value<'a>) -> Result<Value<'a>, String> {
         match (self, value) {
-            (Transform::Default(d), v) if v.is_empty() => Ok(Value::Text(d.clone())),
+            (Transform::Default(d), v) if v.is_empty() => Ok(Value::text(d.clone())),
             (Transform::Default(_), v) => Ok(v),
-            (Transform::Split(sep), Value::Text(t)) => Ok(Value::List(
-                t.split(sep.as_str())
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-            )),
+            (Transform::Split(sep), Value::Text(t)) => Ok(Value::List(split(t, sep))),
             (_, v) if v.is_empty() => Ok(v),
             (t, Value::Text(s)) => t.apply_text(s).map(Value::Text),
             (t, Value::List(items)) => items
@@ -86,32 +82,71 @@ impl Transform {
         }
     }
 
-    fn apply_text(&self, s: String) -> Result<String, String> {
+    /// One text through the transform; it stays borrowed whenever the result is a slice of it.
+    fn apply_text<'a>(&self, s: Cow<'a, str>) -> Result<Cow<'a, str>, String> {
         Ok(match self {
-            Transform::Trim => {
-                let t = s.trim();
-                if t.len() == s.len() {
-                    s
-                } else {
-                    t.to_string()
-                }
+            Transform::Trim => match s {
+                Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+                Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+            },
+            Transform::Lowercase if !s.chars().any(char::is_uppercase) => s,
+            Transform::Lowercase => Cow::Owned(s.to_lowercase()),
+            Transform::Uppercase if !s.chars().any(char::is_lowercase) => s,
+            Transform::Uppercase => Cow::Owned(s.to_uppercase()),
+            Transform::CollapseSpaces if !needs_collapse(&s) => s,
+            Transform::CollapseSpaces => {
+                Cow::Owned(s.split_whitespace().collect::<Vec<_>>().join(" "))
             }
-            Transform::Lowercase => s.to_lowercase(),
-            Transform::Uppercase => s.to_uppercase(),
-            Transform::CollapseSpaces => s.split_whitespace().collect::<Vec<_>>().join(" "),
-            Transform::TitleCase => title_case(&s),
-            Transform::PhoneE164(region) => phone::to_e164(&s, *region).ok_or_else(|| {
-                format!("`{s}` is not a phone number ({} by default)", region.code)
-            })?,
-            Transform::Date(fmt) => to_iso_date(&s, fmt)
-                .ok_or_else(|| format!("`{s}` is not a date in the format `{fmt}`"))?,
+            Transform::TitleCase => Cow::Owned(title_case(&s)),
+            Transform::PhoneE164(region) => {
+                Cow::Owned(phone::to_e164(&s, *region).ok_or_else(|| {
+                    format!("`{s}` is not a phone number ({} by default)", region.code)
+                })?)
+            }
+            Transform::Date(fmt) => Cow::Owned(
+                to_iso_date(&s, fmt)
+                    .ok_or_else(|| format!("`{s}` is not a date in the format `{fmt}`"))?,
+            ),
             Transform::Bool => match parse_bool(&s) {
-                Some(b) => b.to_string(),
+                Some(true) => Cow::Borrowed("true"),
+                Some(false) => Cow::Borrowed("false"),
                 None => return Err(format!("`{s}` is not a yes/no value")),
             },
             Transform::Split(_) | Transform::Default(_) => s,
         })
     }
+}
+
+/// `A | B||C` -> `[A, B, C]`, borrowing from the text when it is borrowed.
+fn split<'a>(t: Cow<'a, str>, sep: &str) -> Vec<Cow<'a, str>> {
+    match t {
+        Cow::Borrowed(b) => {
+            b.split(sep).map(str::trim).filter(|s| !s.is_empty()).map(Cow::Borrowed).collect()
+        }
+        Cow::Owned(o) => o
+            .split(sep)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Cow::Owned(s.to_string()))
+            .collect(),
+    }
+}
+
+/// Whether collapsing would change `s`: runs of white space, or any but a plain space.
+fn needs_collapse(s: &str) -> bool {
+    let mut prev_space = true;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            if prev_space || c != ' ' {
+                return true;
+            }
+            prev_space = true;
+        } else {
+            prev_space = false;
+        }
+    }
+    prev_space && !s.is_empty()
 }
 
 /// `o'brien-smith` -> `O'Brien-Smith`.
@@ -141,13 +176,13 @@ fn to_iso_date(s: &str, fmt: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn run(t: &str, v: &str) -> Result<Value, String> {
-        Transform::parse(t).unwrap().apply(Value::Text(v.into()))
+    fn run(t: &str, v: &'static str) -> Result<Value<'static>, String> {
+        Transform::parse(t).unwrap().apply(Value::text(v))
     }
 
-    fn text(t: &str, v: &str) -> String {
+    fn text(t: &str, v: &'static str) -> String {
         match run(t, v).unwrap() {
-            Value::Text(s) => s,
+            Value::Text(s) => s.into_owned(),
             other => panic!("{other:?}"),
         }
     }

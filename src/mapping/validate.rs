@@ -104,6 +104,10 @@ impl Validator {
 }
 
 pub fn check_len(s: &str, max: usize) -> Result<(), String> {
+    // No more bytes than allowed characters: no need to count the characters.
+    if s.len() <= max {
+        return Ok(());
+    }
     let n = s.chars().count();
     if n > max {
         Err(format!("is {n} characters, more than the {max} allowed"))

@@ -1,13 +1,20 @@
-//! The value a target field holds between the mapper and the target encoder.
+//! The value a target field holds between the mapper and the target encoder. It borrows from
+//! the source row where it can: a cell that no transform changes is never copied.
+
+use std::borrow::Cow;
 
 /// Text, or a list once `split:` has run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Text(String),
-    List(Vec<String>),
+pub enum Value<'a> {
+    Text(Cow<'a, str>),
+    List(Vec<Cow<'a, str>>),
 }
 
-impl Value {
+impl<'a> Value<'a> {
+    pub fn text(s: impl Into<Cow<'a, str>>) -> Self {
+        Value::Text(s.into())
+    }
+
     pub fn is_empty(&self) -> bool {
         match self {
             Value::Text(t) => t.trim().is_empty(),
@@ -18,25 +25,38 @@ impl Value {
     /// Each text item: the text itself, or every list element.
     pub fn items(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match self {
-            Value::Text(t) => Box::new(std::iter::once(t.as_str())),
-            Value::List(l) => Box::new(l.iter().map(String::as_str)),
+            Value::Text(t) => Box::new(std::iter::once(t.as_ref())),
+            Value::List(l) => Box::new(l.iter().map(AsRef::as_ref)),
         }
     }
 
-    /// For messages: the value as the user would recognise it.
+    /// For messages and text fields: the value as the user would recognise it.
     pub fn display(&self) -> String {
         match self {
-            Value::Text(t) => t.clone(),
+            Value::Text(t) => t.to_string(),
             Value::List(l) => l.join("|"),
+        }
+    }
+
+    /// The text, when it is one.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(t) => Some(t),
+            Value::List(_) => None,
         }
     }
 }
 
 /// true/false/yes/no/y/n/1/0 (any case), the booleans spreadsheets export.
 pub fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "y" | "1" | "t" => Some(true),
-        "false" | "no" | "n" | "0" | "f" => Some(false),
-        _ => None,
+    let t = text.trim();
+    const TRUE: [&str; 5] = ["true", "yes", "y", "1", "t"];
+    const FALSE: [&str; 5] = ["false", "no", "n", "0", "f"];
+    if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Some(true)
+    } else if FALSE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Some(false)
+    } else {
+        None
     }
 }

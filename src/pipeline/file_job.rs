@@ -379,17 +379,13 @@ async fn stream(
                     tracing::error!("a mapping task stopped unexpectedly; the rest of the file is reported unprocessed");
                     break;
                 };
+                // Rows settled here (local failures; everything in a dry run) go in one message.
+                let mut settled_here = Vec::new();
                 for (row, result) in rows {
                     let (key, body) = match result {
                         Ok(encoded) => encoded,
                         Err(f) => {
-                            if settle_tx
-                                .send(SettleMsg::Row(row, Outcome::Failed(f)))
-                                .await
-                                .is_err()
-                            {
-                                return samples;
-                            }
+                            settled_here.push((row, Outcome::Failed(f)));
                             continue;
                         }
                     };
@@ -397,9 +393,7 @@ async fn stream(
                         if samples.len() < 3 {
                             samples.push(target.preview(&body));
                         }
-                        if settle_tx.send(SettleMsg::Row(row, Outcome::Accepted)).await.is_err() {
-                            return samples;
-                        }
+                        settled_here.push((row, Outcome::Accepted));
                         continue;
                     }
                     match resumed.take(MappedRow { source: row, key, body }) {
@@ -413,6 +407,11 @@ async fn stream(
                             }
                         }
                     }
+                }
+                if !settled_here.is_empty()
+                    && settle_tx.send(SettleMsg::Rows(settled_here)).await.is_err()
+                {
+                    return samples;
                 }
             }
             for group in resumed.leftovers() {
@@ -520,9 +519,9 @@ impl Deliverer {
     }
 
     async fn settle(&self, rows: Vec<MappedRow>, outcomes: Vec<Outcome>) {
-        for (row, outcome) in rows.into_iter().zip(outcomes) {
-            let _ = self.settle_tx.send(SettleMsg::Row(row.source, outcome)).await;
-        }
+        let settled =
+            rows.into_iter().zip(outcomes).map(|(row, outcome)| (row.source, outcome)).collect();
+        let _ = self.settle_tx.send(SettleMsg::Rows(settled)).await;
     }
 }
 

@@ -83,6 +83,8 @@ impl RowCounters {
 /// What the settler's thread receives.
 pub enum SettleMsg {
     Row(SourceRow, Outcome),
+    /// Many at once (a chunk's local failures, a batch's outcomes): one hand-off, not many.
+    Rows(Vec<(SourceRow, Outcome)>),
     /// No more rows; `interrupted` when the file did not reach its end.
     End {
         interrupted: bool,
@@ -158,7 +160,8 @@ impl Settler {
             }
         }
         self.progress.row_done();
-        if self.last_log.elapsed() >= PROGRESS_LOG_EVERY {
+        // The clock is read every 1024 rows, not for each.
+        if self.counts.read % 1024 == 0 && self.last_log.elapsed() >= PROGRESS_LOG_EVERY {
             self.last_log = Instant::now();
             tracing::info!(file = %self.label, line = row.line, rows = self.counts.read, accepted = self.counts.accepted, failed = self.counts.failed, percent = self.progress.percent(), "progress");
         }
@@ -213,6 +216,11 @@ pub fn spawn(
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 SettleMsg::Row(row, outcome) => settler.settle(row, outcome)?,
+                SettleMsg::Rows(rows) => {
+                    for (row, outcome) in rows {
+                        settler.settle(row, outcome)?;
+                    }
+                }
                 SettleMsg::End { interrupted } => return settler.finish(interrupted),
             }
         }

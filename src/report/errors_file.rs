@@ -70,7 +70,12 @@ impl ErrorsFile {
     }
 
     /// Appends one failed row; the file is created on the first.
-    pub fn write(&mut self, line: u64, raw: &csv::ByteRecord, failure: &Failure) -> io::Result<()> {
+    pub fn write(
+        &mut self,
+        line: u64,
+        raw: &csv_async::ByteRecord,
+        failure: &Failure,
+    ) -> io::Result<()> {
         let width = self.dialect.raw_header.len();
         let enc = self.dialect.encoding;
         let ignored = self.dialect.ignored.clone();

@@ -29,13 +29,17 @@ impl ContactDetails {
     }
 }
 
-fn text<'a>(fields: &[CompiledField], values: &'a Mapped, name: &str) -> Option<&'a Cell> {
+fn text<'a, 'r>(
+    fields: &[CompiledField],
+    values: &'a Mapped<'r>,
+    name: &str,
+) -> Option<&'a Cell<'r>> {
     fields.iter().zip(values).find(|(f, _)| f.name == name).and_then(|(_, v)| v.as_ref())
 }
 
 fn list(v: &Cell) -> Vec<String> {
     match v {
-        Cell::List(l) => l.clone(),
+        Cell::List(l) => l.iter().map(|s| s.to_string()).collect(),
         Cell::Text(t) => t
             .split([',', '|', ';'])
             .map(str::trim)

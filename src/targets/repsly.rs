@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::Deserialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::schema::FieldType;
 use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
@@ -31,35 +31,85 @@ impl RepslyClients {
     }
 }
 
-/// The JSON object Repsly expects for one client.
-pub fn client_json(fields: &[CompiledField], values: &Mapped) -> (String, Json) {
-    let mut obj = Map::new();
-    let mut custom = Vec::new();
+/// A JSON string (quoted and escaped) appended to `out`. Most cells need no escaping: those
+/// are copied as they are; the rest go through serde_json.
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// The JSON object Repsly expects for one client, written straight to bytes (this runs for
+/// every row; building a `serde_json::Map` first cost more than the rest of the encoding).
+pub fn client_json(fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
+    let mut out = Vec::with_capacity(256);
     let mut key = String::new();
+    let mut first = true;
+    out.push(b'{');
     for (f, v) in fields.iter().zip(values) {
         let Some(v) = v else { continue };
         if f.custom {
-            let name = f.name.strip_prefix("CustomFields.").unwrap_or(&f.name);
-            custom.push(json!({"Field": name, "Value": v.display()}));
             continue;
         }
-        let j = match (f.def.map(|d| d.ty), v) {
-            (Some(FieldType::Bool), Value::Text(t)) => Json::Bool(t == "true"),
-            (_, Value::List(items)) if f.name == "PriceLists" => {
-                Json::Array(items.iter().map(|n| json!({"Name": n})).collect())
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        push_str(&mut out, &f.name);
+        out.push(b':');
+        match (f.def.map(|d| d.ty), v) {
+            (Some(FieldType::Bool), Value::Text(t)) => {
+                out.extend_from_slice(if t == "true" { b"true" } else { b"false" })
             }
-            (_, Value::List(items)) => Json::String(items.join(",")),
-            (_, Value::Text(t)) => Json::String(t.clone()),
-        };
+            (_, Value::List(items)) if f.name == "PriceLists" => {
+                out.push(b'[');
+                for (i, n) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"Name\":");
+                    push_str(&mut out, n);
+                    out.push(b'}');
+                }
+                out.push(b']');
+            }
+            (_, Value::List(items)) => push_str(&mut out, &items.join(",")),
+            (_, Value::Text(t)) => push_str(&mut out, t),
+        }
         if f.name == "Code" {
             key = v.display();
         }
-        obj.insert(f.name.clone(), j);
     }
-    if !custom.is_empty() {
-        obj.insert("CustomFields".into(), Json::Array(custom));
+    let mut customs = fields
+        .iter()
+        .zip(values)
+        .filter_map(|(f, v)| v.as_ref().filter(|_| f.custom).map(|v| (f, v)))
+        .peekable();
+    if customs.peek().is_some() {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"CustomFields\":[");
+        for (i, (f, v)) in customs.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"Field\":");
+            push_str(&mut out, f.name.strip_prefix("CustomFields.").unwrap_or(&f.name));
+            out.extend_from_slice(b",\"Value\":");
+            push_str(&mut out, &v.display());
+            out.push(b'}');
+        }
+        out.push(b']');
     }
-    (key, Json::Object(obj))
+    out.push(b'}');
+    (key, out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,8 +157,7 @@ impl Target for RepslyClients {
     }
 
     fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
-        let (key, obj) = client_json(fields, values);
-        (key, serde_json::to_vec(&obj).unwrap_or_default())
+        client_json(fields, values)
     }
 
     fn deliver<'a>(
@@ -272,6 +321,14 @@ fn outcomes(id: &str, rows: &[MappedRow], status: &StatusReply) -> Vec<Outcome> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_only_when_needed() {
+        let mut out = Vec::new();
+        push_str(&mut out, "Zoë's Café");
+        push_str(&mut out, "say \"hi\"\n");
+        assert_eq!(String::from_utf8(out).unwrap(), "\"Zoë's Café\"\"say \\\"hi\\\"\\n\"");
+    }
 
     #[test]
     fn job_ids() {
