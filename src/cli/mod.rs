@@ -178,6 +178,33 @@ pub fn load_pipeline(
     Ok((settings, p))
 }
 
+/// `plan` and `once`: one local file through the pipeline (no ledger), with a progress bar
+/// when stderr is a terminal. Without a connection it is a dry run.
+pub async fn run_one_file(
+    pipeline: std::sync::Arc<crate::config::PipelineSettings>,
+    connection: Option<std::sync::Arc<crate::delivery::Connection>>,
+    report_dir: PathBuf,
+    file: &std::path::Path,
+) -> std::io::Result<crate::pipeline::FileResult> {
+    let ctx = crate::pipeline::FileContext {
+        target: crate::targets::build(&pipeline),
+        connection,
+        pipeline,
+        report_dir,
+        stop: tokio_util::sync::CancellationToken::new(),
+        abort: tokio_util::sync::CancellationToken::new(),
+    };
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let progress = std::sync::Arc::new(crate::pipeline::Progress::default());
+    let bar = once::progress_bar(progress.clone());
+    let input = crate::pipeline::Input::Local(file.to_path_buf());
+    let result = crate::pipeline::process_file(&ctx, &input, &name, progress, None).await;
+    if let Some(b) = bar {
+        b.abort();
+    }
+    result
+}
+
 /// Prints a file's result the same way for `plan`, `once` and `demo`.
 pub fn print_result(result: &crate::pipeline::FileResult) {
     let s = &result.summary;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::daemon;
-use crate::pipeline::{process_file, FileContext, Progress};
+use crate::pipeline::Progress;
 
 pub async fn run(
     config: PathBuf,
@@ -34,23 +34,8 @@ pub async fn run(
     let report_dir = report_dir.or_else(|| p.report_dir.clone()).unwrap_or_else(|| {
         file.parent().map(|d| d.join("reports")).unwrap_or_else(|| PathBuf::from("reports"))
     });
-    let ctx = FileContext {
-        target: crate::targets::build(&p),
-        connection: connections.get(&p.connection.name).cloned(),
-        pipeline: p,
-        report_dir: report_dir.clone(),
-        stop: tokio_util::sync::CancellationToken::new(),
-        abort: tokio_util::sync::CancellationToken::new(),
-    };
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let progress = Arc::new(Progress::default());
-    let bar = progress_bar(progress.clone());
-    let result =
-        process_file(&ctx, &crate::pipeline::Input::Local(file.clone()), &name, progress, None)
-            .await;
-    if let Some(b) = bar {
-        b.abort();
-    }
+    let connection = connections.get(&p.connection.name).cloned();
+    let result = super::run_one_file(p, connection, report_dir.clone(), &file).await;
     match result {
         Ok(r) => {
             super::print_result(&r);

@@ -2,9 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-
-use crate::pipeline::{process_file, FileContext, Progress};
 
 pub async fn run(
     config: PathBuf,
@@ -24,23 +21,7 @@ pub async fn run(
             fastrand::u32(..)
         ))
     });
-    let ctx = FileContext {
-        target: crate::targets::build(&p),
-        pipeline: p,
-        connection: None,
-        report_dir: report_dir.clone(),
-        stop: tokio_util::sync::CancellationToken::new(),
-        abort: tokio_util::sync::CancellationToken::new(),
-    };
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let progress = Arc::new(Progress::default());
-    let bar = super::once::progress_bar(progress.clone());
-    let result =
-        process_file(&ctx, &crate::pipeline::Input::Local(file.clone()), &name, progress, None)
-            .await;
-    if let Some(b) = bar {
-        b.abort();
-    }
+    let result = super::run_one_file(p, None, report_dir.clone(), &file).await;
     let result = match result {
         Ok(r) => r,
         Err(e) => {

@@ -99,6 +99,19 @@ pub trait Target: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>>;
 }
 
+/// A failed call as a batch failure: a refusal may be one row's fault (so the batch is split),
+/// refused credentials keep the rows unprocessed, anything else fails the batch.
+pub(crate) fn batch_error(crm: &str, what: &str, e: crate::delivery::CallError) -> BatchError {
+    use crate::delivery::CallError;
+    match e {
+        CallError::Rejected { status, message, .. } => {
+            BatchError::Rejected(format!("{crm} refused the {what} (HTTP {status}): {message}"))
+        }
+        CallError::Auth { .. } => BatchError::Auth(e.to_string()),
+        other => BatchError::Failed(other.to_string()),
+    }
+}
+
 /// A job an earlier run recorded: its id and the last step it reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumeJob {

@@ -328,13 +328,7 @@ async fn download(
 }
 
 fn batch_error(e: CallError) -> BatchError {
-    match e {
-        CallError::Rejected { status, message, .. } => {
-            BatchError::Rejected(format!("Plannr refused the import (HTTP {status}): {message}"))
-        }
-        CallError::Auth { .. } => BatchError::Auth(e.to_string()),
-        other => BatchError::Failed(other.to_string()),
-    }
+    super::batch_error("Plannr", "import", e)
 }
 
 fn parse_line(body: &[u8]) -> Vec<String> {

@@ -268,13 +268,7 @@ async fn poll(conn: &Connection, id: &str) -> Result<StatusReply, BatchError> {
 }
 
 fn batch_error(e: CallError) -> BatchError {
-    match e {
-        CallError::Rejected { message, status, .. } => {
-            BatchError::Rejected(format!("Repsly refused the batch (HTTP {status}): {message}"))
-        }
-        CallError::Auth { .. } => BatchError::Auth(e.to_string()),
-        other => BatchError::Failed(other.to_string()),
-    }
+    super::batch_error("Repsly", "batch", e)
 }
 
 fn outcomes(id: &str, rows: &[MappedRow], status: &StatusReply) -> Vec<Outcome> {
