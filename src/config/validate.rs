@@ -134,19 +134,19 @@ impl<'a> Ctx<'a> {
             None => PathBuf::from("/var/lib/crm-ingest"),
         };
         let log = self.log(raw.log.as_ref());
-        let server =
-            raw.server.as_ref().map(|s| ServerSettings { listen: s.listen.get_ref().clone() });
-        if let Some(s) = &raw.server {
-            if s.listen.get_ref().parse::<std::net::SocketAddr>().is_err() {
-                self.problem(
-                    s.listen.span(),
-                    format!(
-                        "`listen` = `{}` is not an address like 127.0.0.1:9464",
-                        s.listen.get_ref()
-                    ),
-                );
+        let server = match &raw.server {
+            Some(s) => {
+                let listen = self.expand("listen", &s.listen);
+                if listen.parse::<std::net::SocketAddr>().is_err() {
+                    self.problem(
+                        s.listen.span(),
+                        format!("`listen` = `{listen}` is not an address like 127.0.0.1:9464"),
+                    );
+                }
+                Some(ServerSettings { listen })
             }
-        }
+            None => None,
+        };
         let mut connections = BTreeMap::new();
         for (name, conn) in &raw.connections {
             if let Some(c) = self.connection(name.get_ref(), conn) {

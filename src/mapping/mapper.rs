@@ -185,7 +185,14 @@ impl Mapper {
                 fields.push((*f).to_string());
             }
         }
-        let messages = errors.into_iter().map(|(_, f, m)| format!("{f}: {m}")).collect();
+        // A validator and the schema may both refuse the same thing: say it once.
+        let mut messages: Vec<String> = Vec::with_capacity(errors.len());
+        for (_, f, m) in errors {
+            let line = format!("{f}: {m}");
+            if !messages.contains(&line) {
+                messages.push(line);
+            }
+        }
         Err(Failure { stage, fields, messages })
     }
 
@@ -362,6 +369,18 @@ mod tests {
         assert_eq!(f.stage, Stage::Map, "a transform failure is the earliest stage");
         assert_eq!(f.fields, vec!["Code", "Name", "Email", "Phone"]);
         assert_eq!(f.messages.len(), 4, "{:?}", f.messages);
+    }
+
+    #[test]
+    fn the_same_reason_is_given_once() {
+        let fields = vec![
+            field("Code", "c", &[], &[]),
+            field("Name", "n", &[], &[]),
+            field("Email", "e", &[], &["email"]),
+        ];
+        let m = Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["c", "n", "e"])).unwrap();
+        let f = m.map(&Row(vec!["1", "n", "nope"])).unwrap_err();
+        assert_eq!(f.messages, vec!["Email: `nope` is not an email address"]);
     }
 
     #[test]
