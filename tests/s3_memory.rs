@@ -69,6 +69,7 @@ async fn a_200_mb_object_streams_in_flat_memory() {
     let growth_mib = (peak.saturating_sub(before)) / 1024;
     eprintln!(
         "{} MiB object, {rows} rows: RSS {} MiB before, peak {} MiB (+{growth_mib} MiB)",
+        size >> 20,
         before / 1024,
         peak / 1024
     );
