@@ -280,7 +280,9 @@ impl Mapper {
                 }
             }
             FieldType::Email { max_len } => {
-                if !is_email(text.trim()) {
+                // An `email` validator on the field has checked this already.
+                let checked = f.validators.contains(&Validator::Email);
+                if !checked && !is_email(text.trim()) {
                     return Err(format!("`{text}` is not an email address"));
                 }
                 if let Some(max) = max_len {
