@@ -22,12 +22,14 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// Each text item: the text itself, or every list element.
-    pub fn items(&self) -> Box<dyn Iterator<Item = &str> + '_> {
-        match self {
-            Value::Text(t) => Box::new(std::iter::once(t.as_ref())),
-            Value::List(l) => Box::new(l.iter().map(AsRef::as_ref)),
-        }
+    /// Each text item: the text itself, or every list element (no allocation: validators
+    /// call this for every row).
+    pub fn items(&self) -> impl Iterator<Item = &str> + '_ {
+        let (one, many): (Option<&str>, &[Cow<'a, str>]) = match self {
+            Value::Text(t) => (Some(t.as_ref()), &[]),
+            Value::List(l) => (None, l.as_slice()),
+        };
+        one.into_iter().chain(many.iter().map(AsRef::as_ref))
     }
 
     /// For messages and text fields: the value as the user would recognise it.
