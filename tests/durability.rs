@@ -34,6 +34,27 @@ fn big_file() -> (String, Vec<String>, Vec<u64>) {
     (s, good, bad_lines)
 }
 
+/// A sandbox with 40 ms latency and the 2,000-row file dropped into a fresh inbox.
+async fn slow_import(
+    shutdown_timeout: &'static str,
+) -> (TestSandbox, tempfile::TempDir, std::path::PathBuf, Vec<String>, Vec<u64>) {
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(40),
+        pending_polls: 2,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ConfigOptions::new(&sb.url);
+    opts.max_rows = BATCH;
+    opts.max_in_flight = IN_FLIGHT;
+    opts.shutdown_timeout = shutdown_timeout;
+    let config = write_config(dir.path(), &opts);
+    let (text, good, bad_lines) = big_file();
+    std::fs::write(dir.path().join("inbox/big.csv"), text).unwrap();
+    (sb, dir, config, good, bad_lines)
+}
+
 fn duplicates(received: &BTreeMap<String, u64>) -> u64 {
     received.values().map(|n| n.saturating_sub(1)).sum()
 }
@@ -64,19 +85,7 @@ fn check_complete(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_one_batch_per_kill() {
-    let sb = TestSandbox::start(SandboxOptions {
-        latency: Duration::from_millis(40),
-        pending_polls: 2,
-        ..Default::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = ConfigOptions::new(&sb.url);
-    opts.max_rows = BATCH;
-    opts.max_in_flight = IN_FLIGHT;
-    let config = write_config(dir.path(), &opts);
-    let (text, good, bad_lines) = big_file();
-    std::fs::write(dir.path().join("inbox/big.csv"), text).unwrap();
+    let (sb, dir, config, good, bad_lines) = slow_import("5s").await;
 
     let mut kills = 0;
     for at in [150u64, 800, 1500] {
@@ -118,20 +127,7 @@ async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_one_batch_per
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_and_a_restart_finishes_the_file() {
-    let sb = TestSandbox::start(SandboxOptions {
-        latency: Duration::from_millis(40),
-        pending_polls: 2,
-        ..Default::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = ConfigOptions::new(&sb.url);
-    opts.max_rows = BATCH;
-    opts.max_in_flight = IN_FLIGHT;
-    opts.shutdown_timeout = "10s";
-    let config = write_config(dir.path(), &opts);
-    let (text, good, bad_lines) = big_file();
-    std::fs::write(dir.path().join("inbox/big.csv"), text).unwrap();
+    let (sb, dir, config, good, bad_lines) = slow_import("10s").await;
 
     let daemon = Daemon::start(&config);
     assert!(
