@@ -1,8 +1,10 @@
 //! Reading CSV: encodings, delimiters, gzip, and records with the line they start on.
 
+mod block;
 pub mod dialect;
 mod lines;
 mod reader;
 
+pub use block::{BlockCells, BlockRow, RowBlock};
 pub use dialect::FileEncoding;
-pub use reader::{BoxRead, CsvFile, Dialect, FileError, ReadRow, RowCells, SOURCE_BROKE};
+pub use reader::{BoxRead, CsvFile, Dialect, FileError, ReadRow, SOURCE_BROKE};

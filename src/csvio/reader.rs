@@ -1,6 +1,5 @@
 //! A file's data records as a stream: gzip, BOM, sniffed dialect, start lines, bounded memory.
 
-use std::borrow::Cow;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -11,10 +10,11 @@ use std::task::{Context, Poll};
 use csv_async::{AsyncReader, AsyncReaderBuilder};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use super::block::{RowBlock, BLOCK_ROWS};
 use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
 use super::lines::{LineIndex, Lines};
 use crate::config::CsvSettings;
-use crate::mapping::{Cells, REPORT_COLUMNS};
+use crate::mapping::REPORT_COLUMNS;
 use crate::row::{Failure, SourceRow, Stage};
 
 /// csv-async's 8 KiB default buffer makes parsing ~3x slower (NOTES.md).
@@ -197,51 +197,57 @@ impl CsvFile {
         })
     }
 
-    /// The next data record, `None` at the end.
-    pub async fn next(&mut self) -> Option<Result<ReadRow, FileError>> {
+    /// Reads the next record into `self.record`: its seq and start line, `None` at the end.
+    async fn read_record(&mut self) -> Option<Result<(u64, u64), FileError>> {
         let byte_before = self.reader.position().byte();
-        let line_before = self.lines.line_of(byte_before);
         match self.reader.read_byte_record(&mut self.record).await {
             Ok(false) => None,
             Ok(true) => {
                 let start = self.record.position().map_or(byte_before, |p| p.byte());
-                let line = self.lines.line_of(start);
-                // Hand the record over and read the next into a fresh one of the same size.
-                let size = (self.record.as_slice().len(), self.record.len());
-                let raw = std::mem::replace(
-                    &mut self.record,
-                    csv_async::ByteRecord::with_capacity(size.0, size.1),
-                );
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let expected = self.dialect.header.len();
-                let problem = (raw.len() != expected).then(|| {
-                    Failure::new(
-                        Stage::Parse,
-                        None,
-                        format!("the row has {} fields but the header has {expected}", raw.len()),
-                    )
-                });
-                Some(Ok(ReadRow { row: SourceRow { seq, line, raw }, problem }))
+                Some(Ok((seq, self.lines.line_of(start))))
             }
-            Err(e) => Some(Err(read_error(line_before, e))),
+            Err(e) => Some(Err(read_error(self.lines.line_of(byte_before), e))),
         }
     }
-}
 
-/// A row's cells decoded on demand.
-pub struct RowCells<'a> {
-    pub raw: &'a csv_async::ByteRecord,
-    pub encoding: FileEncoding,
-}
+    /// The next data record, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<ReadRow, FileError>> {
+        let (seq, line) = match self.read_record().await? {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        // Hand the record over and read the next into a fresh one of the same size.
+        let size = (self.record.as_slice().len(), self.record.len());
+        let raw = std::mem::replace(
+            &mut self.record,
+            csv_async::ByteRecord::with_capacity(size.0, size.1),
+        );
+        let expected = self.dialect.header.len();
+        let problem = (raw.len() != expected).then(|| {
+            Failure::new(
+                Stage::Parse,
+                None,
+                format!("the row has {} fields but the header has {expected}", raw.len()),
+            )
+        });
+        Some(Ok(ReadRow { row: SourceRow { seq, line, raw }, problem }))
+    }
 
-impl Cells for RowCells<'_> {
-    fn cell(&self, index: usize) -> Result<Cow<'_, str>, String> {
-        match self.raw.get(index) {
-            Some(bytes) => {
-                self.encoding.decode(bytes).map_err(|e| format!("column {} {e}", index + 1))
+    /// The next block of records (see [`RowBlock::is_full`]); records with a seq below
+    /// `skip_below` are read but left out (they were settled by an earlier run). Along with
+    /// the block: `Ok(false)` at the end of the file, or why reading stopped.
+    pub async fn next_block(&mut self, skip_below: u64) -> (RowBlock, Result<bool, FileError>) {
+        let mut block = RowBlock::with_capacity(BLOCK_ROWS);
+        while !block.is_full() {
+            match self.read_record().await {
+                None => return (block, Ok(false)),
+                Some(Err(e)) => return (block, Err(e)),
+                Some(Ok((seq, _))) if seq < skip_below => {}
+                Some(Ok((seq, line))) => block.push(seq, line, &self.record),
             }
-            None => Ok(Cow::Borrowed("")),
         }
+        (block, Ok(true))
     }
 }

@@ -19,7 +19,7 @@ use super::input::Input;
 use super::progress::Progress;
 use super::settle::{self, SettleMsg, Settled, Settler};
 use crate::config::PipelineSettings;
-use crate::csvio::{CsvFile, FileEncoding, FileError, ReadRow, RowCells};
+use crate::csvio::{CsvFile, FileEncoding, FileError, RowBlock};
 use crate::delivery::{driver, Connection};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
@@ -313,46 +313,33 @@ async fn stream(
     let (resume_tx, resume_rx) = mpsc::channel::<(ResumeJob, Vec<MappedRow>)>(4);
     let dry_run = ctx.connection.is_none();
     let encoding = file.dialect.encoding;
+    let width = file.dialect.header.len();
     let target = ctx.target.clone();
     let watermark = resume.map_or(0, |r| r.checkpoint.watermark);
     let mut resumed = ResumedJobs::new(resume);
     let stop = ctx.stop.clone();
 
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Vec<ReadRow>>(MAP_TASKS * 2);
-    // Reading: rows below the watermark are skipped unmapped; the rest go out in chunks.
+    let (block_tx, block_rx) = mpsc::channel::<RowBlock>(MAP_TASKS * 2);
+    // Reading: rows below the watermark are skipped unmapped; the rest go out in blocks.
     let reader = async move {
-        let mut chunk = Vec::with_capacity(CHUNK);
         loop {
-            let next = tokio::select! {
+            let (block, status) = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return (None, true),
-                next = file.next() => next,
+                next = file.next_block(watermark) => next,
             };
-            match next {
-                None => break,
-                Some(Err(e)) => {
-                    let _ = chunk_tx.send(std::mem::take(&mut chunk)).await;
-                    return (Some(e), false);
-                }
-                Some(Ok(read)) if read.row.seq < watermark => {}
-                Some(Ok(read)) => {
-                    chunk.push(read);
-                    if chunk.len() == CHUNK
-                        && chunk_tx
-                            .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
-                            .await
-                            .is_err()
-                    {
-                        return (None, false);
-                    }
-                }
+            if !block.is_empty() && block_tx.send(block).await.is_err() {
+                return (None, false);
+            }
+            match status {
+                Ok(true) => {}
+                Ok(false) => return (None, false),
+                Err(e) => return (Some(e), false),
             }
         }
-        let _ = chunk_tx.send(chunk).await;
-        (None, false)
     };
 
-    // Mapping on both cores, chunk by chunk, the chunks' order kept; then each row goes to the
+    // Mapping on both cores, block by block, the blocks' order kept; then each row goes to the
     // settler (failed locally), to a batch, or to the job an earlier run created for it.
     let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let router = {
@@ -361,12 +348,12 @@ async fn stream(
         let (stop, dropped) = (ctx.stop.clone(), dropped.clone());
         async move {
             let mut samples = Vec::new();
-            let mut mapped = std::pin::pin!(ReceiverStream::new(chunk_rx)
-                .map(|chunk| {
+            let mut mapped = std::pin::pin!(ReceiverStream::new(block_rx)
+                .map(|block| {
                     let (mapper, target) = (mapper.clone(), target.clone());
-                    tokio::spawn(
-                        async move { map_chunk(&mapper, target.as_ref(), encoding, chunk) },
-                    )
+                    tokio::spawn(async move {
+                        map_block(&mapper, target.as_ref(), encoding, width, &block, dry_run)
+                    })
                 })
                 .buffered(MAP_TASKS));
             while let Some(done) = mapped.next().await {
@@ -375,43 +362,44 @@ async fn stream(
                     dropped.store(true, Ordering::Relaxed);
                     return samples;
                 }
-                let Ok(rows) = done else {
+                let Ok(block) = done else {
                     tracing::error!("a mapping task stopped unexpectedly; the rest of the file is reported unprocessed");
                     break;
                 };
-                // Rows settled here (local failures; everything in a dry run) go in one message.
-                let mut settled_here = Vec::new();
-                for (row, result) in rows {
-                    let (key, body) = match result {
-                        Ok(encoded) => encoded,
-                        Err(f) => {
-                            settled_here.push((row, Outcome::Failed(f)));
-                            continue;
-                        }
+                if dry_run {
+                    // Nothing to send: the block settles as a whole, in one message.
+                    let room = 3 - samples.len().min(3);
+                    samples.extend(block.samples.iter().take(room).map(|b| target.preview(b)));
+                    let msg = SettleMsg::Span {
+                        first: block.first_seq,
+                        count: block.count,
+                        last_line: block.last_line,
+                        failed: block.failed,
                     };
-                    if dry_run {
-                        if samples.len() < 3 {
-                            samples.push(target.preview(&body));
-                        }
-                        settled_here.push((row, Outcome::Accepted));
-                        continue;
+                    if settle_tx.send(msg).await.is_err() {
+                        return samples;
                     }
-                    match resumed.take(MappedRow { source: row, key, body }) {
+                    continue;
+                }
+                if !block.failed.is_empty() {
+                    let failed =
+                        block.failed.into_iter().map(|(r, f)| (r, Outcome::Failed(f))).collect();
+                    if settle_tx.send(SettleMsg::Rows(failed)).await.is_err() {
+                        return samples;
+                    }
+                }
+                for row in block.ready {
+                    match resumed.take(row) {
                         Ok(Some(group)) => {
                             let _ = resume_tx.send(group).await;
                         }
                         Ok(None) => {}
-                        Err(mapped) => {
-                            if row_tx.send(mapped).await.is_err() {
+                        Err(row) => {
+                            if row_tx.send(row).await.is_err() {
                                 return samples;
                             }
                         }
                     }
-                }
-                if !settled_here.is_empty()
-                    && settle_tx.send(SettleMsg::Rows(settled_here)).await.is_err()
-                {
-                    return samples;
                 }
             }
             for group in resumed.leftovers() {
@@ -525,33 +513,63 @@ impl Deliverer {
     }
 }
 
-/// Rows per chunk handed to a mapping task: large enough to amortise the hand-off.
-const CHUNK: usize = 1024;
-/// Chunks mapped at once (the machines have two cores).
+/// Blocks mapped at once (the machines have two cores).
 const MAP_TASKS: usize = 2;
 
-/// One row mapped: its key and encoded body, or why it failed.
-type MappedOne = (SourceRow, Result<(String, Vec<u8>), Failure>);
+/// A block after mapping: the seqs it covers, its local failures, and its valid rows.
+struct MappedBlock {
+    first_seq: u64,
+    count: u64,
+    last_line: u64,
+    failed: Vec<(SourceRow, Failure)>,
+    /// Valid rows, ready to send (empty in a dry run).
+    ready: Vec<MappedRow>,
+    /// A dry run's first few encoded rows, for `plan`'s sample payloads.
+    samples: Vec<Vec<u8>>,
+}
 
-fn map_chunk(
+/// Maps, validates and encodes a block's rows. Valid rows are encoded into one reused buffer;
+/// only rows that go on (to a batch, or to the report) get storage of their own.
+fn map_block(
     mapper: &Mapper,
     target: &dyn Target,
     encoding: FileEncoding,
-    rows: Vec<ReadRow>,
-) -> Vec<MappedOne> {
-    rows.into_iter()
-        .map(|read| {
-            let row = read.row;
-            let result = match read.problem {
-                Some(p) => Err(p),
-                None => mapper.map(&RowCells { raw: &row.raw, encoding }).and_then(|v| {
-                    target.validate(mapper.fields(), &v)?;
-                    Ok(target.encode(mapper.fields(), &v))
-                }),
-            };
-            (row, result)
-        })
-        .collect()
+    width: usize,
+    block: &RowBlock,
+    dry_run: bool,
+) -> MappedBlock {
+    let rows = block.rows();
+    let mut out = MappedBlock {
+        first_seq: rows.first().map_or(0, |r| r.seq),
+        count: rows.len() as u64,
+        last_line: rows.last().map_or(0, |r| r.line),
+        failed: Vec::new(),
+        ready: Vec::with_capacity(if dry_run { 0 } else { rows.len() }),
+        samples: Vec::new(),
+    };
+    let text = block.text(encoding);
+    let fields = mapper.fields();
+    let mut body = Vec::with_capacity(1024);
+    for row in rows {
+        let result = match block.ragged(row, width) {
+            Some(problem) => Err(problem),
+            None => mapper.map(&block.cells(row, text, encoding)).and_then(|v| {
+                target.validate(fields, &v)?;
+                body.clear();
+                target.encode(fields, &v, &mut body);
+                Ok((!dry_run).then(|| target.key(fields, &v)))
+            }),
+        };
+        match result {
+            Err(f) => out.failed.push((block.source_row(row), f)),
+            Ok(Some(key)) => {
+                out.ready.push(MappedRow { source: block.source_row(row), key, body: body.clone() })
+            }
+            Ok(None) if out.samples.len() < 3 => out.samples.push(body.clone()),
+            Ok(None) => {}
+        }
+    }
+    out
 }
 
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.

@@ -12,8 +12,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn row_done(&self) {
-        self.rows_done.fetch_add(1, Ordering::Relaxed);
+    pub fn rows_done(&self, rows: u64) {
+        self.rows_done.fetch_add(rows, Ordering::Relaxed);
     }
 
     pub fn bytes_done(&self) -> u64 {

@@ -34,7 +34,7 @@ pub struct Settled {
 pub struct Settler {
     errors: ErrorsFile,
     /// Rows settled ahead of the watermark, waiting for the ones before them.
-    ahead: BTreeMap<u64, (SourceRow, Outcome)>,
+    ahead: BTreeMap<u64, Parked>,
     /// Every row with a lower `seq` is settled and, if failed, in the report.
     watermark: u64,
     counts: RowCounts,
@@ -43,6 +43,8 @@ pub struct Settler {
     checkpoints: Option<CheckpointSink>,
     last_checkpoint: Instant,
     last_log: Instant,
+    /// Rows applied since the clock was last read.
+    since_clock: u64,
     label: String,
     counters: RowCounters,
 }
@@ -61,30 +63,37 @@ impl RowCounters {
         Self { pipeline: pipeline.to_string(), accepted, by_stage: BTreeMap::new() }
     }
 
-    fn count(&mut self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Accepted => {
-                self.accepted.inc();
-            }
-            Outcome::Failed(f) => {
-                let pipeline = &self.pipeline;
-                let kind = if f.stage == Stage::Unprocessed { "unprocessed" } else { "failed" };
-                self.by_stage
-                    .entry(f.stage)
-                    .or_insert_with(|| {
-                        crate::ops::metrics::get().row_counter(pipeline, kind, f.stage.as_str())
-                    })
-                    .inc();
-            }
-        }
+    fn failed(&mut self, f: &Failure) {
+        let pipeline = &self.pipeline;
+        let kind = if f.stage == Stage::Unprocessed { "unprocessed" } else { "failed" };
+        self.by_stage
+            .entry(f.stage)
+            .or_insert_with(|| {
+                crate::ops::metrics::get().row_counter(pipeline, kind, f.stage.as_str())
+            })
+            .inc();
     }
+}
+
+/// Settled ahead of the watermark: one row, or a span of them.
+enum Parked {
+    Row(SourceRow, Outcome),
+    Span { count: u64, last_line: u64, failed: Vec<(SourceRow, Failure)> },
 }
 
 /// What the settler's thread receives.
 pub enum SettleMsg {
     Row(SourceRow, Outcome),
-    /// Many at once (a chunk's local failures, a batch's outcomes): one hand-off, not many.
+    /// Many at once (a block's local failures, a batch's outcomes): one hand-off, not many.
     Rows(Vec<(SourceRow, Outcome)>),
+    /// Consecutive rows `first..first + count` at once: the ones in `failed` (in order) failed,
+    /// the rest were accepted. A dry run settles a whole block this way.
+    Span {
+        first: u64,
+        count: u64,
+        last_line: u64,
+        failed: Vec<(SourceRow, Failure)>,
+    },
     /// No more rows; `interrupted` when the file did not reach its end.
     End {
         interrupted: bool,
@@ -103,6 +112,7 @@ impl Settler {
             checkpoints: None,
             last_checkpoint: Instant::now(),
             last_log: Instant::now(),
+            since_clock: 0,
             label,
             counters: RowCounters::new(pipeline),
         }
@@ -123,20 +133,36 @@ impl Settler {
         if row.seq < self.watermark {
             return Ok(());
         }
-        if row.seq == self.watermark && self.ahead.is_empty() {
+        self.park_or_apply(row.seq, Parked::Row(row, outcome))
+    }
+
+    /// Settles consecutive rows at once (see [`SettleMsg::Span`]).
+    pub fn settle_span(
+        &mut self,
+        first: u64,
+        count: u64,
+        last_line: u64,
+        failed: Vec<(SourceRow, Failure)>,
+    ) -> io::Result<()> {
+        if count == 0 || first + count <= self.watermark {
+            return Ok(());
+        }
+        self.park_or_apply(first, Parked::Span { count, last_line, failed })
+    }
+
+    fn park_or_apply(&mut self, seq: u64, parked: Parked) -> io::Result<()> {
+        if seq == self.watermark && self.ahead.is_empty() {
             // In order, as most rows are: no need to park it.
-            self.apply(&row, &outcome)?;
-            self.watermark += 1;
+            self.apply_parked(parked)?;
         } else {
-            self.ahead.insert(row.seq, (row, outcome));
+            self.ahead.insert(seq, parked);
         }
         while let Some(entry) = self.ahead.first_entry() {
             if *entry.key() != self.watermark {
                 break;
             }
-            let (row, outcome) = entry.remove();
-            self.apply(&row, &outcome)?;
-            self.watermark += 1;
+            let parked = entry.remove();
+            self.apply_parked(parked)?;
         }
         if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.checkpoint()?;
@@ -144,28 +170,66 @@ impl Settler {
         Ok(())
     }
 
-    fn apply(&mut self, row: &SourceRow, outcome: &Outcome) -> io::Result<()> {
-        self.counts.read += 1;
-        self.counters.count(outcome);
-        match outcome {
-            Outcome::Accepted => self.counts.accepted += 1,
-            Outcome::Failed(f) => {
-                if f.stage == Stage::Unprocessed {
-                    self.counts.unprocessed += 1;
-                } else {
-                    self.counts.failed += 1;
-                    *self.by_stage.entry(f.stage.as_str().to_string()).or_default() += 1;
+    /// Applies what was settled at the watermark and moves the watermark past it.
+    fn apply_parked(&mut self, parked: Parked) -> io::Result<()> {
+        match parked {
+            Parked::Row(row, outcome) => {
+                self.apply(&row, &outcome)?;
+                self.watermark += 1;
+            }
+            Parked::Span { count, last_line, failed } => {
+                let accepted = count - failed.len() as u64;
+                for (row, f) in &failed {
+                    self.fail(row, f)?;
                 }
-                self.errors.write(row.line, &row.raw, f)?;
+                self.counts.read += accepted;
+                self.counts.accepted += accepted;
+                self.counters.accepted.inc_by(accepted);
+                self.done(count, last_line);
+                self.watermark += count;
             }
         }
-        self.progress.row_done();
-        // The clock is read every 1024 rows, not for each.
-        if self.counts.read % 1024 == 0 && self.last_log.elapsed() >= PROGRESS_LOG_EVERY {
-            self.last_log = Instant::now();
-            tracing::info!(file = %self.label, line = row.line, rows = self.counts.read, accepted = self.counts.accepted, failed = self.counts.failed, percent = self.progress.percent(), "progress");
-        }
         Ok(())
+    }
+
+    fn apply(&mut self, row: &SourceRow, outcome: &Outcome) -> io::Result<()> {
+        match outcome {
+            Outcome::Accepted => {
+                self.counts.read += 1;
+                self.counts.accepted += 1;
+                self.counters.accepted.inc();
+            }
+            Outcome::Failed(f) => self.fail(row, f)?,
+        }
+        self.done(1, row.line);
+        Ok(())
+    }
+
+    /// A failed row: counted and written to the report.
+    fn fail(&mut self, row: &SourceRow, f: &Failure) -> io::Result<()> {
+        self.counts.read += 1;
+        self.counters.failed(f);
+        if f.stage == Stage::Unprocessed {
+            self.counts.unprocessed += 1;
+        } else {
+            self.counts.failed += 1;
+            *self.by_stage.entry(f.stage.as_str().to_string()).or_default() += 1;
+        }
+        self.errors.write(row.line, &row.raw, f)
+    }
+
+    /// Progress after `rows` more rows, the last on `line`; a progress line every few seconds.
+    fn done(&mut self, rows: u64, line: u64) {
+        self.progress.rows_done(rows);
+        // The clock is read every 1024 rows or so, not for each.
+        self.since_clock += rows;
+        if self.since_clock >= 1024 {
+            self.since_clock = 0;
+            if self.last_log.elapsed() >= PROGRESS_LOG_EVERY {
+                self.last_log = Instant::now();
+                tracing::info!(file = %self.label, line, rows = self.counts.read, accepted = self.counts.accepted, failed = self.counts.failed, percent = self.progress.percent(), "progress");
+            }
+        }
     }
 
     /// Flushes the report, then records the watermark: never the other way round.
@@ -194,11 +258,18 @@ impl Settler {
                 interrupted,
             });
         }
-        let left: Vec<(SourceRow, Outcome)> =
-            std::mem::take(&mut self.ahead).into_values().collect();
-        for (row, _) in left {
-            let f = Failure::new(Stage::Unprocessed, None, "not settled before processing stopped");
-            self.apply(&row, &Outcome::Failed(f))?;
+        // Only a bug leaves rows parked here: whatever waited for a gap is reported, not lost.
+        let left: Vec<Parked> = std::mem::take(&mut self.ahead).into_values().collect();
+        let f = Failure::new(Stage::Unprocessed, None, "not settled before processing stopped");
+        for parked in left {
+            match parked {
+                Parked::Row(row, _) => self.apply(&row, &Outcome::Failed(f.clone()))?,
+                Parked::Span { failed, .. } => {
+                    for (row, _) in failed {
+                        self.apply(&row, &Outcome::Failed(f.clone()))?;
+                    }
+                }
+            }
         }
         self.checkpoint()?;
         let report = self.errors.finish()?;
@@ -220,6 +291,9 @@ pub fn spawn(
                     for (row, outcome) in rows {
                         settler.settle(row, outcome)?;
                     }
+                }
+                SettleMsg::Span { first, count, last_line, failed } => {
+                    settler.settle_span(first, count, last_line, failed)?
                 }
                 SettleMsg::End { interrupted } => return settler.finish(interrupted),
             }

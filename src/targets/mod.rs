@@ -65,8 +65,15 @@ pub enum BatchError {
 pub trait Target: Send + Sync {
     fn spec(&self) -> &TargetSpec;
 
-    /// Encodes one mapped row; `fields` are the mapper's, in the order of `values`.
-    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>);
+    /// Appends one mapped row, encoded, to `out`; `fields` are the mapper's, in the order of
+    /// `values`. The caller reuses `out` across rows: encoding allocates nothing per row.
+    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>);
+
+    /// The value the CRM reports a row's failures by (Repsly `Code`); empty for targets that
+    /// match rows another way.
+    fn key(&self, _fields: &[CompiledField], _values: &Mapped) -> String {
+        String::new()
+    }
 
     /// Rules across fields that the schema cannot state (a contact detail's value must suit
     /// its type); a failure is a `validate` failure of the row.

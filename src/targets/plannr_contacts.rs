@@ -84,7 +84,7 @@ impl Target for ContactDetails {
         &self.spec
     }
 
-    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
+    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
         let mut obj = Map::new();
         for (f, v) in fields.iter().zip(values) {
             let Some(v) = v else { continue };
@@ -95,7 +95,8 @@ impl Target for ContactDetails {
             };
             obj.insert(f.name.clone(), j);
         }
-        (String::new(), serde_json::to_vec(&Value::Object(obj)).unwrap_or_default())
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, &Value::Object(obj));
     }
 
     /// The rules the API documents, checked before anything is sent.

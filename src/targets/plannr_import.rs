@@ -347,7 +347,7 @@ impl Target for PlannrImport {
 
     /// One CSV record (no newline) in field order; booleans as `1`/`0`, which Laravel's
     /// `boolean` rule accepts (it refuses the text `true`).
-    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
+    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
         let cells: Vec<String> = fields
             .iter()
             .zip(values)
@@ -363,17 +363,15 @@ impl Target for PlannrImport {
                 (_, Some(v)) => v.display().replace('|', ","),
             })
             .collect();
-        let mut out = Vec::new();
         {
             let mut w = csv::WriterBuilder::new()
                 .terminator(csv::Terminator::Any(b'\n'))
-                .from_writer(&mut out);
+                .from_writer(&mut *out);
             let _ = w.write_record(&cells);
         }
         if out.last() == Some(&b'\n') {
             out.pop();
         }
-        (String::new(), out)
     }
 
     fn preview(&self, body: &[u8]) -> Value {

@@ -47,9 +47,7 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
 
 /// The JSON object Repsly expects for one client, written straight to bytes (this runs for
 /// every row; building a `serde_json::Map` first cost more than the rest of the encoding).
-pub fn client_json(fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
-    let mut out = Vec::with_capacity(256);
-    let mut key = String::new();
+pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
     let mut first = true;
     out.push(b'{');
     for (f, v) in fields.iter().zip(values) {
@@ -61,7 +59,7 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8
             out.push(b',');
         }
         first = false;
-        push_str(&mut out, &f.name);
+        push_str(out, &f.name);
         out.push(b':');
         match (f.def.map(|d| d.ty), v) {
             (Some(FieldType::Bool), Value::Text(t)) => {
@@ -74,16 +72,13 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8
                         out.push(b',');
                     }
                     out.extend_from_slice(b"{\"Name\":");
-                    push_str(&mut out, n);
+                    push_str(out, n);
                     out.push(b'}');
                 }
                 out.push(b']');
             }
-            (_, Value::List(items)) => push_str(&mut out, &items.join(",")),
-            (_, Value::Text(t)) => push_str(&mut out, t),
-        }
-        if f.name == "Code" {
-            key = v.display();
+            (_, Value::List(items)) => push_str(out, &items.join(",")),
+            (_, Value::Text(t)) => push_str(out, t),
         }
     }
     let mut customs = fields
@@ -101,15 +96,14 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"Field\":");
-            push_str(&mut out, f.name.strip_prefix("CustomFields.").unwrap_or(&f.name));
+            push_str(out, f.name.strip_prefix("CustomFields.").unwrap_or(&f.name));
             out.extend_from_slice(b",\"Value\":");
-            push_str(&mut out, &v.display());
+            push_str(out, &v.display());
             out.push(b'}');
         }
         out.push(b']');
     }
     out.push(b'}');
-    (key, out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,8 +150,17 @@ impl Target for RepslyClients {
         &self.spec
     }
 
-    fn encode(&self, fields: &[CompiledField], values: &Mapped) -> (String, Vec<u8>) {
-        client_json(fields, values)
+    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
+        client_json(fields, values, out)
+    }
+
+    fn key(&self, fields: &[CompiledField], values: &Mapped) -> String {
+        fields
+            .iter()
+            .zip(values)
+            .find(|(f, _)| f.name == "Code")
+            .and_then(|(_, v)| v.as_ref().map(Value::display))
+            .unwrap_or_default()
     }
 
     fn deliver<'a>(

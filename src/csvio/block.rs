@@ -1,0 +1,213 @@
+//! Records read in blocks: the fields of up to a few thousand rows in one buffer. The hot path
+//! allocates per block, not per row or per cell, and a mapping task checks a block's UTF-8
+//! once instead of every cell on its own.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use super::dialect::FileEncoding;
+use crate::mapping::Cells;
+use crate::row::{Failure, SourceRow, Stage};
+
+/// A block closes at this many rows...
+pub const BLOCK_ROWS: usize = 1024;
+/// ...or once its fields hold this many bytes, so rows with huge cells keep memory bounded.
+pub const BLOCK_BYTES: usize = 1 << 20;
+
+/// One row's place in a block.
+#[derive(Debug, Clone)]
+pub struct BlockRow {
+    /// As in [`SourceRow`]: index among data records, and the line the record starts on.
+    pub seq: u64,
+    pub line: u64,
+    /// Its fields' indices into the block's `ends`.
+    fields: Range<usize>,
+}
+
+/// Consecutive records of a file. Fields are stored back to back in `data`; field `i` of the
+/// block ends at `ends[i]` and starts where the previous one ended.
+#[derive(Debug, Default)]
+pub struct RowBlock {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    rows: Vec<BlockRow>,
+}
+
+impl RowBlock {
+    pub fn with_capacity(rows: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(rows * 192),
+            ends: Vec::with_capacity(rows * 16),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, seq: u64, line: u64, record: &csv_async::ByteRecord) {
+        let first = self.ends.len();
+        let base = self.data.len();
+        self.data.extend_from_slice(record.as_slice());
+        let mut start = 0;
+        for i in 0..record.len() {
+            let len = record.get(i).map_or(0, <[u8]>::len);
+            start += len;
+            self.ends.push(base + start);
+        }
+        self.rows.push(BlockRow { seq, line, fields: first..self.ends.len() });
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Whether the block should be handed on.
+    pub fn is_full(&self) -> bool {
+        self.rows.len() >= BLOCK_ROWS || self.data.len() >= BLOCK_BYTES
+    }
+
+    pub fn rows(&self) -> &[BlockRow] {
+        &self.rows
+    }
+
+    /// The raw bytes of field `f` (a block-wide index).
+    fn field(&self, f: usize) -> &[u8] {
+        let start = if f == 0 { 0 } else { self.ends[f - 1] };
+        &self.data[start..self.ends[f]]
+    }
+
+    /// The number of fields of a row.
+    pub fn width(&self, row: &BlockRow) -> usize {
+        row.fields.len()
+    }
+
+    /// A row as a [`SourceRow`] of its own (for the report, or to travel in a batch).
+    pub fn source_row(&self, row: &BlockRow) -> SourceRow {
+        let mut raw =
+            csv_async::ByteRecord::with_capacity(self.row_bytes(row).len(), row.fields.len());
+        for f in row.fields.clone() {
+            raw.push_field(self.field(f));
+        }
+        SourceRow { seq: row.seq, line: row.line, raw }
+    }
+
+    fn row_bytes(&self, row: &BlockRow) -> &[u8] {
+        if row.fields.is_empty() {
+            return &[];
+        }
+        let start = if row.fields.start == 0 { 0 } else { self.ends[row.fields.start - 1] };
+        &self.data[start..self.ends[row.fields.end - 1]]
+    }
+
+    /// The block's text when it can be sliced cell by cell without decoding: valid UTF-8 in
+    /// a UTF-8 file, or plain ASCII in any. `None` sends cells through [`FileEncoding::decode`].
+    pub fn text(&self, encoding: FileEncoding) -> Option<&str> {
+        let text = std::str::from_utf8(&self.data).ok()?;
+        (encoding != FileEncoding::Windows1252 || text.is_ascii()).then_some(text)
+    }
+
+    /// A row's cells, sliced from `text` (from [`RowBlock::text`]) when there is one.
+    pub fn cells<'a>(
+        &'a self,
+        row: &'a BlockRow,
+        text: Option<&'a str>,
+        encoding: FileEncoding,
+    ) -> BlockCells<'a> {
+        BlockCells { block: self, row, text, encoding }
+    }
+
+    /// A parse failure when the row's width differs from the header's.
+    pub fn ragged(&self, row: &BlockRow, expected: usize) -> Option<Failure> {
+        let n = row.fields.len();
+        (n != expected).then(|| {
+            Failure::new(
+                Stage::Parse,
+                None,
+                format!("the row has {n} fields but the header has {expected}"),
+            )
+        })
+    }
+}
+
+/// One row of a block, its cells decoded on demand.
+pub struct BlockCells<'a> {
+    block: &'a RowBlock,
+    row: &'a BlockRow,
+    text: Option<&'a str>,
+    encoding: FileEncoding,
+}
+
+impl Cells for BlockCells<'_> {
+    fn cell(&self, index: usize) -> Result<Cow<'_, str>, String> {
+        if index >= self.row.fields.len() {
+            return Ok(Cow::Borrowed(""));
+        }
+        let f = self.row.fields.start + index;
+        let end = self.block.ends[f];
+        let start = if f == 0 { 0 } else { self.block.ends[f - 1] };
+        // A whole block valid as UTF-8 can still split a character between two cells; such
+        // a cell is not a char-boundary slice and is decoded (and refused) on its own.
+        if let Some(cell) = self.text.and_then(|t| t.get(start..end)) {
+            return Ok(Cow::Borrowed(cell));
+        }
+        let bytes = &self.block.data[start..end];
+        self.encoding.decode(bytes).map_err(|e| format!("column {} {e}", index + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &[&[u8]]) -> csv_async::ByteRecord {
+        let mut r = csv_async::ByteRecord::new();
+        for f in fields {
+            r.push_field(f);
+        }
+        r
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let mut b = RowBlock::with_capacity(4);
+        b.push(0, 2, &record(&[b"a", b"", b"ccc"]));
+        b.push(1, 3, &record(&[b"", b"d\xc3\xa9"]));
+        assert_eq!(b.len(), 2);
+        let text = b.text(FileEncoding::Utf8Lenient);
+        assert!(text.is_some());
+        let rows = b.rows().to_vec();
+        let c = b.cells(&rows[1], text, FileEncoding::Utf8Lenient);
+        assert_eq!(c.cell(1).unwrap(), "dé");
+        assert_eq!(c.cell(5).unwrap(), "", "a missing cell is empty");
+        let s = b.source_row(&rows[0]);
+        assert_eq!(s.raw, record(&[b"a", b"", b"ccc"]));
+        assert_eq!((s.seq, s.line), (0, 2));
+        assert!(b.ragged(&rows[1], 3).is_some());
+        assert!(b.ragged(&rows[0], 3).is_none());
+    }
+
+    #[test]
+    fn a_character_split_between_cells_is_refused_in_strict_utf8() {
+        let mut b = RowBlock::with_capacity(1);
+        // `é` is C3 A9: each half alone is invalid, together the block is valid.
+        b.push(0, 2, &record(&[b"x\xc3", b"\xa9y"]));
+        let text = b.text(FileEncoding::Utf8Strict);
+        assert!(text.is_some());
+        let rows = b.rows().to_vec();
+        let c = b.cells(&rows[0], text, FileEncoding::Utf8Strict);
+        assert!(c.cell(0).is_err());
+        assert!(c.cell(1).is_err());
+    }
+
+    #[test]
+    fn windows_1252_blocks_decode_cell_by_cell() {
+        let mut b = RowBlock::with_capacity(1);
+        b.push(0, 2, &record(&[b"caf\xe9"]));
+        assert!(b.text(FileEncoding::Windows1252).is_none());
+        let rows = b.rows().to_vec();
+        let c = b.cells(&rows[0], None, FileEncoding::Windows1252);
+        assert_eq!(c.cell(0).unwrap(), "café");
+    }
+}
