@@ -10,8 +10,8 @@ use crm_ingest::targets::schema::REPSLY_CLIENTS;
 
 struct Row(Vec<&'static str>);
 
-impl Cells for Row {
-    fn cell(&self, i: usize) -> Result<Cow<'_, str>, String> {
+impl Cells<'static> for Row {
+    fn cell(&self, i: usize) -> Result<Cow<'static, str>, String> {
         Ok(Cow::Borrowed(self.0.get(i).copied().unwrap_or("")))
     }
 }

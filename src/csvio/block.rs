@@ -104,7 +104,7 @@ impl RowBlock {
     /// The block's text when it can be sliced cell by cell without decoding: valid UTF-8 in
     /// a UTF-8 file, or plain ASCII in any. `None` sends cells through [`FileEncoding::decode`].
     pub fn text(&self, encoding: FileEncoding) -> Option<&str> {
-        let text = std::str::from_utf8(&self.data).ok()?;
+        let text = simdutf8::basic::from_utf8(&self.data).ok()?;
         (encoding != FileEncoding::Windows1252 || text.is_ascii()).then_some(text)
     }
 
@@ -139,8 +139,8 @@ pub struct BlockCells<'a> {
     encoding: FileEncoding,
 }
 
-impl Cells for BlockCells<'_> {
-    fn cell(&self, index: usize) -> Result<Cow<'_, str>, String> {
+impl<'a> Cells<'a> for BlockCells<'a> {
+    fn cell(&self, index: usize) -> Result<Cow<'a, str>, String> {
         if index >= self.row.fields.len() {
             return Ok(Cow::Borrowed(""));
         }

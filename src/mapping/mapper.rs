@@ -6,6 +6,7 @@ use crate::config::{EmptyPolicy, FieldSettings, TemplatePart, ValueSource};
 use crate::row::{Failure, Stage};
 use crate::targets::schema::{FieldDef, FieldType, Lookup, Schema};
 
+use super::text;
 use super::validate::{check_len, is_email, is_iso_date, is_uuid};
 use super::value::{parse_bool, Value};
 use super::{Transform, Validator};
@@ -13,10 +14,12 @@ use super::{Transform, Validator};
 /// The report's own columns: a fixed errors file dropped back in carries them; they are ignored.
 pub const REPORT_COLUMNS: [&str; 4] = ["_line", "_stage", "_field", "_message"];
 
-/// Access to one row's cells, decoded on demand so unmapped columns cost nothing.
-pub trait Cells {
+/// Access to one row's cells, decoded on demand so unmapped columns cost nothing. Cells
+/// borrow from the storage the row lives in (`'r`), not from this accessor, so the values of
+/// many rows can share one buffer.
+pub trait Cells<'r> {
     /// The cell at `index`, or why it cannot be decoded.
-    fn cell(&self, index: usize) -> Result<Cow<'_, str>, String>;
+    fn cell(&self, index: usize) -> Result<Cow<'r, str>, String>;
 }
 
 /// A mapped column that the file's header does not have.
@@ -54,12 +57,16 @@ enum Source {
 #[derive(Debug, Clone)]
 pub struct CompiledField {
     pub name: String,
+    /// `"name":`, the name as a JSON object key, written once here rather than per row.
+    pub json_key: String,
     /// The schema's definition, when the target documents this field.
     pub def: Option<FieldDef>,
     pub custom: bool,
     source: Source,
     transforms: Vec<Transform>,
     validators: Vec<Validator>,
+    /// An `email` validator runs on this field, so the schema need not check it again.
+    email_checked: bool,
     pub empty: EmptyPolicy,
 }
 
@@ -114,13 +121,16 @@ impl Mapper {
                 Lookup::Custom => (None, true),
                 Lookup::Unknown => (None, false),
             };
+            let quoted = serde_json::to_string(&f.target).unwrap_or_default();
             compiled.push(CompiledField {
                 name: f.target.clone(),
+                json_key: format!("{quoted}:"),
                 def,
                 custom,
                 source,
                 transforms: f.transforms.clone(),
                 validators: f.validators.clone(),
+                email_checked: f.validators.contains(&Validator::Email),
                 empty: f.empty,
             });
         }
@@ -136,8 +146,15 @@ impl Mapper {
     }
 
     /// Maps one row; a failure lists every field that went wrong and why.
-    pub fn map<'r>(&self, row: &'r impl Cells) -> Result<Mapped<'r>, Failure> {
+    pub fn map<'r>(&self, row: &impl Cells<'r>) -> Result<Mapped<'r>, Failure> {
         let mut out = Vec::with_capacity(self.fields.len());
+        self.map_into(row, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Mapper::map`] into `out` (cleared first), so one buffer serves a block of rows.
+    pub fn map_into<'r>(&self, row: &impl Cells<'r>, out: &mut Mapped<'r>) -> Result<(), Failure> {
+        out.clear();
         let mut errors: Vec<(Stage, &str, String)> = Vec::new();
         for f in &self.fields {
             let raw = match self.read(f, row) {
@@ -176,7 +193,7 @@ impl Mapper {
             }
         }
         if errors.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         let stage = errors.iter().map(|e| e.0).min().unwrap_or(Stage::Validate);
         let mut fields: Vec<String> = Vec::new();
@@ -196,7 +213,7 @@ impl Mapper {
         Err(Failure { stage, fields, messages })
     }
 
-    fn read<'r>(&self, f: &CompiledField, row: &'r impl Cells) -> Result<Cow<'r, str>, String> {
+    fn read<'r>(&self, f: &CompiledField, row: &impl Cells<'r>) -> Result<Cow<'r, str>, String> {
         Ok(match &f.source {
             Source::Column(i) => row.cell(*i)?,
             Source::Constant(v) => Cow::Owned(v.clone()),
@@ -205,7 +222,7 @@ impl Mapper {
                 for p in parts {
                     match p {
                         Part::Literal(l) => s.push_str(l),
-                        Part::Column(i) => s.push_str(row.cell(*i)?.trim()),
+                        Part::Column(i) => s.push_str(text::trim(&row.cell(*i)?)),
                     }
                 }
                 Cow::Owned(s)
@@ -245,7 +262,7 @@ impl Mapper {
             (FieldType::List { item_max }, v) => {
                 let items = match v {
                     Value::List(l) => l,
-                    Value::Text(Cow::Borrowed(t)) => vec![Cow::Borrowed(t.trim())],
+                    Value::Text(Cow::Borrowed(t)) => vec![Cow::Borrowed(text::trim(t))],
                     Value::Text(Cow::Owned(t)) => vec![Cow::Owned(t.trim().to_string())],
                 };
                 if let Some(max) = item_max {
@@ -265,6 +282,8 @@ impl Mapper {
                     check_len(text, max)?;
                 }
             }
+            // What the `bool` transform writes needs no second look.
+            FieldType::Bool if text == "true" || text == "false" => {}
             FieldType::Bool => {
                 let b =
                     parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
@@ -272,17 +291,16 @@ impl Mapper {
             }
             FieldType::Path { separator, level_max } => {
                 for level in text.split(separator) {
-                    if level.trim().is_empty() {
+                    let level = text::trim(level);
+                    if level.is_empty() {
                         return Err(format!("`{text}` has an empty level"));
                     }
-                    check_len(level.trim(), level_max)
-                        .map_err(|e| format!("level `{}` {e}", level.trim()))?;
+                    check_len(level, level_max).map_err(|e| format!("level `{level}` {e}"))?;
                 }
             }
             FieldType::Email { max_len } => {
                 // An `email` validator on the field has checked this already.
-                let checked = f.validators.contains(&Validator::Email);
-                if !checked && !is_email(text.trim()) {
+                if !f.email_checked && !is_email(text::trim(text)) {
                     return Err(format!("`{text}` is not an email address"));
                 }
                 if let Some(max) = max_len {
@@ -290,12 +308,12 @@ impl Mapper {
                 }
             }
             FieldType::Uuid => {
-                if !is_uuid(text.trim()) {
+                if !is_uuid(text::trim(text)) {
                     return Err(format!("`{text}` is not a UUID"));
                 }
             }
             FieldType::Date => {
-                if !is_iso_date(text.trim()) {
+                if !is_iso_date(text::trim(text)) {
                     return Err(format!(
                         "`{text}` is not an ISO date (YYYY-MM-DD); add a date:<format> transform"
                     ));
@@ -313,8 +331,8 @@ mod tests {
     use crate::targets::schema::REPSLY_CLIENTS;
 
     struct Row(Vec<&'static str>);
-    impl Cells for Row {
-        fn cell(&self, i: usize) -> Result<Cow<'_, str>, String> {
+    impl Cells<'static> for Row {
+        fn cell(&self, i: usize) -> Result<Cow<'static, str>, String> {
             Ok(Cow::Borrowed(self.0.get(i).copied().unwrap_or("")))
         }
     }

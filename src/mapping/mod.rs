@@ -2,6 +2,7 @@
 
 mod mapper;
 pub mod phone;
+pub mod text;
 mod transform;
 mod validate;
 mod value;

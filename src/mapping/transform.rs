@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use chrono::{NaiveDate, NaiveDateTime};
 
 use super::phone::{self, Region};
+use super::text;
 use super::value::{parse_bool, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,19 +87,17 @@ impl Transform {
     fn apply_text<'a>(&self, s: Cow<'a, str>) -> Result<Cow<'a, str>, String> {
         Ok(match self {
             Transform::Trim => match s {
-                Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-                Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+                Cow::Borrowed(b) => Cow::Borrowed(text::trim(b)),
+                Cow::Owned(o) if text::trim(&o).len() == o.len() => Cow::Owned(o),
                 Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
             },
-            Transform::Lowercase if !s.chars().any(char::is_uppercase) => s,
-            Transform::Lowercase => Cow::Owned(s.to_lowercase()),
-            Transform::Uppercase if !s.chars().any(char::is_lowercase) => s,
-            Transform::Uppercase => Cow::Owned(s.to_uppercase()),
-            Transform::CollapseSpaces if !needs_collapse(&s) => s,
+            Transform::Lowercase => text::lowercase(s),
+            Transform::Uppercase => text::uppercase(s),
+            Transform::CollapseSpaces if !text::needs_collapse(&s) => s,
             Transform::CollapseSpaces => {
                 Cow::Owned(s.split_whitespace().collect::<Vec<_>>().join(" "))
             }
-            Transform::TitleCase => Cow::Owned(title_case(&s)),
+            Transform::TitleCase => text::title_case(s),
             Transform::PhoneE164(region) => {
                 Cow::Owned(phone::to_e164(&s, *region).ok_or_else(|| {
                     format!("`{s}` is not a phone number ({} by default)", region.code)
@@ -121,47 +120,20 @@ impl Transform {
 /// `A | B||C` -> `[A, B, C]`, borrowing from the text when it is borrowed.
 fn split<'a>(t: Cow<'a, str>, sep: &str) -> Vec<Cow<'a, str>> {
     match t {
-        Cow::Borrowed(b) => {
-            b.split(sep).map(str::trim).filter(|s| !s.is_empty()).map(Cow::Borrowed).collect()
-        }
-        Cow::Owned(o) => o
-            .split(sep)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| Cow::Owned(s.to_string()))
-            .collect(),
+        Cow::Borrowed(b) => parts(b, sep, Cow::Borrowed),
+        Cow::Owned(o) => parts(&o, sep, |s| Cow::Owned(s.to_string())),
     }
 }
 
-/// Whether collapsing would change `s`: runs of white space, or any but a plain space.
-fn needs_collapse(s: &str) -> bool {
-    let mut prev_space = true;
-    for c in s.chars() {
-        if c.is_whitespace() {
-            if prev_space || c != ' ' {
-                return true;
-            }
-            prev_space = true;
-        } else {
-            prev_space = false;
-        }
+/// The trimmed, non-empty parts of `s`, each through `item`. A one-character separator (the
+/// usual `|`) is found by memchr, not by a substring search.
+fn parts<'s, T>(s: &'s str, sep: &str, item: impl Fn(&'s str) -> T) -> Vec<T> {
+    let keep = |p: &&str| !p.is_empty();
+    let mut one = sep.chars();
+    match (one.next(), one.next()) {
+        (Some(c), None) => s.split(c).map(text::trim).filter(keep).map(item).collect(),
+        _ => s.split(sep).map(text::trim).filter(keep).map(item).collect(),
     }
-    prev_space && !s.is_empty()
-}
-
-/// `o'brien-smith` -> `O'Brien-Smith`.
-fn title_case(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut start = true;
-    for c in s.chars() {
-        if start {
-            out.extend(c.to_uppercase());
-        } else {
-            out.extend(c.to_lowercase());
-        }
-        start = c.is_whitespace() || c == '-' || c == '\'' || c == '’';
-    }
-    out
 }
 
 fn to_iso_date(s: &str, fmt: &str) -> Option<String> {

@@ -17,8 +17,8 @@ impl<'a> Value<'a> {
 
     pub fn is_empty(&self) -> bool {
         match self {
-            Value::Text(t) => t.trim().is_empty(),
-            Value::List(l) => l.iter().all(|s| s.trim().is_empty()),
+            Value::Text(t) => super::text::is_blank(t),
+            Value::List(l) => l.iter().all(|s| super::text::is_blank(s)),
         }
     }
 
@@ -51,7 +51,7 @@ impl<'a> Value<'a> {
 
 /// true/false/yes/no/y/n/1/0 (any case), the booleans spreadsheets export.
 pub fn parse_bool(text: &str) -> Option<bool> {
-    let t = text.trim();
+    let t = super::text::trim(text);
     const TRUE: [&str; 5] = ["true", "yes", "y", "1", "t"];
     const FALSE: [&str; 5] = ["false", "no", "n", "0", "f"];
     if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {

@@ -550,15 +550,18 @@ fn map_block(
     let text = block.text(encoding);
     let fields = mapper.fields();
     let mut body = Vec::with_capacity(1024);
+    let mut values = Vec::with_capacity(fields.len());
     for row in rows {
         let result = match block.ragged(row, width) {
             Some(problem) => Err(problem),
-            None => mapper.map(&block.cells(row, text, encoding)).and_then(|v| {
-                target.validate(fields, &v)?;
-                body.clear();
-                target.encode(fields, &v, &mut body);
-                Ok((!dry_run).then(|| target.key(fields, &v)))
-            }),
+            None => {
+                mapper.map_into(&block.cells(row, text, encoding), &mut values).and_then(|()| {
+                    target.validate(fields, &values)?;
+                    body.clear();
+                    target.encode(fields, &values, &mut body);
+                    Ok((!dry_run).then(|| target.key(fields, &values)))
+                })
+            }
         };
         match result {
             Err(f) => out.failed.push((block.source_row(row), f)),

@@ -2,6 +2,7 @@
 //! Batching, limits, retries and splitting live once, in [`crate::delivery`].
 
 mod correlate;
+mod json;
 mod plannr_common;
 pub mod plannr_contacts;
 pub mod plannr_import;

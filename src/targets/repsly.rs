@@ -8,6 +8,7 @@ use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use super::json::push_str;
 use super::schema::FieldType;
 use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
 use crate::config::TargetSpec;
@@ -31,20 +32,6 @@ impl RepslyClients {
     }
 }
 
-/// A JSON string (quoted and escaped) appended to `out`. Most cells need no escaping: those
-/// are copied as they are; the rest go through serde_json.
-pub fn push_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-        return;
-    }
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
-}
-
 /// The JSON object Repsly expects for one client, written straight to bytes (this runs for
 /// every row; building a `serde_json::Map` first cost more than the rest of the encoding).
 pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
@@ -59,8 +46,7 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>)
             out.push(b',');
         }
         first = false;
-        push_str(out, &f.name);
-        out.push(b':');
+        out.extend_from_slice(f.json_key.as_bytes());
         match (f.def.map(|d| d.ty), v) {
             (Some(FieldType::Bool), Value::Text(t)) => {
                 out.extend_from_slice(if t == "true" { b"true" } else { b"false" })
@@ -98,7 +84,10 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>)
             out.extend_from_slice(b"{\"Field\":");
             push_str(out, f.name.strip_prefix("CustomFields.").unwrap_or(&f.name));
             out.extend_from_slice(b",\"Value\":");
-            push_str(out, &v.display());
+            match v {
+                Value::Text(t) => push_str(out, t),
+                list => push_str(out, &list.display()),
+            }
             out.push(b'}');
         }
         out.push(b']');
@@ -318,14 +307,6 @@ fn outcomes(id: &str, rows: &[MappedRow], status: &StatusReply) -> Vec<Outcome> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_are_escaped_only_when_needed() {
-        let mut out = Vec::new();
-        push_str(&mut out, "Zoë's Café");
-        push_str(&mut out, "say \"hi\"\n");
-        assert_eq!(String::from_utf8(out).unwrap(), "\"Zoë's Café\"\"say \\\"hi\\\"\\n\"");
-    }
 
     #[test]
     fn job_ids() {

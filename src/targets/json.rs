@@ -1,0 +1,75 @@
+//! Writing JSON strings straight into a byte buffer: every text value of every row passes
+//! through here, so the check for characters that need escaping runs a word at a time.
+
+/// A JSON string (quoted and escaped) appended to `out`. Most cells need no escaping: those
+/// are copied as they are; the rest go through serde_json.
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `x` is below `n` (n <= 128); the classic bit trick, exact as a test.
+fn has_byte_below(x: u64, n: u8) -> bool {
+    x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0
+}
+
+fn has_byte(x: u64, b: u8) -> bool {
+    has_byte_below(x ^ (ONES * u64::from(b)), 1)
+}
+
+/// A control character, `"` or `\`: the bytes JSON will not take as they are.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let Ok(w) = <[u8; 8]>::try_from(w) else { return true };
+        let x = u64::from_le_bytes(w);
+        if has_byte_below(x, 0x20) || has_byte(x, b'"') || has_byte(x, b'\\') {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_only_what_json_needs() {
+        let mut out = Vec::new();
+        push_str(&mut out, "Zoë's Café");
+        push_str(&mut out, "say \"hi\"\n");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""Zoë's Café""say \"hi\"\n""#);
+    }
+
+    #[test]
+    fn the_word_check_agrees_with_a_byte_check() {
+        let naive = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        let mut rng = fastrand::Rng::with_seed(7);
+        for len in 0..40 {
+            for _ in 0..200 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| match rng.u8(..10) {
+                        0 => rng.u8(..0x21),
+                        1 => b'"',
+                        2 => b'\\',
+                        3 => rng.u8(0x80..),
+                        _ => rng.u8(0x21..0x7f),
+                    })
+                    .collect();
+                assert_eq!(needs_escape(&bytes), naive(&bytes), "{bytes:?}");
+            }
+        }
+        assert!(!needs_escape("plain text, no escapes: Brontë".as_bytes()));
+    }
+}
