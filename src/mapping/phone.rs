@@ -40,16 +40,23 @@ pub fn known_regions() -> Vec<&'static str> {
     REGIONS.iter().map(|r| r.code).collect()
 }
 
-/// Normalises `text` to `+<digits>`, reading a national number as `default` region's.
+/// Normalises `text` to `+<digits>`, reading a national number as `default` region's. This
+/// runs for every row with a phone: digits are gathered on the stack and the one allocation is
+/// the result.
 pub fn to_e164(text: &str, default: Region) -> Option<String> {
-    let text = text.trim();
-    let mut digits = String::with_capacity(16);
+    let text = super::text::trim(text);
+    // E.164 allows 15 digits; anything much longer is refused before it could overflow this.
+    let mut buf = [0u8; 24];
+    let mut n = 0;
     let mut international = false;
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         match c {
-            '0'..='9' => digits.push(c),
-            '+' if digits.is_empty() && !international => international = true,
+            '0'..='9' => {
+                *buf.get_mut(n)? = c as u8;
+                n += 1;
+            }
+            '+' if n == 0 && !international => international = true,
             // `+44 (0)20 ...`: the bracketed trunk zero is dropped in international form.
             '(' if international && text[i..].starts_with("(0)") => {
                 chars.next();
@@ -59,32 +66,41 @@ pub fn to_e164(text: &str, default: Region) -> Option<String> {
             _ => return None,
         }
     }
+    let mut digits = std::str::from_utf8(&buf[..n]).ok()?;
     if !international && digits.starts_with("00") {
         international = true;
-        digits.drain(..2);
+        digits = &digits[2..];
     }
-    let full = if international {
-        digits
+    // The number is `prefix` + `rest`, where `prefix` is empty or the default calling code.
+    let (prefix, rest) = if international {
+        ("", digits)
     } else if let Some(rest) = default.trunk.and_then(|t| digits.strip_prefix(t)) {
-        format!("{}{rest}", default.calling)
+        (default.calling, rest)
     } else if digits.starts_with(default.calling)
         && in_range(digits.len() - default.calling.len(), default.nsn_len)
     {
         // `447700900123`: the calling code written without the plus.
-        digits
+        ("", digits)
     } else {
         // A national number whose trunk zero a spreadsheet dropped (`7700900123`).
-        format!("{}{digits}", default.calling)
+        (default.calling, digits)
     };
-    if !(8..=15).contains(&full.len()) || full.starts_with('0') {
+    let len = prefix.len() + rest.len();
+    let first = prefix.bytes().chain(rest.bytes()).next();
+    if !(8..=15).contains(&len) || first == Some(b'0') {
         return None;
     }
-    if let Some(nsn) = full.strip_prefix(default.calling) {
+    let nsn = if prefix.is_empty() { rest.strip_prefix(default.calling) } else { Some(rest) };
+    if let Some(nsn) = nsn {
         if !in_range(nsn.len(), default.nsn_len) || nsn.starts_with('0') {
             return None;
         }
     }
-    Some(format!("+{full}"))
+    let mut out = String::with_capacity(len + 1);
+    out.push('+');
+    out.push_str(prefix);
+    out.push_str(rest);
+    Some(out)
 }
 
 fn in_range(n: usize, (lo, hi): (usize, usize)) -> bool {

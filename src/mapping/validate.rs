@@ -132,33 +132,41 @@ fn local_part_ok(local: &str) -> bool {
     let mut prev_dot = true;
     for c in local.chars() {
         let dot = c == '.';
-        let special = matches!(
-            c,
-            '!' | '#'
-                | '$'
-                | '%'
-                | '&'
-                | '\''
-                | '*'
-                | '+'
-                | '-'
-                | '/'
-                | '='
-                | '?'
-                | '^'
-                | '_'
-                | '`'
-                | '{'
-                | '|'
-                | '}'
-                | '~'
-        );
-        if (dot && prev_dot) || !(dot || special || c.is_alphanumeric()) {
+        if (dot && prev_dot) || !allowed(c, &LOCAL_ASCII) {
             return false;
         }
         prev_dot = dot;
     }
     !prev_dot
+}
+
+/// The ASCII characters allowed unquoted in an address's local part.
+const LOCAL_ASCII: [bool; 128] = ascii_set(b"!#$%&'*+-/=?^_`{|}~.");
+/// The ASCII characters allowed in a domain label.
+const LABEL_ASCII: [bool; 128] = ascii_set(b"-");
+
+/// ASCII letters and digits plus `extra`, as a lookup table.
+const fn ascii_set(extra: &[u8]) -> [bool; 128] {
+    let mut set = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        set[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        set[extra[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
+/// ASCII by table; beyond ASCII, any letter or digit (internationalised addresses).
+fn allowed(c: char, ascii: &[bool; 128]) -> bool {
+    match ascii.get(c as usize) {
+        Some(ok) => *ok,
+        None => c.is_alphanumeric(),
+    }
 }
 
 /// Dot-separated labels of letters, digits and inner hyphens (at most 63 bytes each), the
@@ -179,10 +187,10 @@ fn domain_ok(domain: &str) -> bool {
         } else {
             let first_hyphen = label_len == 0 && c == '-';
             label_len += c.len_utf8();
-            if first_hyphen || label_len > 63 || !(c == '-' || c.is_alphanumeric()) {
+            if first_hyphen || label_len > 63 || !allowed(c, &LABEL_ASCII) {
                 return false;
             }
-            tld_alpha &= c.is_alphabetic();
+            tld_alpha &= if c.is_ascii() { c.is_ascii_alphabetic() } else { c.is_alphabetic() };
         }
         prev = c;
     }
