@@ -164,14 +164,10 @@ impl Mapper {
             let mut value = Value::Text(raw);
             let mut transformed = true;
             for t in &f.transforms {
-                match t.apply(value) {
-                    Ok(v) => value = v,
-                    Err(e) => {
-                        errors.push((Stage::Map, &f.name, e));
-                        value = Value::text("");
-                        transformed = false;
-                        break;
-                    }
+                if let Err(e) = t.apply_to(&mut value) {
+                    errors.push((Stage::Map, &f.name, e));
+                    transformed = false;
+                    break;
                 }
             }
             if !transformed {

@@ -165,6 +165,8 @@ const fn ascii_set(extra: &[u8]) -> [bool; 128] {
 fn allowed(c: char, ascii: &[bool; 128]) -> bool {
     match ascii.get(c as usize) {
         Some(ok) => *ok,
+        // Latin-1 letters (accented Western European names), without the Unicode tables.
+        None if ('\u{C0}'..='\u{FF}').contains(&c) => c != '×' && c != '÷',
         None => c.is_alphanumeric(),
     }
 }
@@ -221,7 +223,7 @@ mod tests {
         assert!(Validator::Required.check(None).is_err());
         assert!(check("required", "x").is_ok());
         assert!(check("email", "a.b+c@example.co.uk").is_ok());
-        for good in ["zoë.brontë@example.co.uk", "o'neill+x@a-b.io", "a@b.cd"] {
+        for good in ["zoë.brontë@example.co.uk", "o'neill+x@a-b.io", "a@b.cd", "àÿ@c.com"] {
             assert!(check("email", good).is_ok(), "{good}");
         }
         for bad in [
@@ -239,6 +241,8 @@ mod tests {
             "a@c.com.",
             "a@c.c0m",
             "a@c.c",
+            "a×b@c.com",
+            "a÷b@c.com",
         ] {
             assert!(check("email", bad).is_err(), "{bad}");
         }

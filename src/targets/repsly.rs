@@ -51,7 +51,8 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>)
             (Some(FieldType::Bool), Value::Text(t)) => {
                 out.extend_from_slice(if t == "true" { b"true" } else { b"false" })
             }
-            (_, Value::List(items)) if f.name == "PriceLists" => {
+            // `PriceLists`, the schema's one list field: objects with a `Name` each.
+            (Some(FieldType::List { .. }), Value::List(items)) => {
                 out.push(b'[');
                 for (i, n) in items.iter().enumerate() {
                     if i > 0 {
