@@ -72,10 +72,10 @@ impl RowBlock {
         &self.rows
     }
 
-    /// The raw bytes of field `f` (a block-wide index).
-    fn field(&self, f: usize) -> &[u8] {
+    /// Where field `f` (a block-wide index) lies in `data`.
+    fn span(&self, f: usize) -> Range<usize> {
         let start = if f == 0 { 0 } else { self.ends[f - 1] };
-        &self.data[start..self.ends[f]]
+        start..self.ends[f]
     }
 
     /// The number of fields of a row.
@@ -85,20 +85,12 @@ impl RowBlock {
 
     /// A row as a [`SourceRow`] of its own (for the report, or to travel in a batch).
     pub fn source_row(&self, row: &BlockRow) -> SourceRow {
-        let mut raw =
-            csv_async::ByteRecord::with_capacity(self.row_bytes(row).len(), row.fields.len());
+        let bytes = row.fields.clone().map(|f| self.span(f).len()).sum();
+        let mut raw = csv_async::ByteRecord::with_capacity(bytes, row.fields.len());
         for f in row.fields.clone() {
-            raw.push_field(self.field(f));
+            raw.push_field(&self.data[self.span(f)]);
         }
         SourceRow { seq: row.seq, line: row.line, raw }
-    }
-
-    fn row_bytes(&self, row: &BlockRow) -> &[u8] {
-        if row.fields.is_empty() {
-            return &[];
-        }
-        let start = if row.fields.start == 0 { 0 } else { self.ends[row.fields.start - 1] };
-        &self.data[start..self.ends[row.fields.end - 1]]
     }
 
     /// The block's text when it can be sliced cell by cell without decoding: valid UTF-8 in
@@ -120,15 +112,19 @@ impl RowBlock {
 
     /// A parse failure when the row's width differs from the header's.
     pub fn ragged(&self, row: &BlockRow, expected: usize) -> Option<Failure> {
-        let n = row.fields.len();
-        (n != expected).then(|| {
-            Failure::new(
-                Stage::Parse,
-                None,
-                format!("the row has {n} fields but the header has {expected}"),
-            )
-        })
+        ragged(row.fields.len(), expected)
     }
+}
+
+/// A parse failure when a record has `width` fields but the header `expected`.
+pub fn ragged(width: usize, expected: usize) -> Option<Failure> {
+    (width != expected).then(|| {
+        Failure::new(
+            Stage::Parse,
+            None,
+            format!("the row has {width} fields but the header has {expected}"),
+        )
+    })
 }
 
 /// One row of a block, its cells decoded on demand.
@@ -144,15 +140,13 @@ impl<'a> Cells<'a> for BlockCells<'a> {
         if index >= self.row.fields.len() {
             return Ok(Cow::Borrowed(""));
         }
-        let f = self.row.fields.start + index;
-        let end = self.block.ends[f];
-        let start = if f == 0 { 0 } else { self.block.ends[f - 1] };
+        let span = self.block.span(self.row.fields.start + index);
         // A whole block valid as UTF-8 can still split a character between two cells; such
         // a cell is not a char-boundary slice and is decoded (and refused) on its own.
-        if let Some(cell) = self.text.and_then(|t| t.get(start..end)) {
+        if let Some(cell) = self.text.and_then(|t| t.get(span.clone())) {
             return Ok(Cow::Borrowed(cell));
         }
-        let bytes = &self.block.data[start..end];
+        let bytes = &self.block.data[span];
         self.encoding.decode(bytes).map_err(|e| format!("column {} {e}", index + 1))
     }
 }

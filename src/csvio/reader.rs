@@ -10,12 +10,12 @@ use std::task::{Context, Poll};
 use csv_async::{AsyncReader, AsyncReaderBuilder};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::block::{RowBlock, BLOCK_ROWS};
+use super::block::{ragged, RowBlock, BLOCK_ROWS};
 use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
 use super::lines::{LineIndex, Lines};
 use crate::config::CsvSettings;
 use crate::mapping::REPORT_COLUMNS;
-use crate::row::{Failure, SourceRow, Stage};
+use crate::row::{Failure, SourceRow};
 
 /// csv-async's 8 KiB default buffer makes parsing ~3x slower (NOTES.md).
 const READ_BUFFER: usize = 1 << 20;
@@ -224,14 +224,7 @@ impl CsvFile {
             &mut self.record,
             csv_async::ByteRecord::with_capacity(size.0, size.1),
         );
-        let expected = self.dialect.header.len();
-        let problem = (raw.len() != expected).then(|| {
-            Failure::new(
-                Stage::Parse,
-                None,
-                format!("the row has {} fields but the header has {expected}", raw.len()),
-            )
-        });
+        let problem = ragged(raw.len(), self.dialect.header.len());
         Some(Ok(ReadRow { row: SourceRow { seq, line, raw }, problem }))
     }
 
