@@ -3,12 +3,7 @@
 //! byte (which csv reports exactly) is turned into its line.
 
 use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, ReadBuf};
 
 #[derive(Debug, Default)]
 struct Index {
@@ -38,41 +33,14 @@ impl LineIndex {
         idx.behind + 1
     }
 
-    fn note(&self, bytes: &[u8]) {
+    /// Notes the newlines of the next bytes of the stream.
+    pub fn note(&self, bytes: &[u8]) {
         let Ok(mut idx) = self.0.lock() else { return };
         let base = idx.offset;
         for pos in memchr::memchr_iter(b'\n', bytes) {
             idx.ahead.push_back(base + pos as u64);
         }
         idx.offset += bytes.len() as u64;
-    }
-}
-
-/// Passes bytes through, noting newline offsets in a [`LineIndex`].
-pub struct Lines<R> {
-    inner: R,
-    index: LineIndex,
-}
-
-impl<R> Lines<R> {
-    pub fn new(inner: R, index: LineIndex) -> Self {
-        Self { inner, index }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Lines<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            let new = &buf.filled()[before..];
-            self.index.note(new);
-        }
-        res
     }
 }
 

@@ -4,6 +4,7 @@ mod block;
 pub mod dialect;
 mod lines;
 mod reader;
+mod tap;
 
 pub use block::{BlockCells, BlockRow, RowBlock};
 pub use dialect::FileEncoding;

@@ -1,18 +1,17 @@
 //! A file's data records as a stream: gzip, BOM, sniffed dialect, start lines, bounded memory.
 
-use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use csv_async::{AsyncReader, AsyncReaderBuilder};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::block::{ragged, RowBlock, BLOCK_ROWS};
 use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
-use super::lines::{LineIndex, Lines};
+use super::lines::LineIndex;
+use super::tap::Tap;
 use crate::config::CsvSettings;
 use crate::mapping::REPORT_COLUMNS;
 use crate::row::{Failure, SourceRow};
@@ -55,26 +54,6 @@ fn read_error(line: u64, e: csv_async::Error) -> FileError {
         FileError::Interrupted { line, message: e.to_string() }
     } else {
         FileError::Read { line, message: e.to_string() }
-    }
-}
-
-/// Counts the bytes read from the file (compressed bytes for `.gz`), for progress.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        res
     }
 }
 
@@ -123,7 +102,11 @@ impl CsvFile {
         settings: &CsvSettings,
     ) -> Result<Self, FileError> {
         let bytes_read = Arc::new(AtomicU64::new(0));
-        let counted = Counting { inner: raw, count: bytes_read.clone() };
+        // Raw bytes (compressed for `.gz`), for progress.
+        let count = bytes_read.clone();
+        let counted = Tap::new(raw, move |b: &[u8]| {
+            count.fetch_add(b.len() as u64, Ordering::Relaxed);
+        });
         let stream: BoxRead = if gz {
             let buffered = tokio::io::BufReader::with_capacity(256 * 1024, counted);
             Box::pin(async_compression::tokio::bufread::GzipDecoder::new(buffered))
@@ -159,8 +142,10 @@ impl CsvFile {
         let encoding = sniff_encoding(settings.encoding, &sample, had_bom, whole);
         let delimiter = sniff_delimiter(settings.delimiter, &sample);
         let lines = LineIndex::default();
-        let chained: BoxRead =
-            Box::pin(Lines::new(std::io::Cursor::new(sample).chain(stream), lines.clone()));
+        let chained: BoxRead = Box::pin(Tap::new(std::io::Cursor::new(sample).chain(stream), {
+            let lines = lines.clone();
+            move |b: &[u8]| lines.note(b)
+        }));
         let mut reader = AsyncReaderBuilder::new()
             .delimiter(delimiter)
             .flexible(true)
