@@ -7,6 +7,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crm_ingest::mapping::{is_email, phone, Cells, Mapper};
 use crm_ingest::targets::schema::REPSLY_CLIENTS;
+use crm_ingest::targets::Escapes;
 
 struct Row(Vec<&'static str>);
 
@@ -78,7 +79,7 @@ fn hot(c: &mut Criterion) {
         let mut out = Vec::with_capacity(1024);
         b.iter(|| {
             out.clear();
-            target.encode(mapper.fields(), black_box(&mapped), &mut out);
+            target.encode(mapper.fields(), black_box(&mapped), Escapes::Possible, &mut out);
             out.len()
         })
     });

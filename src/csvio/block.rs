@@ -78,6 +78,14 @@ impl RowBlock {
         start..self.ends[f]
     }
 
+    /// A row's raw bytes, all its fields back to back.
+    pub fn row_bytes(&self, row: &BlockRow) -> &[u8] {
+        if row.fields.is_empty() {
+            return &[];
+        }
+        &self.data[self.span(row.fields.start).start..self.ends[row.fields.end - 1]]
+    }
+
     /// The number of fields of a row.
     pub fn width(&self, row: &BlockRow) -> usize {
         row.fields.len()
@@ -136,6 +144,7 @@ pub struct BlockCells<'a> {
 }
 
 impl<'a> Cells<'a> for BlockCells<'a> {
+    #[inline]
     fn cell(&self, index: usize) -> Result<Cow<'a, str>, String> {
         if index >= self.row.fields.len() {
             return Ok(Cow::Borrowed(""));
@@ -180,6 +189,8 @@ mod tests {
         assert_eq!((s.seq, s.line), (0, 2));
         assert!(b.ragged(&rows[1], 3).is_some());
         assert!(b.ragged(&rows[0], 3).is_none());
+        assert_eq!(b.row_bytes(&rows[0]), b"accc");
+        assert_eq!(b.row_bytes(&rows[1]), b"d\xc3\xa9");
     }
 
     #[test]

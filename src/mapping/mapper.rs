@@ -78,6 +78,9 @@ pub type Mapped<'a> = Vec<Option<Value<'a>>>;
 pub struct Mapper {
     fields: Vec<CompiledField>,
     schema: Schema,
+    /// No text of the configuration's own (template literal, constant, `default:`) needs
+    /// escaping in JSON; see [`crate::targets::Escapes`].
+    literals_plain: bool,
 }
 
 impl Mapper {
@@ -134,8 +137,9 @@ impl Mapper {
                 empty: f.empty,
             });
         }
+        let literals_plain = fields.iter().all(|f| literals_of(f).all(plain_json));
         if missing.is_empty() {
-            Ok(Self { fields: compiled, schema })
+            Ok(Self { fields: compiled, schema, literals_plain })
         } else {
             Err(MissingColumns(missing))
         }
@@ -143,6 +147,12 @@ impl Mapper {
 
     pub fn fields(&self) -> &[CompiledField] {
         &self.fields
+    }
+
+    /// Whether every value this mapper writes that is not made from a row's cells (template
+    /// literals, constants, `default:` texts) is free of bytes JSON must escape.
+    pub fn literals_plain(&self) -> bool {
+        self.literals_plain
     }
 
     /// Maps one row; a failure lists every field that went wrong and why.
@@ -156,36 +166,18 @@ impl Mapper {
     pub fn map_into<'r>(&self, row: &impl Cells<'r>, out: &mut Mapped<'r>) -> Result<(), Failure> {
         out.clear();
         let mut errors: Vec<(Stage, &str, String)> = Vec::new();
+        // Each value is worked on where it will stay, in `out`: moving values in and out of
+        // the steps cost more than some of the steps.
         for f in &self.fields {
             let raw = match self.read(f, row) {
                 Ok(v) => v,
                 Err(e) => return Err(Failure::new(Stage::Parse, Some(&f.name), e)),
             };
-            let mut value = Value::Text(raw);
-            let mut transformed = true;
-            for t in &f.transforms {
-                if let Err(e) = t.apply_to(&mut value) {
-                    errors.push((Stage::Map, &f.name, e));
-                    transformed = false;
-                    break;
-                }
-            }
-            if !transformed {
-                out.push(None);
-                continue;
-            }
-            let present = (!value.is_empty()).then_some(&value);
-            for v in &f.validators {
-                if let Err(e) = v.check(present) {
-                    errors.push((Stage::Validate, &f.name, e));
-                }
-            }
-            match self.conform(f, value) {
-                Ok(v) => out.push(v),
-                Err(e) => {
-                    errors.push((Stage::Validate, &f.name, e));
-                    out.push(None);
-                }
+            out.push(Some(Value::Text(raw)));
+            let Some(slot) = out.last_mut() else { continue };
+            if let Err(e) = self.check_field(f, slot, &mut errors) {
+                errors.push((Stage::Validate, &f.name, e));
+                *slot = None;
             }
         }
         if errors.is_empty() {
@@ -214,7 +206,9 @@ impl Mapper {
             Source::Column(i) => row.cell(*i)?,
             Source::Constant(v) => Cow::Owned(v.clone()),
             Source::Template(parts) => {
-                let mut s = String::new();
+                // Room for a typical name or address up front: growing the text part by part
+                // cost two reallocations a row.
+                let mut s = String::with_capacity(64);
                 for p in parts {
                     match p {
                         Part::Literal(l) => s.push_str(l),
@@ -226,24 +220,51 @@ impl Mapper {
         })
     }
 
-    /// The schema's rules: required, type, length; applies the empty policy.
-    fn conform<'r>(
+    /// Transforms, validators and the schema's rules for one field's value, in place. A
+    /// transform or validator failure is added to `errors` (the value is dropped after a
+    /// transform failure); a schema failure is returned.
+    fn check_field<'r, 'm>(
         &self,
-        f: &CompiledField,
-        value: Value<'r>,
-    ) -> Result<Option<Value<'r>>, String> {
-        if value.is_empty() {
+        f: &'m CompiledField,
+        slot: &mut Option<Value<'r>>,
+        errors: &mut Vec<(Stage, &'m str, String)>,
+    ) -> Result<(), String> {
+        let Some(value) = slot else { return Ok(()) };
+        for t in &f.transforms {
+            if let Err(e) = t.apply_to(value) {
+                errors.push((Stage::Map, &f.name, e));
+                *slot = None;
+                return Ok(());
+            }
+        }
+        let empty = value.is_empty();
+        for v in &f.validators {
+            if let Err(e) = v.check((!empty).then_some(&*value)) {
+                errors.push((Stage::Validate, &f.name, e));
+            }
+        }
+        if empty {
             if f.def.is_some_and(|d| d.required) {
                 return Err("is required".into());
             }
-            return Ok(match f.empty {
-                EmptyPolicy::Omit => None,
-                EmptyPolicy::Clear => Some(match value {
-                    Value::List(_) => Value::List(Vec::new()),
-                    Value::Text(_) => Value::text(""),
-                }),
-            });
+            match f.empty {
+                EmptyPolicy::Omit => *slot = None,
+                EmptyPolicy::Clear => {
+                    *value = match value {
+                        Value::List(_) => Value::List(Vec::new()),
+                        Value::Text(_) => Value::text(""),
+                    }
+                }
+            }
+            return Ok(());
         }
+        self.conform(f, value)
+    }
+
+    /// The schema's rules for a value that is not empty: type and length. Booleans are
+    /// rewritten as `true`/`false`, and a list or a text changed into the other as the
+    /// field's type needs.
+    fn conform(&self, f: &CompiledField, value: &mut Value<'_>) -> Result<(), String> {
         let Some(def) = f.def else {
             if f.custom {
                 if let Some(max) = self.schema.custom_max_len {
@@ -252,26 +273,28 @@ impl Mapper {
                     }
                 }
             }
-            return Ok(Some(value));
+            return Ok(());
         };
-        let value = match (def.ty, value) {
+        match (def.ty, &mut *value) {
             (FieldType::List { item_max }, v) => {
-                let items = match v {
-                    Value::List(l) => l,
-                    Value::Text(Cow::Borrowed(t)) => vec![Cow::Borrowed(text::trim(t))],
-                    Value::Text(Cow::Owned(t)) => vec![Cow::Owned(t.trim().to_string())],
-                };
-                if let Some(max) = item_max {
-                    for i in &items {
+                if let Value::Text(t) = v {
+                    let item = match std::mem::take(t) {
+                        Cow::Borrowed(b) => Cow::Borrowed(text::trim(b)),
+                        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                    };
+                    *v = Value::List(vec![item]);
+                }
+                if let (Some(max), Value::List(items)) = (item_max, &*v) {
+                    for i in items {
                         check_len(i, max)?;
                     }
                 }
-                Value::List(items)
+                return Ok(());
             }
-            (_, Value::List(l)) => Value::text(l.join(",")),
-            (_, v) => v,
-        };
-        let Value::Text(text) = &value else { return Ok(Some(value)) };
+            (_, Value::List(l)) => *value = Value::text(l.join(",")),
+            (_, Value::Text(_)) => {}
+        }
+        let Value::Text(text) = &*value else { return Ok(()) };
         match def.ty {
             FieldType::Text { max_len } => {
                 if let Some(max) = max_len {
@@ -283,10 +306,10 @@ impl Mapper {
             FieldType::Bool => {
                 let b =
                     parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
-                return Ok(Some(Value::text(if b { "true" } else { "false" })));
+                *value = Value::text(if b { "true" } else { "false" });
             }
             FieldType::Path { separator, level_max } => {
-                for level in text.split(separator) {
+                for level in text::split_ascii(text, separator) {
                     let level = text::trim(level);
                     if level.is_empty() {
                         return Err(format!("`{text}` has an empty level"));
@@ -317,8 +340,32 @@ impl Mapper {
             }
             FieldType::List { .. } => {}
         }
-        Ok(Some(value))
+        Ok(())
     }
+}
+
+/// The texts a field's settings write into values as they are.
+fn literals_of(f: &FieldSettings) -> impl Iterator<Item = &str> {
+    let source: Vec<&str> = match &f.source {
+        ValueSource::Columns(_) => Vec::new(),
+        ValueSource::Template(parts) => parts
+            .iter()
+            .filter_map(|p| match p {
+                TemplatePart::Literal(l) => Some(l.as_str()),
+                TemplatePart::Column(_) => None,
+            })
+            .collect(),
+        ValueSource::Constant(v) => vec![v.as_str()],
+    };
+    let defaults = f.transforms.iter().filter_map(|t| match t {
+        Transform::Default(d) => Some(d.as_str()),
+        _ => None,
+    });
+    source.into_iter().chain(defaults)
+}
+
+fn plain_json(text: &str) -> bool {
+    crate::targets::Escapes::of(text.as_bytes()) == crate::targets::Escapes::Absent
 }
 
 #[cfg(test)]
@@ -397,6 +444,20 @@ mod tests {
         let m = Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["c", "n", "e"])).unwrap();
         let f = m.map(&Row(vec!["1", "n", "nope"])).unwrap_err();
         assert_eq!(f.messages, vec!["Email: `nope` is not an email address"]);
+    }
+
+    #[test]
+    fn literals_that_need_escaping_are_noticed() {
+        let mut quoted = field("Name", "n", &[], &[]);
+        quoted.source = ValueSource::Constant("say \"hi\"".into());
+        let plain = field("Code", "c", &["default:none"], &[]);
+        let h = header(&["c", "n"]);
+        let m = Mapper::compile(std::slice::from_ref(&plain), REPSLY_CLIENTS, &h).unwrap();
+        assert!(m.literals_plain());
+        let m = Mapper::compile(&[plain.clone(), quoted], REPSLY_CLIENTS, &h).unwrap();
+        assert!(!m.literals_plain());
+        let tab = field("Code", "c", &["default:a\tb"], &[]);
+        assert!(!Mapper::compile(&[tab], REPSLY_CLIENTS, &h).unwrap().literals_plain());
     }
 
     #[test]

@@ -66,40 +66,41 @@ pub fn to_e164(text: &str, default: Region) -> Option<String> {
             _ => return None,
         }
     }
-    let mut digits = std::str::from_utf8(&buf[..n]).ok()?;
-    if !international && digits.starts_with("00") {
+    // ASCII digits, worked on as bytes.
+    let mut digits: &[u8] = buf.get(..n)?;
+    if !international && digits.starts_with(b"00") {
         international = true;
         digits = &digits[2..];
     }
     // The number is `prefix` + `rest`, where `prefix` is empty or the default calling code.
-    let (prefix, rest) = if international {
-        ("", digits)
-    } else if let Some(rest) = default.trunk.and_then(|t| digits.strip_prefix(t)) {
-        (default.calling, rest)
-    } else if digits.starts_with(default.calling)
-        && in_range(digits.len() - default.calling.len(), default.nsn_len)
+    let calling = default.calling.as_bytes();
+    let trunk = default.trunk.and_then(|t| u8::try_from(t).ok());
+    let (prefix, rest): (&[u8], &[u8]) = if international {
+        (&[], digits)
+    } else if let Some(rest) = trunk.and_then(|t| digits.strip_prefix(&[t][..])) {
+        (calling, rest)
+    } else if digits.starts_with(calling) && in_range(digits.len() - calling.len(), default.nsn_len)
     {
         // `447700900123`: the calling code written without the plus.
-        ("", digits)
+        (&[][..], digits)
     } else {
         // A national number whose trunk zero a spreadsheet dropped (`7700900123`).
-        (default.calling, digits)
+        (calling, digits)
     };
     let len = prefix.len() + rest.len();
-    let first = prefix.bytes().chain(rest.bytes()).next();
-    if !(8..=15).contains(&len) || first == Some(b'0') {
+    let first = prefix.iter().chain(rest).next();
+    if !(8..=15).contains(&len) || first == Some(&b'0') {
         return None;
     }
-    let nsn = if prefix.is_empty() { rest.strip_prefix(default.calling) } else { Some(rest) };
+    let nsn = if prefix.is_empty() { rest.strip_prefix(calling) } else { Some(rest) };
     if let Some(nsn) = nsn {
-        if !in_range(nsn.len(), default.nsn_len) || nsn.starts_with('0') {
+        if !in_range(nsn.len(), default.nsn_len) || nsn.starts_with(b"0") {
             return None;
         }
     }
     let mut out = String::with_capacity(len + 1);
     out.push('+');
-    out.push_str(prefix);
-    out.push_str(rest);
+    out.extend(prefix.iter().chain(rest).map(|&d| char::from(d)));
     Some(out)
 }
 

@@ -145,13 +145,14 @@ fn split<'a>(t: Cow<'a, str>, sep: &str) -> Vec<Cow<'a, str>> {
     }
 }
 
-/// The trimmed, non-empty parts of `s`, each through `item`. A one-character separator (the
-/// usual `|`) is found by memchr, not by a substring search.
+/// The trimmed, non-empty parts of `s`, each through `item`. A one-byte separator (the usual
+/// `|`) is found a byte at a time, not by a substring search.
 fn parts<'s, T>(s: &'s str, sep: &str, item: impl Fn(&'s str) -> T) -> Vec<T> {
     let keep = |p: &&str| !p.is_empty();
-    let mut one = sep.chars();
-    match (one.next(), one.next()) {
-        (Some(c), None) => s.split(c).map(text::trim).filter(keep).map(item).collect(),
+    match sep.as_bytes() {
+        [b] if b.is_ascii() => {
+            text::split_ascii(s, *b).map(text::trim).filter(keep).map(item).collect()
+        }
         _ => s.split(sep).map(text::trim).filter(keep).map(item).collect(),
     }
 }

@@ -26,7 +26,7 @@ use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, RowCounts, Summary};
 use crate::row::{Failure, Outcome, SourceRow};
 use crate::targets::schema::schema_for;
-use crate::targets::{JobSink, MappedRow, RemoteJob, ResumeJob, Target};
+use crate::targets::{Escapes, JobSink, MappedRow, RemoteJob, ResumeJob, Target};
 
 /// Everything a file needs besides itself.
 #[derive(Clone)]
@@ -557,8 +557,12 @@ fn map_block(
             None => {
                 mapper.map_into(&block.cells(row, text, encoding), &mut values).and_then(|()| {
                     target.validate(fields, &values)?;
+                    let escapes = match mapper.literals_plain() {
+                        true => Escapes::of(block.row_bytes(row)),
+                        false => Escapes::Possible,
+                    };
                     body.clear();
-                    target.encode(fields, &values, &mut body);
+                    target.encode(fields, &values, escapes, &mut body);
                     Ok((!dry_run).then(|| target.key(fields, &values)))
                 })
             }

@@ -1,10 +1,37 @@
 //! Writing JSON strings straight into a byte buffer: every text value of every row passes
-//! through here, so the check for characters that need escaping runs a word at a time.
+//! through here. Whether a value needs escaping is settled once per row where it can be (see
+//! [`Escapes`]), and otherwise checked a word at a time.
 
-/// A JSON string (quoted and escaped) appended to `out`. Most cells need no escaping: those
-/// are copied as they are; the rest go through serde_json.
-pub fn push_str(out: &mut Vec<u8>, s: &str) {
-    if needs_escape(s.as_bytes()) {
+/// Whether a row's values may hold bytes JSON must escape (a control character, `"`, `\\`).
+///
+/// Mapping never adds such a byte: transforms trim, re-case, split, or rebuild from digits,
+/// and the mapper's own literals are checked once ([`crate::mapping::Mapper::literals_plain`]).
+/// So when a row's raw bytes hold none, neither does any value made from them, and its values
+/// are copied without a look; this check of the whole row costs less than one per value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escapes {
+    /// Unknown: each value is checked as it is written.
+    Possible,
+    /// The row was checked and holds none.
+    Absent,
+}
+
+impl Escapes {
+    /// For a row whose raw bytes (all fields, back to back) are `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        if needs_escape(bytes) {
+            Escapes::Possible
+        } else {
+            Escapes::Absent
+        }
+    }
+}
+
+/// A JSON string (quoted, escaped if need be) appended to `out`. Most cells need no escaping:
+/// those are copied as they are; the rest go through serde_json.
+#[inline]
+pub fn push_str(out: &mut Vec<u8>, s: &str, escapes: Escapes) {
+    if escapes == Escapes::Possible && needs_escape(s.as_bytes()) {
         // Writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
         return;
@@ -47,9 +74,11 @@ mod tests {
     #[test]
     fn escapes_only_what_json_needs() {
         let mut out = Vec::new();
-        push_str(&mut out, "Zoë's Café");
-        push_str(&mut out, "say \"hi\"\n");
+        push_str(&mut out, "Zoë's Café", Escapes::Possible);
+        push_str(&mut out, "say \"hi\"\n", Escapes::Possible);
         assert_eq!(String::from_utf8(out).unwrap(), r#""Zoë's Café""say \"hi\"\n""#);
+        assert_eq!(Escapes::of(b"plain, row"), Escapes::Absent);
+        assert_eq!(Escapes::of(b"a\nrow"), Escapes::Possible);
     }
 
     #[test]

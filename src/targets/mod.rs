@@ -19,6 +19,8 @@ use crate::delivery::Connection;
 use crate::mapping::{CompiledField, Mapped};
 use crate::row::{Failure, Outcome, SourceRow};
 
+pub use json::Escapes;
+
 /// A row ready to send: the source row (for the report) plus its encoded form.
 #[derive(Debug, Clone)]
 pub struct MappedRow {
@@ -67,8 +69,15 @@ pub trait Target: Send + Sync {
     fn spec(&self) -> &TargetSpec;
 
     /// Appends one mapped row, encoded, to `out`; `fields` are the mapper's, in the order of
-    /// `values`. The caller reuses `out` across rows: encoding allocates nothing per row.
-    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>);
+    /// `values`; `escapes` says whether its text was found free of bytes JSON must escape.
+    /// The caller reuses `out` across rows: encoding allocates nothing per row.
+    fn encode(
+        &self,
+        fields: &[CompiledField],
+        values: &Mapped,
+        escapes: Escapes,
+        out: &mut Vec<u8>,
+    );
 
     /// The value the CRM reports a row's failures by (Repsly `Code`); empty for targets that
     /// match rows another way.

@@ -84,7 +84,13 @@ impl Target for ContactDetails {
         &self.spec
     }
 
-    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
+    fn encode(
+        &self,
+        fields: &[CompiledField],
+        values: &Mapped,
+        _escapes: super::Escapes,
+        out: &mut Vec<u8>,
+    ) {
         let mut obj = Map::new();
         for (f, v) in fields.iter().zip(values) {
             let Some(v) = v else { continue };

@@ -347,7 +347,13 @@ impl Target for PlannrImport {
 
     /// One CSV record (no newline) in field order; booleans as `1`/`0`, which Laravel's
     /// `boolean` rule accepts (it refuses the text `true`).
-    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
+    fn encode(
+        &self,
+        fields: &[CompiledField],
+        values: &Mapped,
+        _escapes: super::Escapes,
+        out: &mut Vec<u8>,
+    ) {
         let cells: Vec<String> = fields
             .iter()
             .zip(values)

@@ -8,7 +8,7 @@ use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::json::push_str;
+use super::json::{push_str, Escapes};
 use super::schema::FieldType;
 use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
 use crate::config::TargetSpec;
@@ -34,7 +34,7 @@ impl RepslyClients {
 
 /// The JSON object Repsly expects for one client, written straight to bytes (this runs for
 /// every row; building a `serde_json::Map` first cost more than the rest of the encoding).
-pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
+pub fn client_json(fields: &[CompiledField], values: &Mapped, escapes: Escapes, out: &mut Vec<u8>) {
     let mut first = true;
     out.push(b'{');
     for (f, v) in fields.iter().zip(values) {
@@ -59,13 +59,13 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>)
                         out.push(b',');
                     }
                     out.extend_from_slice(b"{\"Name\":");
-                    push_str(out, n);
+                    push_str(out, n, escapes);
                     out.push(b'}');
                 }
                 out.push(b']');
             }
-            (_, Value::List(items)) => push_str(out, &items.join(",")),
-            (_, Value::Text(t)) => push_str(out, t),
+            (_, Value::List(items)) => push_str(out, &items.join(","), escapes),
+            (_, Value::Text(t)) => push_str(out, t, escapes),
         }
     }
     let mut customs = fields
@@ -83,11 +83,13 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>)
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"Field\":");
-            push_str(out, f.name.strip_prefix("CustomFields.").unwrap_or(&f.name));
+            // A name from the configuration, not from the row.
+            let name = f.name.strip_prefix("CustomFields.").unwrap_or(&f.name);
+            push_str(out, name, Escapes::Possible);
             out.extend_from_slice(b",\"Value\":");
             match v {
-                Value::Text(t) => push_str(out, t),
-                list => push_str(out, &list.display()),
+                Value::Text(t) => push_str(out, t, escapes),
+                list => push_str(out, &list.display(), escapes),
             }
             out.push(b'}');
         }
@@ -140,8 +142,14 @@ impl Target for RepslyClients {
         &self.spec
     }
 
-    fn encode(&self, fields: &[CompiledField], values: &Mapped, out: &mut Vec<u8>) {
-        client_json(fields, values, out)
+    fn encode(
+        &self,
+        fields: &[CompiledField],
+        values: &Mapped,
+        escapes: Escapes,
+        out: &mut Vec<u8>,
+    ) {
+        client_json(fields, values, escapes, out)
     }
 
     fn key(&self, fields: &[CompiledField], values: &Mapped) -> String {

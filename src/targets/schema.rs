@@ -15,7 +15,8 @@ pub enum FieldType {
     Bool,
     /// Levels joined by `separator`, each at most `level_max` characters (Repsly Territory).
     Path {
-        separator: char,
+        /// An ASCII character, so levels are found a byte at a time.
+        separator: u8,
         level_max: usize,
     },
     /// A list (from `split:`), each item at most `item_max` characters.
@@ -104,7 +105,7 @@ pub const REPSLY_CLIENTS: Schema = Schema {
         free("Tag"),
         FieldDef {
             name: "Territory",
-            ty: FieldType::Path { separator: '>', level_max: 80 },
+            ty: FieldType::Path { separator: b'>', level_max: 80 },
             required: false,
         },
         text("RepresentativeCode", 20),
