@@ -6,6 +6,6 @@ mod lines;
 mod reader;
 mod tap;
 
-pub use block::{BlockCells, BlockRow, RowBlock};
+pub use block::{BlockCells, BlockPool, BlockRow, RowBlock};
 pub use dialect::FileEncoding;
 pub use reader::{BoxRead, CsvFile, Dialect, FileError, ReadRow, SOURCE_BROKE};

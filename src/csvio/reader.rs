@@ -8,7 +8,7 @@ use std::sync::Arc;
 use csv_async::{AsyncReader, AsyncReaderBuilder};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::block::{ragged, RowBlock, BLOCK_ROWS};
+use super::block::{ragged, RowBlock};
 use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
 use super::lines::LineIndex;
 use super::tap::Tap;
@@ -213,11 +213,15 @@ impl CsvFile {
         Some(Ok(ReadRow { row: SourceRow { seq, line, raw }, problem }))
     }
 
-    /// The next block of records (see [`RowBlock::is_full`]); records with a seq below
-    /// `skip_below` are read but left out (they were settled by an earlier run). Along with
-    /// the block: `Ok(false)` at the end of the file, or why reading stopped.
-    pub async fn next_block(&mut self, skip_below: u64) -> (RowBlock, Result<bool, FileError>) {
-        let mut block = RowBlock::with_capacity(BLOCK_ROWS);
+    /// The next block of records (see [`RowBlock::is_full`]), added to `block` (an empty one
+    /// from a [`super::BlockPool`]); records with a seq below `skip_below` are read but left
+    /// out (they were settled by an earlier run). Along with the block: `Ok(false)` at the end
+    /// of the file, or why reading stopped.
+    pub async fn next_block(
+        &mut self,
+        skip_below: u64,
+        mut block: RowBlock,
+    ) -> (RowBlock, Result<bool, FileError>) {
         while !block.is_full() {
             match self.read_record().await {
                 None => return (block, Ok(false)),

@@ -98,10 +98,12 @@ pub fn to_e164(text: &str, default: Region) -> Option<String> {
             return None;
         }
     }
-    let mut out = String::with_capacity(len + 1);
-    out.push('+');
-    out.extend(prefix.iter().chain(rest).map(|&d| char::from(d)));
-    Some(out)
+    let mut out = Vec::with_capacity(len + 1);
+    out.push(b'+');
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(rest);
+    // `+` and ASCII digits: always valid.
+    String::from_utf8(out).ok()
 }
 
 fn in_range(n: usize, (lo, hi): (usize, usize)) -> bool {

@@ -75,6 +75,7 @@ impl Transform {
 
     /// [`Transform::apply`] in place: the mapper runs every transform of every row, and
     /// changing the value where it is costs less than moving it in and out.
+    #[inline]
     pub fn apply_to<'a>(&self, value: &mut Value<'a>) -> Result<(), String> {
         match (self, &mut *value) {
             (Transform::Default(d), v) => {
@@ -95,6 +96,7 @@ impl Transform {
     }
 
     /// One text through the transform; it stays borrowed whenever the result is a slice of it.
+    #[inline]
     fn apply_text<'a>(&self, s: &mut Cow<'a, str>) -> Result<(), String> {
         match self {
             Transform::Trim => match s {
@@ -116,24 +118,37 @@ impl Transform {
             Transform::TitleCase => *s = text::title_case(std::mem::take(s)),
             Transform::PhoneE164(region) => match phone::to_e164(s, *region) {
                 Some(p) => *s = Cow::Owned(p),
-                None => {
-                    return Err(format!("`{s}` is not a phone number ({} by default)", region.code))
-                }
+                None => return Err(self.refusal(s)),
             },
             Transform::Date(fmt) => match to_iso_date(s, fmt) {
                 Some(d) => *s = Cow::Owned(d),
-                None => return Err(format!("`{s}` is not a date in the format `{fmt}`")),
+                None => return Err(self.refusal(s)),
             },
             Transform::Bool => {
                 *s = Cow::Borrowed(match parse_bool(s) {
                     Some(true) => "true",
                     Some(false) => "false",
-                    None => return Err(format!("`{s}` is not a yes/no value")),
+                    None => return Err(self.refusal(s)),
                 })
             }
             Transform::Split(_) | Transform::Default(_) => {}
         }
         Ok(())
+    }
+
+    /// Why the transform refused `s`. Kept out of line: refusals are rare, and the messages'
+    /// formatting made the hot path above slower.
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, s: &str) -> String {
+        match self {
+            Transform::PhoneE164(region) => {
+                format!("`{s}` is not a phone number ({} by default)", region.code)
+            }
+            Transform::Date(fmt) => format!("`{s}` is not a date in the format `{fmt}`"),
+            Transform::Bool => format!("`{s}` is not a yes/no value"),
+            _ => format!("`{s}` was refused"),
+        }
     }
 }
 

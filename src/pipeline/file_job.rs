@@ -19,7 +19,7 @@ use super::input::Input;
 use super::progress::Progress;
 use super::settle::{self, SettleMsg, Settled, Settler};
 use crate::config::PipelineSettings;
-use crate::csvio::{CsvFile, FileEncoding, FileError, RowBlock};
+use crate::csvio::{BlockPool, CsvFile, FileEncoding, FileError, RowBlock};
 use crate::delivery::{driver, Connection};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
@@ -320,21 +320,25 @@ async fn stream(
     let stop = ctx.stop.clone();
 
     let (block_tx, block_rx) = mpsc::channel::<RowBlock>(MAP_TASKS * 2);
+    let pool = BlockPool::default();
     // Reading: rows below the watermark are skipped unmapped; the rest go out in blocks.
-    let reader = async move {
-        loop {
-            let (block, status) = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return (None, true),
-                next = file.next_block(watermark) => next,
-            };
-            if !block.is_empty() && block_tx.send(block).await.is_err() {
-                return (None, false);
-            }
-            match status {
-                Ok(true) => {}
-                Ok(false) => return (None, false),
-                Err(e) => return (Some(e), false),
+    let reader = {
+        let pool = pool.clone();
+        async move {
+            loop {
+                let (block, status) = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return (None, true),
+                    next = file.next_block(watermark, pool.take()) => next,
+                };
+                if !block.is_empty() && block_tx.send(block).await.is_err() {
+                    return (None, false);
+                }
+                match status {
+                    Ok(true) => {}
+                    Ok(false) => return (None, false),
+                    Err(e) => return (Some(e), false),
+                }
             }
         }
     };
@@ -350,9 +354,12 @@ async fn stream(
             let mut samples = Vec::new();
             let mut mapped = std::pin::pin!(ReceiverStream::new(block_rx)
                 .map(|block| {
-                    let (mapper, target) = (mapper.clone(), target.clone());
+                    let (mapper, target, pool) = (mapper.clone(), target.clone(), pool.clone());
                     tokio::spawn(async move {
-                        map_block(&mapper, target.as_ref(), encoding, width, &block, dry_run)
+                        let mapped =
+                            map_block(&mapper, target.as_ref(), encoding, width, &block, dry_run);
+                        pool.give(block);
+                        mapped
                     })
                 })
                 .buffered(MAP_TASKS));

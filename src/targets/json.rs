@@ -29,17 +29,23 @@ impl Escapes {
 
 /// A JSON string (quoted, escaped if need be) appended to `out`. Most cells need no escaping:
 /// those are copied as they are; the rest go through serde_json.
-#[inline]
+// Inlined into the encoders: a call per value cost as much as the copying.
+#[inline(always)]
 pub fn push_str(out: &mut Vec<u8>, s: &str, escapes: Escapes) {
     if escapes == Escapes::Possible && needs_escape(s.as_bytes()) {
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
+        push_escaped(out, s);
         return;
     }
     out.reserve(s.len() + 2);
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');
+}
+
+#[inline(never)]
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
