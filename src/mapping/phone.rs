@@ -49,20 +49,21 @@ pub fn to_e164(text: &str, default: Region) -> Option<String> {
     let mut buf = [0u8; 24];
     let mut n = 0;
     let mut international = false;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '0'..='9' => {
-                *buf.get_mut(n)? = c as u8;
+    // Byte by byte: everything accepted is ASCII but the no-break space (`C2 A0`).
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        match b {
+            b'0'..=b'9' => {
+                *buf.get_mut(n)? = b;
                 n += 1;
             }
-            '+' if n == 0 && !international => international = true,
+            b'+' if n == 0 && !international => international = true,
             // `+44 (0)20 ...`: the bracketed trunk zero is dropped in international form.
-            '(' if international && text[i..].starts_with("(0)") => {
-                chars.next();
-                chars.next();
-            }
-            ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
+            b'(' if international && bytes[i..].starts_with(b"0)") => i += 2,
+            b' ' | b'-' | b'.' | b'(' | b')' | b'/' => {}
+            0xC2 if bytes.get(i) == Some(&0xA0) => i += 1,
             _ => return None,
         }
     }
@@ -127,6 +128,7 @@ mod tests {
             ("020 7946 0958", "+442079460958"),
             ("01632 960 001", "+441632960001"),
             ("+1 415 555 2671", "+14155552671"),
+            ("07700\u{a0}900123", "+447700900123"),
         ] {
             assert_eq!(to_e164(input, GB).as_deref(), Some(want), "{input}");
         }
@@ -134,7 +136,15 @@ mod tests {
 
     #[test]
     fn refuses_junk() {
-        for bad in ["", "n/a", "12345", "077009001234567", "07700 900123 ext 4", "+44 0770090012"] {
+        for bad in [
+            "",
+            "n/a",
+            "12345",
+            "077009001234567",
+            "07700 900123 ext 4",
+            "+44 0770090012",
+            "07700\u{a1}900123",
+        ] {
             assert_eq!(to_e164(bad, GB), None, "{bad}");
         }
     }

@@ -130,16 +130,12 @@ pub fn title_case(s: Cow<'_, str>) -> Cow<'_, str> {
         return Cow::Owned(String::from_utf8(bytes).unwrap_or_default());
     }
     let bytes = s.as_bytes();
-    let mut out = String::with_capacity(s.len() + 4);
+    let mut out: Vec<u8> = Vec::with_capacity(s.len() + 4);
     let mut start = true;
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b.is_ascii() {
-            out.push(char::from(if start {
-                b.to_ascii_uppercase()
-            } else {
-                b.to_ascii_lowercase()
-            }));
+            out.push(if start { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() });
             start = ascii_break(b);
             i += 1;
             continue;
@@ -154,22 +150,25 @@ pub fn title_case(s: Cow<'_, str>) -> Cow<'_, str> {
                 _ => Some(next),
             };
             if let Some(m) = mapped {
-                out.push(char::from(m + 0x40));
+                out.extend_from_slice(&[0xC3, m]);
                 start = false;
                 i += 2;
                 continue;
             }
         }
         let Some(c) = s.get(i..).and_then(|rest| rest.chars().next()) else { break };
+        let mut utf8 = [0; 4];
+        let mut put = |m: char| out.extend_from_slice(m.encode_utf8(&mut utf8).as_bytes());
         if start {
-            out.extend(c.to_uppercase());
+            c.to_uppercase().for_each(&mut put);
         } else {
-            out.extend(c.to_lowercase());
+            c.to_lowercase().for_each(&mut put);
         }
         start = c.is_whitespace() || c == '’';
         i += c.len_utf8();
     }
-    Cow::Owned(out)
+    // Only whole characters were written: valid UTF-8 by construction.
+    Cow::Owned(String::from_utf8(out).unwrap_or_default())
 }
 
 /// Whether collapsing would change `s`: runs of white space, any but a plain space, or white

@@ -96,7 +96,7 @@ impl Transform {
     }
 
     /// One text through the transform; it stays borrowed whenever the result is a slice of it.
-    #[inline]
+    #[inline(always)]
     fn apply_text<'a>(&self, s: &mut Cow<'a, str>) -> Result<(), String> {
         match self {
             Transform::Trim => match s {
