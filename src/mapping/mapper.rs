@@ -166,8 +166,7 @@ impl Mapper {
     pub fn map_into<'r>(&self, row: &impl Cells<'r>, out: &mut Mapped<'r>) -> Result<(), Failure> {
         out.clear();
         let mut errors: Vec<(Stage, &str, String)> = Vec::new();
-        // Each value is worked on where it will stay, in `out`: moving values in and out of
-        // the steps cost more than some of the steps.
+        // Each value is worked on where it will stay, in `out`.
         for f in &self.fields {
             let raw = match self.read(f, row) {
                 Ok(v) => v,
