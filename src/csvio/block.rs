@@ -93,11 +93,6 @@ impl RowBlock {
         &self.data[self.span(row.fields.start).start..self.ends[row.fields.end - 1]]
     }
 
-    /// The number of fields of a row.
-    pub fn width(&self, row: &BlockRow) -> usize {
-        row.fields.len()
-    }
-
     /// A row as a [`SourceRow`] of its own (for the report, or to travel in a batch).
     pub fn source_row(&self, row: &BlockRow) -> SourceRow {
         let bytes = row.fields.clone().map(|f| self.span(f).len()).sum();
@@ -127,19 +122,15 @@ impl RowBlock {
 
     /// A parse failure when the row's width differs from the header's.
     pub fn ragged(&self, row: &BlockRow, expected: usize) -> Option<Failure> {
-        ragged(row.fields.len(), expected)
+        let width = row.fields.len();
+        (width != expected).then(|| {
+            Failure::new(
+                Stage::Parse,
+                None,
+                format!("the row has {width} fields but the header has {expected}"),
+            )
+        })
     }
-}
-
-/// A parse failure when a record has `width` fields but the header `expected`.
-pub fn ragged(width: usize, expected: usize) -> Option<Failure> {
-    (width != expected).then(|| {
-        Failure::new(
-            Stage::Parse,
-            None,
-            format!("the row has {width} fields but the header has {expected}"),
-        )
-    })
 }
 
 /// Emptied blocks, handed back by the mapping tasks for the reader to fill again. With a fresh

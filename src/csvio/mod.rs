@@ -8,4 +8,4 @@ mod tap;
 
 pub use block::{BlockCells, BlockPool, BlockRow, RowBlock};
 pub use dialect::FileEncoding;
-pub use reader::{BoxRead, CsvFile, Dialect, FileError, ReadRow, SOURCE_BROKE};
+pub use reader::{BoxRead, CsvFile, Dialect, FileError, SOURCE_BROKE};

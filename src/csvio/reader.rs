@@ -8,13 +8,12 @@ use std::sync::Arc;
 use csv_async::{AsyncReader, AsyncReaderBuilder};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::block::{ragged, RowBlock};
+use super::block::RowBlock;
 use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
 use super::lines::LineIndex;
 use super::tap::Tap;
 use crate::config::CsvSettings;
 use crate::mapping::REPORT_COLUMNS;
-use crate::row::{Failure, SourceRow};
 
 /// csv-async's 8 KiB default buffer makes parsing ~3x slower (NOTES.md).
 const READ_BUFFER: usize = 1 << 20;
@@ -78,12 +77,6 @@ pub struct CsvFile {
     lines: LineIndex,
     record: csv_async::ByteRecord,
     pub bytes_read: Arc<AtomicU64>,
-}
-
-/// One record read: the row, and a parse failure if it cannot be used (ragged, undecodable).
-pub struct ReadRow {
-    pub row: SourceRow,
-    pub problem: Option<Failure>,
 }
 
 impl CsvFile {
@@ -195,22 +188,6 @@ impl CsvFile {
             }
             Err(e) => Some(Err(read_error(self.lines.line_of(byte_before), e))),
         }
-    }
-
-    /// The next data record, `None` at the end.
-    pub async fn next(&mut self) -> Option<Result<ReadRow, FileError>> {
-        let (seq, line) = match self.read_record().await? {
-            Ok(x) => x,
-            Err(e) => return Some(Err(e)),
-        };
-        // Hand the record over and read the next into a fresh one of the same size.
-        let size = (self.record.as_slice().len(), self.record.len());
-        let raw = std::mem::replace(
-            &mut self.record,
-            csv_async::ByteRecord::with_capacity(size.0, size.1),
-        );
-        let problem = ragged(raw.len(), self.dialect.header.len());
-        Some(Ok(ReadRow { row: SourceRow { seq, line, raw }, problem }))
     }
 
     /// The next block of records (see [`RowBlock::is_full`]), added to `block` (an empty one

@@ -8,7 +8,12 @@ use std::borrow::Cow;
 /// space, or the first byte of Unicode white space (U+0085 and U+00A0 start `C2`, U+1680
 /// `E1`, U+2000..U+205F `E2`, U+3000 `E3`).
 fn maybe_space_first(b: u8) -> bool {
-    b <= b' ' || matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xE3)
+    b <= b' ' || unicode_space_lead(b)
+}
+
+/// The first bytes of the UTF-8 forms of white space beyond ASCII.
+fn unicode_space_lead(b: u8) -> bool {
+    matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xE3)
 }
 
 /// Whether a text ending with byte `b` might end with white space: a control byte, a space,
@@ -186,7 +191,7 @@ pub fn needs_collapse(s: &str) -> bool {
             } else {
                 prev_space = false;
             }
-        } else if matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xE3) {
+        } else if unicode_space_lead(b) {
             return needs_collapse_unicode(s);
         } else {
             prev_space = false;

@@ -564,9 +564,10 @@ fn map_block(
             None => {
                 mapper.map_into(&block.cells(row, text, encoding), &mut values).and_then(|()| {
                     target.validate(fields, &values)?;
-                    let escapes = match mapper.literals_plain() {
-                        true => Escapes::of(block.row_bytes(row)),
-                        false => Escapes::Possible,
+                    let escapes = if mapper.literals_plain() {
+                        Escapes::of(block.row_bytes(row))
+                    } else {
+                        Escapes::Possible
                     };
                     body.clear();
                     target.encode(fields, &values, escapes, &mut body);
