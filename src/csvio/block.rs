@@ -43,15 +43,12 @@ impl RowBlock {
         }
     }
 
-    pub fn push(&mut self, seq: u64, line: u64, record: &csv_async::ByteRecord) {
+    /// Adds a record: its fields back to back in `data`, field `i` ending at `ends[i]`.
+    pub fn push(&mut self, seq: u64, line: u64, data: &[u8], ends: &[usize]) {
         let first = self.ends.len();
         let base = self.data.len();
-        self.data.extend_from_slice(record.as_slice());
-        let mut end = base;
-        for field in record.iter() {
-            end += field.len();
-            self.ends.push(end);
-        }
+        self.data.extend_from_slice(data);
+        self.ends.extend(ends.iter().map(|e| base + e));
         self.rows.push(BlockRow { seq, line, fields: first..self.ends.len() });
     }
 
@@ -173,19 +170,22 @@ pub struct BlockCells<'a> {
 }
 
 impl<'a> Cells<'a> for BlockCells<'a> {
-    // Called for every mapped cell: inlined, the borrowed result never goes through memory.
     #[inline(always)]
     fn cell(&self, index: usize) -> Result<Cow<'a, str>, String> {
-        if index >= self.row.fields.len() {
-            return Ok(Cow::Borrowed(""));
-        }
-        let span = self.block.span(self.row.fields.start + index);
-        // A whole block valid as UTF-8 can still split a character between two cells; such
-        // a cell is not a char-boundary slice and is decoded (and refused) on its own.
-        if let Some(cell) = self.text.and_then(|t| t.get(span.clone())) {
+        if let Some(cell) = self.borrowed(index) {
             return Ok(Cow::Borrowed(cell));
         }
-        self.decode(index, span)
+        self.decode(index)
+    }
+
+    #[inline(always)]
+    fn borrowed(&self, index: usize) -> Option<&'a str> {
+        if index >= self.row.fields.len() {
+            return Some("");
+        }
+        // A whole block valid as UTF-8 can still split a character between two cells; such
+        // a cell is not a char-boundary slice and is decoded (and refused) on its own.
+        self.text?.get(self.block.span(self.row.fields.start + index))
     }
 }
 
@@ -193,8 +193,8 @@ impl<'a> BlockCells<'a> {
     /// A cell that is not a slice of the block's text, decoded on its own (out of line: the
     /// common case above stays small).
     #[inline(never)]
-    fn decode(&self, index: usize, span: Range<usize>) -> Result<Cow<'a, str>, String> {
-        let bytes = &self.block.data[span];
+    fn decode(&self, index: usize) -> Result<Cow<'a, str>, String> {
+        let bytes = &self.block.data[self.block.span(self.row.fields.start + index)];
         self.encoding.decode(bytes).map_err(|e| format!("column {} {e}", index + 1))
     }
 }
@@ -203,19 +203,29 @@ impl<'a> BlockCells<'a> {
 mod tests {
     use super::*;
 
-    fn record(fields: &[&[u8]]) -> csv_async::ByteRecord {
-        let mut r = csv_async::ByteRecord::new();
-        for f in fields {
-            r.push_field(f);
-        }
-        r
+    /// A record as the reader hands it over: fields back to back, and their ends.
+    fn record(fields: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
+        let data = fields.concat();
+        let ends = fields
+            .iter()
+            .scan(0, |end, f| {
+                *end += f.len();
+                Some(*end)
+            })
+            .collect();
+        (data, ends)
+    }
+
+    fn push(b: &mut RowBlock, seq: u64, line: u64, fields: &[&[u8]]) {
+        let (data, ends) = record(fields);
+        b.push(seq, line, &data, &ends);
     }
 
     #[test]
     fn rows_round_trip() {
         let mut b = RowBlock::with_capacity(4);
-        b.push(0, 2, &record(&[b"a", b"", b"ccc"]));
-        b.push(1, 3, &record(&[b"", b"d\xc3\xa9"]));
+        push(&mut b, 0, 2, &[b"a", b"", b"ccc"]);
+        push(&mut b, 1, 3, &[b"", b"d\xc3\xa9"]);
         assert_eq!(b.len(), 2);
         let text = b.text(FileEncoding::Utf8Lenient);
         assert!(text.is_some());
@@ -224,7 +234,8 @@ mod tests {
         assert_eq!(c.cell(1).unwrap(), "dé");
         assert_eq!(c.cell(5).unwrap(), "", "a missing cell is empty");
         let s = b.source_row(&rows[0]);
-        assert_eq!(s.raw, record(&[b"a", b"", b"ccc"]));
+        let fields: Vec<&[u8]> = s.raw.iter().collect();
+        assert_eq!(fields, [&b"a"[..], b"", b"ccc"]);
         assert_eq!((s.seq, s.line), (0, 2));
         assert!(b.ragged(&rows[1], 3).is_some());
         assert!(b.ragged(&rows[0], 3).is_none());
@@ -236,14 +247,14 @@ mod tests {
     fn the_pool_hands_back_emptied_blocks() {
         let pool = BlockPool::default();
         let mut b = pool.take();
-        b.push(0, 2, &record(&[b"a", b"b"]));
+        push(&mut b, 0, 2, &[b"a", b"b"]);
         let capacity = b.data.capacity();
         pool.give(b);
         let again = pool.take();
         assert!(again.is_empty());
         assert_eq!(again.data.capacity(), capacity, "the buffers are reused");
         let mut huge = RowBlock::with_capacity(1);
-        huge.push(0, 2, &record(&[&vec![b'x'; 5 * BLOCK_BYTES]]));
+        push(&mut huge, 0, 2, &[&vec![b'x'; 5 * BLOCK_BYTES]]);
         pool.give(huge);
         assert!(pool.0.lock().unwrap().is_empty(), "an outsized block is not kept");
     }
@@ -252,7 +263,7 @@ mod tests {
     fn a_character_split_between_cells_is_refused_in_strict_utf8() {
         let mut b = RowBlock::with_capacity(1);
         // `é` is C3 A9: each half alone is invalid, together the block is valid.
-        b.push(0, 2, &record(&[b"x\xc3", b"\xa9y"]));
+        push(&mut b, 0, 2, &[b"x\xc3", b"\xa9y"]);
         let text = b.text(FileEncoding::Utf8Strict);
         assert!(text.is_some());
         let rows = b.rows().to_vec();
@@ -264,7 +275,7 @@ mod tests {
     #[test]
     fn windows_1252_blocks_decode_cell_by_cell() {
         let mut b = RowBlock::with_capacity(1);
-        b.push(0, 2, &record(&[b"caf\xe9"]));
+        push(&mut b, 0, 2, &[b"caf\xe9"]);
         assert!(b.text(FileEncoding::Windows1252).is_none());
         let rows = b.rows().to_vec();
         let c = b.cells(&rows[0], None, FileEncoding::Windows1252);

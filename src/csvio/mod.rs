@@ -2,8 +2,8 @@
 
 mod block;
 pub mod dialect;
-mod lines;
 mod reader;
+mod records;
 mod tap;
 
 pub use block::{BlockCells, BlockPool, BlockRow, RowBlock};

@@ -5,17 +5,16 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use csv_async::{AsyncReader, AsyncReaderBuilder};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::block::RowBlock;
 use super::dialect::{sniff_delimiter, sniff_encoding, FileEncoding, UTF8_BOM};
-use super::lines::LineIndex;
+use super::records::Records;
 use super::tap::Tap;
 use crate::config::CsvSettings;
 use crate::mapping::REPORT_COLUMNS;
 
-/// csv-async's 8 KiB default buffer makes parsing ~3x slower (NOTES.md).
+/// Reading 8 KiB at a time (csv-async's default) made parsing ~3x slower (NOTES.md).
 const READ_BUFFER: usize = 1 << 20;
 const SNIFF_BYTES: usize = 64 * 1024;
 
@@ -47,9 +46,8 @@ pub enum FileError {
 /// bytes): [`FileError::Interrupted`] rather than [`FileError::Read`].
 pub const SOURCE_BROKE: std::io::ErrorKind = std::io::ErrorKind::ConnectionAborted;
 
-fn read_error(line: u64, e: csv_async::Error) -> FileError {
-    let broke = matches!(e.kind(), csv_async::ErrorKind::Io(io) if io.kind() == SOURCE_BROKE);
-    if broke {
+fn read_error(line: u64, e: std::io::Error) -> FileError {
+    if e.kind() == SOURCE_BROKE {
         FileError::Interrupted { line, message: e.to_string() }
     } else {
         FileError::Read { line, message: e.to_string() }
@@ -71,11 +69,9 @@ pub struct Dialect {
 }
 
 pub struct CsvFile {
-    reader: AsyncReader<BoxRead>,
+    records: Records,
     pub dialect: Dialect,
     next_seq: u64,
-    lines: LineIndex,
-    record: csv_async::ByteRecord,
     pub bytes_read: Arc<AtomicU64>,
 }
 
@@ -134,22 +130,18 @@ impl CsvFile {
         let whole = sample.len() + if had_bom { UTF8_BOM.len() } else { 0 } < SNIFF_BYTES;
         let encoding = sniff_encoding(settings.encoding, &sample, had_bom, whole);
         let delimiter = sniff_delimiter(settings.delimiter, &sample);
-        let lines = LineIndex::default();
-        let chained: BoxRead = Box::pin(Tap::new(std::io::Cursor::new(sample).chain(stream), {
-            let lines = lines.clone();
-            move |b: &[u8]| lines.note(b)
-        }));
-        let mut reader = AsyncReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .has_headers(true)
-            .buffer_capacity(READ_BUFFER)
-            .create_reader(chained);
-        let raw = reader
-            .byte_headers()
-            .await
-            .map_err(|e| FileError::Read { line: 1, message: e.to_string() })?
-            .clone();
+        let mut records = Records::new(stream, delimiter, sample, READ_BUFFER);
+        records.next().await.map_err(|e| FileError::Read { line: 1, message: e.to_string() })?;
+        let raw = {
+            let (data, ends) = records.record();
+            let mut start = 0;
+            let mut raw = csv::ByteRecord::with_capacity(data.len(), ends.len());
+            for &end in ends {
+                raw.push_field(&data[start..end]);
+                start = end;
+            }
+            raw
+        };
         let mut header = Vec::with_capacity(raw.len());
         for (i, f) in raw.iter().enumerate() {
             let name = encoding.decode(f).map_err(|e| FileError::Header(i + 1, e))?;
@@ -164,30 +156,12 @@ impl CsvFile {
             .filter(|(_, h)| REPORT_COLUMNS.contains(&h.as_str()))
             .map(|(i, _)| i)
             .collect();
-        let raw_header = csv::ByteRecord::from(raw.iter().collect::<Vec<_>>());
         Ok(Self {
-            reader,
-            dialect: Dialect { delimiter, encoding, had_bom, raw_header, header, ignored },
+            records,
+            dialect: Dialect { delimiter, encoding, had_bom, raw_header: raw, header, ignored },
             next_seq: 0,
-            lines,
-            record: csv_async::ByteRecord::new(),
             bytes_read,
         })
-    }
-
-    /// Reads the next record into `self.record`: its seq and start line, `None` at the end.
-    async fn read_record(&mut self) -> Option<Result<(u64, u64), FileError>> {
-        let byte_before = self.reader.position().byte();
-        match self.reader.read_byte_record(&mut self.record).await {
-            Ok(false) => None,
-            Ok(true) => {
-                let start = self.record.position().map_or(byte_before, |p| p.byte());
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                Some(Ok((seq, self.lines.line_of(start))))
-            }
-            Err(e) => Some(Err(read_error(self.lines.line_of(byte_before), e))),
-        }
     }
 
     /// The next block of records (see [`RowBlock::is_full`]), added to `block` (an empty one
@@ -200,11 +174,16 @@ impl CsvFile {
         mut block: RowBlock,
     ) -> (RowBlock, Result<bool, FileError>) {
         while !block.is_full() {
-            match self.read_record().await {
-                None => return (block, Ok(false)),
-                Some(Err(e)) => return (block, Err(e)),
-                Some(Ok((seq, _))) if seq < skip_below => {}
-                Some(Ok((seq, line))) => block.push(seq, line, &self.record),
+            let line = match self.records.next().await {
+                Ok(Some(line)) => line,
+                Ok(None) => return (block, Ok(false)),
+                Err(e) => return (block, Err(read_error(self.records.line(), e))),
+            };
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            if seq >= skip_below {
+                let (data, ends) = self.records.record();
+                block.push(seq, line, data, ends);
             }
         }
         (block, Ok(true))
