@@ -10,8 +10,10 @@ use super::dialect::FileEncoding;
 use crate::mapping::Cells;
 use crate::row::{Failure, SourceRow, Stage};
 
-/// A block closes at this many rows...
-pub const BLOCK_ROWS: usize = 1024;
+/// A block closes at this many rows... Each block costs a task, a channel hand-over and a
+/// settle message: at 1,024 rows that was about a tenth of `plan`'s time, at 4,096 it is lost
+/// in the noise; 8,192 gained nothing more and took peak RSS from 38 to 51 MiB.
+pub const BLOCK_ROWS: usize = 4096;
 /// ...or once its fields hold this many bytes, so rows with huge cells keep memory bounded.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
