@@ -51,24 +51,31 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any byte of `x` is below `n` (n <= 128); the classic bit trick, exact as a test.
-fn has_byte_below(x: u64, n: u8) -> bool {
-    x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0
+/// Not zero when a byte of `x` is a control character, `"` or `\\`: the bit trick for "has a
+/// zero byte" (exact as a yes/no), for the three at once. One test per word: three separate
+/// ones cost twice the instructions on every row.
+#[inline(always)]
+fn escape_marks(x: u64) -> u64 {
+    let control = x.wrapping_sub(ONES * 0x20);
+    let quote = (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+    let backslash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    (control | quote | backslash) & !x & HIGH
 }
 
-fn has_byte(x: u64, b: u8) -> bool {
-    has_byte_below(x ^ (ONES * u64::from(b)), 1)
-}
-
-/// A control character, `"` or `\`: the bytes JSON will not take as they are.
+/// A control character, `"` or `\\`: the bytes JSON will not take as they are.
 fn needs_escape(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let Ok(w) = <[u8; 8]>::try_from(w) else { return true };
-        let x = u64::from_le_bytes(w);
-        if has_byte_below(x, 0x20) || has_byte(x, b'"') || has_byte(x, b'\\') {
+    // Zero (all control bytes) for a short slice, which `chunks_exact` never hands over.
+    let word = |w: &[u8]| <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+    let mut pairs = bytes.chunks_exact(16);
+    for p in &mut pairs {
+        if escape_marks(word(&p[..8])) | escape_marks(word(&p[8..])) != 0 {
             return true;
         }
+    }
+    let rest = pairs.remainder();
+    let mut words = rest.chunks_exact(8);
+    if words.any(|w| escape_marks(word(w)) != 0) {
+        return true;
     }
     words.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
