@@ -237,6 +237,7 @@ impl Mapper {
     /// Transforms, validators and the schema's rules for one field's value, in place. A
     /// transform or validator failure is added to `errors` (the value is dropped after a
     /// transform failure); a schema failure is returned.
+    #[inline(always)]
     fn check_field<'r, 'm>(
         &self,
         f: &'m CompiledField,
