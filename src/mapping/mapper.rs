@@ -65,7 +65,8 @@ enum Source {
 #[derive(Debug, Clone)]
 pub struct CompiledField {
     pub name: String,
-    /// `"name":`, the name as a JSON object key, written once here rather than per row.
+    /// `,"name":`, the name as a JSON object member's start, written once here rather than
+    /// per row (the comma is skipped before a first member).
     pub json_key: String,
     /// The schema's definition, when the target documents this field.
     pub def: Option<FieldDef>,
@@ -135,7 +136,7 @@ impl Mapper {
             let quoted = serde_json::to_string(&f.target).unwrap_or_default();
             compiled.push(CompiledField {
                 name: f.target.clone(),
-                json_key: format!("{quoted}:"),
+                json_key: format!(",{quoted}:"),
                 def,
                 custom,
                 source,

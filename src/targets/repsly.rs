@@ -35,18 +35,17 @@ impl RepslyClients {
 /// The JSON object Repsly expects for one client, written straight to bytes (this runs for
 /// every row; building a `serde_json::Map` first cost more than the rest of the encoding).
 pub fn client_json(fields: &[CompiledField], values: &Mapped, escapes: Escapes, out: &mut Vec<u8>) {
-    let mut first = true;
     out.push(b'{');
+    let open = out.len();
+    let mut customs = false;
     for (f, v) in fields.iter().zip(values) {
         let Some(v) = v else { continue };
         if f.custom {
+            customs = true;
             continue;
         }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.extend_from_slice(f.json_key.as_bytes());
+        let key = f.json_key.as_bytes();
+        out.extend_from_slice(if out.len() == open { &key[1..] } else { key });
         match (f.def.map(|d| d.ty), v) {
             (Some(FieldType::Bool), Value::Text(t)) => {
                 out.extend_from_slice(if t == "true" { b"true" } else { b"false" })
@@ -68,18 +67,14 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, escapes: Escapes, 
             (_, Value::Text(t)) => push_str(out, t, escapes),
         }
     }
-    let mut customs = fields
-        .iter()
-        .zip(values)
-        .filter_map(|(f, v)| v.as_ref().filter(|_| f.custom).map(|v| (f, v)))
-        .peekable();
-    if customs.peek().is_some() {
-        if !first {
+    if customs {
+        if out.len() > open {
             out.push(b',');
         }
         out.extend_from_slice(b"\"CustomFields\":[");
-        for (i, (f, v)) in customs.enumerate() {
-            if i > 0 {
+        let custom = fields.iter().zip(values).filter(|(f, _)| f.custom);
+        for (f, v) in custom.filter_map(|(f, v)| Some((f, v.as_ref()?))) {
+            if out.last() == Some(&b'}') {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"Field\":");
@@ -328,5 +323,51 @@ mod tests {
             Some("3f2b8c1e-1d2a-4b5c-8e9f-0a1b2c3d4e5f")
         );
         assert_eq!(job_id("Client import job started"), None);
+    }
+
+    struct Row(Vec<&'static str>);
+    impl crate::mapping::Cells<'static> for Row {
+        fn cell(&self, i: usize) -> Result<std::borrow::Cow<'static, str>, String> {
+            Ok(self.0.get(i).copied().unwrap_or("").into())
+        }
+    }
+
+    #[test]
+    fn client_objects_have_every_present_member_once_and_custom_fields_last() {
+        use crate::config::{EmptyPolicy, FieldSettings, ValueSource};
+        use crate::mapping::{Mapper, Transform};
+        let field = |target: &str, col: &str, t: &[&str]| FieldSettings {
+            target: target.into(),
+            source: ValueSource::Columns(vec![col.into()]),
+            transforms: t.iter().map(|s| Transform::parse(s).unwrap()).collect(),
+            validators: Vec::new(),
+            empty: EmptyPolicy::Omit,
+        };
+        let fields = [
+            field("CustomFields.Region", "R", &[]),
+            field("City", "C", &[]),
+            field("Note", "N", &[]),
+            field("Active", "A", &["bool"]),
+            field("PriceLists", "P", &["split:|"]),
+            field("CustomFields.Tier", "T", &[]),
+        ];
+        let header: Vec<String> = ["R", "C", "N", "A", "P", "T"].map(String::from).into();
+        let m = Mapper::compile(&fields, super::super::schema::REPSLY_CLIENTS, &header).unwrap();
+        let encode = |cells: Vec<&'static str>, escapes| {
+            let values = m.map(&Row(cells)).unwrap();
+            let mut out = Vec::new();
+            client_json(m.fields(), &values, escapes, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            encode(vec!["North", "C1", "Zoë \"Z\"", "yes", "A|B", "Gold"], Escapes::Possible),
+            r#"{"City":"C1","Note":"Zoë \"Z\"","Active":true,"PriceLists":[{"Name":"A"},{"Name":"B"}],"CustomFields":[{"Field":"Region","Value":"North"},{"Field":"Tier","Value":"Gold"}]}"#
+        );
+        // The first member present goes without a comma; absent custom fields leave no gap.
+        assert_eq!(
+            encode(vec!["", "", "", "no", "", "Gold"], Escapes::Absent),
+            r#"{"Active":false,"CustomFields":[{"Field":"Tier","Value":"Gold"}]}"#
+        );
+        assert_eq!(encode(vec![""; 6], Escapes::Absent), "{}");
     }
 }
