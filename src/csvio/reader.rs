@@ -132,16 +132,7 @@ impl CsvFile {
         let delimiter = sniff_delimiter(settings.delimiter, &sample);
         let mut records = Records::new(stream, delimiter, sample, READ_BUFFER);
         records.next().await.map_err(|e| FileError::Read { line: 1, message: e.to_string() })?;
-        let raw = {
-            let (data, ends) = records.record();
-            let mut start = 0;
-            let mut raw = csv::ByteRecord::with_capacity(data.len(), ends.len());
-            for &end in ends {
-                raw.push_field(&data[start..end]);
-                start = end;
-            }
-            raw
-        };
+        let raw: csv::ByteRecord = records.fields().collect();
         let mut header = Vec::with_capacity(raw.len());
         for (i, f) in raw.iter().enumerate() {
             let name = encoding.decode(f).map_err(|e| FileError::Header(i + 1, e))?;

@@ -63,6 +63,13 @@ impl Records {
         (&self.fields[..self.used], &self.ends[..self.count])
     }
 
+    /// The last record read, field by field.
+    pub fn fields(&self) -> impl Iterator<Item = &[u8]> {
+        let (data, ends) = self.record();
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts.zip(ends).map(move |(start, &end)| &data[start..end])
+    }
+
     /// Reads the next record: `Some(the line it starts on)`, or `None` at the end of the
     /// file. Its fields are then [`Records::record`].
     pub async fn next(&mut self) -> io::Result<Option<u64>> {
@@ -148,17 +155,7 @@ mod tests {
         let mut records = Records::new(stream, b',', start.to_vec(), capacity);
         let mut out = Vec::new();
         while let Some(line) = records.next().await.unwrap() {
-            let (data, ends) = records.record();
-            let mut at = 0;
-            let fields = ends
-                .iter()
-                .map(|&e| {
-                    let f = data[at..e].to_vec();
-                    at = e;
-                    f
-                })
-                .collect();
-            out.push((line, fields));
+            out.push((line, records.fields().map(<[u8]>::to_vec).collect()));
         }
         out
     }

@@ -51,7 +51,7 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// Not zero when a byte of `x` is a control character, `"` or `\\`: the bit trick for "has a
+/// Not zero when a byte of `x` is a control character, `"` or `\`: the bit trick for "has a
 /// zero byte" (exact as a yes/no), for the three at once. One test per word: three separate
 /// ones cost twice the instructions on every row.
 #[inline(always)]
@@ -62,7 +62,7 @@ fn escape_marks(x: u64) -> u64 {
     (control | quote | backslash) & !x & HIGH
 }
 
-/// A control character, `"` or `\\`: the bytes JSON will not take as they are.
+/// A control character, `"` or `\`: the bytes JSON will not take as they are.
 fn needs_escape(bytes: &[u8]) -> bool {
     // Zero (all control bytes) for a short slice, which `chunks_exact` never hands over.
     let word = |w: &[u8]| <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);

@@ -74,6 +74,7 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, escapes: Escapes, 
         out.extend_from_slice(b"\"CustomFields\":[");
         let custom = fields.iter().zip(values).filter(|(f, _)| f.custom);
         for (f, v) in custom.filter_map(|(f, v)| Some((f, v.as_ref()?))) {
+            // After an object, not after the `[` (cheaper than counting: callgrind).
             if out.last() == Some(&b'}') {
                 out.push(b',');
             }
