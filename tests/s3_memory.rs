@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use common::moto::Moto;
-use crm_ingest::config::{CsvSettings, Delimiter, Encoding};
+use crm_ingest::config::CsvSettings;
 use crm_ingest::csvio::BlockPool;
 use crm_ingest::pipeline::Input;
 use crm_ingest::source::s3::{Object, S3File};
@@ -55,7 +55,7 @@ async fn a_200_mb_object_streams_in_flat_memory() {
         modified_ms: 0,
     };
     let input = Input::Remote(Arc::new(S3File { client: c.clone(), bucket: "big".into(), object }));
-    let settings = CsvSettings { delimiter: Delimiter::Auto, encoding: Encoding::Auto };
+    let settings = CsvSettings::default();
     let before = rss_kib();
     let mut file = input.open(&settings).await.unwrap();
     let (mut rows, mut peak) = (0u64, before);

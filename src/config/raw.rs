@@ -146,6 +146,8 @@ pub struct RawBatch {
 pub struct RawCsv {
     pub delimiter: Option<Spanned<String>>,
     pub encoding: Option<Spanned<String>>,
+    /// A longer record is a `parse` failure of its row (memory stays bounded).
+    pub max_record_bytes: Option<Spanned<u64>>,
 }
 
 /// One entry of `[pipelines.X.fields]` in its table form.

@@ -23,6 +23,9 @@ pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_FILES_PER_PIPELINE: usize = 2;
+/// A spreadsheet row is rarely over a few KiB; 4 MiB leaves room for long notes while a
+/// record that inflates to gigabytes (a gzip bomb, a quote never closed) stays bounded.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -190,6 +193,18 @@ pub enum Encoding {
 pub struct CsvSettings {
     pub delimiter: Delimiter,
     pub encoding: Encoding,
+    /// Longest record kept; a longer one fails its row at `parse` without being held.
+    pub max_record_bytes: usize,
+}
+
+impl Default for CsvSettings {
+    fn default() -> Self {
+        Self {
+            delimiter: Delimiter::Auto,
+            encoding: Encoding::Auto,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
 }
 
 /// Where a target field's value comes from.

@@ -507,8 +507,20 @@ impl<'a> Ctx<'a> {
     }
 
     fn csv(&mut self, pname: &str, raw: Option<&RawCsv>) -> CsvSettings {
-        let mut csv = CsvSettings { delimiter: Delimiter::Auto, encoding: Encoding::Auto };
+        let mut csv = CsvSettings::default();
         let Some(raw) = raw else { return csv };
+        if let Some(m) = &raw.max_record_bytes {
+            match usize::try_from(*m.get_ref()) {
+                Ok(n) if n >= 1024 => csv.max_record_bytes = n,
+                _ => self.problem(
+                    m.span(),
+                    format!(
+                        "pipeline `{pname}`: csv.max_record_bytes = {} must be at least 1024",
+                        m.get_ref()
+                    ),
+                ),
+            }
+        }
         if let Some(d) = &raw.delimiter {
             let text = d.get_ref();
             csv.delimiter = match text.as_str() {

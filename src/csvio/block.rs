@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use super::dialect::FileEncoding;
+use super::records::Flaw;
 use crate::mapping::Cells;
 use crate::row::{Failure, SourceRow, Stage};
 
@@ -25,6 +26,8 @@ pub struct BlockRow {
     pub line: u64,
     /// Its fields' indices into the block's `ends`.
     fields: Range<usize>,
+    /// What is wrong with the record as a whole (its row fails at `parse`).
+    flaw: Option<Flaw>,
 }
 
 /// Consecutive records of a file. Fields are stored back to back in `data`; field `i` of the
@@ -46,12 +49,26 @@ impl RowBlock {
     }
 
     /// Adds a record: its fields back to back in `data`, field `i` ending at `ends[i]`.
-    pub fn push(&mut self, seq: u64, line: u64, data: &[u8], ends: &[usize]) {
+    pub fn push(&mut self, seq: u64, line: u64, data: &[u8], ends: &[usize], flaw: Option<Flaw>) {
         let first = self.ends.len();
         let base = self.data.len();
         self.data.extend_from_slice(data);
         self.ends.extend(ends.iter().map(|e| base + e));
-        self.rows.push(BlockRow { seq, line, fields: first..self.ends.len() });
+        self.rows.push(BlockRow { seq, line, fields: first..self.ends.len(), flaw });
+    }
+
+    /// Marks the rows holding a NUL byte. One search of the whole block finds none in the
+    /// common case; only a block with one looks row by row.
+    pub fn mark_nul_rows(&mut self) {
+        if memchr::memchr(0, &self.data).is_none() {
+            return;
+        }
+        for i in 0..self.rows.len() {
+            let row = &self.rows[i];
+            if row.flaw.is_none() && memchr::memchr(0, self.row_bytes(row)).is_some() {
+                self.rows[i].flaw = Some(Flaw::Nul);
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -119,8 +136,12 @@ impl RowBlock {
         BlockCells { block: self, row, text, encoding }
     }
 
-    /// A parse failure when the row's width differs from the header's.
+    /// A parse failure when the record is flawed as a whole (too long, a quote left open,
+    /// a NUL byte) or its width differs from the header's.
     pub fn ragged(&self, row: &BlockRow, expected: usize) -> Option<Failure> {
+        if let Some(flaw) = row.flaw {
+            return Some(Failure::new(Stage::Parse, None, flaw.message(row.line)));
+        }
         let width = row.fields.len();
         (width != expected).then(|| {
             Failure::new(
@@ -220,7 +241,21 @@ mod tests {
 
     fn push(b: &mut RowBlock, seq: u64, line: u64, fields: &[&[u8]]) {
         let (data, ends) = record(fields);
-        b.push(seq, line, &data, &ends);
+        b.push(seq, line, &data, &ends, None);
+    }
+
+    #[test]
+    fn rows_with_a_nul_byte_fail_alone() {
+        let mut b = RowBlock::with_capacity(3);
+        push(&mut b, 0, 2, &[b"a", b"b"]);
+        push(&mut b, 1, 3, &[b"x\0y", b"b"]);
+        push(&mut b, 2, 4, &[b"c", b"d"]);
+        b.mark_nul_rows();
+        let rows = b.rows().to_vec();
+        assert!(b.ragged(&rows[0], 2).is_none());
+        let f = b.ragged(&rows[1], 2).unwrap();
+        assert!(f.messages[0].contains("NUL"), "{f:?}");
+        assert!(b.ragged(&rows[2], 2).is_none());
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl CsvFile {
         let whole = sample.len() + if had_bom { UTF8_BOM.len() } else { 0 } < SNIFF_BYTES;
         let encoding = sniff_encoding(settings.encoding, &sample, had_bom, whole);
         let delimiter = sniff_delimiter(settings.delimiter, &sample);
-        let mut records = Records::new(stream, delimiter, sample, READ_BUFFER);
+        let mut records =
+            Records::new(stream, delimiter, sample, READ_BUFFER, settings.max_record_bytes);
         records.next().await.map_err(|e| FileError::Read { line: 1, message: e.to_string() })?;
         let raw: csv::ByteRecord = records.fields().collect();
         let mut header = Vec::with_capacity(raw.len());
@@ -165,18 +166,25 @@ impl CsvFile {
         mut block: RowBlock,
     ) -> (RowBlock, Result<bool, FileError>) {
         while !block.is_full() {
-            let line = match self.records.next().await {
-                Ok(Some(line)) => line,
-                Ok(None) => return (block, Ok(false)),
-                Err(e) => return (block, Err(read_error(self.records.line(), e))),
+            let start = match self.records.next().await {
+                Ok(Some(start)) => start,
+                Ok(None) => {
+                    block.mark_nul_rows();
+                    return (block, Ok(false));
+                }
+                Err(e) => {
+                    block.mark_nul_rows();
+                    return (block, Err(read_error(self.records.line(), e)));
+                }
             };
             let seq = self.next_seq;
             self.next_seq += 1;
             if seq >= skip_below {
                 let (data, ends) = self.records.record();
-                block.push(seq, line, data, ends);
+                block.push(seq, start.line, data, ends, start.flaw);
             }
         }
+        block.mark_nul_rows();
         (block, Ok(true))
     }
 }

@@ -11,6 +11,39 @@ use tokio::io::AsyncReadExt;
 
 use super::reader::BoxRead;
 
+/// Something wrong with a record as a whole: it becomes a `parse` failure of its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    /// Longer than `max_record_bytes`: its fields were not kept.
+    Oversized { bytes: u64, max: usize },
+    /// A quote opened in the record is never closed: the record ran to the end of the file,
+    /// whose last line is given.
+    UnclosedQuote { last_line: u64 },
+    /// A NUL byte: binary data, not text.
+    Nul,
+}
+
+impl Flaw {
+    pub fn message(self, line: u64) -> String {
+        match self {
+            Flaw::Oversized { bytes, max } => format!(
+                "the record is {bytes} bytes, more than max_record_bytes ({max}); its fields are not copied here (fix it in the source file)"
+            ),
+            Flaw::UnclosedQuote { last_line } => format!(
+                "a quote opened in this record is never closed, so lines {line} to {last_line} (the rest of the file) were read as this one record; close the quote and drop the rows again"
+            ),
+            Flaw::Nul => "the row holds a NUL byte (binary data, not text)".into(),
+        }
+    }
+}
+
+/// Where a record starts, and what is wrong with it as a whole, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordStart {
+    pub line: u64,
+    pub flaw: Option<Flaw>,
+}
+
 /// A file's bytes from a given point on, and the parser over them.
 pub struct Records {
     stream: BoxRead,
@@ -28,12 +61,20 @@ pub struct Records {
     ends: Vec<usize>,
     used: usize,
     count: usize,
+    /// A longer record is read through but not kept (memory stays bounded).
+    max_record: usize,
 }
 
 impl Records {
     /// Parses `start` (bytes already taken from the stream, such as a sniffed sample) and then
     /// the rest of `stream`, reading up to `capacity` bytes at a time.
-    pub fn new(stream: BoxRead, delimiter: u8, start: Vec<u8>, capacity: usize) -> Self {
+    pub fn new(
+        stream: BoxRead,
+        delimiter: u8,
+        start: Vec<u8>,
+        capacity: usize,
+        max_record: usize,
+    ) -> Self {
         let end = start.len();
         let mut buf = start;
         buf.resize(capacity.max(end), 0);
@@ -49,6 +90,7 @@ impl Records {
             ends: vec![0; 64],
             used: 0,
             count: 0,
+            max_record,
         }
     }
 
@@ -70,36 +112,75 @@ impl Records {
         starts.zip(ends).map(move |(start, &end)| &data[start..end])
     }
 
-    /// Reads the next record: `Some(the line it starts on)`, or `None` at the end of the
-    /// file. Its fields are then [`Records::record`].
-    pub async fn next(&mut self) -> io::Result<Option<u64>> {
+    /// Reads the next record: where it starts (and its flaw, if any), or `None` at the end of
+    /// the file. Its fields are then [`Records::record`] (none for an oversized record).
+    pub async fn next(&mut self) -> io::Result<Option<RecordStart>> {
         self.skip_blank_lines().await?;
         let line = self.line;
-        let (mut used, mut count) = (0, 0);
+        let mut r = Reading { start: self.pos, ..Reading::default() };
         loop {
-            if used == self.fields.len() {
-                self.fields.resize(used * 2, 0);
-            }
-            if count == self.ends.len() {
-                self.ends.resize(count * 2, 0);
-            }
+            self.make_room(&mut r);
             let input = &self.buf[self.pos..self.end];
             let (res, nin, nout, nend) =
-                self.core.read_record(input, &mut self.fields[used..], &mut self.ends[count..]);
+                self.core.read_record(input, &mut self.fields[r.used..], &mut self.ends[r.count..]);
             self.line += newlines(&input[..nin]);
+            r.bytes += nin as u64;
             self.pos += nin;
-            used += nout;
-            count += nend;
+            r.used += nout;
+            r.count += nend;
             match res {
-                ReadRecordResult::InputEmpty => self.fill().await?,
-                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
-                ReadRecordResult::Record => {
-                    (self.used, self.count) = (used, count);
-                    return Ok(Some(line));
+                ReadRecordResult::InputEmpty => {
+                    // Quotes are counted only for records that outlast a buffer (and, at the
+                    // end, for the last one): the common record costs nothing more.
+                    r.quotes += quotes(&self.buf[r.start..self.pos]);
+                    self.fill().await?;
+                    r.start = 0;
                 }
+                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
+                ReadRecordResult::Record => return Ok(Some(self.finish_record(line, r))),
                 ReadRecordResult::End => return Ok(None),
             }
         }
+    }
+
+    /// Grows the output buffers for a record still within `max_record`; past it, the record
+    /// is read on but its bytes are dropped as they come.
+    fn make_room(&mut self, r: &mut Reading) {
+        if r.used == self.fields.len() {
+            if r.used >= self.max_record {
+                r.oversized = true;
+                r.used = 0;
+            } else {
+                self.fields.resize((r.used * 2).min(self.max_record.max(r.used + 1)), 0);
+            }
+        }
+        if r.count == self.ends.len() {
+            if r.oversized {
+                r.count = 0;
+            } else {
+                self.ends.resize(r.count * 2, 0);
+            }
+        }
+    }
+
+    /// The record just read, with its flaw: too long, or a quote left open to the end.
+    fn finish_record(&mut self, line: u64, mut r: Reading) -> RecordStart {
+        let at_end = self.eof && self.pos >= self.end;
+        let quoted = if at_end { r.quotes + quotes(&self.buf[r.start..self.pos]) } else { 0 };
+        let unclosed = at_end && quoted % 2 == 1 && self.line > line;
+        r.oversized |= r.used > self.max_record;
+        (self.used, self.count) = if r.oversized { (0, 0) } else { (r.used, r.count) };
+        let flaw = if unclosed {
+            Some(Flaw::UnclosedQuote { last_line: self.line })
+        } else if r.oversized {
+            Some(Flaw::Oversized { bytes: r.bytes, max: self.max_record })
+        } else {
+            None
+        };
+        if unclosed && r.oversized {
+            (self.used, self.count) = (0, 0);
+        }
+        RecordStart { line, flaw }
     }
 
     /// Steps over the line ends before a record, counting them, as csv-core would skip them:
@@ -133,6 +214,23 @@ impl Records {
     }
 }
 
+/// The state of one record being read.
+#[derive(Debug, Default)]
+struct Reading {
+    /// Where the record starts in the read buffer (0 after a refill).
+    start: usize,
+    used: usize,
+    count: usize,
+    /// Quote characters seen: an odd count at the end of the file is a quote left open.
+    quotes: u64,
+    bytes: u64,
+    oversized: bool,
+}
+
+fn quotes(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'"', bytes).count() as u64
+}
+
 /// How many `\n` bytes `bytes` holds. A record usually has one, at its end: a search per
 /// newline costs less here than memchr's counting routine, which callgrind showed at 200
 /// instructions a record.
@@ -152,10 +250,10 @@ mod tests {
     async fn all(text: &[u8], sample: usize, capacity: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
         let (start, rest) = text.split_at(sample.min(text.len()));
         let stream: BoxRead = Box::pin(std::io::Cursor::new(rest.to_vec()));
-        let mut records = Records::new(stream, b',', start.to_vec(), capacity);
+        let mut records = Records::new(stream, b',', start.to_vec(), capacity, 1 << 20);
         let mut out = Vec::new();
-        while let Some(line) = records.next().await.unwrap() {
-            out.push((line, records.fields().map(<[u8]>::to_vec).collect()));
+        while let Some(r) = records.next().await.unwrap() {
+            out.push((r.line, records.fields().map(<[u8]>::to_vec).collect()));
         }
         out
     }
@@ -190,6 +288,35 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].1.len(), 200);
         assert_eq!(got[1], (2, f(&[&long, "y"])));
+    }
+
+    async fn starts(text: &[u8], max: usize) -> Vec<RecordStart> {
+        let stream: BoxRead = Box::pin(std::io::Cursor::new(text.to_vec()));
+        let mut records = Records::new(stream, b',', Vec::new(), 64, max);
+        let mut out = Vec::new();
+        while let Some(r) = records.next().await.unwrap() {
+            out.push(r);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_oversized_record_is_read_through_without_keeping_it() {
+        let big = "y".repeat(5000);
+        let text = format!("a,b\n1,{big}\n2,z\n");
+        let got = starts(text.as_bytes(), 1000).await;
+        assert_eq!(got.len(), 3);
+        assert!(matches!(got[1].flaw, Some(Flaw::Oversized { max: 1000, .. })), "{got:?}");
+        assert_eq!((got[2].line, got[2].flaw), (3, None), "the next record is read as usual");
+    }
+
+    #[tokio::test]
+    async fn a_quote_left_open_to_the_end_says_so() {
+        let got = starts(b"a,b\n1,\"open\n2,x\n3,y\n", 1 << 20).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].flaw, Some(Flaw::UnclosedQuote { last_line: 5 }));
+        let fine = starts(b"a,b\n1,\"multi\nline\"", 1 << 20).await;
+        assert_eq!(fine[1].flaw, None, "a closed quote on the last line is fine");
     }
 
     #[tokio::test]

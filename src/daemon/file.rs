@@ -3,11 +3,16 @@
 
 use std::sync::Arc;
 
-use crate::ledger::{Claim, Identity};
+use crate::ledger::{Claim, Identity, Resume};
+use crate::ops::health::is_disk_error;
 use crate::pipeline::{process_file, FileContext, FileResult, Input, LedgerFile, Progress};
 use crate::report::{self, atomic, Summary};
 
 use super::Shared;
+
+/// Starts in a row without the watermark moving before a file is set aside: a file that
+/// stops the daemon each time (a crash) must not stop it for ever.
+pub const MAX_STARTS: u32 = 3;
 
 /// What running a file came to.
 pub enum Ran {
@@ -19,31 +24,45 @@ pub enum Ran {
     Interrupted,
     /// A bug stopped this file; a summary saying so was written.
     Crashed { file_id: i64 },
-    /// The ledger could not record it; nothing was sent.
-    NotRecorded,
+    /// A write failed for want of disk (reports or ledger): try again once space is back.
+    Blocked { what: String, error: String },
+    /// The file cannot be finished (a write failed for another reason than the disk, or it
+    /// was started too often without progress): it goes to `failed/`; a summary says why.
+    SetAside { file_id: Option<i64>, why: String },
 }
 
-pub async fn run(
-    ctx: &FileContext,
-    input: Input,
-    name: &str,
-    identity: Identity,
-    stem: String,
-    shared: &Shared,
-) -> Ran {
+/// Where and how a file runs: the source's name for it and what the ledger knows it by.
+pub struct FileRun<'a> {
+    pub ctx: &'a FileContext,
+    pub input: Input,
+    pub name: &'a str,
+    pub identity: Identity,
+    pub stem: String,
+    /// It was in `.processing/` at start-up: the ledger should know it.
+    pub left_by_earlier_run: bool,
+}
+
+pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
+    let FileRun { ctx, input, name, identity, stem, left_by_earlier_run } = file;
     let pipeline = ctx.pipeline.name.clone();
     let lf = match shared.ledger.claim(identity, stem.clone()).await {
         Ok(Claim::Finished { finished_at, .. }) => {
             crate::ops::metrics::get().file(&pipeline, "already_imported");
             return Ran::AlreadyDone { finished_at };
         }
-        Ok(Claim::Fresh { file_id, started_at }) => LedgerFile {
-            ledger: shared.ledger.clone(),
-            file_id,
-            report_stem: stem,
-            started_at,
-            resume: None,
-        },
+        Ok(Claim::Fresh { file_id, started_at }) => {
+            if left_by_earlier_run {
+                tracing::warn!(pipeline = %pipeline, file = %name, "an earlier run claimed this file but the ledger does not know it (was the state_dir deleted or replaced?); it is sent again from its first row");
+            }
+            LedgerFile {
+                ledger: shared.ledger.clone(),
+                file_id,
+                report_stem: stem,
+                started_at,
+                resume: None,
+            }
+        }
+        Ok(Claim::Resume(r)) if r.attempts > MAX_STARTS => return set_aside(ctx, name, &r),
         Ok(Claim::Resume(r)) => {
             tracing::info!(pipeline = %pipeline, file = %name, rows_settled = r.checkpoint.watermark, jobs = r.jobs.len(), "resuming where an earlier run stopped");
             LedgerFile {
@@ -55,8 +74,10 @@ pub async fn run(
             }
         }
         Err(e) => {
-            tracing::error!(pipeline = %pipeline, file = %name, error = %e, "the ledger cannot record this file; it is left for the next start");
-            return Ran::NotRecorded;
+            return Ran::Blocked {
+                what: shared.ledger.path.display().to_string(),
+                error: e.to_string(),
+            }
         }
     };
     let file_id = lf.file_id;
@@ -71,24 +92,67 @@ pub async fn run(
     let joined = task.await;
     metrics.file_in_flight(&pipeline, -1);
     match joined {
-        Ok(Ok(result)) if result.interrupted => Ran::Interrupted,
-        Ok(Ok(result)) => Ran::Finished { result: Box::new(result), file_id },
-        Ok(Err(e)) => {
-            tracing::error!(pipeline = %pipeline, file = %name, error = %e, "could not write this file's report; it is left for the next start");
+        Ok(Ok(result)) if result.interrupted => {
+            if ctx.stop.is_cancelled() || ctx.abort.is_cancelled() {
+                shared.ledger.stopped(file_id);
+            }
             Ran::Interrupted
         }
+        Ok(Ok(result)) => Ran::Finished { result: Box::new(result), file_id },
+        Ok(Err(e)) if is_disk_error(&e) => {
+            Ran::Blocked { what: ctx.report_dir.display().to_string(), error: e.to_string() }
+        }
+        Ok(Err(e)) => Ran::SetAside {
+            file_id: Some(file_id),
+            why: format!("its report could not be written in {}: {e}", ctx.report_dir.display()),
+        },
         Err(e) => {
             // A bug in processing this file: it must not stop the daemon or the other files.
             let why = format!("internal error while processing the file: {e}");
             tracing::error!(pipeline = %pipeline, file = %name, error = %why, "file failed");
-            write_failure_summary(ctx, name, &why);
+            write_failure_summary(ctx, name, &why, None);
             Ran::Crashed { file_id }
         }
     }
 }
 
-fn write_failure_summary(ctx: &FileContext, name: &str, why: &str) {
-    let stem = crate::pipeline::unique_stem(&ctx.report_dir, &report::stem_of(name));
+/// A file started too often without progress: whatever report it has is published, and a
+/// summary says why it was set aside.
+fn set_aside(ctx: &FileContext, name: &str, r: &Resume) -> Ran {
+    let why = format!(
+        "processing stopped {} times in a row without progress (the daemon was killed or crashed while on this file); it was set aside so the daemon can go on. Rows from line {} on were not processed; rows before it are counted in this summary",
+        r.attempts - 1,
+        r.checkpoint.watermark + 2
+    );
+    tracing::error!(pipeline = %ctx.pipeline.name, file = %name, "{why}");
+    let (errors, _) = report::report_names(&ctx.report_dir, &r.report_stem);
+    let partial = report::partial_name(&ctx.report_dir, &r.report_stem);
+    let published = r.checkpoint.errors_bytes > 0 && std::fs::rename(&partial, &errors).is_ok()
+        || errors.exists();
+    let counts = (r.checkpoint.counts.clone(), r.checkpoint.failed_by_stage.clone());
+    let report = published.then(|| report::file_name(&errors));
+    write_failure_summary(ctx, name, &why, Some((counts, report, &r.report_stem)));
+    Ran::SetAside { file_id: Some(r.file_id), why }
+}
+
+type KnownCounts<'a> =
+    ((report::RowCounts, std::collections::BTreeMap<String, u64>), Option<String>, &'a str);
+
+/// A summary for a file that did not run to its end: why, and what is known of its rows.
+pub fn write_failure_summary(
+    ctx: &FileContext,
+    name: &str,
+    why: &str,
+    known: Option<KnownCounts<'_>>,
+) {
+    let ((rows, failed_by_stage), report, stem) = match known {
+        Some((counts, report, stem)) => (counts, report, stem.to_string()),
+        None => (
+            Default::default(),
+            None,
+            crate::pipeline::unique_stem(&ctx.report_dir, &report::stem_of(name)),
+        ),
+    };
     let (_, path) = report::report_names(&ctx.report_dir, &stem);
     let now = report::now_rfc3339();
     let summary = Summary {
@@ -97,26 +161,33 @@ fn write_failure_summary(ctx: &FileContext, name: &str, why: &str) {
         target: ctx.pipeline.target.name(),
         started_at: now.clone(),
         finished_at: now,
-        rows: Default::default(),
-        failed_by_stage: Default::default(),
-        remote_jobs: Vec::new(),
-        report: None,
+        rows,
+        failed_by_stage,
+        remote_jobs: Default::default(),
+        report,
         error: Some(why.to_string()),
     };
     if let Ok(json) = serde_json::to_vec_pretty(&summary) {
-        let _ = atomic::write_private(&path, &json);
+        if let Err(e) = atomic::write_private(&path, &json) {
+            tracing::error!(file = %name, error = %e, "cannot write the summary");
+        }
     }
 }
 
-/// Logs a finished file the same way for every source, and counts it.
+/// Logs a finished file the same way for every source, and counts it: WARN when it failed
+/// as a whole or some rows did not arrive, INFO when every row did.
 pub fn log_done(ctx: &FileContext, name: &str, result: &FileResult, moved_to: &str) {
     let outcome = if result.file_error.is_some() { "failed" } else { "processed" };
     crate::ops::metrics::get().file(&ctx.pipeline.name, outcome);
     crate::ops::status::get().finished(result.summary.clone());
     let rows = &result.summary.rows;
-    tracing::info!(
-        pipeline = %ctx.pipeline.name, file = %name, read = rows.read, accepted = rows.accepted, failed = rows.failed,
-        unprocessed = rows.unprocessed, moved_to, summary = %result.summary_path.display(),
-        error = result.file_error.as_deref().unwrap_or(""), "file done"
-    );
+    let summary = result.summary_path.display().to_string();
+    let error = result.file_error.as_deref().unwrap_or("");
+    if result.file_error.is_some() {
+        tracing::warn!(pipeline = %ctx.pipeline.name, file = %name, read = rows.read, accepted = rows.accepted, failed = rows.failed, unprocessed = rows.unprocessed, moved_to, summary, error, "file failed as a whole");
+    } else if rows.accepted < rows.read {
+        tracing::warn!(pipeline = %ctx.pipeline.name, file = %name, read = rows.read, accepted = rows.accepted, failed = rows.failed, unprocessed = rows.unprocessed, moved_to, summary, "file done; some rows did not arrive (see the errors report)");
+    } else {
+        tracing::info!(pipeline = %ctx.pipeline.name, file = %name, read = rows.read, accepted = rows.accepted, moved_to, summary, "file done");
+    }
 }

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, SourceSettings};
 use crate::delivery::Connection;
 use crate::ledger::Ledger;
+use crate::ops::health::Health;
 use crate::ops::server::OpsState;
 use crate::ops::systemd;
 use crate::pipeline::FileContext;
@@ -68,6 +69,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 #[derive(Clone)]
 pub(crate) struct Shared {
     ledger: Arc<Ledger>,
+    /// Disk problems: while one lasts intake is paused and `/readyz` says so.
+    health: Arc<Health>,
     files: TaskTracker,
     global: Arc<Semaphore>,
     stop: CancellationToken,
@@ -82,8 +85,10 @@ struct Generation {
 
 pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::Result<()> {
     let ledger = Arc::new(Ledger::open(&settings.state_dir).context("cannot open the ledger")?);
+    let health = Arc::new(Health::default());
     let shared = Shared {
         ledger: ledger.clone(),
+        health: health.clone(),
         files: TaskTracker::new(),
         global: Arc::new(Semaphore::new(settings.max_files_in_flight)),
         stop: CancellationToken::new(),
@@ -94,7 +99,11 @@ pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::R
         Arc::new(RwLock::new(generation.connections.values().cloned().collect::<Vec<_>>()));
     let ops_stop = CancellationToken::new();
     if let Some(server) = &settings.server {
-        let state = OpsState { ledger: ledger.clone(), connections: ops_connections.clone() };
+        let state = OpsState {
+            ledger: ledger.clone(),
+            connections: ops_connections.clone(),
+            health: health.clone(),
+        };
         let addr = crate::ops::server::spawn(&server.listen, state, ops_stop.clone()).await?;
         tracing::info!(listen = %addr, "operator endpoints: /healthz /readyz /metrics /status");
     }
@@ -209,7 +218,8 @@ async fn start(
                     ctx(pipeline.default_report_dir().unwrap_or_else(|| f.path.join("reports")));
                 tracing::info!(pipeline = %pipeline.name, source = %f.path.display(), target = %pipeline.target.name(), connection = %pipeline.connection.name, "watching");
                 let (tx, rx) = mpsc::channel::<Claimed>(1);
-                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first));
+                let paused = shared.health.paused();
+                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first, paused));
                 tokio::spawn(dispatch(rx, shared.clone(), move |claimed, shared| {
                     folder::handle(ctx.clone(), source.clone(), claimed, shared)
                 }));

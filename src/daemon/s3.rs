@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::file::{self, Ran};
+use super::file::{self, FileRun, Ran};
 use super::Shared;
 use crate::ledger::{FileState, Identity};
 use crate::pipeline::{FileContext, FileResult, Input};
@@ -27,10 +27,12 @@ pub async fn handle(
     let _permit = permit;
     let pipeline = ctx.pipeline.name.clone();
     let name = object.key.clone();
-    // This file's own tokens: losing its lease stops it without stopping the others.
-    let lost = CancellationToken::new();
-    ctx.stop = child_of(&ctx.stop, &lost);
-    ctx.abort = child_of(&ctx.abort, &lost);
+    // This file's own tokens, which the renewer cancels directly when the lease is lost: it
+    // stops without stopping the others, and no task waits on them after the file.
+    ctx.stop = ctx.stop.child_token();
+    ctx.abort = ctx.abort.child_token();
+    let lost =
+        Lost { stop: ctx.stop.clone(), abort: ctx.abort.clone(), flag: CancellationToken::new() };
     let renewer = tokio::spawn(renew(source.clone(), lease.clone(), lost.clone()));
     let identity = Identity {
         pipeline: pipeline.clone(),
@@ -55,9 +57,26 @@ pub async fn handle(
     let mut reads = 0;
     let ran = loop {
         reads += 1;
-        let ran =
-            file::run(&ctx, input.clone(), &object.name, identity.clone(), stem.clone(), &shared)
-                .await;
+        let run = FileRun {
+            ctx: &ctx,
+            input: input.clone(),
+            name: &object.name,
+            identity: identity.clone(),
+            stem: stem.clone(),
+            left_by_earlier_run: false,
+        };
+        let ran = file::run(run, &shared).await;
+        if let Ran::Blocked { what, error } = &ran {
+            // The disk refused: wait and read again (the state is in the ledger).
+            shared.health.problem(what, error);
+            tokio::select! {
+                _ = ctx.stop.cancelled() => break Ran::Interrupted,
+                _ = tokio::time::sleep(Duration::from_secs(2u64.pow(reads.min(5)))) => {}
+            }
+            shared.health.cleared(what);
+            reads = reads.saturating_sub(1);
+            continue;
+        }
         let broke = matches!(ran, Ran::Interrupted)
             && !ctx.stop.is_cancelled()
             && !ctx.abort.is_cancelled();
@@ -76,16 +95,20 @@ pub async fn handle(
         Ran::Finished { result, file_id } => {
             finish(&ctx, &source, &object, &shared, result, file_id, upload_reports).await
         }
-        Ran::Crashed { file_id } => {
+        Ran::Crashed { file_id } | Ran::SetAside { file_id: Some(file_id), .. } => {
             let _ = shared.ledger.finish(file_id, FileState::Failed).await;
             moved(&source, &object, true, &name).await
         }
-        Ran::Interrupted | Ran::NotRecorded => {
+        Ran::SetAside { file_id: None, why } => {
+            file::write_failure_summary(&ctx, &object.name, &why, None);
+            moved(&source, &object, true, &name).await
+        }
+        Ran::Interrupted | Ran::Blocked { .. } => {
             tracing::info!(pipeline = %pipeline, file = %name, "stopped before the end; resumes later from the ledger (the lease expires if this daemon does not return)");
             false
         }
     };
-    if release && !lost.is_cancelled() {
+    if release && !lost.flag.is_cancelled() {
         source.leases.release(&lease).await;
     }
     source.done(&object.key);
@@ -111,9 +134,6 @@ async fn finish(
                 return false;
             }
         }
-        for f in &files {
-            let _ = std::fs::remove_file(f);
-        }
     }
     let failed = result.file_error.is_some();
     if let Err(e) = shared
@@ -123,6 +143,12 @@ async fn finish(
     {
         tracing::error!(file = %name, error = %e, "cannot record the file as finished");
         return false;
+    }
+    // Only now: until the ledger says finished, a restart resumes from these local copies.
+    if upload {
+        for f in [Some(&result.summary_path), result.errors_path.as_ref()].into_iter().flatten() {
+            let _ = std::fs::remove_file(f);
+        }
     }
     let ok = moved(source, object, failed, name).await;
     file::log_done(ctx, name, &result, if failed { "failed/" } else { "processed/" });
@@ -144,8 +170,17 @@ async fn moved(
     }
 }
 
+/// What the renewer cancels when another daemon took the lease.
+#[derive(Clone)]
+struct Lost {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    /// Set when the lease was lost, so it is not released as if it were ours.
+    flag: CancellationToken,
+}
+
 /// Renews the lease every third of its life; if another daemon took it, stops this file.
-async fn renew(source: S3Source, mut lease: Lease, lost: CancellationToken) {
+async fn renew(source: S3Source, mut lease: Lease, lost: Lost) {
     let every = source.leases.ttl / 3;
     loop {
         tokio::time::sleep(every).await;
@@ -153,7 +188,9 @@ async fn renew(source: S3Source, mut lease: Lease, lost: CancellationToken) {
             Ok(Some(l)) => lease = l,
             Ok(None) => {
                 tracing::error!(lease = %lease.key, "the lease was taken by another daemon; stopping this file");
-                lost.cancel();
+                lost.flag.cancel();
+                lost.stop.cancel();
+                lost.abort.cancel();
                 return;
             }
             Err(e) => {
@@ -161,17 +198,4 @@ async fn renew(source: S3Source, mut lease: Lease, lost: CancellationToken) {
             }
         }
     }
-}
-
-/// A token cancelled when either `parent` or `other` is.
-fn child_of(parent: &CancellationToken, other: &CancellationToken) -> CancellationToken {
-    let child = parent.child_token();
-    let (c, o) = (child.clone(), other.clone());
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = o.cancelled() => c.cancel(),
-            _ = c.cancelled() => {}
-        }
-    });
-    child
 }

@@ -80,6 +80,8 @@ pub struct JobRecord {
 #[derive(Debug, Clone)]
 pub struct Resume {
     pub file_id: i64,
+    /// Starts in a row without progress, this one included (1 after a clean stop).
+    pub attempts: u32,
     pub report_stem: String,
     pub started_at: String,
     pub checkpoint: Checkpoint,
@@ -103,7 +105,9 @@ enum Msg {
     Claim(Identity, String, Ack<Claim>),
     JobStarted(i64, String, Vec<u64>, Ack<()>),
     JobStatus(i64, String, String),
-    Checkpoint(i64, Checkpoint),
+    Checkpoint(i64, Checkpoint, Option<Ack<()>>),
+    Stopped(i64),
+    Identity(i64, u64, String),
     Finish(i64, FileState, Ack<()>),
     Sync(Ack<()>),
 }
@@ -121,11 +125,15 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Opens (creating and migrating) `state_dir/ledger.sqlite3`.
+    /// Opens (creating and migrating) `state_dir/ledger.sqlite3`. The folder is made 0700 and
+    /// the database 0600 whatever the umask: they name the files people dropped.
     pub fn open(state_dir: &Path) -> Result<Self, LedgerError> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| LedgerError::Dir { path: state_dir.to_path_buf(), source })?;
+        let dir_err = |source| LedgerError::Dir { path: state_dir.to_path_buf(), source };
+        private_dir(state_dir).map_err(dir_err)?;
         let path = state_dir.join("ledger.sqlite3");
+        // Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the
+        // database's own mode.
+        private_file(&path).map_err(dir_err)?;
         let err = |source| LedgerError::Open { path: path.clone(), source };
         let mut conn = rusqlite::Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
@@ -177,7 +185,25 @@ impl Ledger {
 
     /// Records a checkpoint; applied in order, without waiting.
     pub fn checkpoint(&self, file_id: i64, cp: Checkpoint) {
-        let _ = self.send(Msg::Checkpoint(file_id, cp));
+        let _ = self.send(Msg::Checkpoint(file_id, cp, None));
+    }
+
+    /// Records a checkpoint and waits for its commit, from a blocking thread: the step after
+    /// it (publishing the report) must never run ahead of it.
+    pub fn checkpoint_committed(&self, file_id: i64, cp: Checkpoint) -> Result<(), LedgerError> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Msg::Checkpoint(file_id, cp, Some(ack)))?;
+        rx.blocking_recv().map_err(|_| LedgerError::Closed)?
+    }
+
+    /// The file's run stopped in good order (shutdown): not a crash.
+    pub fn stopped(&self, file_id: i64) {
+        let _ = self.send(Msg::Stopped(file_id));
+    }
+
+    /// The file is now `size` bytes with content `hash` (it grew after the claim).
+    pub async fn set_identity(&self, file_id: i64, size: u64, hash: String) {
+        let _ = self.send(Msg::Identity(file_id, size, hash));
     }
 
     pub async fn finish(&self, file_id: i64, state: FileState) -> Result<(), LedgerError> {
@@ -235,7 +261,14 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
                     Msg::JobStatus(file, job, status) => {
                         store::job_status(&tx, file, &job, &status)?
                     }
-                    Msg::Checkpoint(file, cp) => store::checkpoint(&tx, file, &cp)?,
+                    Msg::Checkpoint(file, cp, ack) => {
+                        store::checkpoint(&tx, file, &cp)?;
+                        if let Some(ack) = ack {
+                            replies.push(unit_reply(ack));
+                        }
+                    }
+                    Msg::Stopped(file) => store::stopped(&tx, file)?,
+                    Msg::Identity(file, size, hash) => store::identity(&tx, file, size, &hash)?,
                     Msg::Finish(file, state, ack) => {
                         store::finish(&tx, file, state)?;
                         replies.push(unit_reply(ack));
@@ -254,6 +287,38 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
             reply(err.clone());
         }
     }
+}
+
+/// Creates `dir` if need be and makes it 0700.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` if it does not exist, and makes it 0600.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        drop(options.open(path)?);
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(options.open(path)?);
+    Ok(())
 }
 
 fn unit_reply(ack: Ack<()>) -> Box<dyn FnOnce(Option<String>)> {

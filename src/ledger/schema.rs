@@ -29,6 +29,9 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         PRIMARY KEY (file_id, job_id)
     );",
+    // 2: how many times in a row a file was started without its watermark moving: a file
+    // that crashes the daemon is set aside instead of crashing it for ever.
+    "ALTER TABLE files ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -25,12 +25,13 @@ struct FileRow {
     counts: String,
     started_at: String,
     finished_at: Option<String>,
+    attempts: u32,
 }
 
 pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Result<Claim> {
     let found = tx
         .query_row(
-            "SELECT id, state, report_stem, watermark, errors_bytes, counts, started_at, finished_at
+            "SELECT id, state, report_stem, watermark, errors_bytes, counts, started_at, finished_at, attempts
              FROM files WHERE pipeline = ?1 AND name = ?2 AND size = ?3 AND hash = ?4 AND state != 'failed'
              ORDER BY id DESC LIMIT 1",
             params![id.pipeline, id.name, id.size, id.hash],
@@ -44,6 +45,7 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
                     counts: r.get(5)?,
                     started_at: r.get(6)?,
                     finished_at: r.get(7)?,
+                    attempts: r.get(8)?,
                 })
             },
         )
@@ -56,8 +58,11 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
         Some(row) => {
             let counts: Counts = serde_json::from_str(&row.counts).unwrap_or_default();
             let jobs = jobs(tx, row.id)?;
+            let attempts = row.attempts + 1;
+            tx.execute("UPDATE files SET attempts = ?2 WHERE id = ?1", params![row.id, attempts])?;
             Ok(Claim::Resume(Resume {
                 file_id: row.id,
+                attempts,
                 report_stem: row.report_stem,
                 started_at: row.started_at,
                 checkpoint: Checkpoint {
@@ -72,8 +77,8 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
         None => {
             let now = now_rfc3339();
             tx.execute(
-                "INSERT INTO files (pipeline, name, size, hash, state, report_stem, started_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                "INSERT INTO files (pipeline, name, size, hash, state, report_stem, started_at, updated_at, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)",
                 params![id.pipeline, id.name, id.size, id.hash, FileState::InProgress.as_str(), stem, now],
             )?;
             Ok(Claim::Fresh { file_id: tx.last_insert_rowid(), started_at: now })
@@ -127,8 +132,32 @@ pub fn job_status(
 pub fn checkpoint(tx: &Transaction<'_>, file_id: i64, cp: &Checkpoint) -> rusqlite::Result<()> {
     let counts = Counts { rows: cp.counts.clone(), failed_by_stage: cp.failed_by_stage.clone() };
     tx.execute(
-        "UPDATE files SET watermark = ?2, errors_bytes = ?3, counts = ?4, updated_at = ?5 WHERE id = ?1 AND watermark <= ?2",
-        params![file_id, cp.watermark, cp.errors_bytes, serde_json::to_string(&counts).unwrap_or_default(), now_rfc3339()],
+        "UPDATE files SET watermark = ?2, errors_bytes = ?3, counts = ?4, updated_at = ?5,
+                attempts = CASE WHEN ?2 > watermark THEN 0 ELSE attempts END
+         WHERE id = ?1 AND watermark <= ?2",
+        params![
+            file_id,
+            cp.watermark,
+            cp.errors_bytes,
+            serde_json::to_string(&counts).unwrap_or_default(),
+            now_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+/// A run that stopped in good order (shutdown): it does not count as a crash.
+pub fn stopped(tx: &Transaction<'_>, file_id: i64) -> rusqlite::Result<()> {
+    tx.execute("UPDATE files SET attempts = 0 WHERE id = ?1", params![file_id])?;
+    Ok(())
+}
+
+/// The file grew after it was claimed (a writer was still appending): its identity is that of
+/// what was read, so the whole file dropped again is known as imported.
+pub fn identity(tx: &Transaction<'_>, file_id: i64, size: u64, hash: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE files SET size = ?2, hash = ?3 WHERE id = ?1",
+        params![file_id, size, hash],
     )?;
     Ok(())
 }
@@ -136,7 +165,7 @@ pub fn checkpoint(tx: &Transaction<'_>, file_id: i64, cp: &Checkpoint) -> rusqli
 pub fn finish(tx: &Transaction<'_>, file_id: i64, state: FileState) -> rusqlite::Result<()> {
     let now = now_rfc3339();
     tx.execute(
-        "UPDATE files SET state = ?2, finished_at = ?3, updated_at = ?3 WHERE id = ?1",
+        "UPDATE files SET state = ?2, finished_at = ?3, updated_at = ?3, attempts = 0 WHERE id = ?1",
         params![file_id, state.as_str(), now],
     )?;
     Ok(())

@@ -19,6 +19,7 @@ use crate::ledger::Ledger;
 pub struct OpsState {
     pub ledger: Arc<Ledger>,
     pub connections: Arc<RwLock<Vec<Arc<Connection>>>>,
+    pub health: Arc<super::health::Health>,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -50,7 +51,8 @@ pub async fn spawn(
     Ok(addr)
 }
 
-/// Ready: the ledger commits, and no connection has had its credentials refused.
+/// Ready: the ledger commits, no disk refuses writes, and no connection has had its
+/// credentials refused.
 async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     match tokio::time::timeout(Duration::from_secs(2), s.ledger.sync()).await {
@@ -58,6 +60,7 @@ async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
         Ok(Err(e)) => problems.push(format!("ledger: {e}")),
         Err(_) => problems.push("ledger: no commit within 2s".into()),
     }
+    problems.extend(s.health.problems());
     let connections = s.connections.read().map(|c| c.clone()).unwrap_or_default();
     for c in connections {
         if let Some(why) = c.auth_failure() {

@@ -229,12 +229,19 @@ fn settler(
         let errors = ErrorsFile::new(errors_path, file.dialect.clone());
         return Ok(Settler::new(errors, progress, &ctx.pipeline.name, label.to_string()));
     };
-    let partial = ctx.report_dir.join(format!(".{stem}.errors.csv.partial"));
+    let partial = report::partial_name(&ctx.report_dir, stem);
     let checkpoint = l.resume.as_ref().map(|r| &r.checkpoint);
     let bytes = checkpoint.map_or(0, |c| c.errors_bytes);
     let errors = ErrorsFile::resumable(errors_path, partial, file.dialect.clone(), bytes)?;
     let (store, file_id) = (l.ledger.clone(), l.file_id);
-    let sink = Box::new(move |cp| store.checkpoint(file_id, cp));
+    let sink = Box::new(move |cp, wait| {
+        if wait {
+            store.checkpoint_committed(file_id, cp).map_err(std::io::Error::other)
+        } else {
+            store.checkpoint(file_id, cp);
+            Ok(())
+        }
+    });
     Ok(Settler::new(errors, progress, &ctx.pipeline.name, label.to_string())
         .resuming(checkpoint, sink))
 }

@@ -18,8 +18,10 @@ use crate::row::{Failure, Outcome, SourceRow, Stage};
 const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// Where checkpoints go (the ledger); called on the settler's thread.
-pub type CheckpointSink = Box<dyn FnMut(Checkpoint) + Send>;
+/// Where checkpoints go (the ledger); called on the settler's thread. With `wait`, it returns
+/// once the checkpoint is committed: the file's last checkpoint must be durable before its
+/// report is published, or a kill between the two would lose the report's first rows.
+pub type CheckpointSink = Box<dyn FnMut(Checkpoint, bool) -> io::Result<()> + Send>;
 
 /// What settlement produced for a file.
 #[derive(Debug, Clone)]
@@ -165,7 +167,7 @@ impl Settler {
             self.apply_parked(parked)?;
         }
         if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            self.checkpoint()?;
+            self.checkpoint(false)?;
         }
         Ok(())
     }
@@ -232,25 +234,26 @@ impl Settler {
         }
     }
 
-    /// Flushes the report, then records the watermark: never the other way round.
-    fn checkpoint(&mut self) -> io::Result<()> {
+    /// Flushes the report, then records the watermark: never the other way round. With
+    /// `wait`, returns once the ledger committed it.
+    fn checkpoint(&mut self, wait: bool) -> io::Result<()> {
         self.last_checkpoint = Instant::now();
         let Some(sink) = self.checkpoints.as_mut() else { return Ok(()) };
         let errors_bytes = self.errors.flush()?;
-        sink(Checkpoint {
+        let cp = Checkpoint {
             watermark: self.watermark,
             errors_bytes,
             counts: self.counts.clone(),
             failed_by_stage: self.by_stage.clone(),
-        });
-        Ok(())
+        };
+        sink(cp, wait)
     }
 
     /// Ends the file. Complete: rows never settled are reported `unprocessed` and the report is
     /// published. Interrupted: a last checkpoint, and the partial report is kept for resume.
     pub fn finish(mut self, interrupted: bool) -> io::Result<Settled> {
         if interrupted {
-            self.checkpoint()?;
+            self.checkpoint(true)?;
             return Ok(Settled {
                 counts: self.counts,
                 failed_by_stage: self.by_stage,
@@ -271,7 +274,9 @@ impl Settler {
                 }
             }
         }
-        self.checkpoint()?;
+        // Committed before the report is published: after a kill between the two, the resumed
+        // run finds the published report and takes it as its partial (see `ErrorsFile`).
+        self.checkpoint(true)?;
         let report = self.errors.finish()?;
         Ok(Settled { counts: self.counts, failed_by_stage: self.by_stage, report, interrupted })
     }

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// A hidden temp file beside `target`, created with mode 0600.
 pub fn create_private(target: &Path) -> io::Result<(File, PathBuf)> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), fastrand::u32(..)));
+    let tmp = super::names::temp_beside(target);
     Ok((create_private_at(&tmp)?, tmp))
 }
 

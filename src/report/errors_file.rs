@@ -3,9 +3,10 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::atomic::{create_private_at, publish};
+use super::names::temp_beside;
 use crate::csvio::{dialect::UTF8_BOM, Dialect};
 use crate::mapping::REPORT_COLUMNS;
 use crate::row::Failure;
@@ -27,7 +28,9 @@ impl ErrorsFile {
     }
 
     /// A report kept in `partial` across restarts: its first `bytes` bytes are kept (rows an
-    /// earlier run settled), anything after them is cut off, and new rows follow.
+    /// earlier run settled), anything after them is cut off, and new rows follow. A report an
+    /// earlier run already published (it was stopped after publishing, before the file was
+    /// filed away) is taken back as the partial: its last checkpoint was committed first.
     pub fn resumable(
         target: PathBuf,
         partial: PathBuf,
@@ -35,6 +38,9 @@ impl ErrorsFile {
         bytes: u64,
     ) -> io::Result<Self> {
         let mut me = Self { target, partial, dialect, open: None, rows: 0 };
+        if bytes > 0 && !me.partial.exists() && me.target.exists() {
+            std::fs::rename(&me.target, &me.partial)?;
+        }
         if bytes > 0 && !me.partial.exists() {
             tracing::warn!(report = %me.partial.display(), "the partial errors report is gone; rows reported before the restart are missing from it");
         } else if bytes > 0 {
@@ -137,26 +143,4 @@ impl ErrorsFile {
         publish(file, &self.partial, &self.target)?;
         Ok(Some(self.target))
     }
-}
-
-fn temp_beside(target: &Path) -> PathBuf {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), fastrand::u32(..)))
-}
-
-/// `NAME.errors.csv` and `NAME.summary.json` for a source file name.
-pub fn report_names(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{stem}.errors.csv")), dir.join(format!("{stem}.summary.json")))
-}
-
-/// `clients.csv.gz` -> `clients`.
-pub fn stem_of(file_name: &str) -> String {
-    let lower = file_name.to_ascii_lowercase();
-    for ext in [".csv.gz", ".csv", ".gz", ".txt"] {
-        if lower.ends_with(ext) && file_name.len() > ext.len() {
-            return file_name[..file_name.len() - ext.len()].to_string();
-        }
-    }
-    file_name.to_string()
 }

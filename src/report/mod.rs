@@ -2,7 +2,9 @@
 
 pub mod atomic;
 mod errors_file;
+pub mod names;
 mod summary;
 
-pub use errors_file::{report_names, stem_of, ErrorsFile};
+pub use errors_file::ErrorsFile;
+pub use names::{file_name, partial_name, report_names, stem_of};
 pub use summary::{now_rfc3339, RowCounts, Summary};

@@ -2,13 +2,14 @@
 //! mtime have been stable for `settle`; claimed by renaming into `.processing/`; filed into
 //! `processed/` or `failed/` afterwards.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FolderSettings;
@@ -24,6 +25,8 @@ pub struct Claimed {
     pub name: String,
     /// The pipeline slot the file holds while it is processed.
     pub permit: OwnedSemaphorePermit,
+    /// Found in `.processing/` at start-up: an earlier run claimed it.
+    pub left_by_earlier_run: bool,
 }
 
 /// Where a finished file goes.
@@ -43,6 +46,67 @@ struct Seen {
     size: u64,
     mtime: Option<SystemTime>,
     stable_since: Instant,
+}
+
+/// What a file event says about a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PokeKind {
+    /// Closed after writing, or moved in: the file is whole now.
+    Complete,
+    /// Created or written to: look again once it settles.
+    Changed,
+}
+
+#[derive(Debug, Clone)]
+struct Poke {
+    name: String,
+    kind: PokeKind,
+}
+
+impl Poke {
+    /// Which events matter. Reads (open, access, close after reading) are our own or a
+    /// reader's and say nothing: reacting to them made the watcher wake itself forever.
+    fn kind_of(kind: &EventKind) -> Option<PokeKind> {
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        match kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(PokeKind::Complete),
+            EventKind::Create(_) | EventKind::Modify(_) => Some(PokeKind::Changed),
+            _ => None,
+        }
+    }
+}
+
+/// The watcher's view of the folder between scans: what it has seen, and the names ready to
+/// claim in order. Lookups are hashed, so a scan stays linear in the folder's size.
+#[derive(Debug, Default)]
+struct Scan {
+    seen: HashMap<String, Seen>,
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+    /// Entries already warned about (a symlink, a FIFO, a name that is not UTF-8).
+    warned: HashSet<OsString>,
+}
+
+impl Scan {
+    fn push(&mut self, name: String) {
+        if self.queued.insert(name.clone()) {
+            self.queue.push_back(name);
+        }
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let name = self.queue.pop_front()?;
+        self.queued.remove(&name);
+        self.seen.remove(&name);
+        Some(name)
+    }
+
+    fn warn_once(&mut self, name: &OsString, why: &str) {
+        if self.warned.insert(name.clone()) {
+            tracing::warn!(file = %name.to_string_lossy(), "skipped: {why}");
+        }
+    }
 }
 
 impl FolderSource {
@@ -73,69 +137,69 @@ impl FolderSource {
     }
 
     /// Watches the folder until `cancel`, sending each claimed file. A slot in `slots` is
-    /// taken before a file is claimed, so files wait in the inbox while the pipeline is busy.
-    /// With `resume`, files an earlier run left in `.processing/` are sent first (only at
-    /// start-up: after a reload they belong to the files still in flight).
+    /// taken before a file is claimed, so files wait in the inbox while the pipeline is busy;
+    /// the next ready file is claimed as soon as a slot frees. While `paused` holds `true`
+    /// (a disk problem), nothing new is claimed. With `resume`, files an earlier run left in
+    /// `.processing/` are sent first (only at start-up: after a reload they belong to the
+    /// files still in flight).
     pub async fn watch(
         self,
         slots: Arc<Semaphore>,
         tx: mpsc::Sender<Claimed>,
         cancel: CancellationToken,
         resume: bool,
+        mut paused: watch::Receiver<bool>,
     ) {
-        let (poke_tx, mut poke_rx) = mpsc::channel::<(String, bool)>(1024);
+        let (poke_tx, mut poke_rx) = mpsc::channel::<Poke>(1024);
         let _watcher = self.start_watcher(poke_tx);
-        let mut seen: HashMap<String, Seen> = HashMap::new();
-        let mut closed: HashMap<String, Instant> = HashMap::new();
-        // Files a previous run left claimed come first.
         if resume && !self.resume_claimed(&slots, &tx, &cancel).await {
             return;
         }
+        let mut scan = Scan::default();
         let tick =
             self.settings.rescan_interval.min(self.settings.settle.max(Duration::from_millis(100)));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let claimable = !scan.queue.is_empty() && !*paused.borrow();
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = ticker.tick() => {}
-                Some((name, done)) = poke_rx.recv() => {
-                    if done { closed.insert(name, Instant::now()); }
-                    while let Ok((name, done)) = poke_rx.try_recv() {
-                        if done { closed.insert(name, Instant::now()); }
+                _ = ticker.tick() => self.rescan(&mut scan),
+                Some(poke) = poke_rx.recv() => {
+                    let mut pokes = vec![poke];
+                    while let Ok(p) = poke_rx.try_recv() {
+                        pokes.push(p);
+                    }
+                    for p in pokes {
+                        self.poked(&mut scan, p);
                     }
                 }
-            }
-            for name in self.ready(&mut seen, &mut closed) {
-                let Ok(permit) = slots.clone().try_acquire_owned() else { break };
-                if let Some(claimed) = self.claim(&name, permit) {
-                    seen.remove(&name);
-                    if tx.send(claimed).await.is_err() {
-                        return;
+                changed = paused.changed() => if changed.is_err() { return },
+                permit = slots.clone().acquire_owned(), if claimable => {
+                    let Ok(permit) = permit else { return };
+                    let Some(name) = scan.pop() else { continue };
+                    if let Some(claimed) = self.claim(&name, permit) {
+                        if tx.send(claimed).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
         }
     }
 
-    fn start_watcher(
-        &self,
-        poke: mpsc::Sender<(String, bool)>,
-    ) -> Option<notify::RecommendedWatcher> {
+    fn start_watcher(&self, poke: mpsc::Sender<Poke>) -> Option<notify::RecommendedWatcher> {
+        let folder = self.settings.path.clone();
         let handler = move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
-            // Closed after writing, or moved in: complete now. Anything else: look again.
-            let done = matches!(
-                event.kind,
-                EventKind::Access(notify::event::AccessKind::Close(
-                    notify::event::AccessMode::Write
-                )) | EventKind::Modify(notify::event::ModifyKind::Name(
-                    notify::event::RenameMode::To
-                ))
-            );
+            let Some(kind) = Poke::kind_of(&event.kind) else { return };
             for p in &event.paths {
+                // Events on the folder itself (our own `read_dir` opens it) say nothing new.
+                if p == &folder {
+                    continue;
+                }
                 if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-                    let _ = poke.try_send((name.to_string(), done));
+                    let _ = poke.try_send(Poke { name: name.to_string(), kind });
                 }
             }
         };
@@ -174,7 +238,8 @@ impl FolderSource {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return false },
             };
             tracing::info!(file = %name, "resuming a file an earlier run had claimed");
-            let claimed = Claimed { path: self.dir(PROCESSING).join(&name), name, permit };
+            let path = self.dir(PROCESSING).join(&name);
+            let claimed = Claimed { path, name, permit, left_by_earlier_run: true };
             if tx.send(claimed).await.is_err() {
                 return false;
             }
@@ -182,38 +247,63 @@ impl FolderSource {
         true
     }
 
-    /// Names ready to take, oldest first.
-    fn ready(
-        &self,
-        seen: &mut HashMap<String, Seen>,
-        closed: &mut HashMap<String, Instant>,
-    ) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.settings.path) else { return Vec::new() };
+    /// A file event: a file closed after writing or moved in is ready now; anything else
+    /// waits for the next rescan (its size and mtime must then settle).
+    fn poked(&self, scan: &mut Scan, poke: Poke) {
+        if poke.kind != PokeKind::Complete || !self.wants(&poke.name) {
+            return;
+        }
+        match std::fs::symlink_metadata(self.settings.path.join(&poke.name)) {
+            Ok(meta) if meta.is_file() => scan.push(poke.name),
+            _ => {}
+        }
+    }
+
+    /// Looks at every entry of the folder once: files whose size and mtime have been stable
+    /// for `settle` join the queue, oldest first. O(entries) per call.
+    fn rescan(&self, scan: &mut Scan) {
+        let Ok(entries) = std::fs::read_dir(&self.settings.path) else { return };
         let now = Instant::now();
         let mut ready = Vec::new();
-        let mut present = Vec::new();
+        let mut present: HashSet<String> = HashSet::new();
         for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().map(String::from) else { continue };
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() || !self.wants(&name) {
+            let raw = entry.file_name();
+            let Some(name) = raw.to_str().map(String::from) else {
+                scan.warn_once(&raw, "its name is not valid UTF-8; rename it to take it");
+                continue;
+            };
+            if !self.wants(&name) {
                 continue;
             }
-            present.push(name.clone());
+            // Not followed: a symlink or a FIFO is skipped, and said so once.
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                let what = if meta.file_type().is_symlink() {
+                    "it is a symbolic link; drop the file itself"
+                } else {
+                    "it is not a regular file"
+                };
+                scan.warn_once(&raw, what);
+                continue;
+            }
             let (size, mtime) = (meta.len(), meta.modified().ok());
-            let s = seen.entry(name.clone()).or_insert(Seen { size, mtime, stable_since: now });
+            let s =
+                scan.seen.entry(name.clone()).or_insert(Seen { size, mtime, stable_since: now });
             if s.size != size || s.mtime != mtime {
                 *s = Seen { size, mtime, stable_since: now };
-                closed.remove(&name);
             }
-            let settled = now.duration_since(s.stable_since) >= self.settings.settle;
-            if settled || closed.contains_key(&name) {
-                ready.push((mtime, name));
+            if now.duration_since(s.stable_since) >= self.settings.settle {
+                ready.push((mtime, name.clone()));
             }
+            present.insert(name);
         }
-        seen.retain(|n, _| present.contains(n));
-        closed.retain(|n, _| present.contains(n));
+        scan.seen.retain(|n, _| present.contains(n));
+        scan.queued.retain(|n| present.contains(n));
+        scan.queue.retain(|n| present.contains(n));
         ready.sort();
-        ready.into_iter().map(|(_, n)| n).collect()
+        for (_, name) in ready {
+            scan.push(name);
+        }
     }
 
     /// Renames the file into `.processing/`; `None` if someone else took it first.
@@ -227,7 +317,7 @@ impl FolderSource {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| name.to_string());
                 tracing::info!(file = %name, "claimed");
-                Some(Claimed { path: to, name, permit })
+                Some(Claimed { path: to, name, permit, left_by_earlier_run: false })
             }
             Err(e) => {
                 tracing::debug!(file = %name, error = %e, "could not claim");
