@@ -6,7 +6,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crm_ingest::mapping::{is_email, phone, Cells, Mapper};
-use crm_ingest::targets::schema::REPSLY_CLIENTS;
+use crm_ingest::schema::REPSLY_CLIENTS;
 use crm_ingest::targets::Escapes;
 
 struct Row(Vec<&'static str>);

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// One data record of a source file, as read.
 #[derive(Debug, Clone)]
 pub struct SourceRow {
@@ -68,4 +70,22 @@ impl Failure {
 pub enum Outcome {
     Accepted,
     Failed(Failure),
+}
+
+/// A row ready to send: the source row (for the report) plus its encoded form.
+#[derive(Debug, Clone)]
+pub struct MappedRow {
+    pub source: SourceRow,
+    /// The value the CRM reports failures by (Repsly `Code`).
+    pub key: String,
+    /// The row as the target sends it (a JSON object for Repsly).
+    pub body: Vec<u8>,
+}
+
+/// A remote job or import the CRM created for a batch; recorded before it is polled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteJob {
+    pub id: String,
+    pub status: String,
+    pub rows: usize,
 }

@@ -5,12 +5,14 @@
 mod fields;
 pub mod rate;
 pub mod raw;
+mod retry;
 pub mod settings;
 mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use retry::RetryPolicy;
 pub use settings::*;
 
 /// One problem with the config, already phrased for the user.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::delivery::retry::RetryPolicy;
-use crate::mapping::{Transform, Validator};
+use super::retry::RetryPolicy;
+pub use crate::mapping::spec::{EmptyPolicy, FieldSettings, TemplatePart, ValueSource};
 use crate::secret::Secret;
 
 use super::rate::RateLimit;
@@ -205,39 +205,6 @@ impl Default for CsvSettings {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
-}
-
-/// Where a target field's value comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValueSource {
-    /// The first of these header names present in the file.
-    Columns(Vec<String>),
-    /// `"{First Name} {Surname}"`.
-    Template(Vec<TemplatePart>),
-    Constant(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplatePart {
-    Literal(String),
-    Column(String),
-}
-
-/// What an empty value does: leave the field out, or send it empty to clear it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmptyPolicy {
-    Omit,
-    Clear,
-}
-
-#[derive(Debug, Clone)]
-pub struct FieldSettings {
-    /// Target field name (`Code`, `CustomFields.Region`, ...).
-    pub target: String,
-    pub source: ValueSource,
-    pub transforms: Vec<Transform>,
-    pub validators: Vec<Validator>,
-    pub empty: EmptyPolicy,
 }
 
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::raw::*;
+use super::retry::RetryPolicy;
 use super::settings::*;
 use super::{ConfigError, ConfigProblem};
-use crate::delivery::retry::RetryPolicy;
 use crate::secret::Secret;
 
 /// 1-based line of a byte offset.

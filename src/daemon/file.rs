@@ -47,7 +47,7 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
     let pipeline = ctx.pipeline.name.clone();
     let lf = match shared.ledger.claim(identity, stem.clone()).await {
         Ok(Claim::Finished { finished_at, .. }) => {
-            crate::ops::metrics::get().file(&pipeline, "already_imported");
+            crate::metrics::get().file(&pipeline, "already_imported");
             return Ran::AlreadyDone { finished_at };
         }
         Ok(Claim::Fresh { file_id, started_at }) => {
@@ -83,7 +83,7 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
     let file_id = lf.file_id;
     let progress = Arc::new(Progress::default());
     let _on_board = crate::ops::status::get().register(&pipeline, name, progress.clone());
-    let metrics = crate::ops::metrics::get();
+    let metrics = crate::metrics::get();
     metrics.file_in_flight(&pipeline, 1);
     let task = {
         let (ctx, name) = (ctx.clone(), name.to_string());
@@ -178,7 +178,7 @@ pub fn write_failure_summary(
 /// as a whole or some rows did not arrive, INFO when every row did.
 pub fn log_done(ctx: &FileContext, name: &str, result: &FileResult, moved_to: &str) {
     let outcome = if result.file_error.is_some() { "failed" } else { "processed" };
-    crate::ops::metrics::get().file(&ctx.pipeline.name, outcome);
+    crate::metrics::get().file(&ctx.pipeline.name, outcome);
     crate::ops::status::get().finished(result.summary.clone());
     let rows = &result.summary.rows;
     let summary = result.summary_path.display().to_string();

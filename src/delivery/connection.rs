@@ -169,7 +169,7 @@ impl Connection {
                 break;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            crate::ops::metrics::get().retry(&self.settings.name, endpoint);
+            crate::metrics::get().retry(&self.settings.name, endpoint);
             let wait = match server_wait {
                 Some(w) => {
                     self.pause_for(w);
@@ -203,7 +203,7 @@ impl Connection {
     {
         let _slot = self.slots.acquire().await.map_err(|_| "connection closed".to_string())?;
         self.wait_for_pause().await;
-        let metrics = crate::ops::metrics::get();
+        let metrics = crate::metrics::get();
         let started = Instant::now();
         self.limiter.until_ready().await;
         let waited = started.elapsed();

@@ -278,7 +278,7 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
             }
             tx.commit()
         })();
-        crate::ops::metrics::get().ledger_write_seconds.observe(started.elapsed().as_secs_f64());
+        crate::metrics::get().ledger_write_seconds.observe(started.elapsed().as_secs_f64());
         let err = result.err().map(|e| e.to_string());
         if let Some(e) = &err {
             tracing::error!(error = %e, "ledger write failed");

@@ -2,9 +2,9 @@
 
 use std::borrow::Cow;
 
-use crate::config::{EmptyPolicy, FieldSettings, TemplatePart, ValueSource};
+use super::spec::{EmptyPolicy, FieldSettings, TemplatePart, ValueSource};
 use crate::row::{Failure, Stage};
-use crate::targets::schema::{FieldDef, FieldType, Lookup, Schema};
+use crate::schema::{FieldDef, FieldType, Lookup, Schema};
 
 use super::text;
 use super::validate::{check_len, is_email, is_iso_date, is_uuid};
@@ -381,13 +381,13 @@ fn literals_of(f: &FieldSettings) -> impl Iterator<Item = &str> {
 }
 
 fn plain_json(text: &str) -> bool {
-    crate::targets::Escapes::of(text.as_bytes()) == crate::targets::Escapes::Absent
+    super::json::Escapes::of(text.as_bytes()) == super::json::Escapes::Absent
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::targets::schema::REPSLY_CLIENTS;
+    use crate::schema::REPSLY_CLIENTS;
 
     struct Row(Vec<&'static str>);
     impl Cells<'static> for Row {

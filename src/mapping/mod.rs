@@ -1,7 +1,9 @@
 //! Source row -> target field values: transforms, validators and the target's schema.
 
+pub mod json;
 mod mapper;
 pub mod phone;
+pub mod spec;
 pub mod text;
 mod transform;
 mod validate;

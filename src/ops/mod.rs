@@ -1,7 +1,7 @@
 //! Operations: metrics, the status board, the operator endpoints, systemd notify.
 
 pub mod health;
-pub mod metrics;
+
 pub mod server;
 pub mod status;
 pub mod systemd;

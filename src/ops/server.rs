@@ -75,7 +75,7 @@ async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
 async fn metrics() -> impl IntoResponse {
     (
         [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        super::metrics::get().render(),
+        crate::metrics::get().render(),
     )
 }
 

@@ -25,7 +25,7 @@ use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, RowCounts, Summary};
 use crate::row::{Failure, Outcome, SourceRow};
-use crate::targets::schema::schema_for;
+use crate::schema::schema_for;
 use crate::targets::{Escapes, JobSink, MappedRow, RemoteJob, ResumeJob, Target};
 
 /// Everything a file needs besides itself.
@@ -249,7 +249,7 @@ fn settler(
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
 async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), String> {
     let file = input.open(&ctx.pipeline.csv).await?;
-    let schema = schema_for(&ctx.pipeline.target);
+    let schema = schema_for(&ctx.pipeline.target.name());
     let mapper = Mapper::compile(&ctx.pipeline.fields, schema, &file.dialect.header)
         .map_err(|e| e.to_string())?;
     Ok((file, mapper))
@@ -498,7 +498,7 @@ impl Deliverer {
     /// Sends a new batch; at the shutdown deadline its rows are left unsettled (resumed later).
     fn batch(self, rows: Vec<MappedRow>) -> BoxFuture<'static, ()> {
         async move {
-            let metrics = crate::ops::metrics::get();
+            let metrics = crate::metrics::get();
             metrics.batch_in_flight(&self.pipeline, 1);
             tokio::select! {
                 _ = self.abort.cancelled() => {}

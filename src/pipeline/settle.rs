@@ -61,7 +61,7 @@ struct RowCounters {
 
 impl RowCounters {
     fn new(pipeline: &str) -> Self {
-        let accepted = crate::ops::metrics::get().row_counter(pipeline, "accepted", "");
+        let accepted = crate::metrics::get().row_counter(pipeline, "accepted", "");
         Self { pipeline: pipeline.to_string(), accepted, by_stage: BTreeMap::new() }
     }
 
@@ -70,9 +70,7 @@ impl RowCounters {
         let kind = if f.stage == Stage::Unprocessed { "unprocessed" } else { "failed" };
         self.by_stage
             .entry(f.stage)
-            .or_insert_with(|| {
-                crate::ops::metrics::get().row_counter(pipeline, kind, f.stage.as_str())
-            })
+            .or_insert_with(|| crate::metrics::get().row_counter(pipeline, kind, f.stage.as_str()))
             .inc();
     }
 }

@@ -2,42 +2,22 @@
 //! Batching, limits, retries and splitting live once, in [`crate::delivery`].
 
 mod correlate;
-mod json;
 mod plannr_common;
 pub mod plannr_contacts;
 pub mod plannr_import;
 pub mod repsly;
-pub mod schema;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde::Serialize;
 
 use crate::config::{PipelineSettings, TargetSpec};
 use crate::delivery::Connection;
 use crate::mapping::{CompiledField, Mapped};
-use crate::row::{Failure, Outcome, SourceRow};
+use crate::row::{Failure, Outcome};
+pub use crate::row::{MappedRow, RemoteJob};
 
-pub use json::Escapes;
-
-/// A row ready to send: the source row (for the report) plus its encoded form.
-#[derive(Debug, Clone)]
-pub struct MappedRow {
-    pub source: SourceRow,
-    /// The value the CRM reports failures by (Repsly `Code`).
-    pub key: String,
-    /// The row as the target sends it (a JSON object for Repsly).
-    pub body: Vec<u8>,
-}
-
-/// A remote job or import the CRM created for a batch; recorded before it is polled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RemoteJob {
-    pub id: String,
-    pub status: String,
-    pub rows: usize,
-}
+pub use crate::mapping::json::Escapes;
 
 /// Where a target reports the jobs it creates and their progress.
 pub trait JobSink: Send + Sync {

@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 
 use super::correlate::{self, SentRow, CORRELATION};
 use super::plannr_common::{failure_from_errors, unwrap_data};
-use super::schema::FieldType;
 use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
 use crate::config::{ImportMode, TargetSpec};
 use crate::delivery::{CallError, Connection};
 use crate::mapping::{CompiledField, Mapped, Value as Cell};
 use crate::row::{Failure, Outcome, Stage};
+use crate::schema::FieldType;
 
 /// Statuses after which an import does no more work (the docs show only `processing`).
 const TERMINAL: &[&str] = &[

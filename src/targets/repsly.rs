@@ -8,13 +8,13 @@ use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::json::{push_str, Escapes};
-use super::schema::FieldType;
 use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
 use crate::config::TargetSpec;
 use crate::delivery::{CallError, Connection};
+use crate::mapping::json::{push_str, Escapes};
 use crate::mapping::{CompiledField, Mapped, Value};
 use crate::row::{Failure, Outcome, Stage};
+use crate::schema::FieldType;
 
 pub struct RepslyClients {
     spec: TargetSpec,
@@ -353,7 +353,7 @@ mod tests {
             field("CustomFields.Tier", "T", &[]),
         ];
         let header: Vec<String> = ["R", "C", "N", "A", "P", "T"].map(String::from).into();
-        let m = Mapper::compile(&fields, super::super::schema::REPSLY_CLIENTS, &header).unwrap();
+        let m = Mapper::compile(&fields, crate::schema::REPSLY_CLIENTS, &header).unwrap();
         let encode = |cells: Vec<&'static str>, escapes| {
             let values = m.map(&Row(cells)).unwrap();
             let mut out = Vec::new();

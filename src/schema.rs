@@ -2,8 +2,7 @@
 //!
 //! Used twice: by `check` (unknown fields) and by the mapper (row validation), so a row
 //! that the CRM would refuse for a documented reason fails locally, before any request.
-
-use crate::config::TargetSpec;
+//! A leaf: it knows targets by name and depends on nothing else of the crate.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -195,11 +194,12 @@ pub const PLANNR_CONTACT_DETAILS: Schema = Schema {
     custom_max_len: None,
 };
 
-pub fn schema_for(target: &TargetSpec) -> Schema {
+/// The schema of a target by its name (`repsly.clients`, `plannr.import.clients`, ...).
+pub fn schema_for(target: &str) -> Schema {
     match target {
-        TargetSpec::RepslyClients => REPSLY_CLIENTS,
-        TargetSpec::PlannrContactDetails => PLANNR_CONTACT_DETAILS,
-        TargetSpec::PlannrImport { import_type, .. } if import_type == "clients" => PLANNR_CLIENTS,
-        TargetSpec::PlannrImport { .. } => PLANNR_OTHER_IMPORT,
+        "repsly.clients" => REPSLY_CLIENTS,
+        "plannr.contact_details" => PLANNR_CONTACT_DETAILS,
+        "plannr.import.clients" => PLANNR_CLIENTS,
+        _ => PLANNR_OTHER_IMPORT,
     }
 }
