@@ -23,12 +23,23 @@ pub enum Stage {
     Map,
     Validate,
     Remote,
+    /// The CRM's answer leaves the row's fate in doubt: it may or may not have arrived.
+    Unconfirmed,
     Unprocessed,
+    /// Saved, with a warning (the warnings report, not the errors one).
+    Warning,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] =
-        [Stage::Parse, Stage::Map, Stage::Validate, Stage::Remote, Stage::Unprocessed];
+    pub const ALL: [Stage; 7] = [
+        Stage::Parse,
+        Stage::Map,
+        Stage::Validate,
+        Stage::Remote,
+        Stage::Unconfirmed,
+        Stage::Unprocessed,
+        Stage::Warning,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,7 +47,9 @@ impl Stage {
             Stage::Map => "map",
             Stage::Validate => "validate",
             Stage::Remote => "remote",
+            Stage::Unconfirmed => "unconfirmed",
             Stage::Unprocessed => "unprocessed",
+            Stage::Warning => "warning",
         }
     }
 }
@@ -69,6 +82,8 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Accepted,
+    /// Saved, with a warning the user should see: counts as accepted.
+    Warned(Failure),
     Failed(Failure),
 }
 
@@ -80,6 +95,8 @@ pub struct MappedRow {
     pub key: String,
     /// The row as the target sends it (a JSON object for Repsly).
     pub body: Vec<u8>,
+    /// Rows of one group can share a create (see `Target::group`).
+    pub group: u64,
 }
 
 /// A remote job or import the CRM created for a batch; recorded before it is polled.

@@ -16,9 +16,14 @@ async fn a_reopened_ledger_resumes_what_was_in_progress() {
     else {
         panic!("fresh")
     };
-    ledger.job_started(file_id, "job-1", vec![0, 1, 2]).await.unwrap();
+    // Write-ahead records: one create answered (its job recorded), one never answered.
+    ledger.sending(file_id, 1, vec![0, 1, 2]).await.unwrap();
+    ledger.sending(file_id, 2, vec![5, 6]).await.unwrap();
+    ledger.sending(file_id, 3, vec![7]).await.unwrap();
+    ledger.job_started(file_id, Some(1), "job-1", vec![0, 1, 2], "created").await.unwrap();
     ledger.job_status(file_id, "job-1", "Completed");
-    ledger.job_started(file_id, "job-2", vec![3, 4]).await.unwrap();
+    ledger.abandoned(file_id, 3);
+    ledger.job_started(file_id, None, "job-2", vec![3, 4], "created").await.unwrap();
     let mut cp = Checkpoint { watermark: 3, errors_bytes: 120, ..Default::default() };
     cp.counts.read = 3;
     cp.counts.accepted = 2;
@@ -43,7 +48,9 @@ async fn a_reopened_ledger_resumes_what_was_in_progress() {
         (r.jobs[0].id.as_str(), r.jobs[0].status.as_str(), r.jobs[0].seqs.clone()),
         ("job-1", "Completed", vec![0, 1, 2])
     );
-    assert_eq!(r.jobs[1].status, "Pending");
+    assert_eq!(r.jobs[1].status, "created");
+    assert_eq!(r.pending, vec![(2, vec![5, 6])], "only the unanswered create is pending");
+    assert_eq!(r.attempts, 1, "the watermark moved since the first start");
 
     ledger.finish(file_id, FileState::Finished).await.unwrap();
     assert!(matches!(
@@ -76,4 +83,52 @@ fn the_schema_is_versioned() {
     assert_eq!(v as usize, Ledger::schema_version());
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn the_ledger_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ledger = Ledger::open(&state).unwrap();
+    ledger.claim(identity("h1"), "a".into()).await.unwrap();
+    ledger.sync().await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for f in ["ledger.sqlite3", "ledger.sqlite3-wal"] {
+        let p = state.join(f);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn starts_without_progress_are_counted_and_progress_resets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let Claim::Fresh { file_id, .. } = ledger.claim(identity("h"), "a".into()).await.unwrap()
+    else {
+        panic!("fresh")
+    };
+    let attempts = |c: Claim| match c {
+        Claim::Resume(r) => r.attempts,
+        _ => panic!("resume"),
+    };
+    assert_eq!(attempts(ledger.claim(identity("h"), "a".into()).await.unwrap()), 2);
+    assert_eq!(attempts(ledger.claim(identity("h"), "a".into()).await.unwrap()), 3);
+    ledger.checkpoint(file_id, Checkpoint { watermark: 10, ..Default::default() });
+    assert_eq!(
+        attempts(ledger.claim(identity("h"), "a".into()).await.unwrap()),
+        1,
+        "progress resets the count"
+    );
+    ledger.stopped(file_id);
+    assert_eq!(
+        attempts(ledger.claim(identity("h"), "a".into()).await.unwrap()),
+        1,
+        "a clean stop is no crash"
+    );
 }

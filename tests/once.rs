@@ -50,8 +50,13 @@ async fn a_clean_file_arrives_whole_and_exits_0() {
     exactly_once(&sb.received().await, &codes("K", 95));
     let s = summary(&dir.path().join("reports/clean.summary.json"));
     assert_eq!(s["rows"]["accepted"], 95);
-    assert_eq!(s["remote_jobs"].as_array().unwrap().len(), 10, "95 rows in batches of 10");
-    assert!(s["remote_jobs"].as_array().unwrap().iter().all(|j| j["status"] == "Completed"));
+    assert_eq!(s["remote_jobs"]["count"], 10, "95 rows in batches of 10");
+    assert_eq!(s["remote_jobs"]["by_status"]["Completed"], 10);
+    assert!(s["remote_jobs"]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["status"] == "Completed"));
     assert!(s["report"].is_null());
     let sent = &sb.records().await["repsly"]["clients"]["K7"];
     assert_eq!(sent["Active"], true, "booleans are sent as JSON booleans");

@@ -19,6 +19,9 @@ pub fn run(config: &Path) -> ExitCode {
         let who = match &c.auth {
             Auth::Bearer { account_uuid, .. } => format!("bearer token, account {account_uuid}"),
             Auth::Basic { username, .. } => format!("basic auth as {username}"),
+            Auth::OAuth { token_url, account_uuid, .. } => {
+                format!("OAuth2 via {token_url}, account {account_uuid}")
+            }
         };
         println!(
             "connection {name}: {} at {} ({who}); rate {} burst {}, {} in flight, timeout {}, {} attempts",

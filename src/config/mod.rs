@@ -2,6 +2,7 @@
 //!
 //! Every rejection names the file and line; all problems are reported at once, one per line.
 
+mod connection;
 mod fields;
 pub mod rate;
 pub mod raw;
@@ -12,6 +13,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use connection::default_in_flight;
 pub use retry::RetryPolicy;
 pub use settings::*;
 

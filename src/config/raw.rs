@@ -86,8 +86,21 @@ pub struct RawConnection {
     pub retry: Option<RawRetry>,
     /// Wait between status polls of an asynchronous import job.
     pub poll_interval: Option<HumanDuration>,
-    /// Give up polling a job after this long; its rows are reported as `remote` failures.
+    /// Give up polling a job after this long; its rows are reported as `unconfirmed`.
     pub poll_timeout: Option<HumanDuration>,
+    /// Plannr OAuth2: refresh an access token instead of a fixed `token`.
+    pub oauth: Option<RawOAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    pub token_url: Option<Spanned<String>>,
+    pub client_id: Spanned<String>,
+    pub client_secret: Option<Spanned<String>>,
+    pub client_secret_file: Option<Spanned<String>>,
+    pub refresh_token: Option<Spanned<String>>,
+    pub refresh_token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

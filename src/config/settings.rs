@@ -16,7 +16,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_FILES_IN_FLIGHT: usize = 4;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest wait between two status polls of a job; the first polls come sooner.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
@@ -83,8 +84,22 @@ impl CrmKind {
 /// How a connection proves who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
-    Bearer { token: Secret, account_uuid: String },
-    Basic { username: String, password: Secret },
+    Bearer {
+        token: Secret,
+        account_uuid: String,
+    },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// Plannr OAuth2: an access token got from `refresh_token` at `token_url`.
+    OAuth {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        refresh_token: Secret,
+        account_uuid: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

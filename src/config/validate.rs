@@ -8,7 +8,6 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::raw::*;
-use super::retry::RetryPolicy;
 use super::settings::*;
 use super::{ConfigError, ConfigProblem};
 use crate::secret::Secret;
@@ -73,7 +72,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A secret from `key` (env-expanded) or from the file named by `key_file`.
-    fn secret(
+    pub(super) fn secret(
         &mut self,
         key: &str,
         inline: &Option<Spanned<String>>,
@@ -203,110 +202,6 @@ impl<'a> Ctx<'a> {
             log.level = l.get_ref().clone();
         }
         log
-    }
-
-    fn connection(&mut self, name: &str, raw: &RawConnection) -> Option<ConnectionSettings> {
-        let kind = match raw.kind.get_ref().as_str() {
-            "plannr" => CrmKind::Plannr,
-            "repsly" => CrmKind::Repsly,
-            other => {
-                self.problem(
-                    raw.kind.span(),
-                    format!("connection `{name}`: kind `{other}` is not plannr or repsly"),
-                );
-                return None;
-            }
-        };
-        let anchor = raw.kind.span();
-        let (default_url, default_rate) = match kind {
-            CrmKind::Plannr => ("https://api.plannrcrm.com", "500/min"),
-            CrmKind::Repsly => ("https://api.repsly.com/v3", "120/min"),
-        };
-        let base_url = match &raw.base_url {
-            Some(u) => {
-                let url = self.expand("base_url", u);
-                if reqwest::Url::parse(&url).is_err() {
-                    self.problem(
-                        u.span(),
-                        format!("connection `{name}`: base_url `{url}` is not a URL"),
-                    );
-                }
-                url
-            }
-            None => default_url.to_string(),
-        };
-        let misplaced: &[(&str, bool)] = match kind {
-            CrmKind::Plannr => &[
-                ("username", raw.username.is_some()),
-                ("password", raw.password.is_some() || raw.password_file.is_some()),
-            ],
-            CrmKind::Repsly => &[
-                ("token", raw.token.is_some() || raw.token_file.is_some()),
-                ("account_uuid", raw.account_uuid.is_some()),
-            ],
-        };
-        for (key, present) in misplaced {
-            if *present {
-                self.problem(
-                    anchor.clone(),
-                    format!(
-                        "connection `{name}`: `{key}` does not apply to kind {}",
-                        kind.as_str()
-                    ),
-                );
-            }
-        }
-        let auth = match kind {
-            CrmKind::Plannr => {
-                let token = self.secret("token", &raw.token, &raw.token_file, anchor.clone());
-                let account_uuid = match &raw.account_uuid {
-                    Some(a) => self.expand("account_uuid", a),
-                    None => {
-                        self.problem(
-                            anchor.clone(),
-                            format!("connection `{name}`: `account_uuid` is required for plannr"),
-                        );
-                        String::new()
-                    }
-                };
-                Auth::Bearer { token: token?, account_uuid }
-            }
-            CrmKind::Repsly => {
-                let username = match &raw.username {
-                    Some(u) => self.expand("username", u),
-                    None => {
-                        self.problem(
-                            anchor.clone(),
-                            format!("connection `{name}`: `username` is required for repsly"),
-                        );
-                        String::new()
-                    }
-                };
-                let password =
-                    self.secret("password", &raw.password, &raw.password_file, anchor.clone());
-                Auth::Basic { username, password: password? }
-            }
-        };
-        let rate_limit = raw.rate_limit.unwrap_or_else(|| {
-            super::rate::RateLimit::parse(default_rate).unwrap_or(super::rate::RateLimit {
-                count: 1,
-                per: std::time::Duration::from_secs(1),
-            })
-        });
-        let retry = RetryPolicy::from_raw(raw.retry.as_ref());
-        Some(ConnectionSettings {
-            name: name.to_string(),
-            kind,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            auth,
-            rate_limit,
-            burst: raw.burst.unwrap_or(1).max(1),
-            max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1),
-            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            retry,
-            poll_interval: raw.poll_interval.map_or(DEFAULT_POLL_INTERVAL, |d| d.0),
-            poll_timeout: raw.poll_timeout.map_or(DEFAULT_POLL_TIMEOUT, |d| d.0),
-        })
     }
 
     fn pipeline(

@@ -6,6 +6,6 @@ mod reader;
 mod records;
 mod tap;
 
-pub use block::{BlockCells, BlockPool, BlockRow, RowBlock};
+pub use block::{BlockCells, BlockPool, BlockRow, RowBlock, BLOCK_BYTES, BLOCK_ROWS};
 pub use dialect::FileEncoding;
 pub use reader::{BoxRead, CsvFile, Dialect, FileError, SOURCE_BROKE};

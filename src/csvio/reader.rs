@@ -156,6 +156,11 @@ impl CsvFile {
         })
     }
 
+    /// Data records read so far (skipped ones included): at the end, the file's row count.
+    pub fn rows_read(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The next block of records (see [`RowBlock::is_full`]), added to `block` (an empty one
     /// from a [`super::BlockPool`]); records with a seq below `skip_below` are read but left
     /// out (they were settled by an earlier run). Along with the block: `Ok(false)` at the end

@@ -165,6 +165,7 @@ pub fn write_failure_summary(
         failed_by_stage,
         remote_jobs: Default::default(),
         report,
+        warnings: None,
         error: Some(why.to_string()),
     };
     if let Ok(json) = serde_json::to_vec_pretty(&summary) {

@@ -53,7 +53,7 @@ fn reuse_connections(settings: &Settings, old: &Connections) -> anyhow::Result<C
             if let Some(existing) = old.get(name).filter(|o| *o.settings == **c) {
                 return Ok((name.clone(), existing.clone()));
             }
-            let conn = Connection::new(c.clone())
+            let conn = Connection::new(c.clone(), crate::metrics::get())
                 .with_context(|| format!("connection `{name}`: cannot build its HTTP client"))?;
             Ok((name.clone(), Arc::new(conn)))
         })

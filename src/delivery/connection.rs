@@ -1,45 +1,28 @@
-//! One CRM account: its HTTP client, rate limiter, in-flight slots and retry loop, shared by
-//! every pipeline that names it. Every request of every target goes through [`Connection::call`].
+//! One CRM account: its transport, rate limiter, in-flight slots, credentials and retry loop,
+//! shared by every pipeline that names it. Every request of every target goes through
+//! [`Connection::call`]; how often a call is retried depends on what it does ([`Safety`]).
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::auth::Credentials;
+use super::call::{message_of, origin, Call, CallError, Reply};
 use super::retry::{classify, parse_wait, Action, Attempt};
-use crate::config::{Auth, ConnectionSettings};
+use super::transport::{Http, Transport};
+use crate::config::{ConnectionSettings, CrmKind};
+use crate::metrics::Metrics;
 
 /// The longest pause for an exhausted budget whose reset time the server did not give.
 const MAX_UNKNOWN_RESET: Duration = Duration::from_secs(60);
-
-/// A usable answer.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// What the retry decision saw.
-    pub attempt: Attempt,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    /// A definite refusal (4xx other than auth/408/429); the body says why.
-    #[error("{endpoint} answered HTTP {status}: {message}")]
-    Rejected { endpoint: &'static str, status: u16, body: Bytes, message: String },
-    #[error("{endpoint} failed after {attempts} attempts; last error: {last}")]
-    Exhausted { endpoint: &'static str, attempts: u32, last: String },
-    #[error("connection `{connection}` was refused authentication ({detail}); fix its credentials and reload")]
-    Auth { connection: String, detail: String },
-    #[error("stopped before {endpoint} could be sent: shutting down")]
-    Cancelled { endpoint: &'static str },
-}
+/// How long a probe's verdict on the credentials holds, so many 403s cost one probe.
+const PROBE_VALID: Duration = Duration::from_secs(30);
 
 /// Counters for tests and the operator endpoints.
 #[derive(Debug, Default)]
@@ -53,16 +36,21 @@ pub struct ConnectionStats {
 
 pub struct Connection {
     pub settings: Arc<ConnectionSettings>,
-    client: reqwest::Client,
+    transport: Arc<dyn Transport>,
+    credentials: Credentials,
     limiter: DefaultDirectRateLimiter,
     slots: Semaphore,
+    /// Held from a batch's write-ahead record until its job id is recorded: after a
+    /// `kill -9`, at most `max_in_flight` batches per connection have an unknown outcome.
+    creates: Arc<Semaphore>,
     /// A server-requested pause (Retry-After, exhausted rate budget) for the whole connection.
     paused_until: Mutex<Option<Instant>>,
     /// Set when the CRM refused the credentials: no further request is sent.
     auth_failure: Mutex<Option<String>>,
-    /// Held while a request that creates something remote is in flight and until its id is in
-    /// the ledger: after a `kill -9`, at most one batch per connection has an unknown outcome.
-    creating: tokio::sync::Mutex<()>,
+    /// The last probe of the credentials after a 403: when, and whether they were refused.
+    probed: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    own_origin: Option<String>,
+    metrics: &'static Metrics,
     pub stats: ConnectionStats,
 }
 
@@ -73,12 +61,21 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    pub fn new(settings: Arc<ConnectionSettings>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("crm-ingest/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    /// A connection over HTTP.
+    pub fn new(
+        settings: Arc<ConnectionSettings>,
+        metrics: &'static Metrics,
+    ) -> Result<Self, reqwest::Error> {
+        let http = Http::new(settings.timeout)?;
+        Ok(Self::with_transport(settings, Arc::new(http), metrics))
+    }
+
+    /// A connection over any transport (the engine's tests script one).
+    pub fn with_transport(
+        settings: Arc<ConnectionSettings>,
+        transport: Arc<dyn Transport>,
+        metrics: &'static Metrics,
+    ) -> Self {
         let rate = &settings.rate_limit;
         // 1 % under the configured rate: exactly at it, network jitter can put one request
         // more into a server's window than it allows.
@@ -87,16 +84,20 @@ impl Connection {
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
-        Ok(Self {
+        Self {
             limiter: RateLimiter::direct(quota),
             slots: Semaphore::new(settings.max_in_flight),
-            client,
+            creates: Arc::new(Semaphore::new(settings.max_in_flight)),
+            credentials: Credentials::new(&settings.auth),
+            transport,
             paused_until: Mutex::new(None),
             auth_failure: Mutex::new(None),
-            creating: tokio::sync::Mutex::new(()),
+            probed: tokio::sync::Mutex::new(None),
+            own_origin: origin(&settings.base_url),
+            metrics,
             stats: ConnectionStats::default(),
             settings,
-        })
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -107,25 +108,26 @@ impl Connection {
         &self.settings.base_url
     }
 
-    /// One harmless authenticated call, for `check --connect`: any answer but a refusal of the
-    /// credentials (or no answer at all) means the connection works.
+    /// The right to create one remote job; hold it until the job's id is recorded.
+    pub async fn create_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.creates.clone().acquire_owned().await.ok()
+    }
+
+    /// One harmless authenticated read: a refusal of the credentials (or no answer at all)
+    /// is an error, any other answer means the connection works.
     pub async fn probe(&self) -> Result<(), String> {
-        let url = match self.settings.kind {
-            crate::config::CrmKind::Plannr => {
-                format!("{}/api/v1/import?per_page=1", self.base_url())
-            }
-            crate::config::CrmKind::Repsly => format!("{}/export/importStatus/0", self.base_url()),
-        };
-        match self.call("probe", |c| c.get(&url)).await {
+        match self.call(self.probe_call()).await {
             Ok(_) | Err(CallError::Rejected { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Waits for the right to create a remote job; hold the guard until the job's id is
-    /// recorded. Status polls do not need it.
-    pub async fn creating(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.creating.lock().await
+    fn probe_call(&self) -> Call {
+        let url = match self.settings.kind {
+            CrmKind::Plannr => format!("{}/api/v1/import?per_page=1", self.base_url()),
+            CrmKind::Repsly => format!("{}/export/importStatus/0", self.base_url()),
+        };
+        Call::get("probe", url)
     }
 
     /// The credentials problem that stopped this connection, if any.
@@ -133,43 +135,54 @@ impl Connection {
         self.auth_failure.lock().ok().and_then(|g| g.clone())
     }
 
-    /// Sends a request built by `make`, within the connection's limits, retrying what is
-    /// worth retrying. `endpoint` labels logs and errors (`import/clientList`).
-    pub async fn call<F>(&self, endpoint: &'static str, make: F) -> Result<Reply, CallError>
-    where
-        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    {
+    /// Sends `call` within the connection's limits, retrying what its safety allows.
+    pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let policy = self.settings.retry;
         let mut last = String::new();
-        for attempt in 1..=policy.max_attempts {
+        let mut refreshed = false;
+        let mut attempt = 0;
+        while attempt < policy.max_attempts {
+            attempt += 1;
             if let Some(detail) = self.auth_failure() {
                 return Err(CallError::Auth { connection: self.settings.name.clone(), detail });
             }
-            let mut server_wait = None;
-            match self.attempt(endpoint, &make).await {
-                Ok(reply) => match classify(reply.attempt) {
-                    Action::Accept => return Ok(reply),
-                    Action::AuthFailed => return Err(self.refused(endpoint, &reply)),
-                    Action::Reject => {
-                        return Err(CallError::Rejected {
-                            endpoint,
-                            status: reply.status,
-                            message: message_of(&reply.body),
-                            body: reply.body,
-                        })
+            let (reply, action) = self.attempt(&call).await;
+            let server_wait = match (action, reply) {
+                (Action::Accept, Ok(reply)) => return Ok(reply),
+                (Action::Unauthorized, Ok(reply)) => {
+                    if !refreshed && self.refresh_after_401().await {
+                        refreshed = true;
+                        attempt -= 1;
+                        continue;
                     }
-                    Action::Retry { after } => {
-                        last = format!("HTTP {}: {}", reply.status, message_of(&reply.body));
-                        server_wait = after;
-                    }
-                },
-                Err(transport) => last = transport,
-            }
+                    return Err(self.refused(call.endpoint, &reply));
+                }
+                (Action::Forbidden, Ok(reply)) => return Err(self.forbidden(&call, reply).await),
+                (Action::Reject, Ok(reply)) => return Err(rejected(call.endpoint, reply)),
+                (Action::Unknown, reply) => {
+                    let detail = match reply {
+                        Ok(r) => format!("HTTP {}: {}", r.status, message_of(&r.body)),
+                        Err(e) => e,
+                    };
+                    return Err(CallError::Unknown { endpoint: call.endpoint, detail });
+                }
+                (Action::Retry { after }, reply) => {
+                    last = match reply {
+                        Ok(r) => format!("HTTP {}: {}", r.status, message_of(&r.body)),
+                        Err(e) => e,
+                    };
+                    after
+                }
+                (_, Err(e)) => {
+                    last = e;
+                    None
+                }
+            };
             if attempt == policy.max_attempts {
                 break;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::get().retry(&self.settings.name, endpoint);
+            self.metrics.retry(&self.settings.name, call.endpoint);
             let wait = match server_wait {
                 Some(w) => {
                     self.pause_for(w);
@@ -177,10 +190,43 @@ impl Connection {
                 }
                 None => policy.backoff(attempt),
             };
-            tracing::warn!(connection = %self.settings.name, endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %last, "retrying");
+            tracing::warn!(connection = %self.settings.name, endpoint = call.endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %last, "retrying");
             tokio::time::sleep(wait).await;
         }
-        Err(CallError::Exhausted { endpoint, attempts: policy.max_attempts, last })
+        Err(CallError::Exhausted { endpoint: call.endpoint, attempts: policy.max_attempts, last })
+    }
+
+    /// A 401 with credentials that can be renewed (OAuth): renewed, and the call tried once
+    /// more before the 401 counts as a refusal.
+    async fn refresh_after_401(&self) -> bool {
+        match self.credentials.refresh(self.transport.as_ref()).await {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::warn!(connection = %self.settings.name, error = %e, "could not refresh the access token");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A 403 is about this record unless the connection's own probe is refused too.
+    async fn forbidden(&self, call: &Call, reply: Reply) -> CallError {
+        let mut probed = self.probed.lock().await;
+        let fresh = probed.filter(|(at, _)| at.elapsed() < PROBE_VALID);
+        let refused = match fresh {
+            Some((_, refused)) => refused,
+            None => {
+                let (probe, action) = self.attempt(&self.probe_call()).await;
+                let refused =
+                    probe.is_ok() && matches!(action, Action::Unauthorized | Action::Forbidden);
+                *probed = Some((Instant::now(), refused));
+                refused
+            }
+        };
+        if refused {
+            return self.refused(call.endpoint, &reply);
+        }
+        rejected(call.endpoint, reply)
     }
 
     /// Records a credentials refusal so no further request is sent, and says so once.
@@ -196,36 +242,52 @@ impl Connection {
         CallError::Auth { connection: self.settings.name.clone(), detail }
     }
 
-    /// One request: wait for a slot, any pause, the rate limiter; then send and read the body.
-    async fn attempt<F>(&self, endpoint: &'static str, make: &F) -> Result<Reply, String>
-    where
-        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    {
-        let _slot = self.slots.acquire().await.map_err(|_| "connection closed".to_string())?;
+    /// One request: wait for a slot, any pause, the rate limiter; then send and read the
+    /// answer. The error side is a description of why no answer came.
+    async fn attempt(&self, call: &Call) -> (Result<Reply, String>, Action) {
+        let Ok(_slot) = self.slots.acquire().await else {
+            return (Err("connection closed".into()), Action::Retry { after: None });
+        };
         self.wait_for_pause().await;
-        let metrics = crate::metrics::get();
         let started = Instant::now();
         self.limiter.until_ready().await;
         let waited = started.elapsed();
         self.stats.limiter_wait_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-        metrics.limiter_wait(&self.settings.name, waited);
+        self.metrics.limiter_wait(&self.settings.name, waited);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let request = self.authorise(make(&self.client));
-        let sent = Instant::now();
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                metrics.request(&self.settings.name, endpoint, None, sent.elapsed());
-                return Err(describe_transport(endpoint, &e));
+        // Credentials go only to the CRM's own origin: a presigned storage URL refuses a
+        // second auth mechanism, and a token must never reach another host.
+        let same_origin = self.own_origin.is_some() && origin(&call.url) == self.own_origin;
+        let auth = if same_origin {
+            match self.credentials.current(self.transport.as_ref()).await {
+                Ok(a) => Some(a),
+                Err(e) => return (Err(e), Action::Retry { after: None }),
             }
+        } else {
+            None
         };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| describe_transport(endpoint, &e));
-        let seen = if body.is_ok() { Some(status) } else { None };
-        metrics.request(&self.settings.name, endpoint, seen, sent.elapsed());
-        let body = body?;
+        let sent = Instant::now();
+        let result = self.transport.send(call, auth.as_ref()).await;
+        let took = sent.elapsed();
+        match result {
+            Err(no) => {
+                self.metrics.request(&self.settings.name, call.endpoint, None, took);
+                let attempt = Attempt::NoAnswer { maybe_sent: no.maybe_sent };
+                (Err(no.message), classify(attempt, call.safety, call.expect))
+            }
+            Ok(reply) => {
+                self.metrics.request(&self.settings.name, call.endpoint, Some(reply.status), took);
+                let action = self.judge(call, &reply);
+                (Ok(reply), action)
+            }
+        }
+    }
+
+    /// The retry decision for an answer, noting what it says about the budget.
+    fn judge(&self, call: &Call, reply: &Reply) -> Action {
         let now = SystemTime::now();
+        let status = reply.status;
+        let headers = &reply.headers;
         let retry_after = headers
             .get("retry-after")
             .or_else(|| if status == 429 { headers.get("x-ratelimit-reset") } else { None })
@@ -234,23 +296,9 @@ impl Connection {
         if status == 429 {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
         }
-        self.note_remaining(&headers, now);
-        let json_body =
-            body.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
-        let attempt = Attempt::Response { status, json_body, retry_after };
-        Ok(Reply { status, headers, body, attempt })
-    }
-
-    fn authorise(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let request = request.header("Accept", "application/json");
-        match &self.settings.auth {
-            Auth::Bearer { token, account_uuid } => {
-                request.bearer_auth(token.expose()).header("X-PLANNR-ACCOUNT-UUID", account_uuid)
-            }
-            Auth::Basic { username, password } => {
-                request.basic_auth(username, Some(password.expose()))
-            }
-        }
+        self.note_remaining(headers, now);
+        let json_body = reply.is_json();
+        classify(Attempt::Response { status, json_body, retry_after }, call.safety, call.expect)
     }
 
     /// `X-Ratelimit-Remaining: 0` means the next call would be refused: wait for the window.
@@ -290,40 +338,11 @@ impl Connection {
     }
 }
 
-fn describe_transport(endpoint: &str, e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "connection broke while reading the response"
-    } else {
-        "request failed"
-    };
-    let mut msg = format!("{endpoint} {kind}");
-    let mut source = std::error::Error::source(e);
-    if let Some(s) = source.take() {
-        msg.push_str(&format!(": {s}"));
-    }
-    msg
-}
-
-/// The `message`/`Message` of a JSON error body, or the start of a non-JSON one.
-pub fn message_of(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        for key in ["message", "Message", "error"] {
-            if let Some(m) = v.get(key).and_then(|m| m.as_str()) {
-                return m.to_string();
-            }
-        }
-        let text = v.to_string();
-        return text.chars().take(300).collect();
-    }
-    let text = String::from_utf8_lossy(body);
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
-        "(empty body)".into()
-    } else {
-        format!("non-JSON body: {}", flat.chars().take(200).collect::<String>())
+fn rejected(endpoint: &'static str, reply: Reply) -> CallError {
+    CallError::Rejected {
+        endpoint,
+        status: reply.status,
+        message: message_of(&reply.body),
+        body: reply.body,
     }
 }

@@ -1,8 +1,20 @@
-//! What every CRM shares: connections (rate limit, in-flight limit, retries) and the batch
-//! driver that isolates bad rows.
+//! What every CRM shares, once: connections (transport, credentials, rate and in-flight
+//! limits, retries by what a call does), the engine (write-ahead records, creates, steps,
+//! polling, splitting, reconciliation) and the window of batches in flight. A CRM target is
+//! an [`Adapter`]: it describes its requests and reads the answers.
 
+pub mod adapter;
+mod auth;
+pub mod call;
 mod connection;
-pub mod driver;
+pub mod engine;
+pub mod reconcile;
 pub mod retry;
+pub mod transport;
+pub mod window;
 
-pub use connection::{message_of, CallError, Connection, ConnectionStats, Reply};
+pub use adapter::{Adapter, Created, JobReport, JobState, RowNote, RowRef, Step};
+pub use call::{message_of, Call, CallError, Reply, Safety};
+pub use connection::{Connection, ConnectionStats};
+pub use engine::{Engine, Journal, Token};
+pub use window::{Earlier, Settle, Window, WindowEnd};

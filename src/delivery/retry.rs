@@ -4,14 +4,19 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::config::RetryPolicy;
 
+use super::call::{Expect, Safety};
+
 /// A server asking for a longer pause than this is capped, so a bad header cannot stall us.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What one attempt produced, reduced to what the decision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
-    /// No usable response: timeout, refused or reset connection, a body cut short.
-    Transport,
+    /// No answer: a refused or reset connection, a timeout, a body cut short. `maybe_sent`
+    /// unless the connection was never made.
+    NoAnswer {
+        maybe_sent: bool,
+    },
     Response {
         status: u16,
         json_body: bool,
@@ -21,25 +26,39 @@ pub enum Attempt {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// A usable answer (2xx with a JSON or empty body).
+    /// A usable answer.
     Accept,
     /// Try again, after the server's requested wait when it gave one.
     Retry { after: Option<Duration> },
-    /// The credentials were refused: retrying would only repeat it.
-    AuthFailed,
+    /// 401: the credentials were refused (an OAuth token is refreshed once first).
+    Unauthorized,
+    /// 403: about this record, or about the credentials; a probe tells which.
+    Forbidden,
     /// A definite refusal (other 4xx): give it to the adapter, do not retry.
     Reject,
+    /// A `Once` call that may have been applied without an answer: never sent again.
+    Unknown,
 }
 
-pub fn classify(attempt: Attempt) -> Action {
+/// Whether and how to go on after an attempt, by what the call does (`safety`) and what its
+/// answer should hold (`expect`).
+pub fn classify(attempt: Attempt, safety: Safety, expect: Expect) -> Action {
+    let once = safety == Safety::Once;
     match attempt {
-        Attempt::Transport => Action::Retry { after: None },
+        Attempt::NoAnswer { maybe_sent: true } if once => Action::Unknown,
+        Attempt::NoAnswer { .. } => Action::Retry { after: None },
         Attempt::Response { status, json_body, retry_after } => match status {
-            200..=299 if json_body => Action::Accept,
+            200..=299 if json_body || expect == Expect::File => Action::Accept,
             // A 2xx that is not JSON is a proxy's or a broken server's page.
+            200..=299 if once => Action::Unknown,
             200..=299 => Action::Retry { after: retry_after },
-            401 | 403 => Action::AuthFailed,
-            408 | 429 | 500..=599 => Action::Retry { after: retry_after },
+            401 => Action::Unauthorized,
+            403 => Action::Forbidden,
+            // Refused before any work: safe to send again whatever the call.
+            408 | 429 => Action::Retry { after: retry_after },
+            // A server error may come after the work was done.
+            500..=599 if once => Action::Unknown,
+            500..=599 => Action::Retry { after: retry_after },
             _ => Action::Reject,
         },
     }
@@ -73,30 +92,44 @@ mod tests {
 
     #[test]
     fn classification_table() {
+        use Safety::*;
         let retry = Action::Retry { after: None };
+        let sent = Attempt::NoAnswer { maybe_sent: true };
+        let refused = Attempt::NoAnswer { maybe_sent: false };
         let table = [
-            (resp(200, true), Action::Accept),
-            (resp(201, true), Action::Accept),
-            (resp(200, false), retry),
-            (resp(400, true), Action::Reject),
-            (resp(400, false), Action::Reject),
-            (resp(404, true), Action::Reject),
-            (resp(422, true), Action::Reject),
-            (resp(401, true), Action::AuthFailed),
-            (resp(403, false), Action::AuthFailed),
-            (resp(408, true), retry),
-            (resp(429, true), retry),
-            (resp(500, false), retry),
-            (resp(502, false), retry),
-            (resp(503, true), retry),
-            (Attempt::Transport, retry),
+            (resp(200, true), Repeatable, Expect::Json, Action::Accept),
+            (resp(201, true), Once, Expect::Json, Action::Accept),
+            (resp(200, false), Read, Expect::Json, retry),
+            (resp(200, false), Read, Expect::File, Action::Accept),
+            (resp(200, false), Once, Expect::Json, Action::Unknown),
+            (resp(400, true), Repeatable, Expect::Json, Action::Reject),
+            (resp(404, true), Read, Expect::Json, Action::Reject),
+            (resp(422, true), Once, Expect::Json, Action::Reject),
+            (resp(401, true), Read, Expect::Json, Action::Unauthorized),
+            (resp(403, false), Once, Expect::Json, Action::Forbidden),
+            (resp(408, true), Once, Expect::Json, retry),
+            (resp(429, true), Once, Expect::Json, retry),
+            (resp(500, false), Repeatable, Expect::Json, retry),
+            (resp(502, false), Once, Expect::Json, Action::Unknown),
+            (resp(503, true), Read, Expect::Json, retry),
+            (sent, Repeatable, Expect::Json, retry),
+            (sent, Once, Expect::Json, Action::Unknown),
+            (refused, Once, Expect::Json, retry),
         ];
-        for (attempt, want) in table {
-            assert_eq!(classify(attempt), want, "{attempt:?}");
+        for (attempt, safety, expect, want) in table {
+            assert_eq!(
+                classify(attempt, safety, expect),
+                want,
+                "{attempt:?} {safety:?} {expect:?}"
+            );
         }
         let wait = Some(Duration::from_secs(3));
         assert_eq!(
-            classify(Attempt::Response { status: 429, json_body: true, retry_after: wait }),
+            classify(
+                Attempt::Response { status: 429, json_body: true, retry_after: wait },
+                Read,
+                Expect::Json
+            ),
             Action::Retry { after: wait }
         );
     }

@@ -65,6 +65,8 @@ impl FileState {
 pub struct Checkpoint {
     pub watermark: u64,
     pub errors_bytes: u64,
+    /// The same for the warnings report.
+    pub warnings_bytes: u64,
     pub counts: RowCounts,
     pub failed_by_stage: BTreeMap<String, u64>,
 }
@@ -86,6 +88,9 @@ pub struct Resume {
     pub started_at: String,
     pub checkpoint: Checkpoint,
     pub jobs: Vec<JobRecord>,
+    /// Creates that went out (or were about to) without their answer being recorded: the
+    /// rows' fate is unknown. Keyed by their write-ahead token.
+    pub pending: Vec<(u64, Vec<u64>)>,
 }
 
 /// What the ledger knows of a file being claimed.
@@ -103,7 +108,9 @@ type Ack<T> = oneshot::Sender<Result<T, LedgerError>>;
 
 enum Msg {
     Claim(Identity, String, Ack<Claim>),
-    JobStarted(i64, String, Vec<u64>, Ack<()>),
+    Sending(i64, u64, Vec<u64>, Ack<()>),
+    Abandoned(i64, u64),
+    JobStarted(i64, Option<u64>, String, Vec<u64>, String, Ack<()>),
     JobStatus(i64, String, String),
     Checkpoint(i64, Checkpoint, Option<Ack<()>>),
     Stopped(i64),
@@ -169,14 +176,34 @@ impl Ledger {
         self.ask(|ack| Msg::Claim(identity, stem, ack)).await
     }
 
-    /// Records a remote job before anything waits on it; returns once committed.
+    /// The write-ahead record of a create: `seqs` are about to be sent. Returns once
+    /// committed; the create goes out only then.
+    pub async fn sending(
+        &self,
+        file_id: i64,
+        token: u64,
+        seqs: Vec<u64>,
+    ) -> Result<(), LedgerError> {
+        self.ask(|ack| Msg::Sending(file_id, token, seqs, ack)).await
+    }
+
+    /// The create of `token` ended with nothing remote to follow.
+    pub fn abandoned(&self, file_id: i64, token: u64) {
+        let _ = self.send(Msg::Abandoned(file_id, token));
+    }
+
+    /// Records a remote job (ending the write-ahead record `token`, if any) before anything
+    /// waits on it; returns once committed.
     pub async fn job_started(
         &self,
         file_id: i64,
+        token: Option<u64>,
         job_id: &str,
         seqs: Vec<u64>,
+        status: &str,
     ) -> Result<(), LedgerError> {
-        self.ask(|ack| Msg::JobStarted(file_id, job_id.to_string(), seqs, ack)).await
+        let (job, status) = (job_id.to_string(), status.to_string());
+        self.ask(|ack| Msg::JobStarted(file_id, token, job, seqs, status, ack)).await
     }
 
     pub fn job_status(&self, file_id: i64, job_id: &str, status: &str) {
@@ -254,8 +281,16 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
                             let _ = ack.send(err.map_or(Ok(claim), |e| Err(LedgerError::Write(e))));
                         }));
                     }
-                    Msg::JobStarted(file, job, seqs, ack) => {
-                        store::job_started(&tx, file, &job, &seqs)?;
+                    Msg::Sending(file, token, seqs, ack) => {
+                        store::sending(&tx, file, token, &seqs)?;
+                        replies.push(unit_reply(ack));
+                    }
+                    Msg::Abandoned(file, token) => store::abandoned(&tx, file, token)?,
+                    Msg::JobStarted(file, token, job, seqs, status, ack) => {
+                        if let Some(token) = token {
+                            store::abandoned(&tx, file, token)?;
+                        }
+                        store::job_started(&tx, file, &job, &seqs, &status)?;
                         replies.push(unit_reply(ack));
                     }
                     Msg::JobStatus(file, job, status) => {

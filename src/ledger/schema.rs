@@ -32,6 +32,17 @@ const MIGRATIONS: &[&str] = &[
     // 2: how many times in a row a file was started without its watermark moving: a file
     // that crashes the daemon is set aside instead of crashing it for ever.
     "ALTER TABLE files ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;",
+    // 3: write-ahead records of creates whose answer is not recorded yet (at most one per
+    // batch in flight), and the length of the warnings report at each checkpoint.
+    "CREATE TABLE pending (
+        file_id INTEGER NOT NULL REFERENCES files (id),
+        token INTEGER NOT NULL,
+        seqs TEXT NOT NULL,
+        max_seq INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (file_id, token)
+    );
+    ALTER TABLE files ADD COLUMN warnings_bytes INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -22,6 +22,7 @@ struct FileRow {
     report_stem: String,
     watermark: u64,
     errors_bytes: u64,
+    warnings_bytes: u64,
     counts: String,
     started_at: String,
     finished_at: Option<String>,
@@ -31,7 +32,7 @@ struct FileRow {
 pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Result<Claim> {
     let found = tx
         .query_row(
-            "SELECT id, state, report_stem, watermark, errors_bytes, counts, started_at, finished_at, attempts
+            "SELECT id, state, report_stem, watermark, errors_bytes, counts, started_at, finished_at, attempts, warnings_bytes
              FROM files WHERE pipeline = ?1 AND name = ?2 AND size = ?3 AND hash = ?4 AND state != 'failed'
              ORDER BY id DESC LIMIT 1",
             params![id.pipeline, id.name, id.size, id.hash],
@@ -46,6 +47,7 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
                     started_at: r.get(6)?,
                     finished_at: r.get(7)?,
                     attempts: r.get(8)?,
+                    warnings_bytes: r.get(9)?,
                 })
             },
         )
@@ -58,6 +60,7 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
         Some(row) => {
             let counts: Counts = serde_json::from_str(&row.counts).unwrap_or_default();
             let jobs = jobs(tx, row.id)?;
+            let pending = pending(tx, row.id)?;
             let attempts = row.attempts + 1;
             tx.execute("UPDATE files SET attempts = ?2 WHERE id = ?1", params![row.id, attempts])?;
             Ok(Claim::Resume(Resume {
@@ -68,10 +71,12 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
                 checkpoint: Checkpoint {
                     watermark: row.watermark,
                     errors_bytes: row.errors_bytes,
+                    warnings_bytes: row.warnings_bytes,
                     counts: counts.rows,
                     failed_by_stage: counts.failed_by_stage,
                 },
                 jobs,
+                pending,
             }))
         }
         None => {
@@ -101,17 +106,48 @@ fn jobs(tx: &Transaction<'_>, file_id: i64) -> rusqlite::Result<Vec<JobRecord>> 
     rows.collect()
 }
 
+fn pending(tx: &Transaction<'_>, file_id: i64) -> rusqlite::Result<Vec<(u64, Vec<u64>)>> {
+    let mut stmt =
+        tx.prepare("SELECT token, seqs FROM pending WHERE file_id = ?1 ORDER BY token")?;
+    let rows = stmt.query_map(params![file_id], |r| {
+        let seqs: String = r.get(1)?;
+        Ok((r.get::<_, u64>(0)?, serde_json::from_str(&seqs).unwrap_or_default()))
+    })?;
+    rows.collect()
+}
+
+pub fn sending(
+    tx: &Transaction<'_>,
+    file_id: i64,
+    token: u64,
+    seqs: &[u64],
+) -> rusqlite::Result<()> {
+    let max = seqs.iter().copied().max().unwrap_or(0);
+    let seqs = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "INSERT OR REPLACE INTO pending (file_id, token, seqs, max_seq, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![file_id, token, seqs, max, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+pub fn abandoned(tx: &Transaction<'_>, file_id: i64, token: u64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM pending WHERE file_id = ?1 AND token = ?2", params![file_id, token])?;
+    Ok(())
+}
+
 pub fn job_started(
     tx: &Transaction<'_>,
     file_id: i64,
     job_id: &str,
     seqs: &[u64],
+    status: &str,
 ) -> rusqlite::Result<()> {
     let seqs = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".into());
     tx.execute(
-        "INSERT INTO jobs (file_id, job_id, status, seqs, created_at) VALUES (?1, ?2, 'Pending', ?3, ?4)
+        "INSERT INTO jobs (file_id, job_id, status, seqs, created_at) VALUES (?1, ?2, ?5, ?3, ?4)
          ON CONFLICT (file_id, job_id) DO UPDATE SET seqs = excluded.seqs",
-        params![file_id, job_id, seqs, now_rfc3339()],
+        params![file_id, job_id, seqs, now_rfc3339(), status],
     )?;
     Ok(())
 }

@@ -1,9 +1,14 @@
-//! One file through the stages: read -> map -> batch -> deliver -> settle -> report.
+//! One file through the stages: read -> map -> route -> deliver -> settle -> report.
 
+mod budget;
 mod file_job;
 pub mod input;
+mod journal;
+mod map_block;
 pub mod progress;
+mod resume;
 pub mod settle;
+mod stages;
 
 pub use file_job::{process_file, unique_stem, FileContext, FileResult, LedgerFile};
 pub use input::{Input, RemoteFile};

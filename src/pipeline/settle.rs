@@ -1,6 +1,7 @@
 //! Settlement: every row of a file gets exactly one fate. Batches finish out of order; the
-//! report is written in source order as the settled prefix grows (the watermark), and the
+//! reports are written in source order as the settled prefix grows (the watermark), and the
 //! watermark is checkpointed only after the report rows before it are flushed to the file.
+//! At the end, every row read must have settled: a gap is the file's error, never silence.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::budget::RowBudget;
 use super::progress::Progress;
 use crate::ledger::Checkpoint;
 use crate::report::{ErrorsFile, RowCounts};
@@ -24,17 +26,26 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 pub type CheckpointSink = Box<dyn FnMut(Checkpoint, bool) -> io::Result<()> + Send>;
 
 /// What settlement produced for a file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Settled {
     pub counts: RowCounts,
     pub failed_by_stage: BTreeMap<String, u64>,
     pub report: Option<PathBuf>,
-    /// Stopped before the end: the report stays partial, the file is resumed later.
+    pub warnings: Option<PathBuf>,
+    /// Stopped before the end: the reports stay partial, the file is resumed later.
     pub interrupted: bool,
+    /// Rows read that never settled (a bug): the file's error.
+    pub gap: Option<String>,
+}
+
+/// The errors report and the warnings report of a file.
+pub struct Reports {
+    pub errors: ErrorsFile,
+    pub warnings: ErrorsFile,
 }
 
 pub struct Settler {
-    errors: ErrorsFile,
+    reports: Reports,
     /// Rows settled ahead of the watermark, waiting for the ones before them.
     ahead: BTreeMap<u64, Parked>,
     /// Every row with a lower `seq` is settled and, if failed, in the report.
@@ -43,6 +54,8 @@ pub struct Settler {
     by_stage: BTreeMap<String, u64>,
     progress: Arc<Progress>,
     checkpoints: Option<CheckpointSink>,
+    /// Given back as rows settle, so the reader can go on.
+    budget: Option<RowBudget>,
     last_checkpoint: Instant,
     last_log: Instant,
     /// Rows applied since the clock was last read.
@@ -65,9 +78,13 @@ impl RowCounters {
         Self { pipeline: pipeline.to_string(), accepted, by_stage: BTreeMap::new() }
     }
 
-    fn failed(&mut self, f: &Failure) {
+    fn count(&mut self, f: &Failure) {
         let pipeline = &self.pipeline;
-        let kind = if f.stage == Stage::Unprocessed { "unprocessed" } else { "failed" };
+        let kind = match f.stage {
+            Stage::Unprocessed => "unprocessed",
+            Stage::Warning => "accepted",
+            _ => "failed",
+        };
         self.by_stage
             .entry(f.stage)
             .or_insert_with(|| crate::metrics::get().row_counter(pipeline, kind, f.stage.as_str()))
@@ -78,38 +95,33 @@ impl RowCounters {
 /// Settled ahead of the watermark: one row, or a span of them.
 enum Parked {
     Row(SourceRow, Outcome),
-    Span { count: u64, last_line: u64, failed: Vec<(SourceRow, Failure)> },
+    Span { count: u64, last_line: u64, failed: Vec<(SourceRow, Failure)>, units: u32 },
 }
 
 /// What the settler's thread receives.
 pub enum SettleMsg {
-    Row(SourceRow, Outcome),
     /// Many at once (a block's local failures, a batch's outcomes): one hand-off, not many.
     Rows(Vec<(SourceRow, Outcome)>),
     /// Consecutive rows `first..first + count` at once: the ones in `failed` (in order) failed,
-    /// the rest were accepted. A dry run settles a whole block this way.
-    Span {
-        first: u64,
-        count: u64,
-        last_line: u64,
-        failed: Vec<(SourceRow, Failure)>,
-    },
-    /// No more rows; `interrupted` when the file did not reach its end.
-    End {
-        interrupted: bool,
-    },
+    /// the rest were accepted; they held `units` of the budget. A dry run settles a whole
+    /// block this way.
+    Span { first: u64, count: u64, last_line: u64, failed: Vec<(SourceRow, Failure)>, units: u32 },
+    /// No more rows; `interrupted` when the file did not reach its end; `rows_read` is how
+    /// many data rows the file had.
+    End { interrupted: bool, rows_read: u64 },
 }
 
 impl Settler {
-    pub fn new(errors: ErrorsFile, progress: Arc<Progress>, pipeline: &str, label: String) -> Self {
+    pub fn new(reports: Reports, progress: Arc<Progress>, pipeline: &str, label: String) -> Self {
         Self {
-            errors,
+            reports,
             ahead: BTreeMap::new(),
             watermark: 0,
             counts: RowCounts::default(),
             by_stage: BTreeMap::new(),
             progress,
             checkpoints: None,
+            budget: None,
             last_checkpoint: Instant::now(),
             last_log: Instant::now(),
             since_clock: 0,
@@ -129,8 +141,15 @@ impl Settler {
         self
     }
 
+    /// Gives `budget` back as rows settle.
+    pub fn with_budget(mut self, budget: RowBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     pub fn settle(&mut self, row: SourceRow, outcome: Outcome) -> io::Result<()> {
         if row.seq < self.watermark {
+            self.give(RowBudget::units_of(row.raw.as_slice().len()));
             return Ok(());
         }
         self.park_or_apply(row.seq, Parked::Row(row, outcome))
@@ -143,11 +162,19 @@ impl Settler {
         count: u64,
         last_line: u64,
         failed: Vec<(SourceRow, Failure)>,
+        units: u32,
     ) -> io::Result<()> {
         if count == 0 || first + count <= self.watermark {
+            self.give(units);
             return Ok(());
         }
-        self.park_or_apply(first, Parked::Span { count, last_line, failed })
+        self.park_or_apply(first, Parked::Span { count, last_line, failed, units })
+    }
+
+    fn give(&self, units: u32) {
+        if let Some(b) = &self.budget {
+            b.give(units);
+        }
     }
 
     fn park_or_apply(&mut self, seq: u64, parked: Parked) -> io::Result<()> {
@@ -164,6 +191,13 @@ impl Settler {
             let parked = entry.remove();
             self.apply_parked(parked)?;
         }
+        Ok(())
+    }
+
+    /// A checkpoint when one is due. Called between messages, never inside one: the rows of
+    /// one batch are settled by one message, so a checkpoint never splits a remote job's rows
+    /// (its counts are then always compared with all of them on resume).
+    pub fn tick(&mut self) -> io::Result<()> {
         if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.checkpoint(false)?;
         }
@@ -175,9 +209,10 @@ impl Settler {
         match parked {
             Parked::Row(row, outcome) => {
                 self.apply(&row, &outcome)?;
+                self.give(RowBudget::units_of(row.raw.as_slice().len()));
                 self.watermark += 1;
             }
-            Parked::Span { count, last_line, failed } => {
+            Parked::Span { count, last_line, failed, units } => {
                 let accepted = count - failed.len() as u64;
                 for (row, f) in &failed {
                     self.fail(row, f)?;
@@ -186,6 +221,7 @@ impl Settler {
                 self.counts.accepted += accepted;
                 self.counters.accepted.inc_by(accepted);
                 self.done(count, last_line);
+                self.give(units);
                 self.watermark += count;
             }
         }
@@ -199,6 +235,13 @@ impl Settler {
                 self.counts.accepted += 1;
                 self.counters.accepted.inc();
             }
+            Outcome::Warned(w) => {
+                self.counts.read += 1;
+                self.counts.accepted += 1;
+                self.counts.warned += 1;
+                self.counters.count(w);
+                self.reports.warnings.write(row.line, &row.raw, w)?;
+            }
             Outcome::Failed(f) => self.fail(row, f)?,
         }
         self.done(1, row.line);
@@ -208,14 +251,14 @@ impl Settler {
     /// A failed row: counted and written to the report.
     fn fail(&mut self, row: &SourceRow, f: &Failure) -> io::Result<()> {
         self.counts.read += 1;
-        self.counters.failed(f);
+        self.counters.count(f);
         if f.stage == Stage::Unprocessed {
             self.counts.unprocessed += 1;
         } else {
             self.counts.failed += 1;
             *self.by_stage.entry(f.stage.as_str().to_string()).or_default() += 1;
         }
-        self.errors.write(row.line, &row.raw, f)
+        self.reports.errors.write(row.line, &row.raw, f)
     }
 
     /// Progress after `rows` more rows, the last on `line`; a progress line every few seconds.
@@ -232,36 +275,48 @@ impl Settler {
         }
     }
 
-    /// Flushes the report, then records the watermark: never the other way round. With
+    /// Flushes the reports, then records the watermark: never the other way round. With
     /// `wait`, returns once the ledger committed it.
     fn checkpoint(&mut self, wait: bool) -> io::Result<()> {
         self.last_checkpoint = Instant::now();
         let Some(sink) = self.checkpoints.as_mut() else { return Ok(()) };
-        let errors_bytes = self.errors.flush()?;
+        let errors_bytes = self.reports.errors.flush()?;
+        let warnings_bytes = self.reports.warnings.flush()?;
         let cp = Checkpoint {
             watermark: self.watermark,
             errors_bytes,
+            warnings_bytes,
             counts: self.counts.clone(),
             failed_by_stage: self.by_stage.clone(),
         };
         sink(cp, wait)
     }
 
-    /// Ends the file. Complete: rows never settled are reported `unprocessed` and the report is
-    /// published. Interrupted: a last checkpoint, and the partial report is kept for resume.
-    pub fn finish(mut self, interrupted: bool) -> io::Result<Settled> {
+    /// Ends the file. Complete: every row read must have settled (rows parked behind a gap,
+    /// which only a bug leaves, are reported `unprocessed` and the gap is the file's error),
+    /// and the reports are published. Interrupted: a last checkpoint, and the partial reports
+    /// are kept for the resume.
+    pub fn finish(mut self, interrupted: bool, rows_read: u64) -> io::Result<Settled> {
         if interrupted {
             self.checkpoint(true)?;
-            return Ok(Settled {
-                counts: self.counts,
-                failed_by_stage: self.by_stage,
-                report: None,
-                interrupted,
-            });
+            return Ok(self.settled(None, None, true, None));
         }
-        // Only a bug leaves rows parked here: whatever waited for a gap is reported, not lost.
+        let gap = self.close_gaps(rows_read)?;
+        // Committed before the reports are published: after a kill between the two, the
+        // resumed run finds them published and takes them back as its partials.
+        self.checkpoint(true)?;
+        let report = self.reports.errors.finish()?;
+        let warnings = self.reports.warnings.finish()?;
+        Ok(self.settled(report, warnings, false, gap))
+    }
+
+    fn close_gaps(&mut self, rows_read: u64) -> io::Result<Option<String>> {
+        let missing_before = self.watermark;
+        if self.ahead.is_empty() && self.watermark >= rows_read {
+            return Ok(None);
+        }
+        let f = Failure::new(Stage::Unprocessed, None, "not settled before processing stopped (an internal error); whether it reached the CRM is not known");
         let left: Vec<Parked> = std::mem::take(&mut self.ahead).into_values().collect();
-        let f = Failure::new(Stage::Unprocessed, None, "not settled before processing stopped");
         for parked in left {
             match parked {
                 Parked::Row(row, _) => self.apply(&row, &Outcome::Failed(f.clone()))?,
@@ -272,36 +327,56 @@ impl Settler {
                 }
             }
         }
-        // Committed before the report is published: after a kill between the two, the resumed
-        // run finds the published report and takes it as its partial (see `ErrorsFile`).
-        self.checkpoint(true)?;
-        let report = self.errors.finish()?;
-        Ok(Settled { counts: self.counts, failed_by_stage: self.by_stage, report, interrupted })
+        let settled = self.counts.read;
+        tracing::error!(file = %self.label, rows_read, settled, "rows read were not all settled");
+        Ok(Some(format!(
+            "an internal error left rows unsettled: {settled} of {rows_read} rows settled, the first gap after data row {missing_before}; the file is kept in failed/ so no row is lost"
+        )))
+    }
+
+    fn settled(
+        self,
+        report: Option<PathBuf>,
+        warnings: Option<PathBuf>,
+        interrupted: bool,
+        gap: Option<String>,
+    ) -> Settled {
+        Settled {
+            counts: self.counts,
+            failed_by_stage: self.by_stage,
+            report,
+            warnings,
+            interrupted,
+            gap,
+        }
     }
 }
 
 /// Runs a settler on a blocking thread (it writes files); rows arrive on the returned sender.
-/// A channel closed without [`SettleMsg::End`] counts as interrupted.
+/// A channel closed without [`SettleMsg::End`] counts as interrupted. The channel's length
+/// is bounded in messages; what they hold is bounded by the row budget.
 pub fn spawn(
     mut settler: Settler,
 ) -> (mpsc::Sender<SettleMsg>, tokio::task::JoinHandle<io::Result<Settled>>) {
-    let (tx, mut rx) = mpsc::channel::<SettleMsg>(4096);
+    let (tx, mut rx) = mpsc::channel::<SettleMsg>(256);
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                SettleMsg::Row(row, outcome) => settler.settle(row, outcome)?,
                 SettleMsg::Rows(rows) => {
                     for (row, outcome) in rows {
                         settler.settle(row, outcome)?;
                     }
                 }
-                SettleMsg::Span { first, count, last_line, failed } => {
-                    settler.settle_span(first, count, last_line, failed)?
+                SettleMsg::Span { first, count, last_line, failed, units } => {
+                    settler.settle_span(first, count, last_line, failed, units)?
                 }
-                SettleMsg::End { interrupted } => return settler.finish(interrupted),
+                SettleMsg::End { interrupted, rows_read } => {
+                    return settler.finish(interrupted, rows_read)
+                }
             }
+            settler.tick()?;
         }
-        settler.finish(true)
+        settler.finish(true, 0)
     });
     (tx, handle)
 }

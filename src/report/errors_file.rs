@@ -136,11 +136,11 @@ impl ErrorsFile {
     }
 
     /// Publishes the report if any row failed; returns its path.
-    pub fn finish(self) -> io::Result<Option<PathBuf>> {
-        let Some(writer) = self.open else { return Ok(None) };
+    pub fn finish(&mut self) -> io::Result<Option<PathBuf>> {
+        let Some(writer) = self.open.take() else { return Ok(None) };
         let out = writer.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
         let file = out.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
         publish(file, &self.partial, &self.target)?;
-        Ok(Some(self.target))
+        Ok(Some(self.target.clone()))
     }
 }

@@ -7,4 +7,4 @@ mod summary;
 
 pub use errors_file::ErrorsFile;
 pub use names::{file_name, partial_name, report_names, stem_of};
-pub use summary::{now_rfc3339, RowCounts, Summary};
+pub use summary::{now_rfc3339, RemoteJobs, RowCounts, Summary};

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::delivery::Reply;
 use crate::row::{Failure, Stage};
 
 /// Plannr's resources may come as `{"data": {...}}` or bare; both are accepted.
@@ -15,6 +16,22 @@ pub fn unwrap_data(v: Value) -> Value {
         }
         other => other,
     }
+}
+
+/// An answer's resource object, unwrapped.
+pub fn resource(reply: &Reply) -> Result<Map<String, Value>, String> {
+    match unwrap_data(reply.json()?) {
+        Value::Object(m) => Ok(m),
+        other => Err(format!(
+            "Plannr's answer is not a resource: {}",
+            other.to_string().chars().take(200).collect::<String>()
+        )),
+    }
+}
+
+/// A JSON string's text; anything else (null included) is empty.
+pub fn text_of(v: Option<&Value>) -> &str {
+    v.and_then(Value::as_str).unwrap_or_default()
 }
 
 /// `{"field": ["msg", ...], ...}` as a row failure naming every field and message.
@@ -33,6 +50,7 @@ pub fn failure_from_errors(errors: &Map<String, Value>) -> Failure {
                 }
             }
             Value::String(m) => messages.push(format!("{field}: {m}")),
+            Value::Null => messages.push(format!("{field}: refused")),
             other => messages.push(format!("{field}: {other}")),
         }
     }
@@ -55,18 +73,6 @@ pub fn failure_from_422(body: &[u8], fallback: &str) -> Failure {
                 .unwrap_or(fallback);
             Failure::new(Stage::Remote, None, msg)
         }
-    }
-}
-
-/// A JSON value as the text a CSV cell would hold, for comparing what Plannr echoes with
-/// what was sent (Laravel turns `""` into null and may cast `"1"` to `true`).
-pub fn as_cell(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::Bool(true) => "1".into(),
-        Value::Bool(false) => "0".into(),
-        Value::String(s) => s.trim().to_string(),
-        other => other.to_string(),
     }
 }
 

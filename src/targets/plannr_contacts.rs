@@ -1,17 +1,18 @@
-//! `plannr.contact_details`: one `POST /api/v2/contact-details` per row, run concurrently
-//! within the connection's limits. A 201 accepts the row (its uuid is recorded in the ledger
-//! first, so a restart never creates it twice); a 422 reports it with Plannr's messages.
+//! `plannr.contact_details`: one `POST /api/v2/contact-details` per row, many in flight within
+//! the connection's limits. A 201 accepts the row (its uuid is recorded in the ledger); a 422,
+//! or a 403 about this record, refuses it with Plannr's reasons. Plannr has no idempotency
+//! key, so a detail whose answer was lost is never sent again: its row is `unconfirmed`.
 
-use futures::future::{join_all, BoxFuture};
-use futures::FutureExt;
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::plannr_common::{failure_from_422, unwrap_data};
-use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
+use super::plannr_common::{failure_from_422, resource};
+use super::Target;
 use crate::config::TargetSpec;
-use crate::delivery::{CallError, Connection};
+use crate::delivery::call::{Call, CallError, Reply, Safety};
+use crate::delivery::{Adapter, Created, JobReport, JobState, RowNote, RowRef};
 use crate::mapping::{is_email, is_uuid, phone, CompiledField, Mapped, Value as Cell};
-use crate::row::{Failure, Outcome, Stage};
+use crate::row::{Failure, MappedRow, Stage};
 
 pub struct ContactDetails {
     spec: TargetSpec,
@@ -46,36 +47,6 @@ fn list(v: &Cell) -> Vec<String> {
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
-    }
-}
-
-async fn post(conn: &Connection, row: &MappedRow, jobs: &dyn JobSink) -> Outcome {
-    let url = format!("{}/api/v2/contact-details", conn.base_url());
-    let body = bytes::Bytes::from(row.body.clone());
-    let result = conn
-        .call("contact-details", |c| {
-            c.post(&url).header("Content-Type", "application/json").body(body.clone())
-        })
-        .await;
-    match result {
-        Ok(reply) => {
-            let created = serde_json::from_slice::<Value>(&reply.body).ok().map(unwrap_data);
-            match created.as_ref().and_then(|v| v.get("uuid")).and_then(Value::as_str) {
-                Some(uuid) => jobs.created(uuid, std::slice::from_ref(row)).await,
-                None => tracing::warn!(
-                    line = row.source.line,
-                    "Plannr created a contact detail but its reply has no uuid"
-                ),
-            }
-            Outcome::Accepted
-        }
-        Err(CallError::Rejected { status: 422, body, .. }) => {
-            Outcome::Failed(failure_from_422(&body, "refused by Plannr"))
-        }
-        Err(e @ CallError::Auth { .. }) => {
-            Outcome::Failed(Failure::new(Stage::Unprocessed, None, e.to_string()))
-        }
-        Err(e) => Outcome::Failed(Failure::new(Stage::Remote, None, e.to_string())),
     }
 }
 
@@ -148,24 +119,76 @@ impl Target for ContactDetails {
             messages: bad.into_iter().map(|(f, m)| format!("{f}: {m}")).collect(),
         })
     }
+}
 
-    fn deliver<'a>(
-        &'a self,
-        conn: &'a Connection,
-        rows: &'a [MappedRow],
-        jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        async move { Ok(join_all(rows.iter().map(|r| post(conn, r, jobs))).await) }.boxed()
+impl Adapter for ContactDetails {
+    /// One contact detail per request.
+    fn max_rows(&self) -> Option<usize> {
+        Some(1)
     }
 
-    /// A contact detail the ledger holds was created: nothing to send again.
-    fn resume<'a>(
-        &'a self,
-        _conn: &'a Connection,
-        _job: &'a ResumeJob,
-        rows: &'a [MappedRow],
-        _jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        async move { Ok(rows.iter().map(|_| Outcome::Accepted).collect()) }.boxed()
+    /// Plannr has no idempotency key: a detail whose answer was lost may exist already.
+    fn create_is_repeatable(&self) -> bool {
+        false
+    }
+
+    fn create(&self, base: &str, rows: &[MappedRow]) -> Call {
+        let body = rows.first().map(|r| Bytes::from(r.body.clone())).unwrap_or_default();
+        Call::post_json(
+            "contact-details",
+            format!("{base}/api/v2/contact-details"),
+            body,
+            Safety::Once,
+        )
+    }
+
+    /// 201 accepts the row (its uuid is kept in the ledger); a 422 or a 403 about this record
+    /// refuses it with Plannr's reasons.
+    fn created(&self, rows: &[MappedRow], answer: Result<&Reply, &CallError>) -> Created {
+        let refused = |failure: Failure| {
+            let row = rows.first().map_or(RowRef::Unknown, |r| RowRef::Seq(r.source.seq));
+            Created::Done(JobReport {
+                status: "refused".into(),
+                refused: vec![RowNote { row, failure }],
+                saved: Some(0),
+                invalid: Some(1),
+                complete: true,
+                ..JobReport::default()
+            })
+        };
+        match answer {
+            Ok(reply) => {
+                let uuid = resource(reply).ok().and_then(|r| r.get("uuid").and_then(Value::as_str).map(String::from));
+                if uuid.is_none() {
+                    tracing::warn!("Plannr created a contact detail but its answer has no uuid");
+                }
+                Created::Done(JobReport {
+                    status: "created".into(),
+                    saved: Some(1),
+                    complete: true,
+                    record: uuid,
+                    ..JobReport::default()
+                })
+            }
+            Err(CallError::Rejected { status: 422, body, .. }) => refused(failure_from_422(body, "refused by Plannr")),
+            Err(CallError::Rejected { status: 403, message, .. }) => refused(Failure::new(
+                Stage::Remote,
+                None,
+                format!("Plannr does not allow this record (HTTP 403: {message}); an account in account_uuids may not be a client"),
+            )),
+            Err(CallError::Rejected { status, message, .. }) => {
+                refused(Failure::new(Stage::Remote, None, format!("Plannr refused it (HTTP {status}): {message}")))
+            }
+            Err(e) => Created::Failed(e.to_string()),
+        }
+    }
+
+    /// Contact details have no job to follow.
+    fn status(&self, base: &str, job: &str) -> Call {
+        Call::get("contact-details", format!("{base}/api/v2/contact-details/{job}"))
+    }
+
+    fn read_status(&self, _base: &str, _reply: &Reply) -> Result<JobState, String> {
+        Err("a contact detail has no status to follow".into())
     }
 }

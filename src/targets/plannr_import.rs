@@ -1,51 +1,43 @@
 //! `plannr.import.<type>`: each batch is one Plannr import: create (CSV upload) -> map ->
-//! start -> poll to its end. Each step is recorded in the ledger, so a restart continues the
-//! same import. Failed rows come back by their data (25 inline, all in the error report).
-
-use std::collections::HashMap;
-use std::time::Duration;
+//! start -> poll to its end. Failed rows come back by their data (at most 25 inline, all in
+//! the error report, which is a file: CSV, JSON or XLSX). In `update` mode a row never sends a
+//! cell for a value it does not have (Plannr would clear the field): rows are grouped by the
+//! fields they carry, one import per group.
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::correlate::{self, SentRow, CORRELATION};
-use super::plannr_common::{failure_from_errors, unwrap_data};
-use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
+use super::plannr_common::{resource, text_of};
+use super::report_file::{self, json_entries};
+use super::Target;
 use crate::config::{ImportMode, TargetSpec};
-use crate::delivery::{CallError, Connection};
+use crate::delivery::call::{message_of, Body, Call, CallError, Part, Reply, Safety};
+use crate::delivery::reconcile::CORRELATION;
+use crate::delivery::{Adapter, Created, JobReport, JobState, RowNote, RowRef, Step};
 use crate::mapping::{CompiledField, Mapped, Value as Cell};
-use crate::row::{Failure, Outcome, Stage};
+use crate::row::MappedRow;
 use crate::schema::FieldType;
 
 /// Statuses after which an import does no more work (the docs show only `processing`).
 const TERMINAL: &[&str] = &[
     "complete",
     "completed",
-    "failed",
     "finished",
     "done",
-    "cancelled",
-    "canceled",
+    "imported",
+    "success",
+    "succeeded",
+    "failed",
     "error",
     "errored",
+    "cancelled",
+    "canceled",
 ];
-const RUNNING: &[&str] = &[
-    "pending",
-    "processing",
-    "queued",
-    "mapped",
-    "importing",
-    "running",
-    "started",
-    "in_progress",
-    "validating",
-];
-/// The ledger status after each step; a resumed import continues from the next one.
-const CREATED: &str = "Pending";
-const MAPPED: &str = "mapped";
-const STARTED: &str = "started";
+const FAILED: &[&str] = &["failed", "error", "errored", "cancelled", "canceled"];
+/// Statuses of an import that has not been started.
+const NOT_STARTED: &[&str] = &["pending", "created", "uploaded", "mapped", "new", "draft"];
+/// Inline `errors` hold at most this many entries: that many means the list may be cut short.
+const INLINE_MAX: usize = 25;
 
 pub struct PlannrImport {
     spec: TargetSpec,
@@ -65,279 +57,42 @@ impl PlannrImport {
         Self { spec, import_type, mode, fields }
     }
 
-    /// The CSV of a batch: the field names plus the correlation column, then each row.
-    fn csv(&self, rows: &[MappedRow]) -> Bytes {
-        let mut out =
-            Vec::with_capacity(rows.iter().map(|r| r.body.len() + 12).sum::<usize>() + 256);
-        let mut w = csv::Writer::from_writer(&mut out);
-        let mut header: Vec<&str> = self.fields.iter().map(String::as_str).collect();
-        header.push(CORRELATION);
-        let _ = w.write_record(&header);
-        drop(w);
-        for r in rows {
-            out.extend_from_slice(&r.body);
-            out.push(b',');
-            out.extend_from_slice(r.source.seq.to_string().as_bytes());
-            out.push(b'\n');
-        }
-        Bytes::from(out)
-    }
-
-    fn sent(&self, rows: &[MappedRow]) -> Vec<SentRow> {
-        rows.iter()
-            .map(|r| {
-                let mut cells: HashMap<String, String> = parse_line(&r.body)
-                    .into_iter()
-                    .zip(&self.fields)
-                    .map(|(v, k)| (k.clone(), v))
-                    .collect();
-                cells.insert(CORRELATION.into(), r.source.seq.to_string());
-                SentRow { seq: r.source.seq, cells }
-            })
+    /// The columns a batch uploads: every field, or in `update` mode those its rows carry
+    /// (the rows of a batch share a group, see [`Target::group`]).
+    fn columns(&self, rows: &[MappedRow]) -> Vec<usize> {
+        let group = rows.first().map_or(u64::MAX, |r| r.group);
+        (0..self.fields.len())
+            .filter(|&i| self.mode != ImportMode::Update || carried(group, i))
             .collect()
     }
 
-    async fn create(&self, conn: &Connection, rows: &[MappedRow]) -> Result<String, BatchError> {
-        let url = format!("{}/api/v1/import", conn.base_url());
-        let file = self.csv(rows);
-        let (kind, mode) = (self.import_type.clone(), self.mode.as_str().to_string());
-        let reply = conn
-            .call("import/create", |c| {
-                let part = reqwest::multipart::Part::stream(file.clone())
-                    .file_name("batch.csv")
-                    .mime_str("text/csv");
-                let form = reqwest::multipart::Form::new()
-                    .text("type", kind.clone())
-                    .text("mode", mode.clone());
-                let form = match part {
-                    Ok(p) => form.part("file", p),
-                    Err(_) => form,
-                };
-                c.post(&url).multipart(form)
-            })
-            .await
-            .map_err(batch_error)?;
-        let import = resource(&reply.body)?;
-        import.get("uuid").and_then(Value::as_str).map(String::from).ok_or_else(|| {
-            BatchError::Failed("Plannr created an import but its reply has no uuid".into())
-        })
-    }
-
-    /// Continues an import from the step after `from` to its end; reads each row's outcome.
-    async fn run_from(
-        &self,
-        conn: &Connection,
-        uuid: &str,
-        from: &str,
-        rows: &[MappedRow],
-        jobs: &dyn JobSink,
-    ) -> Result<Vec<Outcome>, BatchError> {
-        let base = conn.base_url().to_string();
-        if from == CREATED {
-            let url = format!("{base}/api/v1/import/map/{uuid}");
-            let headers: Map<String, Value> =
-                self.fields.iter().map(|f| (f.clone(), Value::String(f.clone()))).collect();
-            let body = serde_json::json!({ "headers": headers });
-            conn.call("import/map", |c| c.post(&url).json(&body)).await.map_err(batch_error)?;
-            jobs.status(uuid, MAPPED, rows.len());
+    /// The CSV of a batch: its columns plus the correlation column, then each row.
+    fn csv(&self, rows: &[MappedRow], columns: &[usize]) -> Bytes {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
+        let mut header: Vec<&str> = columns.iter().map(|&i| self.fields[i].as_str()).collect();
+        header.push(CORRELATION);
+        let _ = w.write_record(&header);
+        for r in rows {
+            let cells = parse_line(&r.body);
+            let mut record: Vec<&str> =
+                columns.iter().map(|&i| cells.get(i).map_or("", String::as_str)).collect();
+            let seq = r.source.seq.to_string();
+            record.push(&seq);
+            let _ = w.write_record(&record);
         }
-        if from == CREATED || from == MAPPED {
-            let url = format!("{base}/api/v1/import/start/{uuid}");
-            match conn.call("import/start", |c| c.post(&url)).await {
-                Ok(_) => {}
-                // Started already (a restart after the start was sent but not recorded).
-                Err(CallError::Rejected { status: 422, .. }) if from == MAPPED => {}
-                Err(e) => return Err(batch_error(e)),
-            }
-            jobs.status(uuid, STARTED, rows.len());
-        }
-        let import = self.poll(conn, uuid).await;
-        let import = match import {
-            Ok(i) => i,
-            Err(e) => {
-                jobs.status(uuid, "unknown", rows.len());
-                return Err(e);
-            }
-        };
-        let status = import.get("status").and_then(Value::as_str).unwrap_or("").to_string();
-        let outcomes = self.outcomes(conn, uuid, &status, &import, rows).await?;
-        jobs.status(uuid, &status, rows.len());
-        Ok(outcomes)
+        Bytes::from(w.into_inner().unwrap_or_default())
     }
 
-    async fn poll(&self, conn: &Connection, uuid: &str) -> Result<Map<String, Value>, BatchError> {
-        let url = format!("{}/api/v1/import/{uuid}", conn.base_url());
-        let started = tokio::time::Instant::now();
-        let interval = conn.settings.poll_interval;
-        loop {
-            tokio::time::sleep(interval).await;
-            let reply = conn.call("import/status", |c| c.get(&url)).await.map_err(batch_error)?;
-            let import = resource(&reply.body)?;
-            if is_terminal(&import) {
-                return Ok(import);
-            }
-            tracing::debug!(import = uuid, progress = %import.get("progress").map(|p| p.to_string()).unwrap_or_default(), "import running");
-            if started.elapsed() + interval > conn.settings.poll_timeout {
-                return Err(BatchError::Failed(format!(
-                    "Plannr import {uuid} was still running after {}",
-                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-                )));
-            }
-        }
-    }
-
-    async fn outcomes(
-        &self,
-        conn: &Connection,
-        uuid: &str,
-        status: &str,
-        import: &Map<String, Value>,
-        rows: &[MappedRow],
-    ) -> Result<Vec<Outcome>, BatchError> {
-        let mut entries = error_entries(import.get("errors"));
-        let reported =
-            import.get("failed_jobs").and_then(Value::as_u64).unwrap_or(entries.len() as u64)
-                as usize;
-        if reported > entries.len() {
-            if let Some(url) = import
-                .get("error_report")
-                .and_then(|r| r.get("download_url"))
-                .and_then(Value::as_str)
-            {
-                let all = download(conn, url).await?;
-                if all.len() >= entries.len() {
-                    entries = all;
-                }
-            }
-        }
-        let listed = entries.len();
-        let (by_seq, unmatched) = correlate::assign(&self.sent(rows), entries);
-        if unmatched > 0 {
-            tracing::warn!(
-                import = uuid,
-                unmatched,
-                "Plannr reported failed rows that match no row sent"
-            );
-        }
-        let failed_import = ["failed", "error", "errored", "cancelled", "canceled"]
-            .contains(&status.to_ascii_lowercase().as_str());
-        let unknown = reported.saturating_sub(listed) + unmatched;
-        let message = import.get("message").and_then(Value::as_str).unwrap_or("");
-        Ok(rows
-            .iter()
-            .map(|r| match by_seq.get(&r.source.seq) {
-                Some(f) => Outcome::Failed(f.clone()),
-                None if failed_import => Outcome::Failed(Failure::new(Stage::Remote, None, format!("Plannr import {uuid} ended {status} {message}").trim_end())),
-                None if unknown > 0 => Outcome::Failed(Failure::new(
-                    Stage::Remote,
-                    None,
-                    format!("Plannr import {uuid} reported {} failed rows but identified only {}; this row may not have been imported", reported.max(listed), by_seq.len()),
-                )),
-                None => Outcome::Accepted,
-            })
-            .collect())
+    fn import_url(&self, base: &str, what: &str, uuid: &str) -> String {
+        format!("{base}/api/v1/import/{what}{uuid}")
     }
 }
 
-fn resource(body: &[u8]) -> Result<Map<String, Value>, BatchError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| BatchError::Failed(format!("Plannr's reply was not understood: {e}")))?;
-    match unwrap_data(v) {
-        Value::Object(m) => Ok(m),
-        other => Err(BatchError::Failed(format!(
-            "Plannr's reply was not an import: {}",
-            other.to_string().chars().take(200).collect::<String>()
-        ))),
-    }
-}
-
-fn is_terminal(import: &Map<String, Value>) -> bool {
-    let status = import.get("status").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-    let remaining = import.get("jobs_remaining").and_then(Value::as_u64);
-    if TERMINAL.contains(&status.as_str()) {
-        return remaining.is_none_or(|r| r == 0);
-    }
-    !status.is_empty() && !RUNNING.contains(&status.as_str()) && remaining == Some(0)
-}
-
-/// `[{"client": {row}, "errors": {field: [msg]}}, ...]`: the row is the entry's object that is
-/// not `errors`, whatever the import type calls it.
-fn error_entries(v: Option<&Value>) -> Vec<(Map<String, Value>, Failure)> {
-    let Some(Value::Array(list)) = v.cloned().map(unwrap_data) else { return Vec::new() };
-    list.iter()
-        .filter_map(|e| {
-            let obj = e.as_object()?;
-            let row = obj
-                .iter()
-                .find(|(k, v)| k.as_str() != "errors" && v.is_object())
-                .and_then(|(_, v)| v.as_object())
-                .cloned()
-                .unwrap_or_default();
-            let failure = match obj.get("errors") {
-                Some(Value::Object(errs)) => failure_from_errors(errs),
-                Some(Value::String(m)) => Failure::new(Stage::Remote, None, m.clone()),
-                Some(Value::Array(list)) => Failure {
-                    stage: Stage::Remote,
-                    fields: Vec::new(),
-                    messages: list
-                        .iter()
-                        .map(|m| m.as_str().map_or_else(|| m.to_string(), String::from))
-                        .collect(),
-                },
-                _ => Failure::new(Stage::Remote, None, "refused by Plannr"),
-            };
-            Some((row, failure))
-        })
-        .collect()
-}
-
-/// The full error report: JSON (a list of entries, maybe wrapped) or CSV with an errors column.
-async fn download(
-    conn: &Connection,
-    url: &str,
-) -> Result<Vec<(Map<String, Value>, Failure)>, BatchError> {
-    let reply = conn.call("import/error_report", |c| c.get(url)).await.map_err(batch_error)?;
-    if let Ok(v) = serde_json::from_slice::<Value>(&reply.body) {
-        let v = unwrap_data(v);
-        let list = match &v {
-            Value::Array(_) => Some(v.clone()),
-            Value::Object(m) => m.get("errors").or_else(|| m.get("rows")).cloned(),
-            _ => None,
-        };
-        return Ok(error_entries(list.as_ref()));
-    }
-    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(reply.body.as_ref());
-    let header: Vec<String> =
-        r.headers().map(|h| h.iter().map(String::from).collect()).unwrap_or_default();
-    let errors_col = header.iter().position(|h| {
-        ["errors", "error", "messages", "message"].contains(&h.to_ascii_lowercase().as_str())
-    });
-    Ok(r.records()
-        .flatten()
-        .map(|rec| {
-            let mut row = Map::new();
-            for (i, (h, v)) in header.iter().zip(rec.iter()).enumerate() {
-                if Some(i) != errors_col {
-                    row.insert(h.clone(), Value::String(v.to_string()));
-                }
-            }
-            let msg = errors_col.and_then(|i| rec.get(i)).unwrap_or("refused by Plannr");
-            (row, Failure::new(Stage::Remote, None, msg))
-        })
-        .collect())
-}
-
-fn batch_error(e: CallError) -> BatchError {
-    super::batch_error("Plannr", "import", e)
-}
-
-fn parse_line(body: &[u8]) -> Vec<String> {
-    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(body);
-    r.records()
-        .next()
-        .and_then(Result::ok)
-        .map(|rec| rec.iter().map(String::from).collect())
-        .unwrap_or_default()
+/// Whether field `i` is in a row group (a bit per field; fields past 63 are always carried).
+fn carried(group: u64, i: usize) -> bool {
+    i >= 64 || group & (1 << i) != 0
 }
 
 impl Target for PlannrImport {
@@ -346,7 +101,7 @@ impl Target for PlannrImport {
     }
 
     /// One CSV record (no newline) in field order; booleans as `1`/`0`, which Laravel's
-    /// `boolean` rule accepts (it refuses the text `true`).
+    /// `boolean` rule accepts (it refuses the text `true`); text exactly as mapped.
     fn encode(
         &self,
         fields: &[CompiledField],
@@ -360,13 +115,10 @@ impl Target for PlannrImport {
             .map(|(f, v)| match (f.def.map(|d| d.ty), v) {
                 (_, None) => String::new(),
                 (Some(FieldType::Bool), Some(Cell::Text(t))) => {
-                    if t == "true" {
-                        "1".into()
-                    } else {
-                        "0".into()
-                    }
+                    if t == "true" { "1" } else { "0" }.into()
                 }
-                (_, Some(v)) => v.display().replace('|', ","),
+                (_, Some(Cell::List(items))) => items.join(","),
+                (_, Some(Cell::Text(t))) => t.to_string(),
             })
             .collect();
         {
@@ -380,6 +132,20 @@ impl Target for PlannrImport {
         }
     }
 
+    /// In `update` mode, the fields a row carries: a value, or an empty one sent on purpose
+    /// (`empty = "clear"`). Other modes send every column.
+    fn group(&self, _fields: &[CompiledField], values: &Mapped) -> u64 {
+        if self.mode != ImportMode::Update {
+            return 0;
+        }
+        values
+            .iter()
+            .enumerate()
+            .take(64)
+            .filter(|(_, v)| v.is_some())
+            .fold(0, |g, (i, _)| g | (1 << i))
+    }
+
     fn preview(&self, body: &[u8]) -> Value {
         Value::Object(
             self.fields
@@ -389,42 +155,190 @@ impl Target for PlannrImport {
                 .collect(),
         )
     }
+}
 
-    fn deliver<'a>(
-        &'a self,
-        conn: &'a Connection,
-        rows: &'a [MappedRow],
-        jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        async move {
-            let uuid = {
-                let _creating = conn.creating().await;
-                let uuid = self.create(conn, rows).await?;
-                jobs.started(&uuid, rows).await;
-                uuid
-            };
-            self.run_from(conn, &uuid, CREATED, rows, jobs).await
-        }
-        .boxed()
+impl Adapter for PlannrImport {
+    /// An import does nothing until it is started: one whose create went unanswered is
+    /// harmless to leave behind and create again.
+    fn create_is_repeatable(&self) -> bool {
+        true
     }
 
-    fn resume<'a>(
-        &'a self,
-        conn: &'a Connection,
-        job: &'a ResumeJob,
-        rows: &'a [MappedRow],
-        jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        async move {
-            let from = if job.status == CREATED || job.status == MAPPED {
-                job.status.as_str()
-            } else {
-                STARTED
-            };
-            self.run_from(conn, &job.id, from, rows, jobs).await
-        }
-        .boxed()
+    fn create(&self, base: &str, rows: &[MappedRow]) -> Call {
+        let file = self.csv(rows, &self.columns(rows));
+        let parts = vec![
+            Part::Text { name: "type", value: self.import_type.clone() },
+            Part::Text { name: "mode", value: self.mode.as_str().to_string() },
+            Part::File {
+                name: "file",
+                file_name: "batch.csv".into(),
+                mime: "text/csv",
+                bytes: file,
+            },
+        ];
+        Call::post(
+            "import/create",
+            format!("{base}/api/v1/import"),
+            Body::Multipart(parts),
+            Safety::Repeatable,
+        )
     }
+
+    fn created(&self, _rows: &[MappedRow], answer: Result<&Reply, &CallError>) -> Created {
+        let reply = match answer {
+            Ok(reply) => reply,
+            Err(CallError::Rejected { status: 413, body, .. }) => {
+                return Created::Refused(format!(
+                    "Plannr refused the upload as too large: {}",
+                    message_of(body)
+                ))
+            }
+            Err(e) => return Created::Failed(format!("Plannr refused the import: {e}")),
+        };
+        match resource(reply)
+            .ok()
+            .and_then(|r| r.get("uuid").and_then(Value::as_str).map(String::from))
+        {
+            Some(uuid) => Created::Job(uuid),
+            None => Created::Unclear(format!(
+                "Plannr answered the upload without an import uuid: {}",
+                message_of(&reply.body)
+            )),
+        }
+    }
+
+    fn steps(&self, base: &str, job: &str, rows: &[MappedRow]) -> Vec<Step> {
+        let headers: Map<String, Value> = self
+            .columns(rows)
+            .into_iter()
+            .map(|i| (self.fields[i].clone(), Value::String(self.fields[i].clone())))
+            .collect();
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "headers": headers })).unwrap_or_default();
+        vec![
+            Step {
+                name: "mapped",
+                call: Call::post_json(
+                    "import/map",
+                    self.import_url(base, "map/", job),
+                    body.into(),
+                    Safety::Repeatable,
+                ),
+            },
+            Step {
+                name: "started",
+                call: Call::post(
+                    "import/start",
+                    self.import_url(base, "start/", job),
+                    Body::None,
+                    Safety::Repeatable,
+                ),
+            },
+        ]
+    }
+
+    fn status(&self, base: &str, job: &str) -> Call {
+        Call::get("import/status", self.import_url(base, "", job))
+    }
+
+    fn read_status(&self, base: &str, reply: &Reply) -> Result<JobState, String> {
+        let import = resource(reply)?;
+        let status = text_of(import.get("status")).to_ascii_lowercase();
+        if NOT_STARTED.contains(&status.as_str()) {
+            return Ok(JobState::NotStarted);
+        }
+        if !finished(&import, &status) {
+            return Ok(JobState::Running);
+        }
+        Ok(JobState::Finished(Box::new(report(&import, &status, base))))
+    }
+
+    fn read_more(&self, reply: &Reply) -> Result<Vec<RowNote>, String> {
+        let entries = report_file::read(&reply.body)?;
+        Ok(entries
+            .into_iter()
+            .map(|(row, failure)| RowNote { row: RowRef::Data(row), failure })
+            .collect())
+    }
+
+    fn echo(&self, row: &MappedRow) -> Vec<(String, String)> {
+        let mut cells: Vec<(String, String)> =
+            self.fields.iter().cloned().zip(parse_line(&row.body)).collect();
+        cells.push((CORRELATION.into(), row.source.seq.to_string()));
+        cells
+    }
+}
+
+/// Finished on a terminal status word, or when progress is at 100 and no more jobs remain
+/// than failed (the only finished import the docs show: `processing`, progress 100,
+/// `jobs_remaining` = `failed_jobs` = 1).
+fn finished(import: &Map<String, Value>, status: &str) -> bool {
+    let remaining = number(import.get("jobs_remaining"));
+    let failed = number(import.get("failed_jobs")).unwrap_or(0);
+    let settled = remaining.is_none_or(|r| r <= failed);
+    if TERMINAL.contains(&status) {
+        return settled;
+    }
+    let progress = number(import.get("progress"));
+    progress == Some(100) && remaining.is_some() && settled
+}
+
+/// What a finished import says: its inline refusals (a list, or an object keyed by index),
+/// and whether they are all of them. The inline list holds at most 25 entries; when it is
+/// full, or `failed_jobs` says more failed than it lists, or jobs failed but none are listed,
+/// the error report is fetched.
+fn report(import: &Map<String, Value>, status: &str, base: &str) -> JobReport {
+    let entries = json_entries(import.get("errors").filter(|e| !e.is_null()));
+    let failed_jobs = number(import.get("failed_jobs"));
+    let listed = entries.len() as u64;
+    let complete = (listed as usize) < INLINE_MAX
+        && failed_jobs.is_none_or(|f| f <= listed)
+        && !(failed_jobs.unwrap_or(0) > 0 && listed == 0);
+    let url =
+        import.get("error_report").and_then(|r| r.get("download_url")).and_then(Value::as_str);
+    let more = url
+        .filter(|u| !u.is_empty())
+        .map(|u| Call::download("import/error_report", absolute(base, u)));
+    JobReport {
+        status: status.to_string(),
+        failed: FAILED.contains(&status),
+        refused: entries
+            .into_iter()
+            .map(|(row, failure)| RowNote { row: RowRef::Data(row), failure })
+            .collect(),
+        complete,
+        more,
+        ..JobReport::default()
+    }
+}
+
+/// A download URL may be relative to the API.
+fn absolute(base: &str, url: &str) -> String {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        url.to_string()
+    } else {
+        format!("{}/{}", base.trim_end_matches('/'), url.trim_start_matches('/'))
+    }
+}
+
+/// A count as a number or numeric text (`100`, `"100"`, `"100%"`); `null` is absent.
+fn number(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f.round() as u64)),
+        Value::String(s) => {
+            s.trim().trim_end_matches('%').trim().parse::<f64>().ok().map(|f| f.round() as u64)
+        }
+        _ => None,
+    }
+}
+
+fn parse_line(body: &[u8]) -> Vec<String> {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(body);
+    r.records()
+        .next()
+        .and_then(Result::ok)
+        .map(|rec| rec.iter().map(String::from).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -437,26 +351,109 @@ mod tests {
     }
 
     #[test]
-    fn terminal_statuses() {
-        assert!(!is_terminal(&obj(json!({"status": "processing", "jobs_remaining": 3}))));
-        assert!(!is_terminal(&obj(json!({"status": "processing", "jobs_remaining": 0}))));
-        assert!(is_terminal(&obj(json!({"status": "complete", "jobs_remaining": 0}))));
-        assert!(is_terminal(&obj(json!({"status": "Completed"}))));
-        assert!(is_terminal(&obj(json!({"status": "finished", "jobs_remaining": 0}))));
-        assert!(is_terminal(&obj(json!({"status": "failed"}))));
-        assert!(!is_terminal(&obj(json!({"status": "completed", "jobs_remaining": 2}))));
-        assert!(is_terminal(&obj(json!({"status": "imported", "jobs_remaining": 0}))));
+    fn finished_imports() {
+        let f = |v: Value| {
+            let m = obj(v);
+            let s = text_of(m.get("status")).to_ascii_lowercase();
+            finished(&m, &s)
+        };
+        assert!(!f(
+            json!({"status": "processing", "progress": 40, "jobs_remaining": 3, "failed_jobs": 0})
+        ));
+        assert!(
+            f(
+                json!({"status": "processing", "progress": 100, "total_jobs": 4, "failed_jobs": 1, "jobs_remaining": 1})
+            ),
+            "the seed's shape"
+        );
+        assert!(f(
+            json!({"status": "processing", "progress": "100%", "failed_jobs": 0, "jobs_remaining": 0})
+        ));
+        assert!(f(json!({"status": "complete", "jobs_remaining": 0})));
+        assert!(f(json!({"status": "Completed"})));
+        assert!(f(json!({"status": "failed", "jobs_remaining": null})));
+        assert!(!f(json!({"status": "completed", "jobs_remaining": 2, "failed_jobs": 0})));
     }
 
     #[test]
-    fn entries_whatever_the_row_is_called() {
-        let e = error_entries(Some(&json!([
-            {"client": {"first_name": "A"}, "errors": {"last_name": ["The last name field is required."]}},
-            {"plan": {"name": "P"}, "errors": "bad plan"}
-        ])));
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[0].0["first_name"], "A");
-        assert_eq!(e[0].1.fields, vec!["last_name"]);
-        assert_eq!(e[1].1.messages, vec!["bad plan"]);
+    fn the_inline_list_is_complete_only_when_nothing_says_otherwise() {
+        let entry = json!({"client": {"first_name": "A"}, "errors": {"email": ["bad"]}});
+        let r = report(
+            &obj(json!({"errors": [entry.clone()], "failed_jobs": 1})),
+            "complete",
+            "http://x",
+        );
+        assert!(r.complete);
+        let r = report(
+            &obj(json!({"errors": {"0": entry.clone(), "7": entry.clone()}, "failed_jobs": 1})),
+            "complete",
+            "http://x",
+        );
+        assert_eq!(r.refused.len(), 2, "errors as an object keyed by index");
+        let full: Vec<Value> = (0..25).map(|_| entry.clone()).collect();
+        let r = report(
+            &obj(
+                json!({"errors": full, "failed_jobs": 1, "error_report": {"download_url": "/files/r.csv"}}),
+            ),
+            "complete",
+            "http://x",
+        );
+        assert!(!r.complete, "25 entries may be cut short");
+        assert_eq!(r.more.unwrap().url, "http://x/files/r.csv");
+        let r = report(&obj(json!({"errors": [], "failed_jobs": 2})), "complete", "http://x");
+        assert!(!r.complete, "jobs failed but none are listed");
+    }
+
+    #[test]
+    fn update_rows_carry_only_their_fields() {
+        let t = PlannrImport::new(
+            TargetSpec::PlannrImport { import_type: "clients".into(), mode: ImportMode::Update },
+            "clients".into(),
+            ImportMode::Update,
+            vec!["uuid".into(), "email".into(), "phone".into()],
+        );
+        let row = |body: &str, group| MappedRow {
+            source: crate::row::SourceRow { seq: 3, line: 5, raw: Default::default() },
+            key: String::new(),
+            body: body.as_bytes().to_vec(),
+            group,
+        };
+        let rows = [row("u1,a@b.c,", 0b011)];
+        let csv = String::from_utf8(t.csv(&rows, &t.columns(&rows)).to_vec()).unwrap();
+        assert_eq!(
+            csv, "uuid,email,crm_ingest_row\nu1,a@b.c,3\n",
+            "no phone column, so nothing is cleared"
+        );
+        let text = |s: &'static str| Some(Cell::Text(s.into()));
+        assert_eq!(t.group(&[], &vec![text("u"), None, text("")]), 0b101);
+    }
+
+    #[test]
+    fn text_is_sent_as_written() {
+        use crate::config::{EmptyPolicy, FieldSettings, ValueSource};
+        use crate::mapping::Mapper;
+        let t = PlannrImport::new(
+            TargetSpec::PlannrImport { import_type: "notes".into(), mode: ImportMode::Store },
+            "notes".into(),
+            ImportMode::Store,
+            vec!["note".into()],
+        );
+        let field = FieldSettings {
+            target: "note".into(),
+            source: ValueSource::Columns(vec!["N".into()]),
+            transforms: Vec::new(),
+            validators: Vec::new(),
+            empty: EmptyPolicy::Omit,
+        };
+        let m = Mapper::compile(&[field], crate::schema::PLANNR_OTHER_IMPORT, &["N".to_string()])
+            .unwrap();
+        let mut out = Vec::new();
+        t.encode(
+            m.fields(),
+            &vec![Some(Cell::Text("a|b, c".into()))],
+            super::super::Escapes::Possible,
+            &mut out,
+        );
+        assert_eq!(parse_line(&out), vec!["a|b, c"], "a `|` is data, not a separator");
     }
 }

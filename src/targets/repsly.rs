@@ -1,19 +1,17 @@
-//! `repsly.clients`: `POST import/clientList` of a batch, then poll `export/importStatus/{id}`.
+//! `repsly.clients`: `POST import/clientList` of a batch, then `export/importStatus/{id}`
+//! until the job ends. `RowsInserted + RowsUpdated` and `RowsInvalid` must account for every
+//! row sent; `Errors[]` names refused rows and `Warnings[]` saved ones, by `Code`.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use futures::future::BoxFuture;
-use futures::FutureExt;
-use serde::Deserialize;
+use bytes::Bytes;
 use serde_json::Value as Json;
 
-use super::{BatchError, JobSink, MappedRow, ResumeJob, Target};
+use super::Target;
 use crate::config::TargetSpec;
-use crate::delivery::{CallError, Connection};
+use crate::delivery::call::{message_of, Call, CallError, Reply, Safety};
+use crate::delivery::{Adapter, Created, JobReport, JobState, RowNote, RowRef};
 use crate::mapping::json::{push_str, Escapes};
 use crate::mapping::{CompiledField, Mapped, Value};
-use crate::row::{Failure, Outcome, Stage};
+use crate::row::{Failure, MappedRow, Stage};
 use crate::schema::FieldType;
 
 pub struct RepslyClients {
@@ -94,43 +92,26 @@ pub fn client_json(fields: &[CompiledField], values: &Mapped, escapes: Escapes, 
     out.push(b'}');
 }
 
-#[derive(Debug, Deserialize)]
-struct ImportReply {
-    #[serde(rename = "Code")]
-    code: i64,
-    #[serde(rename = "Message", default)]
-    message: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct StatusReply {
-    #[serde(rename = "ImportStatus")]
-    status: String,
-    #[serde(rename = "RowsInserted", default)]
-    inserted: u64,
-    #[serde(rename = "RowsUpdated", default)]
-    updated: u64,
-    #[serde(rename = "Errors", default)]
-    errors: Vec<Item>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Item {
-    #[serde(rename = "ItemID", default)]
-    id: Json,
-    #[serde(rename = "ItemName", default)]
-    name: Option<String>,
-    #[serde(rename = "ItemStatus", default)]
-    status: Option<String>,
-}
-
-/// The job id in "Client import job started asynchronously under ID: <id>" (integer or GUID).
+/// The job id in "Client import job started asynchronously under ID: <id>": an integer or a
+/// GUID (8-4-4-4-12 hex digits), the two shapes Repsly documents; any other word is not one.
 pub fn job_id(message: &str) -> Option<String> {
-    let after = message.rsplit_once("ID:").map(|(_, id)| id).unwrap_or(message);
-    let id = after.trim().trim_end_matches(['.', ' ']);
-    let ok = !id.is_empty()
-        && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c.is_ascii_digit());
-    ok.then(|| id.to_string())
+    let (_, after) = message.rsplit_once("ID:")?;
+    let id = after.trim().trim_end_matches('.').trim();
+    (is_integer(id) || is_guid(id)).then(|| id.to_string())
+}
+
+fn is_integer(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_guid(s: &str) -> bool {
+    let s = s.strip_prefix('{').and_then(|s| s.strip_suffix('}')).unwrap_or(s);
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl Target for RepslyClients {
@@ -156,155 +137,116 @@ impl Target for RepslyClients {
             .and_then(|(_, v)| v.as_ref().map(Value::display))
             .unwrap_or_default()
     }
-
-    fn deliver<'a>(
-        &'a self,
-        conn: &'a Connection,
-        rows: &'a [MappedRow],
-        jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        async move {
-            let id = {
-                let _creating = conn.creating().await;
-                let id = submit(conn, rows).await?;
-                jobs.started(&id, rows).await;
-                id
-            };
-            finish(conn, &id, rows, jobs).await
-        }
-        .boxed()
-    }
-
-    fn resume<'a>(
-        &'a self,
-        conn: &'a Connection,
-        job: &'a ResumeJob,
-        rows: &'a [MappedRow],
-        jobs: &'a dyn JobSink,
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, BatchError>> {
-        finish(conn, &job.id, rows, jobs).boxed()
-    }
 }
 
-/// Polls a job to its end and reads each row's outcome.
-async fn finish(
-    conn: &Connection,
-    id: &str,
-    rows: &[MappedRow],
-    jobs: &dyn JobSink,
-) -> Result<Vec<Outcome>, BatchError> {
-    match poll(conn, id).await {
-        Ok(status) => {
-            jobs.status(id, &status.status, rows.len());
-            Ok(outcomes(id, rows, &status))
-        }
-        Err(e) => {
-            jobs.status(id, "Unknown", rows.len());
-            Err(e)
-        }
+impl Adapter for RepslyClients {
+    /// An import is an upsert by `Code`: sending it again changes nothing.
+    fn create_is_repeatable(&self) -> bool {
+        true
     }
-}
 
-async fn submit(conn: &Connection, rows: &[MappedRow]) -> Result<String, BatchError> {
-    let mut body = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + 16);
-    body.extend_from_slice(b"{\"Clients\":[");
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&r.body);
-    }
-    body.extend_from_slice(b"]}");
-    let body = bytes::Bytes::from(body);
-    let url = format!("{}/import/clientList", conn.base_url());
-    let reply = conn
-        .call("import/clientList", |c| {
-            c.post(&url).header("Content-Type", "application/json").body(body.clone())
-        })
-        .await
-        .map_err(batch_error)?;
-    let parsed: ImportReply = serde_json::from_slice(&reply.body).map_err(|e| {
-        BatchError::Failed(format!("Repsly's import reply was not understood: {e}"))
-    })?;
-    if parsed.code != 0 {
-        return Err(BatchError::Rejected(format!(
-            "Repsly refused the batch (Code {}): {}",
-            parsed.code, parsed.message
-        )));
-    }
-    job_id(&parsed.message).ok_or_else(|| {
-        BatchError::Failed(format!(
-            "Repsly accepted the batch but named no job id: {}",
-            parsed.message
-        ))
-    })
-}
-
-async fn poll(conn: &Connection, id: &str) -> Result<StatusReply, BatchError> {
-    let url = format!("{}/export/importStatus/{id}", conn.base_url());
-    let started = tokio::time::Instant::now();
-    let interval = conn.settings.poll_interval;
-    loop {
-        tokio::time::sleep(interval).await;
-        let reply = conn.call("export/importStatus", |c| c.get(&url)).await.map_err(batch_error)?;
-        let status: StatusReply = serde_json::from_slice(&reply.body).map_err(|e| {
-            BatchError::Failed(format!(
-                "Repsly's status reply for job {id} was not understood: {e}"
-            ))
-        })?;
-        if !status.status.eq_ignore_ascii_case("pending") {
-            return Ok(status);
-        }
-        if started.elapsed() + interval > conn.settings.poll_timeout {
-            return Err(BatchError::Failed(format!(
-                "Repsly import job {id} was still Pending after {}",
-                humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-            )));
-        }
-    }
-}
-
-fn batch_error(e: CallError) -> BatchError {
-    super::batch_error("Repsly", "batch", e)
-}
-
-fn outcomes(id: &str, rows: &[MappedRow], status: &StatusReply) -> Vec<Outcome> {
-    let mut by_code: HashMap<String, Failure> = HashMap::new();
-    for item in &status.errors {
-        let code = match &item.id {
-            Json::String(s) => s.clone(),
-            Json::Null => continue,
-            other => other.to_string(),
-        };
-        let entry = by_code.entry(code).or_insert_with(|| Failure {
-            stage: Stage::Remote,
-            fields: Vec::new(),
-            messages: Vec::new(),
-        });
-        if let Some(field) = item.name.as_ref().filter(|n| !n.is_empty()) {
-            if !entry.fields.contains(field) {
-                entry.fields.push(field.clone());
+    fn create(&self, base: &str, rows: &[MappedRow]) -> Call {
+        let mut body =
+            Vec::with_capacity(rows.iter().map(|r| r.body.len() + 1).sum::<usize>() + 16);
+        body.extend_from_slice(b"{\"Clients\":[");
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
             }
+            body.extend_from_slice(&r.body);
         }
-        let text = item.status.clone().unwrap_or_else(|| "rejected".into());
-        entry.messages.push(match &item.name {
-            Some(n) if !n.is_empty() => format!("{n}: {text}"),
-            _ => text,
-        });
+        body.extend_from_slice(b"]}");
+        let url = format!("{base}/import/clientList");
+        Call::post_json("import/clientList", url, Bytes::from(body), Safety::Repeatable)
     }
-    let completed = status.status.eq_ignore_ascii_case("completed");
-    let failed_rows = rows.iter().filter(|r| by_code.contains_key(&r.key)).count();
-    // A Failed job still saved what it counts as inserted/updated.
-    let saved_all_others = (status.inserted + status.updated) as usize >= rows.len() - failed_rows;
-    rows.iter()
-        .map(|r| match by_code.get(&r.key) {
-            Some(f) => Outcome::Failed(f.clone()),
-            None if completed || saved_all_others => Outcome::Accepted,
-            None => Outcome::Failed(Failure::new(
-                Stage::Remote,
-                None,
-                format!("Repsly import job {id} ended {}", status.status),
+
+    fn created(&self, _rows: &[MappedRow], answer: Result<&Reply, &CallError>) -> Created {
+        let reply = match answer {
+            Ok(reply) => reply,
+            // A 400 (or a body too large) can be one client's fault: split to find it.
+            Err(CallError::Rejected { status: 400 | 413, body, .. }) => {
+                return Created::Refused(format!("Repsly refused the batch: {}", message_of(body)))
+            }
+            Err(e) => return Created::Failed(e.to_string()),
+        };
+        let v = reply.json().unwrap_or_default();
+        let code = v.get("Code").and_then(Json::as_i64);
+        let message = v.get("Message").and_then(Json::as_str).unwrap_or_default();
+        match code {
+            Some(0) => match job_id(message) {
+                Some(id) => Created::Job(id),
+                None => Created::Unclear(format!(
+                    "Repsly accepted the batch but its answer names no job id (`{message}`)"
+                )),
+            },
+            Some(c) => Created::Refused(format!("Repsly refused the batch (Code {c}): {message}")),
+            None => Created::Unclear(format!(
+                "Repsly's answer to the import was not understood: {}",
+                message_of(&reply.body)
             )),
+        }
+    }
+
+    fn status(&self, base: &str, job: &str) -> Call {
+        Call::get("export/importStatus", format!("{base}/export/importStatus/{job}"))
+    }
+
+    fn read_status(&self, _base: &str, reply: &Reply) -> Result<JobState, String> {
+        let v = reply.json()?;
+        let status = field(&v, "ImportStatus").and_then(Json::as_str).unwrap_or_default();
+        let failed = status.eq_ignore_ascii_case("failed");
+        if !failed && !status.eq_ignore_ascii_case("completed") {
+            return Ok(JobState::Running);
+        }
+        let count = |k: &str| field(&v, k).and_then(Json::as_u64);
+        let saved = match (count("RowsInserted"), count("RowsUpdated")) {
+            (None, None) => count("RowsTotal"),
+            (i, u) => Some(i.unwrap_or(0) + u.unwrap_or(0)),
+        };
+        Ok(JobState::Finished(Box::new(JobReport {
+            status: status.to_string(),
+            failed,
+            refused: notes(field(&v, "Errors"), Stage::Remote),
+            warned: notes(field(&v, "Warnings"), Stage::Warning),
+            saved,
+            invalid: count("RowsInvalid"),
+            complete: false,
+            more: None,
+            record: None,
+        })))
+    }
+}
+
+/// A member of a JSON object; `null` is the same as absent.
+fn field<'a>(v: &'a Json, key: &str) -> Option<&'a Json> {
+    v.get(key).filter(|x| !x.is_null())
+}
+
+/// `Errors[]` or `Warnings[]`: `{"ItemID": <Code>, "ItemName": <field>, "ItemStatus": <text>}`.
+/// An entry whose ItemID is not a Code the batch holds matches no row (and leaves the rows
+/// it may concern unconfirmed).
+fn notes(list: Option<&Json>, stage: Stage) -> Vec<RowNote> {
+    let Some(Json::Array(items)) = list else { return Vec::new() };
+    items
+        .iter()
+        .map(|item| {
+            let id = field(item, "ItemID").or_else(|| field(item, "Code"));
+            let row = match id {
+                Some(Json::String(s)) => RowRef::Key(s.clone()),
+                Some(Json::Number(n)) => RowRef::Key(n.to_string()),
+                _ => RowRef::Unknown,
+            };
+            let name = field(item, "ItemName").and_then(Json::as_str).filter(|n| !n.is_empty());
+            let text = field(item, "ItemStatus").and_then(Json::as_str).unwrap_or("refused");
+            let failure = Failure {
+                stage,
+                fields: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
+                messages: vec![match name {
+                    Some(n) => format!("{n}: {text}"),
+                    None => text.to_string(),
+                }],
+            };
+            RowNote { row, failure }
         })
         .collect()
 }
@@ -324,6 +266,9 @@ mod tests {
             Some("3f2b8c1e-1d2a-4b5c-8e9f-0a1b2c3d4e5f")
         );
         assert_eq!(job_id("Client import job started"), None);
+        assert_eq!(job_id("Client import job added under ID: added"), None, "a hex-looking word");
+        assert_eq!(job_id("Client import job started asynchronously under ID: cafe"), None);
+        assert_eq!(job_id("started under ID: 42."), Some("42".into()));
     }
 
     struct Row(Vec<&'static str>);

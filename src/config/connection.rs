@@ -1,0 +1,184 @@
+//! `[connections.NAME]` -> [`ConnectionSettings`]: kind, URL, credentials, limits.
+
+use std::ops::Range;
+
+use super::rate::RateLimit;
+use super::raw::{RawConnection, RawOAuth};
+use super::retry::RetryPolicy;
+use super::settings::*;
+use super::validate::Ctx;
+use crate::secret::Secret;
+
+impl Ctx<'_> {
+    /// A connection's settings; with problems recorded, still settings (with empty
+    /// credentials), so pipelines naming it get no follow-on "unknown connection" error.
+    pub(super) fn connection(
+        &mut self,
+        name: &str,
+        raw: &RawConnection,
+    ) -> Option<ConnectionSettings> {
+        let kind = match raw.kind.get_ref().as_str() {
+            "plannr" => CrmKind::Plannr,
+            "repsly" => CrmKind::Repsly,
+            other => {
+                self.problem(
+                    raw.kind.span(),
+                    format!("connection `{name}`: kind `{other}` is not plannr or repsly"),
+                );
+                return None;
+            }
+        };
+        let (default_url, default_rate) = match kind {
+            CrmKind::Plannr => (
+                "https://api.plannrcrm.com",
+                RateLimit { count: 500, per: std::time::Duration::from_secs(60) },
+            ),
+            CrmKind::Repsly => (
+                "https://api.repsly.com/v3",
+                RateLimit { count: 120, per: std::time::Duration::from_secs(60) },
+            ),
+        };
+        let base_url = match &raw.base_url {
+            Some(u) => {
+                let url = self.expand("base_url", u);
+                if reqwest::Url::parse(&url).is_err() {
+                    self.problem(
+                        u.span(),
+                        format!("connection `{name}`: base_url `{url}` is not a URL"),
+                    );
+                }
+                url
+            }
+            None => default_url.to_string(),
+        };
+        let base_url = base_url.trim_end_matches('/').to_string();
+        self.misplaced(name, kind, raw);
+        let auth = match kind {
+            CrmKind::Plannr => self.plannr_auth(name, raw, &base_url),
+            CrmKind::Repsly => self.repsly_auth(name, raw),
+        };
+        let rate_limit = raw.rate_limit.unwrap_or(default_rate);
+        let max_in_flight = match raw.max_in_flight {
+            Some(n) => n.max(1),
+            None => default_in_flight(&rate_limit),
+        };
+        Some(ConnectionSettings {
+            name: name.to_string(),
+            kind,
+            base_url,
+            auth,
+            rate_limit,
+            burst: raw.burst.unwrap_or(1).max(1),
+            max_in_flight,
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            retry: RetryPolicy::from_raw(raw.retry.as_ref()),
+            poll_interval: raw.poll_interval.map_or(DEFAULT_POLL_INTERVAL, |d| d.0),
+            poll_timeout: raw.poll_timeout.map_or(DEFAULT_POLL_TIMEOUT, |d| d.0),
+        })
+    }
+
+    /// Keys of the other CRM's credentials.
+    fn misplaced(&mut self, name: &str, kind: CrmKind, raw: &RawConnection) {
+        let misplaced: &[(&str, bool)] = match kind {
+            CrmKind::Plannr => &[
+                ("username", raw.username.is_some()),
+                ("password", raw.password.is_some() || raw.password_file.is_some()),
+            ],
+            CrmKind::Repsly => &[
+                ("token", raw.token.is_some() || raw.token_file.is_some()),
+                ("account_uuid", raw.account_uuid.is_some()),
+                ("oauth", raw.oauth.is_some()),
+            ],
+        };
+        for (key, present) in misplaced {
+            if *present {
+                self.problem(
+                    raw.kind.span(),
+                    format!(
+                        "connection `{name}`: `{key}` does not apply to kind {}",
+                        kind.as_str()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn plannr_auth(&mut self, name: &str, raw: &RawConnection, base_url: &str) -> Auth {
+        let anchor = raw.kind.span();
+        let account_uuid = match &raw.account_uuid {
+            Some(a) => self.expand("account_uuid", a),
+            None => {
+                self.problem(
+                    anchor.clone(),
+                    format!("connection `{name}`: `account_uuid` is required for plannr"),
+                );
+                String::new()
+            }
+        };
+        match (&raw.oauth, raw.token.is_some() || raw.token_file.is_some()) {
+            (Some(_), true) => {
+                self.problem(
+                    anchor,
+                    format!("connection `{name}`: give `token` or `oauth`, not both"),
+                );
+                Auth::Bearer { token: Secret::new(""), account_uuid }
+            }
+            (Some(o), false) => self.oauth(o, base_url, account_uuid, anchor),
+            (None, _) => {
+                let token = self.secret("token", &raw.token, &raw.token_file, anchor);
+                Auth::Bearer { token: token.unwrap_or_else(|| Secret::new("")), account_uuid }
+            }
+        }
+    }
+
+    fn oauth(
+        &mut self,
+        o: &RawOAuth,
+        base_url: &str,
+        account_uuid: String,
+        anchor: Range<usize>,
+    ) -> Auth {
+        let token_url = match &o.token_url {
+            Some(u) => self.expand("oauth.token_url", u),
+            None => format!("{base_url}/oauth/token"),
+        };
+        let client_id = self.expand("oauth.client_id", &o.client_id);
+        let secret = self.secret(
+            "oauth.client_secret",
+            &o.client_secret,
+            &o.client_secret_file,
+            anchor.clone(),
+        );
+        let refresh =
+            self.secret("oauth.refresh_token", &o.refresh_token, &o.refresh_token_file, anchor);
+        Auth::OAuth {
+            token_url,
+            client_id,
+            client_secret: secret.unwrap_or_else(|| Secret::new("")),
+            refresh_token: refresh.unwrap_or_else(|| Secret::new("")),
+            account_uuid,
+        }
+    }
+
+    fn repsly_auth(&mut self, name: &str, raw: &RawConnection) -> Auth {
+        let anchor = raw.kind.span();
+        let username = match &raw.username {
+            Some(u) => self.expand("username", u),
+            None => {
+                self.problem(
+                    anchor.clone(),
+                    format!("connection `{name}`: `username` is required for repsly"),
+                );
+                String::new()
+            }
+        };
+        let password = self.secret("password", &raw.password, &raw.password_file, anchor);
+        Auth::Basic { username, password: password.unwrap_or_else(|| Secret::new("")) }
+    }
+}
+
+/// Requests in flight when `max_in_flight` is not set: enough to fill the budget at up to
+/// half a second of CRM latency (Little's law: rate x latency), at least 4, at most 64.
+pub fn default_in_flight(rate: &RateLimit) -> usize {
+    ((rate.per_second() * 0.5).ceil() as usize).clamp(DEFAULT_MAX_IN_FLIGHT, 64)
+}

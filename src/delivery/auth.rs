@@ -1,0 +1,128 @@
+//! The credentials a connection sends: a static token or password, or an OAuth2 access token
+//! refreshed before it expires (and once after a 401, before that counts as a refusal).
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::call::{Body, Call, Safety};
+use super::transport::{Authorization, Transport};
+use crate::config::Auth;
+use crate::secret::Secret;
+
+/// A token is refreshed this long before it expires.
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// Lifetime assumed when the token endpoint does not say (`expires_in`).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+pub enum Credentials {
+    Fixed(Authorization),
+    OAuth(OAuth),
+}
+
+pub struct OAuth {
+    token_url: String,
+    client_id: String,
+    client_secret: Secret,
+    account: String,
+    /// The refresh token, replaced when the server rotates it.
+    refresh_token: Mutex<Secret>,
+    current: Mutex<Option<(Secret, Instant)>>,
+}
+
+impl Credentials {
+    pub fn new(auth: &Auth) -> Self {
+        match auth {
+            Auth::Bearer { token, account_uuid } => Credentials::Fixed(Authorization::Bearer {
+                token: token.expose().to_string(),
+                account: account_uuid.clone(),
+            }),
+            Auth::Basic { username, password } => Credentials::Fixed(Authorization::Basic {
+                username: username.clone(),
+                password: password.expose().to_string(),
+            }),
+            Auth::OAuth { token_url, client_id, client_secret, refresh_token, account_uuid } => {
+                Credentials::OAuth(OAuth {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    account: account_uuid.clone(),
+                    refresh_token: Mutex::new(refresh_token.clone()),
+                    current: Mutex::new(None),
+                })
+            }
+        }
+    }
+
+    /// What to send now; an OAuth token close to its expiry is refreshed first.
+    pub async fn current(&self, transport: &dyn Transport) -> Result<Authorization, String> {
+        match self {
+            Credentials::Fixed(a) => Ok(a.clone()),
+            Credentials::OAuth(o) => o.current(transport, false).await,
+        }
+    }
+
+    /// After a 401: a new access token, if these credentials can get one.
+    pub async fn refresh(&self, transport: &dyn Transport) -> Option<Result<(), String>> {
+        match self {
+            Credentials::Fixed(_) => None,
+            Credentials::OAuth(o) => Some(o.current(transport, true).await.map(drop)),
+        }
+    }
+}
+
+impl OAuth {
+    async fn current(
+        &self,
+        transport: &dyn Transport,
+        force: bool,
+    ) -> Result<Authorization, String> {
+        let mut current = self.current.lock().await;
+        let fresh = current.as_ref().filter(|(_, until)| Instant::now() + REFRESH_MARGIN < *until);
+        if let (Some((token, _)), false) = (fresh, force) {
+            return Ok(self.bearer(token));
+        }
+        let (token, lifetime) = self.fetch(transport).await?;
+        let auth = self.bearer(&token);
+        *current = Some((token, Instant::now() + lifetime));
+        Ok(auth)
+    }
+
+    fn bearer(&self, token: &Secret) -> Authorization {
+        Authorization::Bearer { token: token.expose().to_string(), account: self.account.clone() }
+    }
+
+    /// `grant_type=refresh_token` at the token endpoint (standard OAuth2).
+    async fn fetch(&self, transport: &dyn Transport) -> Result<(Secret, Duration), String> {
+        let mut refresh = self.refresh_token.lock().await;
+        let form = vec![
+            ("grant_type".to_string(), "refresh_token".to_string()),
+            ("refresh_token".to_string(), refresh.expose().to_string()),
+            ("client_id".to_string(), self.client_id.clone()),
+            ("client_secret".to_string(), self.client_secret.expose().to_string()),
+        ];
+        let call =
+            Call::post("oauth/token", self.token_url.clone(), Body::Form(form), Safety::Repeatable);
+        let reply = transport.send(&call, None).await.map_err(|e| e.message)?;
+        let body = reply.json().unwrap_or_default();
+        let token = body.get("access_token").and_then(|t| t.as_str());
+        let Some(token) = token.filter(|_| (200..300).contains(&reply.status)) else {
+            let why = body.get("error_description").or_else(|| body.get("error"));
+            return Err(format!(
+                "the token endpoint refused the refresh token (HTTP {}: {})",
+                reply.status,
+                why.and_then(|w| w.as_str()).unwrap_or("no reason given")
+            ));
+        };
+        if let Some(next) = body.get("refresh_token").and_then(|t| t.as_str()) {
+            *refresh = Secret::new(next);
+        }
+        let lifetime = body
+            .get("expires_in")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        tracing::debug!(expires_in_s = lifetime.as_secs(), "OAuth access token refreshed");
+        Ok((Secret::new(token), lifetime))
+    }
+}

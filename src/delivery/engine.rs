@@ -1,0 +1,286 @@
+//! The delivery protocol, once for every CRM: a write-ahead record before each create, the
+//! create, the steps before the job runs, one adaptive poll loop, fetching a cut-short list of
+//! refusals, reconciliation, and splitting a batch the CRM refused as a whole. Adapters only
+//! describe their requests and read the answers ([`Adapter`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use super::adapter::{Adapter, Created, JobReport, JobState};
+use super::call::CallError;
+use super::connection::Connection;
+use super::reconcile;
+use crate::row::{Failure, MappedRow, Outcome, Stage};
+
+/// The first wait before polling a new job; waits then grow by half up to `poll_interval`.
+const FIRST_POLL: Duration = Duration::from_millis(250);
+/// Failed polls in a row (a 404, answers not understood, retries exhausted) before the rows
+/// of a job are reported `unconfirmed`. A job that exists is never sent again.
+const POLL_FAILURES: u32 = 3;
+/// The status a job is recorded with when created, before any step.
+pub const CREATED: &str = "created";
+/// A record a create made (a contact detail): its rows are accepted on resume.
+pub const RECORDED: &str = "recorded";
+
+/// A write-ahead record's handle.
+pub type Token = u64;
+
+/// Where the engine records what it creates: the ledger, through the file's job list.
+pub trait Journal: Send + Sync {
+    /// Rows about to be sent in a create: durable before the create goes out, so a restart
+    /// knows their fate is unknown. `Err` when it cannot be recorded (the create waits).
+    fn sending<'a>(&'a self, seqs: &'a [u64]) -> BoxFuture<'a, Result<Token, String>>;
+    /// The create made job (or record) `id` for those rows; durable before anything waits
+    /// on the job. Ends the write-ahead record.
+    fn created<'a>(
+        &'a self,
+        token: Token,
+        id: &'a str,
+        seqs: &'a [u64],
+        status: &'a str,
+    ) -> BoxFuture<'a, ()>;
+    /// The create ended without anything remote to follow (refused, or settled).
+    fn abandoned(&self, token: Token);
+    /// A job's status changed (a step done, its end).
+    fn status(&self, id: &str, status: &str, rows: usize);
+}
+
+pub struct Engine {
+    pub conn: Arc<Connection>,
+    pub adapter: Arc<dyn Adapter>,
+    pub journal: Arc<dyn Journal>,
+}
+
+/// What a create came to.
+enum Create {
+    Adapter(Created),
+    /// Outcomes the engine decides itself (credentials refused, fate unknown, retries out).
+    Outcomes(Vec<Outcome>),
+}
+
+impl Engine {
+    fn base(&self) -> &str {
+        self.conn.base_url()
+    }
+
+    /// Sends `rows`; every row gets exactly one outcome, in order. A batch the CRM refuses as
+    /// a whole is halved until the refused row stands alone.
+    pub fn deliver<'a>(&'a self, rows: &'a [MappedRow]) -> BoxFuture<'a, Vec<Outcome>> {
+        async move {
+            match self.create(rows).await {
+                Create::Outcomes(o) => o,
+                Create::Adapter(Created::Job(id)) => self.follow(&id, CREATED, rows).await,
+                Create::Adapter(Created::Done(report)) => {
+                    reconcile::outcomes("(record)", rows, &report, &|r| self.adapter.echo(r))
+                }
+                Create::Adapter(Created::Refused(msg)) if rows.len() > 1 => {
+                    tracing::info!(connection = self.conn.name(), rows = rows.len(), reason = %msg, "batch refused as a whole; splitting it to isolate the row");
+                    let (left, right) = rows.split_at(rows.len() / 2);
+                    let (mut l, r) = futures::join!(self.deliver(left), self.deliver(right));
+                    l.extend(r);
+                    l
+                }
+                Create::Adapter(Created::Refused(msg) | Created::Failed(msg)) => {
+                    all(rows.len(), Stage::Remote, &msg)
+                }
+                Create::Adapter(Created::Unclear(msg)) => all(
+                    rows.len(),
+                    Stage::Unconfirmed,
+                    &format!("{msg}; the CRM may have taken this row: check it before dropping it again"),
+                ),
+            }
+        }
+        .boxed()
+    }
+
+    /// Finishes a job an earlier run created (found in the ledger with the last status it
+    /// reached), without sending its rows again.
+    pub async fn resume(&self, id: &str, status: &str, rows: &[MappedRow]) -> Vec<Outcome> {
+        if status == RECORDED {
+            return rows.iter().map(|_| Outcome::Accepted).collect();
+        }
+        self.follow(id, status, rows).await
+    }
+
+    /// The create, between its write-ahead record and the record of what it made.
+    async fn create(&self, rows: &[MappedRow]) -> Create {
+        let _permit = self.conn.create_permit().await;
+        let seqs: Vec<u64> = rows.iter().map(|r| r.source.seq).collect();
+        let token = self.write_ahead(&seqs).await;
+        let answer = self.conn.call(self.adapter.create(self.base(), rows)).await;
+        let n = rows.len();
+        let created = match &answer {
+            Err(e @ CallError::Auth { .. }) => {
+                Create::Outcomes(all(n, Stage::Unprocessed, &e.to_string()))
+            }
+            Err(e @ CallError::Unknown { .. }) => Create::Outcomes(all(
+                n,
+                Stage::Unconfirmed,
+                &format!("{e}: check in the CRM whether this row arrived before dropping it again"),
+            )),
+            Err(e @ (CallError::Exhausted { .. } | CallError::Cancelled { .. })) => {
+                Create::Outcomes(all(n, Stage::Remote, &e.to_string()))
+            }
+            Err(e @ CallError::Rejected { .. }) => {
+                Create::Adapter(self.adapter.created(rows, Err(e)))
+            }
+            Ok(reply) => Create::Adapter(self.adapter.created(rows, Ok(reply))),
+        };
+        match &created {
+            Create::Adapter(Created::Job(id)) => {
+                self.journal.created(token, id, &seqs, CREATED).await;
+            }
+            Create::Adapter(Created::Done(JobReport { record: Some(id), .. })) => {
+                self.journal.created(token, id, &seqs, RECORDED).await;
+            }
+            _ => self.journal.abandoned(token),
+        }
+        created
+    }
+
+    /// The write-ahead record, tried until it holds: nothing is sent that a restart could
+    /// not account for.
+    async fn write_ahead(&self, seqs: &[u64]) -> Token {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match self.journal.sending(seqs).await {
+                Ok(token) => return token,
+                Err(e) => {
+                    tracing::warn!(connection = self.conn.name(), error = %e, "cannot record a batch before sending it; waiting");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Runs the job's remaining steps, polls it to its end and reads each row's outcome.
+    async fn follow(&self, id: &str, done: &str, rows: &[MappedRow]) -> Vec<Outcome> {
+        let n = rows.len();
+        if let Err(outcomes) = self.steps(id, done, rows).await {
+            return outcomes;
+        }
+        let mut report = match self.poll(id).await {
+            Ok(report) => report,
+            Err((stage, message)) => {
+                self.journal.status(id, "unknown", n);
+                return all(n, stage, &message);
+            }
+        };
+        self.fetch_more(id, &mut report).await;
+        self.journal.status(id, &report.status, n);
+        reconcile::outcomes(id, rows, &report, &|r| self.adapter.echo(r))
+    }
+
+    /// The steps after `done` (all of them after the create). A step refused or unanswered is
+    /// checked against the job's status: if the job runs, the step had taken effect (a
+    /// retried start answered "already started"); if it never started, nothing was imported.
+    async fn steps(&self, id: &str, done: &str, rows: &[MappedRow]) -> Result<(), Vec<Outcome>> {
+        let n = rows.len();
+        let steps = self.adapter.steps(self.base(), id, rows);
+        let from = match steps.iter().position(|s| s.name == done) {
+            Some(i) => i + 1,
+            None if done == CREATED || done.eq_ignore_ascii_case("pending") => 0,
+            None => steps.len(),
+        };
+        for step in steps.into_iter().skip(from) {
+            let err = match self.conn.call(step.call).await {
+                Ok(_) => {
+                    self.journal.status(id, step.name, n);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if let CallError::Auth { .. } = err {
+                return Err(all(n, Stage::Unprocessed, &err.to_string()));
+            }
+            match self.status_once(id).await {
+                Ok(JobState::NotStarted) => {
+                    let msg = format!(
+                        "job {id} could not {}: {err}; nothing of it was imported",
+                        step.name
+                    );
+                    return Err(all(n, Stage::Remote, &msg));
+                }
+                Ok(_) => {
+                    tracing::info!(job = id, step = step.name, error = %err, "the step had already taken effect");
+                    self.journal.status(id, step.name, n);
+                }
+                Err(e) => {
+                    let msg = format!("job {id}: {} failed ({err}) and its status cannot be read ({e}); check it in the CRM before dropping this row again", step.name);
+                    return Err(all(n, Stage::Unconfirmed, &msg));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn status_once(&self, id: &str) -> Result<JobState, String> {
+        let reply = self
+            .conn
+            .call(self.adapter.status(self.base(), id))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.adapter.read_status(self.base(), &reply)
+    }
+
+    /// Polls until the job ends: quick first polls, then further apart. A job that cannot be
+    /// followed leaves its rows `unconfirmed`, never sent again.
+    async fn poll(&self, id: &str) -> Result<JobReport, (Stage, String)> {
+        let settings = &self.conn.settings;
+        let max = settings.poll_interval;
+        let mut wait = FIRST_POLL.min(max);
+        let started = Instant::now();
+        let mut failures = 0;
+        let mut last = String::new();
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 3 / 2).min(max);
+            match self.status_once(id).await {
+                Ok(JobState::Finished(report)) => return Ok(*report),
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    last = e;
+                }
+            }
+            if failures >= POLL_FAILURES || self.conn.auth_failure().is_some() {
+                return Err((Stage::Unconfirmed, format!("job {id} was created but its status could not be read ({last}); it is not sent again: check in the CRM whether this row arrived before dropping it again")));
+            }
+            if started.elapsed() + wait > settings.poll_timeout {
+                let waited =
+                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
+                return Err((Stage::Unconfirmed, format!("job {id} was still running after {waited}; check in the CRM whether this row arrived before dropping it again")));
+            }
+        }
+    }
+
+    /// The full list of refusals, when the answer says the inline one may be cut short. If it
+    /// cannot be fetched, the report stays incomplete and the rows it does not name are
+    /// `unconfirmed` rather than accepted.
+    async fn fetch_more(&self, id: &str, report: &mut JobReport) {
+        let Some(call) = report.more.take().filter(|_| !report.complete) else { return };
+        let read = match self.conn.call(call).await {
+            Ok(reply) => self.adapter.read_more(&reply),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(list) => {
+                report.refused = list;
+                report.complete = true;
+            }
+            Err(e) => {
+                tracing::warn!(job = id, error = %e, "could not read the job's full list of refused rows; the rows it does not name are reported unconfirmed")
+            }
+        }
+    }
+}
+
+/// The same outcome for every row of a batch.
+pub fn all(n: usize, stage: Stage, message: &str) -> Vec<Outcome> {
+    (0..n).map(|_| Outcome::Failed(Failure::new(stage, None, message))).collect()
+}

@@ -1,0 +1,65 @@
+//! Rows between the reader and the settled watermark, bounded: the reader takes a permit per
+//! row (and per 4 KiB of it) before handing a block on, and the settler gives them back as the
+//! watermark passes the rows. A stalled batch or a flood of failing rows then stops reading
+//! instead of growing memory.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+/// One unit per row, and one more per this many bytes of it.
+const BYTES_PER_UNIT: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct RowBudget {
+    units: Arc<Semaphore>,
+    total: u32,
+}
+
+impl RowBudget {
+    pub fn new(total: usize) -> Self {
+        let total = total.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
+        Self { units: Arc::new(Semaphore::new(total as usize)), total }
+    }
+
+    /// The units a row of `bytes` bytes holds (the same on both sides).
+    pub fn units_of(bytes: usize) -> u32 {
+        1 + (bytes / BYTES_PER_UNIT) as u32
+    }
+
+    /// Waits for `units` (at most the whole budget, so one huge block still passes).
+    pub async fn take(&self, units: u32) {
+        if let Ok(p) = self.units.acquire_many(units.min(self.total)).await {
+            p.forget();
+        }
+    }
+
+    /// Gives back what settled rows held.
+    pub fn give(&self, units: u32) {
+        let room = (self.total as usize).saturating_sub(self.units.available_permits());
+        self.units.add_permits((units as usize).min(room));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn taking_waits_until_settled_rows_give_back() {
+        let b = RowBudget::new(10);
+        b.take(8).await;
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { b.take(5).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "over budget: the reader waits");
+        b.give(3);
+        waiting.await.unwrap();
+        b.give(100);
+        assert_eq!(b.units.available_permits(), 10, "never more than the whole budget");
+        assert_eq!(RowBudget::units_of(100), 1);
+        assert_eq!(RowBudget::units_of(10_000), 3);
+    }
+}

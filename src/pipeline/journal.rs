@@ -1,0 +1,124 @@
+//! A file's remote jobs: recorded in the ledger (write-ahead before each create, the job once
+//! created, its status as it moves) and listed in the file's summary.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::delivery::{Journal, Token};
+use crate::ledger::{Ledger, Resume};
+use crate::report::RemoteJobs;
+use crate::row::RemoteJob;
+
+/// Jobs listed one by one in a summary; past this, by status, with only the jobs that did not
+/// complete listed.
+const LISTED_JOBS: usize = 50;
+
+pub struct FileJobs {
+    jobs: Mutex<Vec<RemoteJob>>,
+    file: String,
+    ledger: Option<(Arc<Ledger>, i64)>,
+    next_token: AtomicU64,
+}
+
+impl FileJobs {
+    /// The jobs of `resume` (an earlier run's), for a file shown as `file`.
+    pub fn new(file: &str, ledger: Option<(Arc<Ledger>, i64)>, resume: Option<&Resume>) -> Self {
+        let jobs = resume
+            .iter()
+            .flat_map(|r| &r.jobs)
+            .map(|j| RemoteJob { id: j.id.clone(), status: j.status.clone(), rows: j.seqs.len() })
+            .collect();
+        let first = resume.and_then(|r| r.pending.iter().map(|(t, _)| t + 1).max()).unwrap_or(1);
+        Self {
+            jobs: Mutex::new(jobs),
+            file: file.to_string(),
+            ledger,
+            next_token: AtomicU64::new(first),
+        }
+    }
+
+    fn set(&self, id: &str, status: &str, rows: usize) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            let job = RemoteJob { id: id.to_string(), status: status.to_string(), rows };
+            match jobs.iter_mut().find(|j| j.id == id) {
+                Some(j) => *j = job,
+                None => jobs.push(job),
+            }
+        }
+    }
+
+    /// The summary's `remote_jobs`.
+    pub fn summary(&self) -> RemoteJobs {
+        let jobs = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+        for j in &jobs {
+            *by_status.entry(j.status.clone()).or_default() += 1;
+        }
+        let count = jobs.len();
+        let listed = if count <= LISTED_JOBS {
+            jobs
+        } else {
+            jobs.into_iter().filter(|j| !completed(&j.status)).collect()
+        };
+        RemoteJobs { count, by_status, jobs: listed }
+    }
+}
+
+/// Jobs whose status says they ran to the end (their rows' fates are in the report).
+fn completed(status: &str) -> bool {
+    ["completed", "complete", "finished", "done", "recorded", "created", "imported", "success"]
+        .contains(&status.to_ascii_lowercase().as_str())
+}
+
+impl Journal for FileJobs {
+    fn sending<'a>(&'a self, seqs: &'a [u64]) -> BoxFuture<'a, Result<Token, String>> {
+        async move {
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            if let Some((ledger, file_id)) = &self.ledger {
+                ledger.sending(*file_id, token, seqs.to_vec()).await.map_err(|e| e.to_string())?;
+            }
+            Ok(token)
+        }
+        .boxed()
+    }
+
+    fn created<'a>(
+        &'a self,
+        token: Token,
+        id: &'a str,
+        seqs: &'a [u64],
+        status: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        async move {
+            let record = status == crate::delivery::engine::RECORDED;
+            if !record {
+                tracing::debug!(file = %self.file, job = %id, rows = seqs.len(), "remote job created");
+                self.set(id, status, seqs.len());
+            }
+            if let Some((ledger, file_id)) = &self.ledger {
+                if let Err(e) = ledger.job_started(*file_id, Some(token), id, seqs.to_vec(), status).await {
+                    tracing::error!(file = %self.file, job = %id, error = %e, "could not record the job in the ledger");
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn abandoned(&self, token: Token) {
+        if let Some((ledger, file_id)) = &self.ledger {
+            ledger.abandoned(*file_id, token);
+        }
+    }
+
+    fn status(&self, id: &str, status: &str, rows: usize) {
+        tracing::debug!(file = %self.file, job = %id, status, rows, "remote job status");
+        self.set(id, status, rows);
+        if let Some((ledger, file_id)) = &self.ledger {
+            ledger.job_status(*file_id, id, status);
+        }
+    }
+}
