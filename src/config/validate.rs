@@ -136,11 +136,16 @@ impl<'a> Ctx<'a> {
         let server = match &raw.server {
             Some(s) => {
                 let listen = self.expand("listen", &s.listen);
-                if listen.parse::<std::net::SocketAddr>().is_err() {
-                    self.problem(
+                match listen.parse::<std::net::SocketAddr>() {
+                    Err(_) => self.problem(
                         s.listen.span(),
                         format!("`listen` = `{listen}` is not an address like 127.0.0.1:9464"),
-                    );
+                    ),
+                    Ok(a) if !a.ip().is_loopback() => self.warn(
+                        s.listen.span(),
+                        format!("[server] listen = {listen} is not a loopback address: /status and /metrics name files and pipelines to anyone who can reach it and have no authentication; bind 127.0.0.1 or put an authenticating proxy in front"),
+                    ),
+                    Ok(_) => {}
                 }
                 Some(ServerSettings { listen })
             }

@@ -80,7 +80,8 @@ impl CsvFile {
     pub async fn open(path: &Path, settings: &CsvSettings) -> Result<Self, FileError> {
         let file = tokio::fs::File::open(path).await.map_err(|e| FileError::Open(e.to_string()))?;
         let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
-        Self::from_raw(Box::pin(file), gz, settings).await
+        let size = std::fs::metadata(path).ok().map(|m| m.len());
+        Self::from_raw(Box::pin(file), gz, settings, size).await
     }
 
     /// Reads a file's raw bytes from any stream (a local file, an S3 object body),
@@ -89,6 +90,7 @@ impl CsvFile {
         raw: BoxRead,
         gz: bool,
         settings: &CsvSettings,
+        size: Option<u64>,
     ) -> Result<Self, FileError> {
         let bytes_read = Arc::new(AtomicU64::new(0));
         // Raw bytes (compressed for `.gz`), for progress.
@@ -102,7 +104,12 @@ impl CsvFile {
         } else {
             Box::pin(counted)
         };
-        Self::from_stream(stream, settings, bytes_read).await
+        // A small file needs no 1 MiB buffer: with many small files in flight, that adds up.
+        let buffer = match size {
+            Some(n) if !gz => (n as usize + 1).clamp(SNIFF_BYTES, READ_BUFFER),
+            _ => READ_BUFFER,
+        };
+        Self::from_stream(stream, settings, bytes_read, buffer).await
     }
 
     /// Reads the header from any byte stream (a file, a decompressor, an S3 body).
@@ -110,6 +117,7 @@ impl CsvFile {
         mut stream: BoxRead,
         settings: &CsvSettings,
         bytes_read: Arc<AtomicU64>,
+        buffer: usize,
     ) -> Result<Self, FileError> {
         let mut sample = Vec::with_capacity(SNIFF_BYTES);
         let mut limited = (&mut stream).take(SNIFF_BYTES as u64);
@@ -131,7 +139,7 @@ impl CsvFile {
         let encoding = sniff_encoding(settings.encoding, &sample, had_bom, whole);
         let delimiter = sniff_delimiter(settings.delimiter, &sample);
         let mut records =
-            Records::new(stream, delimiter, sample, READ_BUFFER, settings.max_record_bytes);
+            Records::new(stream, delimiter, sample, buffer, settings.max_record_bytes);
         records.next().await.map_err(|e| FileError::Read { line: 1, message: e.to_string() })?;
         let raw: csv::ByteRecord = records.fields().collect();
         let mut header = Vec::with_capacity(raw.len());

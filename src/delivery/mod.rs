@@ -10,6 +10,8 @@ mod connection;
 pub mod engine;
 pub mod reconcile;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 pub mod transport;
 pub mod window;
 

@@ -42,10 +42,21 @@ impl Input {
     /// Opens the bytes and reads the header.
     pub async fn open(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
         match self {
-            Input::Local(p) => CsvFile::open(p, settings).await.map_err(|e| e.to_string()),
+            Input::Local(p) => {
+                let file = tokio::fs::File::open(p)
+                    .await
+                    .map_err(|e| format!("cannot open the file: {e}"))?;
+                let follow = super::follow::Follow::new(file, p.clone());
+                let size = self.size();
+                CsvFile::from_raw(Box::pin(follow), self.gz(), settings, size)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             Input::Remote(r) => {
                 let stream = r.open().await?;
-                CsvFile::from_raw(stream, self.gz(), settings).await.map_err(|e| e.to_string())
+                CsvFile::from_raw(stream, self.gz(), settings, Some(r.size()))
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     }

@@ -2,6 +2,7 @@
 
 mod budget;
 mod file_job;
+mod follow;
 pub mod input;
 mod journal;
 mod map_block;

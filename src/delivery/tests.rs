@@ -1,0 +1,440 @@
+//! The engine on paused time with a scripted transport and a made-up target that is not a
+//! CRM ("widgets"): settlement, splitting, pauses the server asks for, the credentials latch,
+//! write-ahead records, and the answers that once made the daemon send rows twice.
+
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::adapter::{Adapter, Created, JobReport, JobState, RowNote, RowRef, Step};
+use super::call::{Body, Call, CallError, Method, Reply, Safety};
+use super::engine::{Engine, Journal, Token};
+use super::transport::{Authorization, NoAnswer, Transport};
+use super::Connection;
+use crate::config::rate::RateLimit;
+use crate::config::{Auth, ConnectionSettings, CrmKind, RetryPolicy};
+use crate::row::{Failure, MappedRow, Outcome, SourceRow, Stage};
+use crate::secret::Secret;
+
+/// One request as the fake server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    method: Method,
+    path: String,
+    body: String,
+}
+
+type Answer = Box<dyn Fn(&Seen, usize) -> Result<Reply, NoAnswer> + Send + Sync>;
+
+/// A server written as a function of the request and how many requests came before it.
+struct Script {
+    seen: Mutex<Vec<Seen>>,
+    answer: Answer,
+}
+
+impl Script {
+    fn new(
+        answer: impl Fn(&Seen, usize) -> Result<Reply, NoAnswer> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self { seen: Mutex::default(), answer: Box::new(answer) })
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn count(&self, path_start: &str, method: Method) -> usize {
+        self.seen().iter().filter(|s| s.method == method && s.path.starts_with(path_start)).count()
+    }
+}
+
+impl Transport for Script {
+    fn send<'a>(
+        &'a self,
+        call: &'a Call,
+        _auth: Option<&'a Authorization>,
+    ) -> BoxFuture<'a, Result<Reply, NoAnswer>> {
+        async move {
+            let body = match &call.body {
+                Body::Json(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            };
+            let path = call.url.trim_start_matches("http://fake").to_string();
+            let seen = Seen { at: Instant::now(), method: call.method, path, body };
+            let n = {
+                let mut all = self.seen.lock().unwrap();
+                all.push(seen.clone());
+                all.len() - 1
+            };
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            (self.answer)(&seen, n)
+        }
+        .boxed()
+    }
+}
+
+fn reply(status: u16, body: Value) -> Result<Reply, NoAnswer> {
+    Ok(Reply { status, headers: HeaderMap::new(), body: Bytes::from(body.to_string()) })
+}
+
+fn with_headers(
+    status: u16,
+    body: Value,
+    headers: &[(&'static str, &str)],
+) -> Result<Reply, NoAnswer> {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, HeaderValue::from_str(v).unwrap());
+    }
+    Ok(Reply { status, headers: h, body: Bytes::from(body.to_string()) })
+}
+
+fn reset() -> Result<Reply, NoAnswer> {
+    Err(NoAnswer { maybe_sent: true, message: "connection reset".into() })
+}
+
+/// The made-up target: `POST /widgets` (rows as a JSON list of keys) -> `{"job": id}`;
+/// an optional `POST /widgets/{id}/launch` step; `GET /widgets/{id}` -> `{"state": ...,
+/// "saved": n, "refused": [key, ...]}`.
+struct Widgets {
+    safety: Safety,
+    launch: bool,
+}
+
+impl Adapter for Widgets {
+    fn create_is_repeatable(&self) -> bool {
+        self.safety != Safety::Once
+    }
+
+    fn create(&self, base: &str, rows: &[MappedRow]) -> Call {
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        Call::post_json(
+            "widgets",
+            format!("{base}/widgets"),
+            Bytes::from(json!(keys).to_string()),
+            self.safety,
+        )
+    }
+
+    fn created(&self, _rows: &[MappedRow], answer: Result<&Reply, &CallError>) -> Created {
+        match answer {
+            Ok(r) => match &r.json().unwrap()["job"] {
+                Value::String(id) => Created::Job(id.clone()),
+                Value::Number(n) => Created::Job(n.to_string()),
+                _ => Created::Unclear("no job".into()),
+            },
+            Err(CallError::Rejected { status: 400, .. }) => Created::Refused("refused".into()),
+            Err(e) => Created::Failed(e.to_string()),
+        }
+    }
+
+    fn steps(&self, base: &str, job: &str, _rows: &[MappedRow]) -> Vec<Step> {
+        let call = Call::post(
+            "widgets/launch",
+            format!("{base}/widgets/{job}/launch"),
+            Body::None,
+            Safety::Repeatable,
+        );
+        if self.launch {
+            vec![Step { name: "launched", call }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn status(&self, base: &str, job: &str) -> Call {
+        Call::get("widgets/status", format!("{base}/widgets/{job}"))
+    }
+
+    fn read_status(&self, _base: &str, reply: &Reply) -> Result<JobState, String> {
+        let v = reply.json()?;
+        Ok(match v["state"].as_str() {
+            Some("idle") => JobState::NotStarted,
+            Some("done") => JobState::Finished(Box::new(JobReport {
+                status: "done".into(),
+                saved: v["saved"].as_u64(),
+                invalid: v["refused"].as_array().map(|a| a.len() as u64),
+                refused: v["refused"]
+                    .as_array()
+                    .unwrap_or(&Vec::new())
+                    .iter()
+                    .map(|k| RowNote {
+                        row: RowRef::Key(k.as_str().unwrap_or_default().into()),
+                        failure: Failure::new(Stage::Remote, None, "no"),
+                    })
+                    .collect(),
+                ..JobReport::default()
+            })),
+            Some(_) => JobState::Running,
+            None => return Err("no state".into()),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    events: Mutex<Vec<String>>,
+}
+
+impl Journal for Log {
+    fn sending<'a>(&'a self, seqs: &'a [u64]) -> BoxFuture<'a, Result<Token, String>> {
+        self.events.lock().unwrap().push(format!("sending {seqs:?}"));
+        async { Ok(1) }.boxed()
+    }
+    fn created<'a>(
+        &'a self,
+        _t: Token,
+        id: &'a str,
+        _s: &'a [u64],
+        status: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        self.events.lock().unwrap().push(format!("created {id} {status}"));
+        async {}.boxed()
+    }
+    fn abandoned(&self, _t: Token) {
+        self.events.lock().unwrap().push("abandoned".into());
+    }
+    fn status(&self, id: &str, status: &str, _rows: usize) {
+        self.events.lock().unwrap().push(format!("status {id} {status}"));
+    }
+}
+
+fn settings(max_attempts: u32) -> Arc<ConnectionSettings> {
+    Arc::new(ConnectionSettings {
+        name: "fake".into(),
+        kind: CrmKind::Repsly,
+        base_url: "http://fake".into(),
+        auth: Auth::Basic { username: "u".into(), password: Secret::new("p") },
+        rate_limit: RateLimit { count: 10_000, per: Duration::from_secs(1) },
+        burst: 1,
+        max_in_flight: 4,
+        timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_attempts,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        },
+        poll_interval: Duration::from_secs(2),
+        poll_timeout: Duration::from_secs(600),
+    })
+}
+
+fn setup(script: &Arc<Script>, widgets: Widgets) -> (Engine, Arc<Log>) {
+    let conn = Connection::with_transport(settings(4), script.clone(), crate::metrics::get());
+    let log = Arc::new(Log::default());
+    let engine = Engine { conn: Arc::new(conn), adapter: Arc::new(widgets), journal: log.clone() };
+    (engine, log)
+}
+
+fn rows(keys: &[&str]) -> Vec<MappedRow> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| MappedRow {
+            source: SourceRow { seq: i as u64, line: i as u64 + 2, raw: Default::default() },
+            key: k.to_string(),
+            body: Vec::new(),
+            group: 0,
+        })
+        .collect()
+}
+
+fn stages(o: &[Outcome]) -> Vec<&'static str> {
+    o.iter()
+        .map(|o| match o {
+            Outcome::Accepted => "accepted",
+            Outcome::Warned(_) => "warned",
+            Outcome::Failed(f) => f.stage.as_str(),
+        })
+        .collect()
+}
+
+/// A server whose jobs run once and finish, refusing the keys named `bad*`.
+fn done_job(seen: &Seen) -> Result<Reply, NoAnswer> {
+    match (seen.method, seen.path.as_str()) {
+        (Method::Post, "/widgets") => reply(200, json!({"job": "J1"})),
+        (Method::Get, _) => {
+            let created = seen.path.trim_start_matches("/widgets/");
+            let _ = created;
+            reply(200, json!({"state": "done", "saved": 2, "refused": ["bad"]}))
+        }
+        _ => reply(200, json!({})),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_settles_each_row_by_the_crms_own_counts() {
+    let script = Script::new(|s, _| done_job(s));
+    let (engine, log) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    let events = log.events.lock().unwrap().clone();
+    assert_eq!(events[0], "sending [0, 1, 2]", "the write-ahead record comes first");
+    assert_eq!(events[1], "created J1 created");
+    assert!(events.last().unwrap().starts_with("status J1 done"));
+    let first_poll = script.seen()[1].at - script.seen()[0].at;
+    assert!(
+        first_poll <= Duration::from_millis(300),
+        "the first poll comes quickly: {first_poll:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_refused_as_a_whole_is_split_until_the_bad_row_stands_alone() {
+    // The job id is the number of rows it holds, and all of them are saved.
+    let script = Script::new(|s, _| match (s.method, s.path.as_str()) {
+        (Method::Post, "/widgets") if s.body.contains("poison") => {
+            reply(400, json!({"message": "no"}))
+        }
+        (Method::Post, "/widgets") => reply(200, json!({"job": s.body.matches(',').count() + 1})),
+        _ => reply(
+            200,
+            json!({"state": "done", "saved": s.path.trim_start_matches("/widgets/").parse::<u64>().unwrap(), "refused": []}),
+        ),
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let out = engine.deliver(&rows(&["a", "poison", "c", "d"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted", "accepted"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_and_an_empty_budget_pause_the_connection() {
+    let script = Script::new(|s, n| match n {
+        0 => with_headers(429, json!({"message": "slow down"}), &[("retry-after", "5")]),
+        1 => Ok(with_headers(
+            200,
+            json!({"job": "J"}),
+            &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "3")],
+        )?),
+        _ => done_job(s),
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    let seen = script.seen();
+    assert!(seen[1].at - seen[0].at >= Duration::from_secs(5), "Retry-After: 5 is honoured");
+    assert!(seen[2].at - seen[1].at >= Duration::from_secs(3), "remaining 0 waits for the reset");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_credentials_stop_the_connection_and_keep_rows_unprocessed() {
+    let script = Script::new(|_, _| reply(401, json!({"message": "Unauthenticated."})));
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let out = engine.deliver(&rows(&["a", "b"])).await;
+    assert_eq!(stages(&out), ["unprocessed", "unprocessed"]);
+    let out = engine.deliver(&rows(&["c"])).await;
+    assert_eq!(stages(&out), ["unprocessed"]);
+    assert_eq!(script.seen().len(), 1, "after the first 401 nothing more is sent");
+    assert!(engine.conn.auth_failure().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_about_one_record_fails_that_record_only() {
+    let script = Script::new(|s, _| match (s.method, s.path.as_str()) {
+        (Method::Post, "/widgets") if s.body.contains("foreign") => {
+            reply(403, json!({"message": "not yours"}))
+        }
+        (Method::Post, "/widgets") => reply(200, json!({"job": "J"})),
+        (Method::Get, "/export/importStatus/0") => {
+            reply(400, json!({"Code": 1, "Message": "no such job"}))
+        }
+        _ => reply(200, json!({"state": "done", "saved": 1, "refused": []})),
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Once, launch: false });
+    assert_eq!(stages(&engine.deliver(&rows(&["foreign"])).await), ["remote"]);
+    assert_eq!(stages(&engine.deliver(&rows(&["mine"])).await), ["accepted"]);
+    assert!(
+        engine.conn.auth_failure().is_none(),
+        "the probe was answered: the credentials are fine"
+    );
+
+    let denied = Script::new(|_, _| reply(403, json!({"message": "This action is unauthorized."})));
+    let (engine, _) = setup(&denied, Widgets { safety: Safety::Once, launch: false });
+    assert_eq!(stages(&engine.deliver(&rows(&["a"])).await), ["unprocessed"]);
+    assert!(engine.conn.auth_failure().is_some(), "the probe was refused too: the credentials are");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_once_create_whose_answer_was_lost_is_never_sent_again() {
+    let script = Script::new(|_, _| reset());
+    let (engine, log) = setup(&script, Widgets { safety: Safety::Once, launch: false });
+    let out = engine.deliver(&rows(&["a"])).await;
+    assert_eq!(stages(&out), ["unconfirmed"]);
+    assert_eq!(script.count("/widgets", Method::Post), 1);
+    assert_eq!(log.events.lock().unwrap()[0], "sending [0]");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_status_cannot_be_read_is_never_sent_again() {
+    // A persistent 404 on the status poll: once made the daemon resend 100 rows 672 times.
+    let script = Script::new(|s, _| match s.method {
+        Method::Post => reply(200, json!({"job": "J"})),
+        Method::Get => reply(404, json!({"message": "Not found."})),
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let out = engine.deliver(&rows(&["a", "b"])).await;
+    assert_eq!(stages(&out), ["unconfirmed", "unconfirmed"]);
+    assert_eq!(script.count("/widgets", Method::Post), 1, "created once, never again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_step_that_had_taken_effect_is_not_a_refusal() {
+    // The launch goes through but its answer is lost; the retry gets 422 "already launched".
+    let script = Script::new(|s, _| {
+        let launches = s.path.ends_with("/launch");
+        match (s.method, launches) {
+            (Method::Post, false) => reply(200, json!({"job": "J"})),
+            (Method::Post, true)
+                if s.body.is_empty()
+                    && LAUNCHED.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+            {
+                reply(422, json!({"message": "The import has already been started."}))
+            }
+            (Method::Post, true) => reset(),
+            (Method::Get, _) => done_job(s),
+        }
+    });
+    let (engine, log) = setup(&script, Widgets { safety: Safety::Repeatable, launch: true });
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    assert_eq!(
+        script.count("/widgets", Method::Post) - script.count("/widgets/J/launch", Method::Post),
+        1
+    );
+    assert!(log.events.lock().unwrap().iter().any(|e| e == "status J launched"));
+}
+
+static LAUNCHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[tokio::test(start_paused = true)]
+async fn a_step_refused_before_the_job_started_fails_the_rows_without_resending() {
+    let script = Script::new(|s, _| match (s.method, s.path.ends_with("/launch")) {
+        (Method::Post, false) => reply(200, json!({"job": "J"})),
+        (Method::Post, true) => reply(422, json!({"message": "bad mapping"})),
+        (Method::Get, _) => reply(200, json!({"state": "idle"})),
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: true });
+    let out = engine.deliver(&rows(&["a"])).await;
+    assert_eq!(stages(&out), ["remote"], "nothing was imported: a plain failure");
+    assert_eq!(
+        script.count("/widgets", Method::Post) - script.count("/widgets/J/launch", Method::Post),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_job_is_followed_not_sent() {
+    let script = Script::new(|s, _| done_job(s));
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: true });
+    let out = engine.resume("J9", "launched", &rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    assert_eq!(script.count("/widgets", Method::Post), 0, "no create, no step");
+}
