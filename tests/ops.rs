@@ -193,6 +193,9 @@ fn the_unit_file_verifies() {
     ] {
         assert!(unit.contains(needed), "unit lacks {needed}");
     }
+    if !have_tool("systemd-analyze", "Debian package systemd") {
+        return;
+    }
     // systemd-analyze resolves ExecStart: point it at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crm-ingest.service");

@@ -67,7 +67,7 @@ async fn wait_for_keys(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_are_imported_moved_and_reported() {
-    let moto = Moto::start().await;
+    let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -119,7 +119,7 @@ async fn objects_are_imported_moved_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listing_follows_pages_past_a_thousand_keys() {
-    let moto = Moto::start().await;
+    let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -142,7 +142,7 @@ async fn listing_follows_pages_past_a_thousand_keys() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_on_one_bucket_import_each_row_once() {
-    let moto = Moto::start().await;
+    let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions {
         latency: Duration::from_millis(5),
@@ -178,7 +178,7 @@ async fn two_daemons_on_one_bucket_import_each_row_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lease_is_taken_over_and_a_live_one_is_respected() {
-    let moto = Moto::start().await;
+    let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -217,7 +217,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_respected() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_credentials_give_one_clear_error() {
-    let moto = Moto::start().await;
+    let Some(moto) = Moto::start_or_skip().await else { return };
     moto.bucket(BUCKET).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = s3_config(dir.path(), "http://127.0.0.1:1", &moto.endpoint);
@@ -283,7 +283,7 @@ async fn cutting_proxy(upstream: String, cut_after: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_broken_mid_object_resumes_without_loss_or_duplicates() {
-    let moto = Moto::start().await;
+    let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let proxy = cutting_proxy(moto.endpoint.clone(), 300 * 1024).await;

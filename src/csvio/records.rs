@@ -63,6 +63,8 @@ pub struct Records {
     count: usize,
     /// A longer record is read through but not kept (memory stays bounded).
     max_record: usize,
+    /// The last byte parsed: a record that ends the file on a newline ends on the line before.
+    last: u8,
 }
 
 impl Records {
@@ -91,6 +93,7 @@ impl Records {
             used: 0,
             count: 0,
             max_record,
+            last: 0,
         }
     }
 
@@ -124,6 +127,9 @@ impl Records {
             let (res, nin, nout, nend) =
                 self.core.read_record(input, &mut self.fields[r.used..], &mut self.ends[r.count..]);
             self.line += newlines(&input[..nin]);
+            if nin > 0 {
+                self.last = input[nin - 1];
+            }
             r.bytes += nin as u64;
             self.pos += nin;
             r.used += nout;
@@ -171,7 +177,9 @@ impl Records {
         r.oversized |= r.used > self.max_record;
         (self.used, self.count) = if r.oversized { (0, 0) } else { (r.used, r.count) };
         let flaw = if unclosed {
-            Some(Flaw::UnclosedQuote { last_line: self.line })
+            // The line the record's last byte is on: a final newline ends it, not starts one.
+            let ends_line = self.last == b'\n';
+            Some(Flaw::UnclosedQuote { last_line: self.line - u64::from(ends_line) })
         } else if r.oversized {
             Some(Flaw::Oversized { bytes: r.bytes, max: self.max_record })
         } else {
@@ -314,7 +322,7 @@ mod tests {
     async fn a_quote_left_open_to_the_end_says_so() {
         let got = starts(b"a,b\n1,\"open\n2,x\n3,y\n", 1 << 20).await;
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1].flaw, Some(Flaw::UnclosedQuote { last_line: 5 }));
+        assert_eq!(got[1].flaw, Some(Flaw::UnclosedQuote { last_line: 4 }));
         let fine = starts(b"a,b\n1,\"multi\nline\"", 1 << 20).await;
         assert_eq!(fine[1].flaw, None, "a closed quote on the last line is fine");
     }

@@ -17,7 +17,7 @@ use super::resume::ResumedJobs;
 use super::settle::{self, Reports, SettleMsg, Settled, Settler};
 use super::stages::{self, Mapping, ReadEnd, RouteEnd, Routes, MAP_TASKS};
 use crate::config::PipelineSettings;
-use crate::csvio::{BlockPool, CsvFile, FileError, BLOCK_BYTES, BLOCK_ROWS};
+use crate::csvio::{BlockPool, CsvFile, FileError, BLOCK_ROWS};
 use crate::delivery::{Adapter, Connection, Engine, Settle, Window, WindowEnd};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
@@ -210,10 +210,17 @@ impl Run<'_> {
             dry_run: ctx.connection.is_none(),
         });
         let routes = Routes { settle: settle_tx.clone(), rows: row_tx, earlier: earlier_tx };
-        let reader =
-            stages::read(file, skip_below, pool.clone(), block_tx, budget, ctx.stop.clone());
+        let reader = stages::read(
+            file,
+            skip_below,
+            pool.clone(),
+            block_tx,
+            budget.clone(),
+            ctx.stop.clone(),
+        );
         let resumed = ResumedJobs::new(self.resume, repeatable);
-        let router = stages::route(block_rx, mapping, pool, resumed, routes, ctx.stop.clone());
+        let router =
+            stages::route(block_rx, mapping, pool, resumed, routes, budget, ctx.stop.clone());
         let window = self.window(settle_tx.clone(), row_rx, earlier_rx);
         let (read, route, window): (ReadEnd, RouteEnd, WindowEnd) =
             tokio::join!(reader, router, window);
@@ -270,16 +277,14 @@ impl Run<'_> {
     }
 
     /// Rows allowed between the reader and the watermark: room for every batch of the
-    /// window twice over and the blocks being mapped, and always for one block of the
-    /// largest records.
+    /// window twice over, and for the blocks being mapped. (A block larger than the whole
+    /// budget still passes, alone.)
     fn budget_units(&self) -> usize {
         let ctx = self.ctx;
         let window =
             ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings.max_in_flight));
         let batches = 2 * window * ctx.pipeline.batch.max_rows;
-        let largest_block =
-            BLOCK_ROWS + (BLOCK_BYTES + ctx.pipeline.csv.max_record_bytes) / 4096 + 1;
-        batches.max(8 * BLOCK_ROWS) + largest_block
+        batches.max((MAP_TASKS + 1) * BLOCK_ROWS)
     }
 }
 

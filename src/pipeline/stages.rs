@@ -109,6 +109,7 @@ pub async fn route(
     pool: BlockPool,
     mut resumed: ResumedJobs,
     routes: Routes,
+    budget: RowBudget,
     stop: CancellationToken,
 ) -> RouteEnd {
     let mut end = RouteEnd::default();
@@ -142,7 +143,7 @@ pub async fn route(
         };
         end.crashed |= block.crashed;
         let sent = if mapping.dry_run {
-            dry_run(block, &mapping, &routes, &mut end.samples).await
+            dry_run(block, &mapping, &routes, &budget, &mut end.samples).await
         } else {
             send(block, &mut resumed, &routes).await
         };
@@ -156,21 +157,27 @@ pub async fn route(
     end
 }
 
-/// Nothing to send: the block settles as a whole, in one message.
+/// Nothing to send: the block settles as a whole, in one message. Its accepted rows hold
+/// nothing from here on, so their share of the budget goes back at once; only the failed
+/// rows (carried to the report) keep theirs until they are written.
 async fn dry_run(
     block: MappedBlock,
     mapping: &Mapping,
     routes: &Routes,
+    budget: &RowBudget,
     samples: &mut Vec<serde_json::Value>,
 ) -> bool {
     let room = 3 - samples.len().min(3);
     samples.extend(block.samples.iter().take(room).map(|b| mapping.target.preview(b)));
+    let kept: u32 =
+        block.failed.iter().map(|(r, _)| RowBudget::units_of(r.raw.as_slice().len())).sum();
+    budget.give(block.units.saturating_sub(kept));
     let msg = SettleMsg::Span {
         first: block.first_seq,
         count: block.count,
         last_line: block.last_line,
         failed: block.failed,
-        units: block.units,
+        units: kept,
     };
     routes.settle.send(msg).await.is_ok()
 }

@@ -201,8 +201,9 @@ pub async fn wait_until_async(limit: Duration, mut cond: impl FnMut() -> bool) -
     cond()
 }
 
-/// The real daemon as a child process.
-pub struct Daemon(pub std::process::Child);
+/// The real daemon as a child process; its stderr is drained as it comes (a full pipe would
+/// block the daemon's logging) and kept.
+pub struct Daemon(pub std::process::Child, pub std::sync::Arc<std::sync::Mutex<String>>);
 
 impl Daemon {
     pub fn start(config: &Path) -> Self {
@@ -219,7 +220,27 @@ impl Daemon {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        Self(child)
+        let mut child = child;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Self(child, log)
+    }
+
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        self.1.lock().unwrap().clone()
     }
 
     pub fn signal(&self, sig: &str) {
@@ -240,12 +261,8 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.0.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (status.code(), started.elapsed().as_secs_f64(), err);
+                std::thread::sleep(Duration::from_millis(50));
+                return (status.code(), started.elapsed().as_secs_f64(), self.log());
             }
             assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
@@ -272,4 +289,71 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Whether an optional tool is on PATH. Without it the calling test skips, saying why on one
+/// line; with `CRM_INGEST_REQUIRE_TOOLS` set (CI) a missing tool fails the test instead.
+pub fn have_tool(tool: &str, install: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var_os("CRM_INGEST_REQUIRE_TOOLS").is_none(),
+            "{tool} is required here (CRM_INGEST_REQUIRE_TOOLS is set): {install}"
+        );
+        eprintln!("skipped: {tool} is not installed ({install})");
+    }
+    found
+}
+
+/// CPU time a process has used so far (user + system), from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Peak resident memory of a live process (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// Runs the binary until it exits, sampling its peak memory; returns (output, peak MiB).
+pub fn run_measured(args: &[&str]) -> (Output, u64) {
+    let child = Command::new(bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        std::thread::spawn(move || {
+            while let Some(mib) = peak_rss_mib(pid) {
+                peak.fetch_max(mib, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    let _ = sampler.join();
+    (out, peak.load(std::sync::atomic::Ordering::Relaxed))
 }

@@ -29,6 +29,14 @@ pub const AWS_ENV: &[(&str, &str)] = &[
 ];
 
 impl Moto {
+    /// A moto server, or `None` (the test skips, saying why) where it is not installed.
+    pub async fn start_or_skip() -> Option<Self> {
+        if !super::have_tool("moto_server", "python3 -m pip install 'moto[server]'") {
+            return None;
+        }
+        Some(Self::start().await)
+    }
+
     pub async fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("moto_server")
