@@ -84,7 +84,8 @@ fn check_complete(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_one_batch_per_kill() {
+async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_max_in_flight_batches_per_kill()
+{
     let (sb, dir, config, good, bad_lines) = slow_import("5s").await;
 
     let mut kills = 0;
@@ -117,11 +118,11 @@ async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_one_batch_per
 
     let received = sb.received().await;
     let dup = duplicates(&received);
-    eprintln!(
-        "kill -9 x{kills}: rows lost 0, rows resent {dup} (bound: one batch per kill = {})",
-        kills * BATCH
-    );
-    assert!(dup as usize <= kills * BATCH, "resent {dup} rows: more than one batch per kill");
+    // Creates are write-ahead recorded and at most `max_in_flight` of them are unanswered at
+    // once: only those batches can be sent again after a kill.
+    let bound = kills * IN_FLIGHT * BATCH;
+    eprintln!("kill -9 x{kills}: rows lost 0, rows resent {dup} (bound: {bound})");
+    assert!(dup as usize <= bound, "resent {dup} rows: more than max_in_flight batches per kill");
     check_complete(dir.path(), &received, &good, &bad_lines);
 }
 
@@ -234,4 +235,36 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_broken_one() {
     assert!(err.contains("config reload refused") && err.contains("lots"), "{err}");
     assert!(err.contains("config reloaded"), "{err}");
     assert_eq!(sb.received().await.len(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_stops_the_daemon_every_time_is_set_aside() {
+    // A CRM that never answers: no batch ever settles, so no start makes progress.
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
+    let inbox = dir.path().join("inbox");
+    std::fs::write(inbox.join("stuck.csv"), clean_rows("X", 20)).unwrap();
+    for _ in 0..3 {
+        let daemon = Daemon::start(&config);
+        let claimed = wait_until_async(Duration::from_secs(10), || {
+            inbox.join(".processing/stuck.csv").exists() && daemon.log().contains("claimed")
+        })
+        .await;
+        assert!(claimed);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        daemon.kill9();
+    }
+    let daemon = Daemon::start(&config);
+    let aside =
+        wait_until_async(Duration::from_secs(10), || inbox.join("failed/stuck.csv").exists()).await;
+    let (_, _, log) = daemon.terminate();
+    assert!(aside, "{log}");
+    let s = summary(&inbox.join("reports/stuck.summary.json"));
+    let error = s["error"].as_str().unwrap();
+    assert!(error.contains("3 times in a row without progress"), "{error}");
 }

@@ -11,26 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use crm_ingest::sandbox::SandboxOptions;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The test config plus `[server]` on a free loopback port; returns the endpoint base URL.
-fn with_server(config: &Path) -> String {
-    let port = free_port();
-    let mut text = std::fs::read_to_string(config).unwrap();
-    text.push_str(&format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
-    std::fs::write(config, text).unwrap();
-    format!("http://127.0.0.1:{port}")
-}
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
-
 /// The value of the first metric line starting with `series`.
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -90,7 +90,12 @@ async fn finish(
             tracing::info!(pipeline = %pipeline, file = %name, "stopped before the end; resumes at the next start");
             Ok(())
         }
-        Ran::Crashed { file_id } | Ran::SetAside { file_id: Some(file_id), .. } => {
+        Ran::Crashed { file_id } => {
+            let _ = shared.ledger.finish(file_id, FileState::Failed).await;
+            move_or_wait(source, path, name, Disposition::Failed).map(drop)
+        }
+        Ran::SetAside { file_id: Some(file_id), why } => {
+            tracing::error!(pipeline = %pipeline, file = %name, error = %why, "the file cannot be finished; it goes to failed/");
             let _ = shared.ledger.finish(file_id, FileState::Failed).await;
             move_or_wait(source, path, name, Disposition::Failed).map(drop)
         }

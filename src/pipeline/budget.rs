@@ -27,11 +27,21 @@ impl RowBudget {
         1 + (bytes / BYTES_PER_UNIT) as u32
     }
 
-    /// Waits for `units` (at most the whole budget, so one huge block still passes).
-    pub async fn take(&self, units: u32) {
-        if let Ok(p) = self.units.acquire_many(units.min(self.total)).await {
-            p.forget();
+    /// Waits for `units` (at most the whole budget, so one huge block still passes);
+    /// `false` once the budget is closed (the settler stopped: reading must stop too).
+    pub async fn take(&self, units: u32) -> bool {
+        match self.units.acquire_many(units.min(self.total)).await {
+            Ok(p) => {
+                p.forget();
+                true
+            }
+            Err(_) => false,
         }
+    }
+
+    /// No more rows will be settled: whoever waits for units stops waiting.
+    pub fn close(&self) {
+        self.units.close();
     }
 
     /// Gives back what settled rows held.
@@ -56,7 +66,9 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         assert!(!waiting.is_finished(), "over budget: the reader waits");
         b.give(3);
-        waiting.await.unwrap();
+        assert!(waiting.await.unwrap());
+        b.close();
+        assert!(!b.take(1).await, "a closed budget lets the reader go");
         b.give(100);
         assert_eq!(b.units.available_permits(), 10, "never more than the whole budget");
         assert_eq!(RowBudget::units_of(100), 1);

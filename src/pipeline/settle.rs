@@ -356,27 +356,37 @@ impl Settler {
 /// A channel closed without [`SettleMsg::End`] counts as interrupted. The channel's length
 /// is bounded in messages; what they hold is bounded by the row budget.
 pub fn spawn(
-    mut settler: Settler,
+    settler: Settler,
 ) -> (mpsc::Sender<SettleMsg>, tokio::task::JoinHandle<io::Result<Settled>>) {
     let (tx, mut rx) = mpsc::channel::<SettleMsg>(256);
+    let budget = settler.budget.clone();
     let handle = tokio::task::spawn_blocking(move || {
-        while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                SettleMsg::Rows(rows) => {
-                    for (row, outcome) in rows {
-                        settler.settle(row, outcome)?;
-                    }
-                }
-                SettleMsg::Span { first, count, last_line, failed, units } => {
-                    settler.settle_span(first, count, last_line, failed, units)?
-                }
-                SettleMsg::End { interrupted, rows_read } => {
-                    return settler.finish(interrupted, rows_read)
-                }
-            }
-            settler.tick()?;
+        let settled = run(settler, &mut rx);
+        // Stopped (done, or a write failed): the reader must not wait for rows to settle.
+        if let Some(b) = budget {
+            b.close();
         }
-        settler.finish(true, 0)
+        settled
     });
     (tx, handle)
+}
+
+fn run(mut settler: Settler, rx: &mut mpsc::Receiver<SettleMsg>) -> io::Result<Settled> {
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            SettleMsg::Rows(rows) => {
+                for (row, outcome) in rows {
+                    settler.settle(row, outcome)?;
+                }
+            }
+            SettleMsg::Span { first, count, last_line, failed, units } => {
+                settler.settle_span(first, count, last_line, failed, units)?
+            }
+            SettleMsg::End { interrupted, rows_read } => {
+                return settler.finish(interrupted, rows_read)
+            }
+        }
+        settler.tick()?;
+    }
+    settler.finish(true, 0)
 }

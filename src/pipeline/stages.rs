@@ -54,10 +54,13 @@ pub async fn read(
         if !block.is_empty() {
             let units =
                 block.rows().iter().map(|r| RowBudget::units_of(block.row_bytes(r).len())).sum();
-            tokio::select! {
+            let granted = tokio::select! {
                 biased;
-                _ = stop.cancelled() => return ReadEnd { error: None, stopped: true, rows_read: file.rows_read() },
-                () = budget.take(units) => {}
+                _ = stop.cancelled() => false,
+                granted = budget.take(units) => granted,
+            };
+            if !granted {
+                return ReadEnd { error: None, stopped: true, rows_read: file.rows_read() };
             }
             if out.send(block).await.is_err() {
                 return ReadEnd { error: None, stopped: false, rows_read: file.rows_read() };

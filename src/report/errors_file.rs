@@ -101,7 +101,7 @@ impl ErrorsFile {
         record.push_field(failure.stage.as_str().as_bytes());
         record.push_field(&enc.encode(&failure.fields.join(";")));
         record.push_field(&enc.encode(&failure.messages.join("; ")));
-        writer.write_byte_record(&record).map_err(io::Error::other)?;
+        writer.write_byte_record(&record).map_err(csv_io)?;
         self.rows += 1;
         Ok(())
     }
@@ -126,7 +126,7 @@ impl ErrorsFile {
             for c in REPORT_COLUMNS {
                 header.push_field(c.as_bytes());
             }
-            writer.write_byte_record(&header).map_err(io::Error::other)?;
+            writer.write_byte_record(&header).map_err(csv_io)?;
             self.open = Some(writer);
         }
         match &mut self.open {
@@ -138,9 +138,17 @@ impl ErrorsFile {
     /// Publishes the report if any row failed; returns its path.
     pub fn finish(&mut self) -> io::Result<Option<PathBuf>> {
         let Some(writer) = self.open.take() else { return Ok(None) };
-        let out = writer.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
-        let file = out.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
+        let out = writer.into_inner().map_err(|e| e.into_error())?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         publish(file, &self.partial, &self.target)?;
         Ok(Some(self.target.clone()))
+    }
+}
+
+/// A CSV writer's error as the I/O error it usually is, so a full disk is known as one.
+fn csv_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
     }
 }

@@ -43,12 +43,12 @@ pub fn partial_name(dir: &Path, stem: &str) -> PathBuf {
     dir.join(format!(".{stem}.errors.csv.partial"))
 }
 
-/// A hidden temp name beside `target` for writing it atomically: short, whatever `target`.
+/// A hidden temp name beside `target` for writing it atomically: short, whatever `target`,
+/// and the same each time (one writer per target; a leftover from a kill is overwritten).
 pub fn temp_beside(target: &Path) -> PathBuf {
     let dir = target.parent().unwrap_or(Path::new("."));
     let name = file_name(target);
-    let short = shorten(&name, 64);
-    dir.join(format!(".{short}.{}.{:08x}.tmp", std::process::id(), fastrand::u32(..)))
+    dir.join(format!(".{}.tmp", shorten(&name, 200)))
 }
 
 /// The last component of a path, as text.

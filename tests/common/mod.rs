@@ -357,3 +357,24 @@ pub fn run_measured(args: &[&str]) -> (Output, u64) {
     let _ = sampler.join();
     (out, peak.load(std::sync::atomic::Ordering::Relaxed))
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The test config plus `[server]` on a free loopback port; returns the endpoint base URL.
+pub fn with_server(config: &Path) -> String {
+    let port = free_port();
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(config, text).unwrap();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// GET a URL: (status, body), or (0, "") when nothing answers.
+pub async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
