@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use crm_ingest::config::rate::RateLimit;
 use crm_ingest::sandbox::SandboxOptions;
 
 async fn once(dir: &Path, config: &Path, file: &Path) -> (i32, String, String) {
@@ -124,7 +123,7 @@ async fn repsly_errors_are_matched_to_rows_by_code() {
 async fn faults_and_throttling_still_deliver_every_row_exactly_once() {
     let sb = TestSandbox::start(SandboxOptions {
         fail_rate: 0.3,
-        rate_limit: Some(RateLimit::parse("40/s").unwrap()),
+        rate_limit: Some(crm_ingest::sandbox::Budget::parse("40/s").unwrap()),
         ..Default::default()
     })
     .await;

@@ -234,7 +234,7 @@ async fn contact_details_with_local_and_remote_refusals() {
     let text = format!(
         "Type,Label,Value,Primary,Accounts\n\
          email,Work,ann@example.com,yes,{acct}\n\
-         phone_number,Mobile,07700 900123,no,{acct}\n\
+         phone_number,Mobile,07400 123456,no,{acct}\n\
          email,Home,not-an-email,no,{acct}\n\
          fax,Office,0161 496 0000,no,{acct}\n\
          email,Work,blocked@example.com,no,{acct}\n\

@@ -79,7 +79,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  crm-ingest sandbox --listen 127.0.0.1:8080 --rate-limit 20/s --fail-rate 0.1"
     )]
-    Sandbox(sandbox::SandboxArgs),
+    Sandbox(Box<sandbox::SandboxArgs>),
     /// Ask a running daemon's /healthz (for container health checks): exit 0 if healthy.
     #[command(after_help = "Example:\n  crm-ingest health --url http://127.0.0.1:9464/healthz")]
     Health {
@@ -115,7 +115,7 @@ pub fn main() -> ExitCode {
             with_runtime(once::run(config, pipeline, report_dir, file))
         }
         Command::Run { config } => with_runtime(run::run(config)),
-        Command::Sandbox(args) => with_runtime(sandbox::run(args)),
+        Command::Sandbox(args) => with_runtime(sandbox::run(*args)),
         Command::Demo { watch, dir } => with_runtime(demo::run(watch, dir)),
         Command::Health { url } => with_runtime(health(url)),
     }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::rate::RateLimit;
-use crate::sandbox::{Sandbox, SandboxOptions};
+use crate::sandbox::{Budget, RealApi, Sandbox, SandboxOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct SandboxArgs {
@@ -14,8 +13,8 @@ pub struct SandboxArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Answer 429 with Retry-After over this rate (N/s, N/min, N/h).
-    #[arg(long, value_parser = RateLimit::parse)]
-    pub rate_limit: Option<RateLimit>,
+    #[arg(long, value_parser = Budget::parse)]
+    pub rate_limit: Option<Budget>,
     /// Share of requests (0 to 1) answered with a fault (HTML 500, 503, broken connection).
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
@@ -49,11 +48,40 @@ pub struct SandboxArgs {
     /// Wrap Plannr resources in {"data": ...}.
     #[arg(long)]
     pub plannr_wrap_data: bool,
+    /// Answer as the real APIs are known to (repeatable): plannr-report-csv,
+    /// plannr-report-xlsx, plannr-report-elsewhere, plannr-errors-object,
+    /// plannr-failed-jobs-count-jobs, plannr-seed-shape, plannr-start-reset,
+    /// plannr-poll-404-once, repsly-nulls, repsly-invalid-without-errors,
+    /// repsly-item-id-not-code, repsly-forget-jobs.
+    #[arg(long = "behave", value_name = "NAME")]
+    pub behave: Vec<String>,
+    /// A contact detail whose value contains this text is created, then its answer is lost.
+    #[arg(long)]
+    pub contact_lost_reply: Option<String>,
+    /// A contact detail for an account uuid containing this text gets a 403.
+    #[arg(long)]
+    pub contact_forbidden: Option<String>,
+    /// A Repsly client containing this text is saved with a warning.
+    #[arg(long)]
+    pub repsly_warn: Option<String>,
+    /// Repsly's import answer (`{id}` for the job id).
+    #[arg(long)]
+    pub repsly_job_message: Option<String>,
 }
 
 impl SandboxArgs {
-    pub fn options(&self) -> SandboxOptions {
-        SandboxOptions {
+    pub fn options(&self) -> Result<SandboxOptions, String> {
+        let mut real = RealApi {
+            contact_lost_reply: self.contact_lost_reply.clone(),
+            contact_forbidden: self.contact_forbidden.clone(),
+            repsly_warn: self.repsly_warn.clone(),
+            repsly_job_message: self.repsly_job_message.clone(),
+            ..RealApi::default()
+        };
+        for name in &self.behave {
+            real.set(name)?;
+        }
+        Ok(SandboxOptions {
             rate_limit: self.rate_limit,
             fail_rate: self.fail_rate.clamp(0.0, 1.0),
             latency: self.latency,
@@ -66,14 +94,22 @@ impl SandboxArgs {
             plannr_account: self.plannr_account.clone(),
             plannr_terminal_status: self.plannr_terminal_status.clone(),
             plannr_wrap_data: self.plannr_wrap_data,
-        }
+            real,
+        })
     }
 }
 
 pub async fn run(args: SandboxArgs) -> ExitCode {
     crate::logging::init_quiet();
     let stop = CancellationToken::new();
-    let addr = match Sandbox::new(args.options()).spawn(&args.listen, stop.clone()).await {
+    let options = match args.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: --behave: {e}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    let addr = match Sandbox::new(options).spawn(&args.listen, stop.clone()).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: cannot listen on {}: {e}", args.listen);

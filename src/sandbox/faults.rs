@@ -19,26 +19,18 @@ pub struct Window {
 
 impl Window {
     /// Requests left in the current window, for `X-Ratelimit-Remaining`.
-    fn remaining(&self, limit: crate::config::rate::RateLimit) -> u32 {
+    fn remaining(&self, limit: super::Budget) -> u32 {
         limit.count.saturating_sub(self.used)
     }
 
     /// How long until the current window ends.
-    fn resets_in(
-        &self,
-        now: Instant,
-        limit: crate::config::rate::RateLimit,
-    ) -> std::time::Duration {
+    fn resets_in(&self, now: Instant, limit: super::Budget) -> std::time::Duration {
         self.start
             .map_or(std::time::Duration::ZERO, |s| (s + limit.per).saturating_duration_since(now))
     }
 
     /// `Ok` if the request fits, else how long until the window resets.
-    fn admit(
-        &mut self,
-        now: Instant,
-        limit: crate::config::rate::RateLimit,
-    ) -> Result<(), std::time::Duration> {
+    fn admit(&mut self, now: Instant, limit: super::Budget) -> Result<(), std::time::Duration> {
         let start = *self.start.get_or_insert(now);
         if now.duration_since(start) >= limit.per {
             self.start = Some(now);
@@ -54,6 +46,7 @@ impl Window {
 }
 
 pub async fn gate(State(sb): State<Sandbox>, request: Request, next: Next) -> Response {
+    let authorized = request.headers().contains_key("authorization");
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     // Half the latency before the request is handled, half after: a client that gives up
@@ -113,7 +106,7 @@ pub async fn gate(State(sb): State<Sandbox>, request: Request, next: Next) -> Re
     let status = response.status().as_u16();
     if let Ok(mut s) = sb.state.lock() {
         let at_ms = now.duration_since(sb.started).as_millis() as u64;
-        s.requests.push(RequestLog { at_ms, method, path, status });
+        s.requests.push(RequestLog { at_ms, method, path, status, authorized });
     }
     response
 }

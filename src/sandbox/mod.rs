@@ -1,9 +1,14 @@
 //! A local simulator of the CRM APIs (SPEC §9), for the demo, the tests and the benchmarks:
-//! auth, validation, async jobs, a rate limit with `Retry-After`, and injected faults.
+//! auth, validation, async jobs, a rate limit with `Retry-After`, injected faults, and a switch
+//! for each way the real APIs are known to answer ([`RealApi`], from `api/*.md`). It is a
+//! second, independent implementation: it shares no validator, encoder or parser with the
+//! client ([`rules`]).
 
 mod faults;
 mod plannr;
 mod repsly;
+pub mod rules;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,13 +19,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
 
-use crate::config::rate::RateLimit;
+pub use rules::Budget;
 
 /// How the sandbox behaves.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
     /// Requests over this budget get `429` with `Retry-After`.
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<Budget>,
     /// Share of requests (0..1) answered with a fault: HTML 500, 503, or a broken connection.
     pub fail_rate: f64,
     /// Added to every answer.
@@ -41,6 +46,98 @@ pub struct SandboxOptions {
     pub plannr_terminal_status: String,
     /// Wrap Plannr resources in `{"data": ...}`.
     pub plannr_wrap_data: bool,
+    /// How the real APIs answer where our first guesses differed.
+    pub real: RealApi,
+}
+
+/// The format of Plannr's error report file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReportFormat {
+    #[default]
+    Json,
+    Csv,
+    Xlsx,
+}
+
+/// Real-API behaviours, each off by default (the sandbox then answers as the docs show).
+#[derive(Debug, Clone, Default)]
+pub struct RealApi {
+    /// Plannr's error report is this kind of file.
+    pub plannr_report_format: ReportFormat,
+    /// The error report is on another origin (file storage, a presigned URL) that refuses a
+    /// request carrying an Authorization header.
+    pub plannr_report_elsewhere: bool,
+    /// Inline `errors` as an object keyed by index (PHP's list with gaps).
+    pub plannr_errors_object: bool,
+    /// `failed_jobs` counts jobs (one per import with failures), not rows.
+    pub plannr_failed_jobs_count_jobs: bool,
+    /// A finished import looks like the seed's: `processing`, progress 100,
+    /// `jobs_remaining` = `failed_jobs`.
+    pub plannr_seed_shape: bool,
+    /// The first start of each import is applied, then its answer is lost (connection reset).
+    pub plannr_start_reset: bool,
+    /// The first status poll of each import answers 404.
+    pub plannr_poll_404_once: bool,
+    /// A contact detail whose value contains this text is created, then its answer is lost.
+    pub contact_lost_reply: Option<String>,
+    /// A contact detail whose account uuids contain this text is refused with a 403 (an
+    /// account that is not a client); the credentials are fine.
+    pub contact_forbidden: Option<String>,
+    /// Repsly's status answers `null` for whatever is empty or zero.
+    pub repsly_nulls: bool,
+    /// Repsly counts refused rows in `RowsInvalid` but leaves `Errors` empty.
+    pub repsly_invalid_without_errors: bool,
+    /// Repsly's `ItemID` is its internal ClientID, not the client's Code.
+    pub repsly_item_id_not_code: bool,
+    /// A client whose any value contains this text is saved with a `Warnings` entry.
+    pub repsly_warn: Option<String>,
+    /// Repsly no longer knows any job: every status poll answers 404.
+    pub repsly_forget_jobs: bool,
+    /// Repsly's create answer says this (`{id}` is the job id).
+    pub repsly_job_message: Option<String>,
+}
+
+impl RealApi {
+    /// The names `crm-ingest sandbox --behave NAME` takes.
+    pub const NAMES: &'static [&'static str] = &[
+        "plannr-report-csv",
+        "plannr-report-xlsx",
+        "plannr-report-elsewhere",
+        "plannr-errors-object",
+        "plannr-failed-jobs-count-jobs",
+        "plannr-seed-shape",
+        "plannr-start-reset",
+        "plannr-poll-404-once",
+        "repsly-nulls",
+        "repsly-invalid-without-errors",
+        "repsly-item-id-not-code",
+        "repsly-forget-jobs",
+    ];
+
+    /// Turns on the behaviour called `name` (see [`RealApi::NAMES`]).
+    pub fn set(&mut self, name: &str) -> Result<(), String> {
+        match name {
+            "plannr-report-csv" => self.plannr_report_format = ReportFormat::Csv,
+            "plannr-report-xlsx" => self.plannr_report_format = ReportFormat::Xlsx,
+            "plannr-report-elsewhere" => self.plannr_report_elsewhere = true,
+            "plannr-errors-object" => self.plannr_errors_object = true,
+            "plannr-failed-jobs-count-jobs" => self.plannr_failed_jobs_count_jobs = true,
+            "plannr-seed-shape" => self.plannr_seed_shape = true,
+            "plannr-start-reset" => self.plannr_start_reset = true,
+            "plannr-poll-404-once" => self.plannr_poll_404_once = true,
+            "repsly-nulls" => self.repsly_nulls = true,
+            "repsly-invalid-without-errors" => self.repsly_invalid_without_errors = true,
+            "repsly-item-id-not-code" => self.repsly_item_id_not_code = true,
+            "repsly-forget-jobs" => self.repsly_forget_jobs = true,
+            other => {
+                return Err(format!(
+                    "unknown behaviour `{other}` (known: {})",
+                    Self::NAMES.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for SandboxOptions {
@@ -58,6 +155,7 @@ impl Default for SandboxOptions {
             plannr_account: "9b2f6a4e-3c1d-4e5f-8a7b-6c5d4e3f2a1b".into(),
             plannr_terminal_status: "complete".into(),
             plannr_wrap_data: false,
+            real: RealApi::default(),
         }
     }
 }
@@ -70,6 +168,8 @@ pub struct RequestLog {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// The request carried an Authorization header.
+    pub authorized: bool,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +178,8 @@ pub struct State {
     pub plannr: plannr::PlannrState,
     pub requests: Vec<RequestLog>,
     pub window: faults::Window,
+    /// Files the storage origin serves, by name.
+    pub files: BTreeMap<String, (String, Vec<u8>)>,
 }
 
 #[derive(Clone)]
@@ -85,31 +187,17 @@ pub struct Sandbox {
     pub options: Arc<SandboxOptions>,
     pub state: Arc<Mutex<State>>,
     pub started: tokio::time::Instant,
+    /// The origin error reports are served from when they live elsewhere.
+    storage: Arc<Mutex<Option<String>>>,
 }
 
 /// What `GET /_sandbox/records` shows.
 #[derive(Debug, Serialize)]
 struct Records {
-    repsly: RepslyRecords,
-    plannr: PlannrRecords,
+    repsly: serde_json::Value,
+    plannr: serde_json::Value,
     requests: usize,
     throttled: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct PlannrRecords {
-    /// Rows stored by imports, by import type.
-    records: BTreeMap<String, Vec<serde_json::Value>>,
-    contact_details: Vec<serde_json::Value>,
-    imports: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct RepslyRecords {
-    clients: BTreeMap<String, serde_json::Value>,
-    /// How many times each Code was received in a valid request.
-    received: BTreeMap<String, u64>,
-    jobs: usize,
 }
 
 impl Sandbox {
@@ -118,6 +206,7 @@ impl Sandbox {
             options: Arc::new(options),
             state: Arc::default(),
             started: tokio::time::Instant::now(),
+            storage: Arc::default(),
         }
     }
 
@@ -147,7 +236,8 @@ impl Sandbox {
         axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
     }
 
-    /// Binds `addr` and serves in the background; returns the bound address.
+    /// Binds `addr` and serves in the background; returns the bound address. With
+    /// `plannr_report_elsewhere`, a second listener on the same host plays file storage.
     pub async fn spawn(
         self,
         addr: &str,
@@ -155,6 +245,19 @@ impl Sandbox {
     ) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        if self.options.real.plannr_report_elsewhere {
+            let storage = tokio::net::TcpListener::bind((local.ip(), 0)).await?;
+            let at = storage.local_addr()?;
+            if let Ok(mut s) = self.storage.lock() {
+                *s = Some(format!("http://{at}"));
+            }
+            let (router, stop) = (storage::router(self.clone()), shutdown.clone());
+            tokio::spawn(async move {
+                let _ = axum::serve(storage, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+            });
+        }
         tokio::spawn(async move {
             if let Err(e) = self.serve(listener, async move { shutdown.cancelled().await }).await {
                 tracing::error!(error = %e, "sandbox stopped");
@@ -162,24 +265,20 @@ impl Sandbox {
         });
         Ok(local)
     }
+
+    /// The storage origin's base URL, when reports live elsewhere.
+    fn storage_url(&self) -> Option<String> {
+        self.storage.lock().ok().and_then(|s| s.clone())
+    }
 }
 
 async fn records(
     axum::extract::State(sb): axum::extract::State<Sandbox>,
 ) -> axum::Json<serde_json::Value> {
     let state = sb.state.lock().map(|s| {
-        let r = &s.repsly;
         let records = Records {
-            repsly: RepslyRecords {
-                clients: r.clients.clone(),
-                received: r.received.clone(),
-                jobs: r.jobs.len(),
-            },
-            plannr: PlannrRecords {
-                records: s.plannr.records.clone(),
-                contact_details: s.plannr.contact_details.clone(),
-                imports: s.plannr.imports.len(),
-            },
+            repsly: s.repsly.snapshot(),
+            plannr: s.plannr.snapshot(),
             requests: s.requests.len(),
             throttled: s.requests.iter().filter(|q| q.status == 429).count(),
         };
@@ -192,4 +291,20 @@ async fn requests(
     axum::extract::State(sb): axum::extract::State<Sandbox>,
 ) -> axum::Json<Vec<RequestLog>> {
     axum::Json(sb.state.lock().map(|s| s.requests.clone()).unwrap_or_default())
+}
+
+/// A response whose body breaks off after the request was applied: the client sees the
+/// connection reset and cannot know the outcome.
+pub(crate) fn lost_answer() -> axum::response::Response {
+    let chunks = futures::stream::iter(vec![
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"uuid\":")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by sandbox",
+        )),
+    ]);
+    let mut r = axum::response::Response::new(axum::body::Body::from_stream(chunks));
+    r.headers_mut()
+        .insert("content-type", axum::http::HeaderValue::from_static("application/json"));
+    r
 }

@@ -18,9 +18,23 @@ use super::Sandbox;
 #[derive(Debug, Default)]
 pub struct RepslyState {
     pub clients: BTreeMap<String, Value>,
+    /// How many times each Code was saved (inserted or updated) by a job.
     pub received: BTreeMap<String, u64>,
     pub jobs: BTreeMap<u64, Job>,
     next_job: u64,
+    /// Repsly's own ids for clients (what `ItemID` may be instead of the Code).
+    client_ids: BTreeMap<String, u64>,
+}
+
+impl RepslyState {
+    pub fn snapshot(&self) -> Value {
+        json!({"clients": self.clients, "received": self.received, "jobs": self.jobs.len()})
+    }
+
+    fn client_id(&mut self, code: &str) -> u64 {
+        let next = 50_000 + self.client_ids.len() as u64;
+        *self.client_ids.entry(code.to_string()).or_insert(next)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -28,7 +42,10 @@ pub struct Job {
     polls_left: u32,
     inserted: u64,
     updated: u64,
-    errors: Vec<Value>,
+    /// Refused clients: `(Code, field, reason)`.
+    errors: Vec<(String, String, String)>,
+    /// Saved with a warning: `(Code, field, text)`.
+    warnings: Vec<(String, String, String)>,
 }
 
 const LIMITS: &[(&str, usize)] = &[
@@ -137,16 +154,32 @@ fn import(sb: &Sandbox, clients: &[Value]) -> Response {
         return (StatusCode::INTERNAL_SERVER_ERROR, "state poisoned").into_response();
     };
     let repsly = &mut state.repsly;
-    let mut job =
-        Job { polls_left: sb.options.pending_polls, inserted: 0, updated: 0, errors: Vec::new() };
+    let mut job = Job {
+        polls_left: sb.options.pending_polls,
+        inserted: 0,
+        updated: 0,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     for c in clients {
         let code = c.get("Code").and_then(Value::as_str).unwrap_or_default().to_string();
         let problems = field_problems(c, sb.options.refuse.as_deref());
         if !problems.is_empty() {
             for (field, msg) in problems {
-                job.errors.push(json!({"ItemID": code, "ItemName": field, "ItemStatus": msg}));
+                job.errors.push((code.clone(), field, msg));
             }
             continue;
+        }
+        if let Some(text) = sb.options.real.repsly_warn.as_deref() {
+            for (k, v) in c.as_object().into_iter().flatten() {
+                if v.as_str().is_some_and(|s| s.contains(text)) {
+                    job.warnings.push((
+                        code.clone(),
+                        k.clone(),
+                        format!("{k} was saved but looks wrong"),
+                    ));
+                }
+            }
         }
         *repsly.received.entry(code.clone()).or_default() += 1;
         match repsly.clients.get_mut(&code) {
@@ -167,7 +200,10 @@ fn import(sb: &Sandbox, clients: &[Value]) -> Response {
     repsly.next_job += 1;
     let id = 1000 + repsly.next_job;
     repsly.jobs.insert(id, job);
-    axum::Json(json!({"Code": 0, "Message": format!("Client import job started asynchronously under ID: {id}")})).into_response()
+    let template = sb.options.real.repsly_job_message.as_deref();
+    let message = template.unwrap_or("Client import job started asynchronously under ID: {id}");
+    axum::Json(json!({"Code": 0, "Message": message.replace("{id}", &id.to_string())}))
+        .into_response()
 }
 
 /// Problems that make the request unusable as a whole.
@@ -232,7 +268,7 @@ fn field_problems(c: &Value, refuse: Option<&str>) -> Vec<(String, String)> {
         }
     }
     if let Some(e) = c.get("Email").and_then(Value::as_str) {
-        if !e.is_empty() && !crate::mapping::is_email(e) {
+        if !e.is_empty() && !super::rules::email(e) {
             out.push(("Email".into(), "Email is not valid".into()));
         }
     }
@@ -247,26 +283,60 @@ pub async fn import_status(
     if !authorised(&sb, &headers) {
         return unauthorised();
     }
-    let Ok(mut state) = sb.state.lock() else {
+    let Ok(mut guard) = sb.state.lock() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "state poisoned").into_response();
     };
-    let Some(job) = id.parse::<u64>().ok().and_then(|id| state.repsly.jobs.get_mut(&id)) else {
-        return bad_request(404, format!("Import job {id} not found"));
+    let state = &mut *guard;
+    let job = id.parse::<u64>().ok().and_then(|id| state.repsly.jobs.get_mut(&id));
+    let Some(job) = job.filter(|_| !sb.options.real.repsly_forget_jobs) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"Code": 404, "Message": format!("Import job {id} not found")})),
+        )
+            .into_response();
     };
     if job.polls_left > 0 {
         job.polls_left -= 1;
         return axum::Json(json!({"ImportStatus": "Pending", "RowsInserted": 0, "RowsUpdated": 0, "RowsInvalid": 0, "RowsTotal": 0, "Warnings": [], "Errors": []})).into_response();
     }
-    let invalid: std::collections::HashSet<&str> =
-        job.errors.iter().filter_map(|e| e.get("ItemID").and_then(Value::as_str)).collect();
-    axum::Json(json!({
+    let job = job.clone();
+    let body = completed(&sb.options.real, &job, &mut state.repsly);
+    axum::Json(body).into_response()
+}
+
+/// A finished job's status, as the switches say Repsly answers it.
+fn completed(real: &super::RealApi, job: &Job, repsly: &mut RepslyState) -> Value {
+    let mut item = |(code, field, text): &(String, String, String)| {
+        let id =
+            if real.repsly_item_id_not_code { json!(repsly.client_id(code)) } else { json!(code) };
+        json!({"ItemID": id, "ItemName": field, "ItemStatus": text})
+    };
+    let invalid: std::collections::BTreeSet<&String> = job.errors.iter().map(|e| &e.0).collect();
+    let errors: Vec<Value> = if real.repsly_invalid_without_errors {
+        Vec::new()
+    } else {
+        job.errors.iter().map(&mut item).collect()
+    };
+    let warnings: Vec<Value> = job.warnings.iter().map(&mut item).collect();
+    let mut body = json!({
         "ImportStatus": "Completed",
         "RowsInserted": job.inserted,
         "RowsUpdated": job.updated,
         "RowsInvalid": invalid.len(),
         "RowsTotal": job.inserted + job.updated,
-        "Warnings": [],
-        "Errors": job.errors,
-    }))
-    .into_response()
+        "Warnings": warnings,
+        "Errors": errors,
+    });
+    if real.repsly_nulls {
+        // What is empty or zero comes back as null.
+        if let Some(m) = body.as_object_mut() {
+            for v in m.values_mut() {
+                let empty = v.as_u64() == Some(0) || v.as_array().is_some_and(Vec::is_empty);
+                if empty {
+                    *v = Value::Null;
+                }
+            }
+        }
+    }
+    body
 }

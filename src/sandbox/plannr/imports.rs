@@ -1,16 +1,14 @@
-//! Plannr as documented in `api/plannr.md`: Bearer token + account header, the four-step
-//! import (create -> map -> start -> poll) with client row validation, inline errors capped
-//! at 25 plus a downloadable error report, and contact details with Laravel 422s.
-
-use std::collections::BTreeMap;
+//! Imports: create (a CSV upload), map, start (rows applied: stored, updated or only
+//! validated), poll, and the error report.
 
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::Sandbox;
-use crate::mapping::{is_email, is_uuid};
+use super::report::{self, Report};
+use super::{check_auth, host, invalid, message, now, wrap, PlannrState};
+use crate::sandbox::{rules, Sandbox};
 
 const TYPES: &[&str] = &[
     "business_staff_members",
@@ -31,15 +29,6 @@ const TYPES: &[&str] = &[
 /// Inline `errors` hold at most this many rows; the rest are in the error report.
 const INLINE_ERRORS: usize = 25;
 
-#[derive(Debug, Default)]
-pub struct PlannrState {
-    pub imports: BTreeMap<String, Import>,
-    /// Rows stored by imports (not `validate` ones), by import type.
-    pub records: BTreeMap<String, Vec<Value>>,
-    pub contact_details: Vec<Value>,
-    next: u64,
-}
-
 #[derive(Debug, Clone)]
 pub struct Import {
     uuid: String,
@@ -50,72 +39,76 @@ pub struct Import {
     rows: Vec<Vec<String>>,
     mapping: Option<Map<String, Value>>,
     polls_left: u32,
-    failures: Vec<Value>,
+    /// Refused rows: the row as uploaded (every column) and Plannr's errors.
+    failures: Vec<(Map<String, Value>, Map<String, Value>)>,
     created_at: String,
-}
-
-fn message(status: StatusCode, text: &str) -> Response {
-    (status, axum::Json(json!({ "message": text }))).into_response()
-}
-
-fn invalid(errors: Map<String, Value>) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        axum::Json(json!({"message": "The given data was invalid.", "errors": errors})),
-    )
-        .into_response()
-}
-
-/// `Err` holds the refusal to send back (boxed: a response is large).
-fn check_auth(sb: &Sandbox, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if token != Some(sb.options.plannr_token.as_str()) {
-        return Err(Box::new(message(StatusCode::UNAUTHORIZED, "Unauthenticated.")));
-    }
-    let account = headers.get("x-plannr-account-uuid").and_then(|v| v.to_str().ok());
-    if account != Some(sb.options.plannr_account.as_str()) {
-        return Err(Box::new(message(StatusCode::FORBIDDEN, "This action is unauthorized.")));
-    }
-    Ok(())
-}
-
-fn wrap(sb: &Sandbox, v: Value) -> Response {
-    let body = if sb.options.plannr_wrap_data { json!({ "data": v }) } else { v };
-    axum::Json(body).into_response()
+    started_once: bool,
+    polled_once: bool,
+    /// Where its error report is served, once it has one.
+    report_url: Option<String>,
 }
 
 impl Import {
-    fn resource(&self, host: &str) -> Value {
-        let failed = self.failures.len();
-        let done = self.status != "processing" && self.status != "pending";
-        let report = (done && failed > 0).then(|| {
-            json!({"filename": format!("{}-errors.json", self.uuid), "download_url": format!("http://{host}/api/v1/import/{}/error-report", self.uuid)})
-        });
+    fn done(&self) -> bool {
+        self.status != "processing" && self.status != "pending"
+    }
+
+    fn resource(&self, sb: &Sandbox) -> Value {
+        let real = &sb.options.real;
+        let (done, failed) = (self.done(), self.failures.len());
+        let failed_jobs = match (done, real.plannr_failed_jobs_count_jobs) {
+            (false, _) => 0,
+            (true, true) => usize::from(failed > 0),
+            (true, false) => failed,
+        };
+        let inline: Vec<Value> = if done {
+            self.failures.iter().take(INLINE_ERRORS).map(|f| self.entry(f)).collect()
+        } else {
+            Vec::new()
+        };
+        let errors = if real.plannr_errors_object {
+            // PHP's list with gaps: keyed by index.
+            Value::Object(
+                inline.into_iter().enumerate().map(|(i, e)| ((i * 2).to_string(), e)).collect(),
+            )
+        } else {
+            Value::Array(inline)
+        };
+        let report = self
+            .report_url
+            .as_ref()
+            .map(|u| json!({"filename": "error-report", "download_url": u}));
+        let (status, progress, remaining) = match (done, real.plannr_seed_shape) {
+            (false, _) => (self.status.clone(), json!(0), json!(self.rows.len().max(1))),
+            (true, true) => ("processing".to_string(), json!(100), json!(failed_jobs)),
+            (true, false) => (self.status.clone(), json!(100), json!(0)),
+        };
         json!({
-            "uuid": self.uuid,
-            "type": self.kind,
-            "mode": self.mode,
-            "status": self.status,
-            "headers": self.headers,
-            "mapping": self.mapping.clone().unwrap_or_default(),
-            "total_jobs": self.rows.len(),
-            "progress": if done { 100 } else { 0 },
-            "jobs_remaining": if done { 0 } else { self.rows.len() },
-            "failed_jobs": if done { failed } else { 0 },
-            "errors": if done { self.failures.iter().take(INLINE_ERRORS).cloned().collect::<Vec<_>>() } else { Vec::new() },
-            "error_report": report,
-            "created_at": self.created_at,
-            "updated_at": self.created_at,
+            "uuid": self.uuid, "type": self.kind, "mode": self.mode, "status": status,
+            "headers": self.headers, "mapping": self.mapping.clone().unwrap_or_default(),
+            "total_jobs": self.rows.len().max(1), "progress": progress,
+            "jobs_remaining": remaining, "failed_jobs": failed_jobs, "errors": errors,
+            "error_report": report, "created_at": self.created_at, "updated_at": self.created_at,
             "account": {"uuid": "sandbox-account"},
         })
     }
-}
 
-fn host(headers: &HeaderMap) -> String {
-    headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1").to_string()
+    /// An inline entry: `{"<type singular>": {mapped row}, "errors": {...}}`.
+    fn entry(&self, (row, errors): &(Map<String, Value>, Map<String, Value>)) -> Value {
+        let singular = self.kind.trim_end_matches('s').to_string();
+        let mapped: Map<String, Value> = self
+            .mapping
+            .iter()
+            .flatten()
+            .map(|(field, column)| {
+                (
+                    field.clone(),
+                    column.as_str().and_then(|c| row.get(c)).cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        json!({ singular: mapped, "errors": errors })
+    }
 }
 
 pub async fn create_import(
@@ -157,8 +150,7 @@ pub async fn create_import(
     let Ok(mut state) = sb.state.lock() else {
         return message(StatusCode::INTERNAL_SERVER_ERROR, "state");
     };
-    state.plannr.next += 1;
-    let uuid = format!("00000000-0000-4000-8000-{:012x}", state.plannr.next);
+    let uuid = state.plannr.next_uuid("00000000");
     let import = Import {
         uuid: uuid.clone(),
         kind,
@@ -169,9 +161,12 @@ pub async fn create_import(
         mapping: None,
         polls_left: 0,
         failures: Vec::new(),
-        created_at: crate::report::now_rfc3339(),
+        created_at: now(),
+        started_once: false,
+        polled_once: false,
+        report_url: None,
     };
-    let body = import.resource(&host(&headers));
+    let body = import.resource(&sb);
     state.plannr.imports.insert(uuid, import);
     wrap(&sb, body)
 }
@@ -206,13 +201,11 @@ pub async fn map_import(
         .filter(|c| !import.headers.iter().any(|h| h == c))
         .collect();
     if !missing.is_empty() {
-        return invalid(Map::from_iter([(
-            "headers".to_string(),
-            json!([format!("Columns not in the file: {}", missing.join(", "))]),
-        )]));
+        let why = format!("Columns not in the file: {}", missing.join(", "));
+        return invalid(Map::from_iter([("headers".to_string(), json!([why]))]));
     }
     import.mapping = Some(mapping);
-    let body = import.resource(&host(&headers));
+    let body = import.resource(&sb);
     wrap(&sb, body)
 }
 
@@ -231,19 +224,41 @@ pub async fn start_import(
     let Some(import) = state.plannr.imports.get_mut(&uuid) else {
         return message(StatusCode::NOT_FOUND, "Not found.");
     };
-    let Some(mapping) = import.mapping.clone() else {
+    if import.mapping.is_none() {
         return message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "The import must be mapped before it can be started.",
         );
-    };
+    }
     if import.status != "pending" {
         return message(StatusCode::UNPROCESSABLE_ENTITY, "The import has already been started.");
     }
     import.status = "processing".into();
     import.polls_left = sb.options.pending_polls;
-    let singular = import.kind.trim_end_matches('s').to_string();
+    let mut import = import.clone();
+    apply(&mut import, &mut state.plannr, &sb);
+    let lose = sb.options.real.plannr_start_reset && !import.started_once;
+    import.started_once = true;
+    let body = import.resource(&sb);
+    state.plannr.imports.insert(uuid, import);
+    if lose {
+        return crate::sandbox::lost_answer();
+    }
+    wrap(&sb, body)
+}
+
+/// Each row of a started import: validated, then stored (store), applied to the record its
+/// `uuid` names (update: a mapped column's empty cell clears that field), or neither
+/// (validate).
+fn apply(import: &mut Import, plannr: &mut PlannrState, sb: &Sandbox) {
+    let mapping = import.mapping.clone().unwrap_or_default();
     for row in &import.rows {
+        let uploaded: Map<String, Value> = import
+            .headers
+            .iter()
+            .cloned()
+            .zip(row.iter().map(|c| Value::String(c.clone())))
+            .collect();
         let mut record = Map::new();
         for (field, column) in &mapping {
             let idx = column.as_str().and_then(|c| import.headers.iter().position(|h| h == c));
@@ -254,29 +269,57 @@ pub async fn start_import(
                 if value.is_empty() { Value::Null } else { Value::String(value) },
             );
         }
-        let errors = row_errors(&import.kind, &record, sb.options.refuse.as_deref());
+        let mut errors =
+            row_errors(&import.kind, &import.mode, &record, sb.options.refuse.as_deref());
         if errors.is_empty() {
-            if import.mode != "validate" {
-                state
-                    .plannr
-                    .records
-                    .entry(import.kind.clone())
-                    .or_default()
-                    .push(Value::Object(record));
+            match import.mode.as_str() {
+                "store" => {
+                    let uuid = plannr.next_uuid("20000000");
+                    record.insert("uuid".into(), Value::String(uuid));
+                    plannr
+                        .records
+                        .entry(import.kind.clone())
+                        .or_default()
+                        .push(Value::Object(record));
+                }
+                "update" => {
+                    if let Err(e) = update(plannr, &import.kind, &record) {
+                        errors.insert("uuid".into(), json!([e]));
+                    }
+                }
+                _ => {}
             }
-        } else {
-            import.failures.push(json!({ singular.clone(): record, "errors": errors }));
+        }
+        if !errors.is_empty() {
+            import.failures.push((uploaded, errors));
         }
     }
-    let body = import.resource(&host(&headers));
-    wrap(&sb, body)
+}
+
+fn update(plannr: &mut PlannrState, kind: &str, record: &Map<String, Value>) -> Result<(), String> {
+    let uuid = record.get("uuid").and_then(Value::as_str).unwrap_or_default();
+    let stored = plannr.records.entry(kind.to_string()).or_default();
+    let Some(Value::Object(existing)) =
+        stored.iter_mut().find(|r| r.get("uuid").and_then(Value::as_str) == Some(uuid))
+    else {
+        return Err("The selected uuid is invalid.".into());
+    };
+    for (k, v) in record {
+        existing.insert(k.clone(), v.clone());
+    }
+    Ok(())
 }
 
 /// Laravel-style rules for the import types the sandbox knows (clients); others accept all.
-fn row_errors(kind: &str, r: &Map<String, Value>, refuse: Option<&str>) -> Map<String, Value> {
+fn row_errors(
+    kind: &str,
+    mode: &str,
+    r: &Map<String, Value>,
+    refuse: Option<&str>,
+) -> Map<String, Value> {
     let mut e = Map::new();
     let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::trim).unwrap_or("");
-    if kind == "clients" {
+    if kind == "clients" && mode != "update" {
         for (field, label) in [
             ("first_name", "first name"),
             ("last_name", "last name"),
@@ -286,6 +329,8 @@ fn row_errors(kind: &str, r: &Map<String, Value>, refuse: Option<&str>) -> Map<S
                 e.insert(field.into(), json!([format!("The {label} field is required.")]));
             }
         }
+    }
+    if kind == "clients" {
         let welcome = text("send_welcome_email");
         if !welcome.is_empty() && !["0", "1"].contains(&welcome) {
             e.insert(
@@ -294,7 +339,7 @@ fn row_errors(kind: &str, r: &Map<String, Value>, refuse: Option<&str>) -> Map<S
             );
         }
         let email = text("email");
-        if !email.is_empty() && !is_email(email) {
+        if !email.is_empty() && !rules::email(email) {
             e.insert("email".into(), json!(["The email must be a valid email address."]));
         }
     }
@@ -319,12 +364,17 @@ pub async fn get_import(
     if let Err(r) = check_auth(&sb, &headers) {
         return *r;
     }
-    let Ok(mut state) = sb.state.lock() else {
+    let Ok(mut guard) = sb.state.lock() else {
         return message(StatusCode::INTERNAL_SERVER_ERROR, "state");
     };
+    let state = &mut *guard;
     let Some(import) = state.plannr.imports.get_mut(&uuid) else {
         return message(StatusCode::NOT_FOUND, "Not found.");
     };
+    if sb.options.real.plannr_poll_404_once && import.status != "pending" && !import.polled_once {
+        import.polled_once = true;
+        return message(StatusCode::NOT_FOUND, "Not found.");
+    }
     if import.status == "processing" {
         if import.polls_left > 0 {
             import.polls_left -= 1;
@@ -335,12 +385,32 @@ pub async fn get_import(
             } else {
                 sb.options.plannr_terminal_status.clone()
             };
+            if !import.failures.is_empty() {
+                import.report_url =
+                    Some(report::publish(&sb, &mut state.files, import, &host(&headers)));
+            }
         }
     }
-    let body = import.resource(&host(&headers));
+    let body = import.resource(&sb);
     wrap(&sb, body)
 }
 
+impl Report for Import {
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+    fn headers(&self) -> &[String] {
+        &self.headers
+    }
+    fn failures(&self) -> Vec<(Map<String, Value>, Map<String, Value>)> {
+        self.failures.clone()
+    }
+    fn entries(&self) -> Vec<Value> {
+        self.failures.iter().map(|f| self.entry(f)).collect()
+    }
+}
+
+/// The error report on the API's own origin (JSON, CSV or XLSX as switched).
 pub async fn error_report(
     State(sb): State<Sandbox>,
     headers: HeaderMap,
@@ -353,7 +423,10 @@ pub async fn error_report(
         return message(StatusCode::INTERNAL_SERVER_ERROR, "state");
     };
     match state.plannr.imports.get(&uuid) {
-        Some(i) => axum::Json(Value::Array(i.failures.clone())).into_response(),
+        Some(i) => {
+            let (mime, bytes) = report::render(sb.options.real.plannr_report_format, i);
+            ([("content-type", mime)], bytes).into_response()
+        }
         None => message(StatusCode::NOT_FOUND, "Not found."),
     }
 }
@@ -365,95 +438,7 @@ pub async fn list_imports(State(sb): State<Sandbox>, headers: HeaderMap) -> Resp
     let Ok(state) = sb.state.lock() else {
         return message(StatusCode::INTERNAL_SERVER_ERROR, "state");
     };
-    let h = host(&headers);
-    let data: Vec<Value> = state.plannr.imports.values().map(|i| i.resource(&h)).collect();
+    let data: Vec<Value> = state.plannr.imports.values().map(|i| i.resource(&sb)).collect();
     let total = data.len();
     axum::Json(json!({"data": data, "links": {}, "meta": {"current_page": 1, "last_page": 1, "per_page": total.max(1), "total": total}})).into_response()
-}
-
-pub async fn contact_details(
-    State(sb): State<Sandbox>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = check_auth(&sb, &headers) {
-        return *r;
-    }
-    let Ok(Value::Object(d)) = serde_json::from_slice::<Value>(&body) else {
-        return message(StatusCode::BAD_REQUEST, "Malformed JSON.");
-    };
-    let mut e = Map::new();
-    let kind = d.get("type").and_then(Value::as_str).unwrap_or("");
-    if !["email", "phone_number"].contains(&kind) {
-        e.insert("type".into(), json!(["The selected type is invalid."]));
-    }
-    match d.get("name").and_then(Value::as_str) {
-        Some(n) if !n.trim().is_empty() && n.chars().count() <= 255 => {}
-        Some(n) if !n.trim().is_empty() => {
-            e.insert("name".into(), json!(["The name may not be greater than 255 characters."]));
-        }
-        _ => {
-            e.insert("name".into(), json!(["The name field is required."]));
-        }
-    }
-    let value = d.get("value").and_then(Value::as_str).unwrap_or("");
-    let value_ok = match kind {
-        "email" => is_email(value),
-        "phone_number" => {
-            crate::mapping::phone::to_e164(value, crate::mapping::phone::GB).is_some()
-        }
-        _ => true,
-    };
-    if value.is_empty() {
-        e.insert("value".into(), json!(["The value field is required."]));
-    } else if !value_ok {
-        e.insert(
-            "value".into(),
-            json!([format!(
-                "The value must be a valid {}.",
-                if kind == "email" { "email address" } else { "phone number" }
-            )]),
-        );
-    }
-    for key in ["account_uuids", "primary_account_uuids"] {
-        match d.get(key) {
-            Some(Value::Array(items))
-                if items.iter().all(|u| u.as_str().is_some_and(is_uuid))
-                    && (key != "account_uuids" || !items.is_empty()) => {}
-            None if key == "primary_account_uuids" => {}
-            _ => {
-                e.insert(
-                    key.into(),
-                    json!([format!(
-                        "The {} must be an array of account UUIDs.",
-                        key.replace('_', " ")
-                    )]),
-                );
-            }
-        }
-    }
-    if let Some(t) = sb.options.refuse.as_deref() {
-        if value.contains(t) {
-            e.insert("value".into(), json!(["The value was refused by the account's rules."]));
-        }
-    }
-    if !e.is_empty() {
-        return invalid(e);
-    }
-    let Ok(mut state) = sb.state.lock() else {
-        return message(StatusCode::INTERNAL_SERVER_ERROR, "state");
-    };
-    state.plannr.next += 1;
-    let now = crate::report::now_rfc3339();
-    let created = json!({
-        "uuid": format!("10000000-0000-4000-8000-{:012x}", state.plannr.next),
-        "created_at": now, "updated_at": now,
-        "type": kind, "name": d.get("name"), "value": value,
-        "phone_number_meta": if kind == "phone_number" { json!({"country": "GB", "formatted": value}) } else { Value::Null },
-        "accounts": d.get("account_uuids"),
-        "is_primary": d.get("is_primary").cloned().unwrap_or(Value::Bool(false)),
-    });
-    state.plannr.contact_details.push(created.clone());
-    let body = if sb.options.plannr_wrap_data { json!({ "data": created }) } else { created };
-    (StatusCode::CREATED, axum::Json(body)).into_response()
 }
