@@ -95,6 +95,7 @@ impl SandboxArgs {
             plannr_terminal_status: self.plannr_terminal_status.clone(),
             plannr_wrap_data: self.plannr_wrap_data,
             real,
+            ..SandboxOptions::default()
         })
     }
 }

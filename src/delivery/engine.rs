@@ -198,7 +198,7 @@ impl Engine {
             if let CallError::Auth { .. } = err {
                 return Err(all(n, Stage::Unprocessed, &err.to_string()));
             }
-            match self.status_once(id).await {
+            match self.status_settled(id).await {
                 Ok(JobState::NotStarted) => {
                     let msg = format!(
                         "job {id} could not {}: {err}; nothing of it was imported",
@@ -217,6 +217,20 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The job's status, read up to [`POLL_FAILURES`] times when reading fails (a 404 right
+    /// after a create can be the CRM catching up).
+    async fn status_settled(&self, id: &str) -> Result<JobState, String> {
+        let mut last = String::new();
+        for _ in 0..POLL_FAILURES {
+            match self.status_once(id).await {
+                Ok(state) => return Ok(state),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(FIRST_POLL.min(self.conn.settings.poll_interval)).await;
+        }
+        Err(last)
     }
 
     async fn status_once(&self, id: &str) -> Result<JobState, String> {

@@ -46,6 +46,11 @@ pub struct SandboxOptions {
     pub plannr_terminal_status: String,
     /// Wrap Plannr resources in `{"data": ...}`.
     pub plannr_wrap_data: bool,
+    /// OAuth2 at `/oauth/token`: the refresh token it takes (with `client_id`/`client_secret`
+    /// `sandbox`), and how long the access tokens it issues really last (it always says an
+    /// hour, so a client must also refresh after a 401).
+    pub oauth_refresh_token: String,
+    pub oauth_token_ttl: Duration,
     /// How the real APIs answer where our first guesses differed.
     pub real: RealApi,
 }
@@ -155,6 +160,8 @@ impl Default for SandboxOptions {
             plannr_account: "9b2f6a4e-3c1d-4e5f-8a7b-6c5d4e3f2a1b".into(),
             plannr_terminal_status: "complete".into(),
             plannr_wrap_data: false,
+            oauth_refresh_token: "sandbox-refresh".into(),
+            oauth_token_ttl: Duration::from_secs(3600),
             real: RealApi::default(),
         }
     }
@@ -221,6 +228,7 @@ impl Sandbox {
             .route("/api/v1/import/{uuid}", get(plannr::get_import))
             .route("/api/v1/import/{uuid}/error-report", get(plannr::error_report))
             .route("/api/v2/contact-details", post(plannr::contact_details))
+            .route("/oauth/token", post(plannr::oauth_token))
             .layer(axum::middleware::from_fn_with_state(self.clone(), faults::gate))
             .route("/_sandbox/records", get(records))
             .route("/_sandbox/requests", get(requests))

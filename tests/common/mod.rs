@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
 pub mod moto;
+pub mod plannr;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

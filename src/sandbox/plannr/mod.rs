@@ -9,6 +9,7 @@ mod report;
 
 use std::collections::BTreeMap;
 
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -27,6 +28,8 @@ pub struct PlannrState {
     pub records: BTreeMap<String, Vec<Value>>,
     pub contact_details: Vec<Value>,
     next: u64,
+    /// OAuth access tokens issued, with when they stop working.
+    tokens: BTreeMap<String, tokio::time::Instant>,
 }
 
 impl PlannrState {
@@ -61,8 +64,11 @@ fn check_auth(sb: &Sandbox, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if token != Some(sb.options.plannr_token.as_str()) {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let issued = sb.state.lock().ok().and_then(|s| s.plannr.tokens.get(token).copied());
+    let live = issued.is_some_and(|until| tokio::time::Instant::now() < until);
+    if token != sb.options.plannr_token && !live {
         return Err(Box::new(message(StatusCode::UNAUTHORIZED, "Unauthenticated.")));
     }
     let account = headers.get("x-plannr-account-uuid").and_then(|v| v.to_str().ok());
@@ -83,4 +89,57 @@ fn host(headers: &HeaderMap) -> String {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `POST /oauth/token` with `grant_type=refresh_token`: a new access token.
+pub async fn oauth_token(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    let form: BTreeMap<String, String> = form_urlencoded(&body);
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let good = field("grant_type") == "refresh_token"
+        && field("refresh_token") == sb.options.oauth_refresh_token
+        && field("client_id") == "sandbox"
+        && field("client_secret") == "sandbox";
+    if !good {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant", "error_description": "The refresh token is invalid."}))).into_response();
+    }
+    let Ok(mut state) = sb.state.lock() else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "state");
+    };
+    let token = state.plannr.next_uuid("access");
+    let until = tokio::time::Instant::now() + sb.options.oauth_token_ttl;
+    state.plannr.tokens.insert(token.clone(), until);
+    axum::Json(json!({"token_type": "Bearer", "access_token": token, "expires_in": 3600, "refresh_token": sb.options.oauth_refresh_token})).into_response()
+}
+
+/// `a=b&c=d`, percent-decoded.
+fn form_urlencoded(body: &[u8]) -> BTreeMap<String, String> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match (
+                b[i],
+                b.get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok()),
+            ) {
+                (b'%', Some(v)) => {
+                    out.push(v);
+                    i += 3;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
 }
