@@ -93,11 +93,14 @@ def wait_http(url, limit=20):
     return False
 
 
-def rate_run(rows, rate_per_s):
-    """The daemon on a folder against the sandbox limited to the same rate."""
+def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
+    """The daemon on a folder against the sandbox limited to the same rate, with the
+    connection's defaults (no `max_in_flight`, no `poll_interval`): the share of the budget
+    used, 429s, and rows/s."""
     d = tempfile.mkdtemp(dir=OUT)
     port, ops = free_port(), free_port()
-    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s", "--pending-polls", "0"],
+    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s",
+                                "--pending-polls", pending_polls, "--latency", latency],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     daemon = None
     try:
@@ -109,17 +112,74 @@ def rate_run(rows, rate_per_s):
         inbox = os.path.join(d, "inbox")
         with open(os.path.join(inbox, "rate.csv.part"), "wb") as f:
             sh(os.path.join(EXAMPLES, "gen_clients"), str(rows), "7", stdout=f)
+        started = time.perf_counter()
         os.rename(os.path.join(inbox, "rate.csv.part"), os.path.join(inbox, "rate.csv"))
         processed = os.path.join(inbox, "processed", "rate.csv")
         while not os.path.exists(processed):
             time.sleep(0.2)
+        wall = time.perf_counter() - started
         log = get_json(url + "/_sandbox/requests")
         times = [r["at_ms"] for r in log]
         throttled = sum(1 for r in log if r["status"] == 429)
         span = (max(times) - min(times)) / 1000.0
         # N requests at a perfect pace span (N - 1) intervals.
         used = (len(times) - 1) / (span * rate_per_s) if span > 0 else 0.0
-        return len(times), span, used, throttled
+        return len(times), span, used, throttled, rows / wall
+    finally:
+        for p in (daemon, sandbox):
+            if p:
+                p.terminate()
+                p.wait()
+
+
+def idle_cpu():
+    """CPU an idle daemon uses watching an empty folder (inotify), over 5 s."""
+    d = tempfile.mkdtemp(dir=OUT)
+    cfg = config(d, "http://127.0.0.1:1", "20/s", f"127.0.0.1:{free_port()}")
+    daemon = subprocess.Popen([BIN, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu():
+            fields = open(f"/proc/{daemon.pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        before = cpu()
+        time.sleep(5)
+        return (cpu() - before) / 5
+    finally:
+        daemon.terminate()
+        daemon.wait()
+
+
+def small_files(n, rate_per_s):
+    """`n` one-row files waiting in the inbox: how fast the daemon files them away."""
+    d = tempfile.mkdtemp(dir=OUT)
+    port, ops = free_port(), free_port()
+    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s", "--pending-polls", "0"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_sandbox/records")
+        cfg = config(d, url, f"{rate_per_s}/s", f"127.0.0.1:{ops}")
+        inbox = os.path.join(d, "inbox")
+        os.makedirs(inbox, exist_ok=True)
+        header = "Customer ID,Company,Active,First Name,Surname,Email,Phone,Address,Town,Postcode,Territory,Notes,Price lists,Segment\n"
+        for i in range(n):
+            with open(os.path.join(inbox, f"s{i:05d}.csv"), "w") as f:
+                f.write(header + f"S-{i},Shop {i},1,Ann,Lee,a{i}@example.com,020 7946 0958,1 High Street,London,TR1 1AA,UK>North,,A|B,Gold\n")
+        started = time.perf_counter()
+        daemon = subprocess.Popen([BIN, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processed = os.path.join(inbox, "processed")
+        while not os.path.isdir(processed) or len(os.listdir(processed)) + len(os.listdir(os.path.join(inbox, "failed"))) < n:
+            time.sleep(0.5)
+        secs = time.perf_counter() - started
+        received = get_json(url + "/_sandbox/records")["repsly"]["received"]
+        if len(received) != n:
+            raise SystemExit(f"small files: {len(received)} of {n} clients arrived")
+        return secs
     finally:
         for p in (daemon, sandbox):
             if p:
@@ -202,9 +262,19 @@ def main():
         hs, rss_huge, _ = plan(cfg, huge)
         rows.append((f"peak RSS, `plan` on {hsize / 1e9:.1f} GB", f"{(rss_huge or 0) / 1024:.0f} MiB", f"target <= 64 MiB; {hsize / hs / 1e6:.0f} MB/s"))
         os.remove(huge)
-        n, span, used, throttled = rate_run(50_000, 20)
+        n, span, used, throttled, _ = rate_run(50_000, 20)
         rows.append(("end to end, 50,000 rows, rate_limit 20/s", f"{n} requests in {span:.0f} s",
                      f"{used * 100:.1f} % of the allowed rate, {throttled} x 429 (targets >= 95 %, 0)"))
+    # The CRM's budget used with 100 ms of CRM latency, the defaults left alone.
+    for rate, n_rows in [(5, 1500), (20, 5000), (100, 20_000)]:
+        n, span, used, throttled, rps = rate_run(n_rows if not QUICK else n_rows // 3, rate, "100ms", "1")
+        rows.append((f"budget used at {rate}/s, 100 ms latency", f"{used * 100:.1f} %",
+                     f"{n} requests in {span:.0f} s, {throttled} x 429, {rps:.0f} rows/s (target >= 90 %, 0)"))
+    idle = idle_cpu()
+    rows.append(("idle daemon CPU (empty inbox, inotify)", f"{idle * 100:.2f} % of a core", "target < 1 %"))
+    n_small = 2_000 if QUICK else 10_000
+    secs = small_files(n_small, 200)
+    rows.append((f"{n_small:,} one-row files waiting, rate_limit 200/s", f"{secs:.0f} s", f"{n_small / secs:.0f} files/s"))
     ready, first = latency()
     rows.append(("start-up to READY=1", f"{ready * 1000:.0f} ms", "target < 200 ms"))
     rows.append(("file dropped to first CRM request", f"{first * 1000:.0f} ms", "target < 1 s"))

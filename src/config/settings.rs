@@ -15,7 +15,7 @@ use super::rate::RateLimit;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Files at once across pipelines: small files spend most of their time waiting on the CRM,
 /// so several are in flight to keep its budget used.
-pub const DEFAULT_MAX_FILES_IN_FLIGHT: usize = 16;
+pub const DEFAULT_MAX_FILES_IN_FLIGHT: usize = 32;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two status polls of a job; the first polls come sooner.
@@ -25,7 +25,7 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
-pub const DEFAULT_FILES_PER_PIPELINE: usize = 8;
+pub const DEFAULT_FILES_PER_PIPELINE: usize = 16;
 /// A spreadsheet row is rarely over a few KiB; 4 MiB leaves room for long notes while a
 /// record that inflates to gigabytes (a gzip bomb, a quote never closed) stays bounded.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;

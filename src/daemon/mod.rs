@@ -83,7 +83,7 @@ struct Generation {
     connections: Connections,
 }
 
-pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::Result<()> {
+pub async fn run_with(settings: Settings, mut control: Control) -> anyhow::Result<()> {
     let ledger = Arc::new(Ledger::open(&settings.state_dir).context("cannot open the ledger")?);
     let health = Arc::new(Health::default());
     let shared = Shared {
@@ -94,75 +94,101 @@ pub async fn run_with(mut settings: Settings, mut control: Control) -> anyhow::R
         stop: CancellationToken::new(),
         abort: CancellationToken::new(),
     };
-    let mut generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
+    let generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
     let ops_connections =
         Arc::new(RwLock::new(generation.connections.values().cloned().collect::<Vec<_>>()));
     let ops_stop = CancellationToken::new();
     if let Some(server) = &settings.server {
-        let state = OpsState {
-            ledger: ledger.clone(),
-            connections: ops_connections.clone(),
-            health: health.clone(),
-        };
+        let state =
+            OpsState { ledger: ledger.clone(), connections: ops_connections.clone(), health };
         let addr = crate::ops::server::spawn(&server.listen, state, ops_stop.clone()).await?;
         tracing::info!(listen = %addr, "operator endpoints: /healthz /readyz /metrics /status");
     }
     announce(&settings);
     systemd::ready(&running(&settings));
-    let mut watchdog = systemd::watchdog_every().map(tokio::time::interval);
-    loop {
-        let reload = async {
-            match control.reload.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let ping = async {
-            match watchdog.as_mut() {
-                Some(i) => i.tick().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = control.shutdown.cancelled() => break,
-            _ = ping => systemd::watchdog(),
-            Some(()) = reload => {
-                match crate::config::load(&settings.path) {
-                    Ok(new) => match start(&new, &shared, &generation.connections, false).await {
-                        Ok(next) => {
-                            generation.cancel.cancel();
-                            generation = next;
-                            settings = new;
-                            if let Ok(mut c) = ops_connections.write() {
-                                *c = generation.connections.values().cloned().collect();
-                            }
-                            tracing::info!(config = %settings.path.display(), pipelines = settings.pipelines.len(), "config reloaded");
-                            announce(&settings);
-                            systemd::status(&running(&settings));
-                        }
-                        Err(e) => tracing::error!(error = %format!("{e:#}"), "config reload refused; the old config keeps running"),
-                    },
-                    Err(e) => tracing::error!(error = %e.to_string().replace('\n', "; "), "config reload refused; the old config keeps running"),
+    let mut running = Running { settings, generation, shared, ops_connections };
+    running.serve(&mut control).await;
+    running.drain().await;
+    ops_stop.cancel();
+    Ok(())
+}
+
+/// A daemon between start-up and shutdown.
+struct Running {
+    settings: Settings,
+    generation: Generation,
+    shared: Shared,
+    ops_connections: Arc<RwLock<Vec<Arc<Connection>>>>,
+}
+
+impl Running {
+    /// Until shutdown: watchdog pings and config reloads.
+    async fn serve(&mut self, control: &mut Control) {
+        let mut watchdog = systemd::watchdog_every().map(tokio::time::interval);
+        loop {
+            let reload = async {
+                match control.reload.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
                 }
+            };
+            let ping = async {
+                match watchdog.as_mut() {
+                    Some(i) => i.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = control.shutdown.cancelled() => return,
+                _ = ping => systemd::watchdog(),
+                Some(()) = reload => self.reload().await,
             }
         }
     }
-    systemd::stopping();
-    tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down: no new files are claimed; finishing the batches in flight");
-    generation.cancel.cancel();
-    shared.stop.cancel();
-    shared.files.close();
-    if tokio::time::timeout(settings.shutdown_timeout, shared.files.wait()).await.is_err() {
-        tracing::warn!("shutdown_timeout reached: batches still in flight are left to resume at the next start");
-        shared.abort.cancel();
-        let _ = tokio::time::timeout(ABORT_GRACE, shared.files.wait()).await;
+
+    /// SIGHUP: a valid new config replaces the watchers; a bad one is logged and ignored.
+    async fn reload(&mut self) {
+        let refused = "config reload refused; the old config keeps running";
+        let new = match crate::config::load(&self.settings.path) {
+            Ok(new) => new,
+            Err(e) => {
+                return tracing::error!(error = %e.to_string().replace('\n', "; "), "{refused}")
+            }
+        };
+        let next = match start(&new, &self.shared, &self.generation.connections, false).await {
+            Ok(next) => next,
+            Err(e) => return tracing::error!(error = %format!("{e:#}"), "{refused}"),
+        };
+        self.generation.cancel.cancel();
+        self.generation = next;
+        self.settings = new;
+        if let Ok(mut c) = self.ops_connections.write() {
+            *c = self.generation.connections.values().cloned().collect();
+        }
+        tracing::info!(config = %self.settings.path.display(), pipelines = self.settings.pipelines.len(), "config reloaded");
+        announce(&self.settings);
+        systemd::status(&running(&self.settings));
     }
-    if let Err(e) = ledger.sync().await {
-        tracing::error!(error = %e, "the ledger's last writes failed");
+
+    /// Stops claiming, lets files in flight finish within `shutdown_timeout`, then leaves
+    /// what is left to resume; the ledger's last writes are committed.
+    async fn drain(self) {
+        let (settings, shared) = (&self.settings, &self.shared);
+        systemd::stopping();
+        tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down: no new files are claimed; finishing the batches in flight");
+        self.generation.cancel.cancel();
+        shared.stop.cancel();
+        shared.files.close();
+        if tokio::time::timeout(settings.shutdown_timeout, shared.files.wait()).await.is_err() {
+            tracing::warn!("shutdown_timeout reached: batches still in flight are left to resume at the next start");
+            shared.abort.cancel();
+            let _ = tokio::time::timeout(ABORT_GRACE, shared.files.wait()).await;
+        }
+        if let Err(e) = shared.ledger.sync().await {
+            tracing::error!(error = %e, "the ledger's last writes failed");
+        }
+        shared.ledger.close();
     }
-    ledger.close();
-    ops_stop.cancel();
-    Ok(())
 }
 
 /// The start-up (and reload) line: every pipeline with its source and target.

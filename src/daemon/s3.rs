@@ -25,8 +25,6 @@ pub async fn handle(
 ) {
     let ClaimedObject { object, lease, permit } = claimed;
     let _permit = permit;
-    let pipeline = ctx.pipeline.name.clone();
-    let name = object.key.clone();
     // This file's own tokens, which the renewer cancels directly when the lease is lost: it
     // stops without stopping the others, and no task waits on them after the file.
     ctx.stop = ctx.stop.child_token();
@@ -34,84 +32,111 @@ pub async fn handle(
     let lost =
         Lost { stop: ctx.stop.clone(), abort: ctx.abort.clone(), flag: CancellationToken::new() };
     let renewer = tokio::spawn(renew(source.clone(), lease.clone(), lost.clone()));
-    let identity = Identity {
-        pipeline: pipeline.clone(),
-        name: name.clone(),
-        size: object.size,
-        hash: format!(
-            "etag:{}{}",
-            object.etag,
-            object.version.as_deref().map(|v| format!("@{v}")).unwrap_or_default()
-        ),
-    };
     let stem = if upload_reports {
         source.report_stem(&object.name).await
     } else {
         crate::pipeline::unique_stem(&ctx.report_dir, &crate::report::stem_of(&object.name))
     };
-    let input = Input::Remote(Arc::new(S3File {
-        client: source.client.clone(),
-        bucket: source.settings.bucket.clone(),
-        object: object.clone(),
-    }));
-    let mut reads = 0;
-    let ran = loop {
-        reads += 1;
-        let run = FileRun {
-            ctx: &ctx,
-            input: input.clone(),
-            name: &object.name,
-            identity: identity.clone(),
-            stem: stem.clone(),
-            left_by_earlier_run: false,
-        };
-        let ran = file::run(run, &shared).await;
-        if let Ran::Blocked { what, error } = &ran {
-            // The disk refused: wait and read again (the state is in the ledger).
-            shared.health.problem(what, error);
-            tokio::select! {
-                _ = ctx.stop.cancelled() => break Ran::Interrupted,
-                _ = tokio::time::sleep(Duration::from_secs(2u64.pow(reads.min(5)))) => {}
-            }
-            shared.health.cleared(what);
-            reads = reads.saturating_sub(1);
-            continue;
-        }
-        let broke = matches!(ran, Ran::Interrupted)
-            && !ctx.stop.is_cancelled()
-            && !ctx.abort.is_cancelled();
-        if !broke || reads >= MAX_READS {
-            break ran;
-        }
-        tracing::warn!(pipeline = %pipeline, file = %name, read = reads, "reading the object broke off; reading it again from the checkpoint");
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(reads))).await;
-    };
+    let run = ObjectRun { ctx: &ctx, source: &source, object: &object, shared: &shared, stem };
+    let ran = run.until_done().await;
     renewer.abort();
-    let release = match ran {
-        Ran::AlreadyDone { finished_at } => {
-            tracing::info!(pipeline = %pipeline, file = %name, finished_at = %finished_at, "already imported (same key and ETag): moving it to processed/ without sending anything");
-            moved(&source, &object, false, &name).await
-        }
-        Ran::Finished { result, file_id } => {
-            finish(&ctx, &source, &object, &shared, result, file_id, upload_reports).await
-        }
-        Ran::Crashed { file_id } | Ran::SetAside { file_id: Some(file_id), .. } => {
-            let _ = shared.ledger.finish(file_id, FileState::Failed).await;
-            moved(&source, &object, true, &name).await
-        }
-        Ran::SetAside { file_id: None, why } => {
-            file::write_failure_summary(&ctx, &object.name, &why, None);
-            moved(&source, &object, true, &name).await
-        }
-        Ran::Interrupted | Ran::Blocked { .. } => {
-            tracing::info!(pipeline = %pipeline, file = %name, "stopped before the end; resumes later from the ledger (the lease expires if this daemon does not return)");
-            false
-        }
-    };
+    let release = run.file_away(ran, upload_reports).await;
     if release && !lost.flag.is_cancelled() {
         source.leases.release(&lease).await;
     }
     source.done(&object.key);
+}
+
+/// One leased object being processed.
+struct ObjectRun<'a> {
+    ctx: &'a FileContext,
+    source: &'a S3Source,
+    object: &'a crate::source::s3::Object,
+    shared: &'a Shared,
+    stem: String,
+}
+
+impl ObjectRun<'_> {
+    /// Key, size and ETag (and version): a replaced object is a new file.
+    fn identity(&self) -> Identity {
+        let o = self.object;
+        let version = o.version.as_deref().map(|v| format!("@{v}")).unwrap_or_default();
+        Identity {
+            pipeline: self.ctx.pipeline.name.clone(),
+            name: o.key.clone(),
+            size: o.size,
+            hash: format!("etag:{}{version}", o.etag),
+        }
+    }
+
+    /// Runs the object until it ends; a read that breaks off is tried again from the
+    /// checkpoint, a disk that refuses writes is waited for.
+    async fn until_done(&self) -> Ran {
+        let (ctx, shared) = (self.ctx, self.shared);
+        let input = Input::Remote(Arc::new(S3File {
+            client: self.source.client.clone(),
+            bucket: self.source.settings.bucket.clone(),
+            object: self.object.clone(),
+        }));
+        let mut reads = 0;
+        loop {
+            reads += 1;
+            let run = FileRun {
+                ctx,
+                input: input.clone(),
+                name: &self.object.name,
+                identity: self.identity(),
+                stem: self.stem.clone(),
+                left_by_earlier_run: false,
+            };
+            let ran = file::run(run, shared).await;
+            if let Ran::Blocked { what, error } = &ran {
+                // The disk refused: wait and read again (the state is in the ledger).
+                shared.health.problem(what, error);
+                tokio::select! {
+                    _ = ctx.stop.cancelled() => return Ran::Interrupted,
+                    _ = tokio::time::sleep(Duration::from_secs(2u64.pow(reads.min(5)))) => {}
+                }
+                shared.health.cleared(what);
+                continue;
+            }
+            let broke = matches!(ran, Ran::Interrupted)
+                && !ctx.stop.is_cancelled()
+                && !ctx.abort.is_cancelled();
+            if !broke || reads >= MAX_READS {
+                return ran;
+            }
+            tracing::warn!(pipeline = %ctx.pipeline.name, file = %self.object.key, read = reads, "reading the object broke off; reading it again from the checkpoint");
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(reads))).await;
+        }
+    }
+
+    /// Files the object away by how its run ended; whether its lease may be released.
+    async fn file_away(&self, ran: Ran, upload: bool) -> bool {
+        let (ctx, source, object, shared) = (self.ctx, self.source, self.object, self.shared);
+        let (pipeline, name) = (&ctx.pipeline.name, &object.key);
+        match ran {
+            Ran::AlreadyDone { finished_at } => {
+                tracing::info!(pipeline = %pipeline, file = %name, finished_at = %finished_at, "already imported (same key and ETag): moving it to processed/ without sending anything");
+                moved(source, object, false, name).await
+            }
+            Ran::Finished { result, file_id } => {
+                finish(ctx, source, object, shared, result, file_id, upload).await
+            }
+            Ran::Crashed { file_id } | Ran::SetAside { file_id: Some(file_id), .. } => {
+                let _ = shared.ledger.finish(file_id, FileState::Failed).await;
+                moved(source, object, true, name).await
+            }
+            Ran::SetAside { file_id: None, why } => {
+                file::write_failure_summary(ctx, &object.name, &why, None);
+                moved(source, object, true, name).await
+            }
+            Ran::Interrupted | Ran::Blocked { .. } => {
+                tracing::info!(pipeline = %pipeline, file = %name, "stopped before the end; resumes later from the ledger (the lease expires if this daemon does not return)");
+                false
+            }
+        }
+    }
 }
 
 /// Reports up, ledger told, object moved: each step idempotent, in this order.

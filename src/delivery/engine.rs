@@ -17,7 +17,7 @@ use super::reconcile;
 use crate::row::{Failure, MappedRow, Outcome, Stage};
 
 /// The first wait before polling a new job; waits then grow by half up to `poll_interval`.
-const FIRST_POLL: Duration = Duration::from_millis(250);
+const FIRST_POLL: Duration = Duration::from_millis(100);
 /// Failed polls in a row (a 404, answers not understood, retries exhausted) before the rows
 /// of a job are reported `unconfirmed`. A job that exists is never sent again.
 const POLL_FAILURES: u32 = 3;
