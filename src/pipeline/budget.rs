@@ -9,17 +9,56 @@ use tokio::sync::Semaphore;
 
 /// One unit per row, and one more per this many bytes of it.
 const BYTES_PER_UNIT: usize = 4096;
+/// Failed rows waiting to be written to the report. A failed row holds far more than its
+/// bytes (its reasons, its own copy of the record), so these are bounded apart, tighter than
+/// rows in general: a file of nothing but bad rows stays within the memory of a good one.
+const FAILED_ROWS: u32 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct RowBudget {
     units: Arc<Semaphore>,
     total: u32,
+    failed: Arc<Semaphore>,
 }
 
 impl RowBudget {
     pub fn new(total: usize) -> Self {
         let total = total.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
-        Self { units: Arc::new(Semaphore::new(total as usize)), total }
+        Self {
+            units: Arc::new(Semaphore::new(total as usize)),
+            total,
+            failed: Arc::new(Semaphore::new(FAILED_ROWS as usize)),
+        }
+    }
+
+    /// Waits until `n` failed rows more may wait for the report (at most the whole bound);
+    /// without `wait`, takes what is free now and no more (the caller holds rows that
+    /// earlier failed rows may wait for, so waiting could never end).
+    pub async fn take_failed(&self, n: u32, wait: bool) -> bool {
+        let n = n.min(FAILED_ROWS);
+        if n == 0 {
+            return true;
+        }
+        if !wait {
+            let free = (self.failed.available_permits() as u32).min(n);
+            if let Ok(p) = self.failed.try_acquire_many(free) {
+                p.forget();
+            }
+            return true;
+        }
+        match self.failed.acquire_many(n).await {
+            Ok(p) => {
+                p.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Failed rows written to the report.
+    pub fn give_failed(&self, n: u32) {
+        let room = (FAILED_ROWS as usize).saturating_sub(self.failed.available_permits());
+        self.failed.add_permits((n as usize).min(room));
     }
 
     /// The units a row of `bytes` bytes holds (the same on both sides).
@@ -42,6 +81,7 @@ impl RowBudget {
     /// No more rows will be settled: whoever waits for units stops waiting.
     pub fn close(&self) {
         self.units.close();
+        self.failed.close();
     }
 
     /// Gives back what settled rows held.

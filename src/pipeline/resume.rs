@@ -69,6 +69,11 @@ impl ResumedJobs {
         }))
     }
 
+    /// Whether a job an earlier run created is still gathering its rows.
+    pub fn waiting(&self) -> bool {
+        self.groups.iter().any(|g| !g.3.is_empty())
+    }
+
     /// Jobs whose rows were not all read again (their other rows failed locally this time).
     pub fn leftovers(&mut self) -> Vec<Earlier> {
         self.groups

@@ -250,6 +250,9 @@ impl Settler {
 
     /// A failed row: counted and written to the report.
     fn fail(&mut self, row: &SourceRow, f: &Failure) -> io::Result<()> {
+        if let Some(b) = &self.budget {
+            b.give_failed(1);
+        }
         self.counts.read += 1;
         self.counters.count(f);
         if f.stage == Stage::Unprocessed {

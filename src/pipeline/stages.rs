@@ -148,7 +148,7 @@ pub async fn route(
         let sent = if mapping.dry_run {
             dry_run(block, &mapping, &routes, &budget, &mut end.samples).await
         } else {
-            send(block, &mut resumed, &routes).await
+            send(block, &mut resumed, &routes, &budget).await
         };
         if !sent {
             return end;
@@ -175,6 +175,9 @@ async fn dry_run(
     let kept: u32 =
         block.failed.iter().map(|(r, _)| RowBudget::units_of(r.raw.as_slice().len())).sum();
     budget.give(block.units.saturating_sub(kept));
+    if !budget.take_failed(block.failed.len() as u32, true).await {
+        return false;
+    }
     let msg = SettleMsg::Span {
         first: block.first_seq,
         count: block.count,
@@ -187,7 +190,17 @@ async fn dry_run(
 
 /// Local failures to the settler; each valid row to a batch, or to the job an earlier run
 /// created for it.
-async fn send(block: MappedBlock, resumed: &mut ResumedJobs, routes: &Routes) -> bool {
+async fn send(
+    block: MappedBlock,
+    resumed: &mut ResumedJobs,
+    routes: &Routes,
+    budget: &RowBudget,
+) -> bool {
+    // While an earlier run's job still waits for rows, failed rows may wait on it: take what
+    // is free rather than wait.
+    if !budget.take_failed(block.failed.len() as u32, !resumed.waiting()).await {
+        return false;
+    }
     let mut settled: Vec<_> =
         block.failed.into_iter().map(|(r, f)| (r, Outcome::Failed(f))).collect();
     let mut fresh = Vec::with_capacity(block.ready.len());

@@ -328,13 +328,23 @@ pub fn cpu_time(pid: u32) -> Duration {
 
 /// Peak resident memory of a live process (VmHWM), in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
+    status_kib(pid, "VmHWM:").map(|k| k / 1024)
 }
 
-/// Runs the binary until it exits, sampling its peak memory; returns (output, peak MiB).
+/// Resident anonymous memory of a live process (RssAnon: the heap and stacks, without the
+/// pages of the binary itself, which a debug build makes several times larger), in MiB.
+pub fn anon_rss_mib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon:").map(|k| k / 1024)
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the binary until it exits, sampling its anonymous memory (the heap: a debug binary's
+/// own pages would dwarf it); returns (output, peak MiB).
 pub fn run_measured(args: &[&str]) -> (Output, u64) {
     let child = Command::new(bin())
         .args(args)
@@ -348,7 +358,7 @@ pub fn run_measured(args: &[&str]) -> (Output, u64) {
     let sampler = {
         let peak = peak.clone();
         std::thread::spawn(move || {
-            while let Some(mib) = peak_rss_mib(pid) {
+            while let Some(mib) = anon_rss_mib(pid) {
                 peak.fetch_max(mib, std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
