@@ -44,9 +44,9 @@ async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
         files_in(&inbox.join("failed")),
         files_in(&inbox)
     );
-    let (code, secs, err) = daemon.terminate();
+    let (code, _, err) = daemon.terminate();
     assert_eq!(code, Some(0), "{err}");
-    assert!(secs < 5.0, "SIGTERM exit took {secs}s");
+    assert!(!err.contains("shutdown_timeout reached"), "nothing was in flight to wait for: {err}");
 
     assert_eq!(files_in(&inbox.join("processed")), vec!["first.csv", "second.csv"]);
     assert_eq!(

@@ -137,9 +137,9 @@ async fn sigterm_drains_and_a_restart_finishes_the_file() {
             >= 400)
         .await
     );
-    let (code, secs, err) = daemon.terminate();
+    let (code, _, err) = daemon.terminate();
     assert_eq!(code, Some(0), "{err}");
-    assert!(secs < 10.0, "drain took {secs}s");
+    assert!(!err.contains("shutdown_timeout reached"), "batches in flight finished: {err}");
     assert!(err.contains("stopped before the end"), "{err}");
     let after_drain = sb.received().await.len();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -39,6 +39,8 @@ pub struct SandboxOptions {
     /// A client whose any value contains this text is refused in the job's `Errors[]`,
     /// naming that field (a CRM rule the daemon cannot check locally).
     pub refuse: Option<String>,
+    /// A Repsly job holding a client whose any value contains this text stays `Pending`.
+    pub stall: Option<String>,
     /// The Bearer token and account uuid the Plannr API accepts.
     pub plannr_token: String,
     pub plannr_account: String,
@@ -156,6 +158,7 @@ impl Default for SandboxOptions {
             repsly_password: "sandbox".into(),
             poison: None,
             refuse: None,
+            stall: None,
             plannr_token: "sandbox-token".into(),
             plannr_account: "9b2f6a4e-3c1d-4e5f-8a7b-6c5d4e3f2a1b".into(),
             plannr_terminal_status: "complete".into(),

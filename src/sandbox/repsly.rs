@@ -154,8 +154,13 @@ fn import(sb: &Sandbox, clients: &[Value]) -> Response {
         return (StatusCode::INTERNAL_SERVER_ERROR, "state poisoned").into_response();
     };
     let repsly = &mut state.repsly;
+    let stalled = sb
+        .options
+        .stall
+        .as_deref()
+        .is_some_and(|t| clients.iter().any(|c| c.to_string().contains(t)));
     let mut job = Job {
-        polls_left: sb.options.pending_polls,
+        polls_left: if stalled { u32::MAX } else { sb.options.pending_polls },
         inserted: 0,
         updated: 0,
         errors: Vec::new(),
