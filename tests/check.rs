@@ -10,10 +10,14 @@ use std::process::Command;
 
 use common::bin;
 
+/// Checks `text` written in a fresh folder that holds an `in/` folder (the source `/tmp/in`
+/// of the configs here is pointed at it).
 fn check(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text.replace("\"/tmp/in\"", &format!("\"{}/in\"", dir.path().display())))
+        .unwrap();
     check_path(&path, &[])
 }
 
@@ -50,8 +54,11 @@ Name = "Name"
 fn a_good_config_passes_and_prints_the_plan() {
     let (code, out, err) = check(GOOD);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("pipeline clients: folder /tmp/in -> repsly.clients via repsly"), "{out}");
-    assert!(out.contains("Code <-"), "{out}");
+    assert!(out.contains("pipeline clients\n  source:   folder /"), "{out}");
+    assert!(out.contains("target:   repsly.clients via connection repsly (120/min)"), "{out}");
+    let row = out.lines().find(|l| l.trim_start().starts_with("Code")).unwrap_or_default();
+    assert!(row.contains("<- \"Code\""), "a readable table of fields: {out}");
+    assert!(!out.contains("Columns(["), "no Rust debug output: {out}");
 }
 
 #[test]
@@ -71,14 +78,81 @@ fn the_shipped_example_config_passes_with_its_variables() {
 }
 
 #[test]
-fn a_missing_variable_is_named() {
+fn check_needs_no_credentials_but_says_what_run_will_need() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
-    let (code, _, err) = check_path(
-        &path,
-        &[("PLANNR_ACCOUNT_UUID", "x"), ("REPSLY_API_USERNAME", "u"), ("REPSLY_API_PASSWORD", "p")],
+    let (code, _, err) = check_path(&path, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("PLANNR_TOKEN") && err.contains("to run"),
+        "{err}"
     );
-    assert_eq!(code, 2);
-    assert!(err.contains("PLANNR_TOKEN") && err.contains("line 17"), "{err}");
+    // `run` refuses it, naming the variable and its line.
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("PLANNR_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PLANNR_TOKEN") && err.contains("line 20"), "{err}");
+}
+
+#[test]
+fn every_problem_at_once_with_its_key_path_and_no_follow_on_errors() {
+    let text = GOOD
+        .replace("state_dir = \"/tmp/x\"", "state_dir = \"/tmp/x\"\nstat_dir = 1")
+        .replace(
+            "source = {",
+            "batch = { max_rows = 10, max_wait = \"soon\", max_wiat = \"2s\" }\nsource = {",
+        )
+        .replace(
+            "password = \"p\"",
+            "password_file = \"no-such-file\"\nusername2 = \"${NO_SUCH_VARIABLE}\"",
+        );
+    let (code, _, err) = check(&text);
+    assert_eq!(code, 2, "{err}");
+    for needle in [
+        "unknown key `stat_dir` (did you mean `state_dir`?)",
+        "unknown key `connections.repsly.username2` (did you mean `username`?)",
+        "unknown key `pipelines.clients.batch.max_wiat` (did you mean `max_wait`?)",
+        "`pipelines.clients.batch.max_wait`: invalid duration `soon`",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert!(!err.contains("unknown connection"), "no follow-on error: {err}");
+    assert!(err.lines().all(|l| l.contains(" line ")), "each with its line: {err}");
+}
+
+#[test]
+fn a_folder_source_that_does_not_exist_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, GOOD.replace("/tmp/in", &format!("{}/inbxo", dir.path().display())))
+        .unwrap();
+    let (code, _, err) = check_path(&path, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("inbxo does not exist"), "{err}");
+    let out = Command::new(bin()).args(["run", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("inbxo").exists(), "`run` does not create a mistyped folder");
+}
+
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let mut child = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// Each bad config, and what its one-line error must say.
@@ -165,8 +239,9 @@ favourite_colour = "Colour"
 #[test]
 fn secrets_can_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
     std::fs::write(dir.path().join("pw"), "from-file\n").unwrap();
-    let text = GOOD.replace("password = \"p\"", "password_file = \"pw\"");
+    let text = GOOD.replace("password = \"p\"", "password_file = \"pw\"").replace("/tmp/in", "in");
     let path = dir.path().join("c.toml");
     std::fs::write(&path, &text).unwrap();
     let settings = crm_ingest::config::load(&path).unwrap();
@@ -187,7 +262,8 @@ fn the_demo_config_parses() {
         "DEMO_DIR" => Some("/tmp/demo".to_string()),
         _ => None,
     };
-    let s = crm_ingest::config::parse(Path::new("demo.toml"), text, &vars).unwrap();
+    let purpose = crm_ingest::config::Purpose::Plan;
+    let s = crm_ingest::config::parse_for(Path::new("demo.toml"), text, &vars, purpose).unwrap();
     assert_eq!(s.pipelines.len(), 3);
     let repsly = s.pipeline("repsly_clients").unwrap();
     assert!(repsly.fields.iter().any(|f| f.target == "CustomFields.Segment"));

@@ -210,7 +210,8 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_broken_one() {
         .await
     );
 
-    // A good config with a second pipeline on another folder: applied.
+    // A good config with a second pipeline on another folder (which must exist): applied.
+    std::fs::create_dir_all(dir.path().join("inbox2")).unwrap();
     let second = good_text.clone()
         + &format!(
             "\n[pipelines.second]\nconnection = \"repsly\"\ntarget = \"repsly.clients\"\nsource = {{ kind = \"folder\", path = \"{}/inbox2\", settle = \"200ms\", rescan_interval = \"200ms\" }}\n[pipelines.second.fields]\nCode = \"Code\"\nName = \"Name\"\n",

@@ -1,57 +1,140 @@
-//! `crm-ingest check`: validate the config and print the plan of what would run.
+//! `crm-ingest check`: validate the config (offline: no credentials needed) and print what
+//! would run, readably: each pipeline's source, target, connection and rate, and its fields.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Auth, SourceSettings};
+use crate::config::{
+    Auth, ConnectionSettings, PipelineSettings, Purpose, SourceSettings, ValueSource,
+};
+use crate::say;
 
 pub fn run(config: &Path) -> ExitCode {
-    let settings = match super::load_config(config) {
+    let settings = match super::load_config(config, Purpose::Check) {
         Ok(s) => s,
         Err(code) => return code,
     };
     for w in &settings.warnings {
         eprintln!("warning: {w}");
     }
-    println!("config {} is valid", config.display());
-    println!("state_dir: {}", settings.state_dir.display());
-    for (name, c) in &settings.connections {
-        let who = match &c.auth {
-            Auth::Bearer { account_uuid, .. } => format!("bearer token, account {account_uuid}"),
-            Auth::Basic { username, .. } => format!("basic auth as {username}"),
-            Auth::OAuth { token_url, account_uuid, .. } => {
-                format!("OAuth2 via {token_url}, account {account_uuid}")
-            }
-        };
-        println!(
-            "connection {name}: {} at {} ({who}); rate {} burst {}, {} in flight, timeout {}, {} attempts",
-            c.kind.as_str(),
-            c.base_url,
-            c.rate_limit,
-            c.burst,
-            c.max_in_flight,
-            humantime::format_duration(c.timeout),
-            c.retry.max_attempts
-        );
+    let path = std::fs::canonicalize(config).unwrap_or_else(|_| config.to_path_buf());
+    say!("config {} is valid", path.display());
+    say!("state_dir: {}", settings.state_dir.display());
+    for c in settings.connections.values() {
+        say!("{}", connection_line(c));
     }
     for p in &settings.pipelines {
-        let source = match &p.source {
-            SourceSettings::Folder(f) => format!("folder {}", f.path.display()),
-            SourceSettings::S3(s) => format!("s3://{}/{}", s.bucket, s.prefix),
-        };
-        println!(
-            "pipeline {}: {source} -> {} via {} (batches of {} rows or {})",
-            p.name,
-            p.target.name(),
-            p.connection.name,
-            p.batch.max_rows,
-            humantime::format_duration(p.batch.max_wait)
-        );
-        for f in &p.fields {
-            println!("  {} <- {:?}", f.target, f.source);
-        }
+        print_pipeline(p);
     }
     ExitCode::SUCCESS
+}
+
+fn connection_line(c: &ConnectionSettings) -> String {
+    let who = match &c.auth {
+        Auth::Bearer { account_uuid, .. } => format!("bearer token, account {account_uuid}"),
+        Auth::Basic { username, .. } => format!("basic auth as {username}"),
+        Auth::OAuth { token_url, account_uuid, .. } => {
+            format!("OAuth2 via {token_url}, account {account_uuid}")
+        }
+    };
+    format!(
+        "connection {}: {} at {} ({who}); rate {}{}, up to {} requests in flight, timeout {}, {} attempts",
+        c.name,
+        c.kind.as_str(),
+        c.base_url,
+        c.rate_limit,
+        if c.burst > 1 { format!(" (burst {})", c.burst) } else { String::new() },
+        c.max_in_flight,
+        humantime::format_duration(c.timeout),
+        c.retry.max_attempts
+    )
+}
+
+fn print_pipeline(p: &PipelineSettings) {
+    let source = match &p.source {
+        SourceSettings::Folder(f) => {
+            let patterns: Vec<String> = f.patterns.iter().map(|g| g.as_str().to_string()).collect();
+            let abs = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+            format!(
+                "folder {} ({}; taken once closed or stable for {})",
+                abs.display(),
+                patterns.join(", "),
+                humantime::format_duration(f.settle)
+            )
+        }
+        SourceSettings::S3(s) => format!(
+            "s3://{}/{} (every {})",
+            s.bucket,
+            s.prefix,
+            humantime::format_duration(s.poll_interval)
+        ),
+    };
+    let mode = match &p.target {
+        crate::config::TargetSpec::PlannrImport { mode, .. } => format!(", mode {}", mode.as_str()),
+        _ => String::new(),
+    };
+    say!("\npipeline {}", p.name);
+    say!("  source:   {source}");
+    say!(
+        "  target:   {}{mode} via connection {} ({})",
+        p.target.name(),
+        p.connection.name,
+        p.connection.rate_limit
+    );
+    say!(
+        "  batches:  {} rows or {}",
+        p.batch.max_rows,
+        humantime::format_duration(p.batch.max_wait)
+    );
+    let reports = p.default_report_dir().map_or_else(
+        || match &p.source {
+            SourceSettings::S3(s) => format!("s3://{}/{}reports/", s.bucket, s.prefix),
+            SourceSettings::Folder(_) => String::new(),
+        },
+        |d| d.display().to_string(),
+    );
+    say!("  reports:  {reports}");
+    say!("  fields:");
+    let rows: Vec<[String; 4]> = p.fields.iter().map(field_row).collect();
+    let header = ["target".to_string(), "source".into(), "transforms".into(), "validators".into()];
+    let widths: Vec<usize> = (0..3)
+        .map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in [header].iter().chain(&rows) {
+        let pad = |i: usize| format!("{:w$}", r[i], w = widths[i]);
+        say!("    {}  <- {}  {}  {}", pad(0), pad(1), pad(2), r[3]);
+    }
+}
+
+fn field_row(f: &crate::config::FieldSettings) -> [String; 4] {
+    let source = match &f.source {
+        ValueSource::Columns(cols) => {
+            cols.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(" or ")
+        }
+        ValueSource::Template(parts) => {
+            let text: String = parts
+                .iter()
+                .map(|p| match p {
+                    crate::config::TemplatePart::Literal(l) => l.clone(),
+                    crate::config::TemplatePart::Column(c) => format!("{{{c}}}"),
+                })
+                .collect();
+            format!("template \"{text}\"")
+        }
+        ValueSource::Constant(v) => format!("value \"{v}\""),
+    };
+    let list =
+        |items: Vec<String>| if items.is_empty() { "-".to_string() } else { items.join(", ") };
+    let mut validators: Vec<String> = f.validators.iter().map(ToString::to_string).collect();
+    if f.empty == crate::config::EmptyPolicy::Clear {
+        validators.push("(empty clears)".into());
+    }
+    [
+        f.target.clone(),
+        source,
+        list(f.transforms.iter().map(ToString::to_string).collect()),
+        list(validators),
+    ]
 }
 
 /// `check --connect`: one harmless call per connection and one list per S3 source.
@@ -70,7 +153,7 @@ pub async fn connect(config: std::path::PathBuf) -> ExitCode {
     };
     for (name, conn) in &connections {
         match conn.probe().await {
-            Ok(()) => println!("connection {name}: reachable, credentials accepted"),
+            Ok(()) => say!("connection {name}: reachable, credentials accepted"),
             Err(e) => {
                 ok = false;
                 eprintln!("error: connection {name}: {e}");
@@ -86,9 +169,7 @@ pub async fn connect(config: std::path::PathBuf) -> ExitCode {
             )
             .await;
             match source.probe().await {
-                Ok(()) => {
-                    println!("pipeline {}: s3://{}/{} is reachable", p.name, s.bucket, s.prefix)
-                }
+                Ok(()) => say!("pipeline {}: s3://{}/{} is reachable", p.name, s.bucket, s.prefix),
                 Err(e) => {
                     ok = false;
                     eprintln!("error: pipeline {}: {e}", p.name);

@@ -66,12 +66,12 @@ async fn demo(watch: bool, dir: &Path) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&folder)?;
         std::fs::write(folder.join(name), text)?;
     }
-    println!("sandbox CRM at {url} (records: {url}/_sandbox/records)");
-    println!("inbox: {}", inbox.display());
+    crate::say!("sandbox CRM at {url} (records: {url}/_sandbox/records)");
+    crate::say!("inbox: {}", inbox.display());
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(crate::daemon::run(settings.clone(), shutdown.clone()));
     if watch {
-        println!("watching; drop CSV files into the inbox folders, Ctrl-C to stop");
+        crate::say!("watching; drop CSV files into the inbox folders, Ctrl-C to stop");
         tokio::spawn(super::run::signals(shutdown.clone()));
     } else {
         wait_idle(&folders).await;
@@ -118,7 +118,7 @@ fn print_summaries(settings: &crate::config::Settings) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&path)?;
             let s: serde_json::Value = serde_json::from_str(&text)?;
             let rows = &s["rows"];
-            println!(
+            crate::say!(
                 "\n{} -> {}: read {}, accepted {}, failed {}, unprocessed {}",
                 s["file"].as_str().unwrap_or(""),
                 s["target"].as_str().unwrap_or(""),
@@ -127,9 +127,9 @@ fn print_summaries(settings: &crate::config::Settings) -> anyhow::Result<()> {
                 rows["failed"],
                 rows["unprocessed"]
             );
-            println!("  summary: {}", path.display());
+            crate::say!("  summary: {}", path.display());
             if let Some(r) = s["report"].as_str() {
-                println!("  errors:  {}", dir.join(r).display());
+                crate::say!("  errors:  {}", dir.join(r).display());
             }
         }
     }

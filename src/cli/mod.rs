@@ -4,6 +4,7 @@
 mod check;
 mod demo;
 mod once;
+pub mod out;
 mod plan;
 mod run;
 mod sandbox;
@@ -145,9 +146,12 @@ fn with_runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-/// Loads a config or prints every problem, one per line.
-pub fn load_config(path: &std::path::Path) -> Result<crate::config::Settings, ExitCode> {
-    crate::config::load(path).map_err(|e| {
+/// Loads a config for `purpose` or prints every problem, one per line.
+pub fn load_config(
+    path: &std::path::Path,
+    purpose: crate::config::Purpose,
+) -> Result<crate::config::Settings, ExitCode> {
+    crate::config::load_for(path, purpose).map_err(|e| {
         for p in &e.0 {
             eprintln!("error: {p}");
         }
@@ -160,8 +164,9 @@ pub fn load_pipeline(
     config: &std::path::Path,
     pipeline: &str,
     file: &std::path::Path,
+    purpose: crate::config::Purpose,
 ) -> Result<(crate::config::Settings, std::sync::Arc<crate::config::PipelineSettings>), ExitCode> {
-    let settings = load_config(config)?;
+    let settings = load_config(config, purpose)?;
     let Some(p) = settings.pipeline(pipeline).cloned() else {
         let names: Vec<&str> = settings.pipelines.iter().map(|p| p.name.as_str()).collect();
         eprintln!(
@@ -208,18 +213,22 @@ pub async fn run_one_file(
 /// Prints a file's result the same way for `plan`, `once` and `demo`.
 pub fn print_result(result: &crate::pipeline::FileResult) {
     let s = &result.summary;
-    println!(
+    crate::say!(
         "{}: read {}, accepted {}, failed {}, unprocessed {}",
-        s.file, s.rows.read, s.rows.accepted, s.rows.failed, s.rows.unprocessed
+        s.file,
+        s.rows.read,
+        s.rows.accepted,
+        s.rows.failed,
+        s.rows.unprocessed
     );
     for (stage, n) in &s.failed_by_stage {
-        println!("  failed at {stage}: {n}");
+        crate::say!("  failed at {stage}: {n}");
     }
     if let Some(e) = &s.error {
-        println!("  file not processed: {e}");
+        crate::say!("  file not processed: {e}");
     }
-    println!("  summary: {}", result.summary_path.display());
+    crate::say!("  summary: {}", result.summary_path.display());
     if let Some(p) = &result.errors_path {
-        println!("  errors:  {}", p.display());
+        crate::say!("  errors:  {}", p.display());
     }
 }

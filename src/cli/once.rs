@@ -16,10 +16,11 @@ pub async fn run(
     report_dir: Option<PathBuf>,
     file: PathBuf,
 ) -> ExitCode {
-    let (settings, p) = match super::load_pipeline(&config, &pipeline, &file) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (settings, p) =
+        match super::load_pipeline(&config, &pipeline, &file, crate::config::Purpose::Run) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
     crate::logging::init(&crate::config::LogSettings {
         format: crate::config::LogFormat::Pretty,
         level: "warn".into(),

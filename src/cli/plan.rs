@@ -10,7 +10,8 @@ pub async fn run(
     file: PathBuf,
 ) -> ExitCode {
     crate::logging::init_quiet();
-    let (_, p) = match super::load_pipeline(&config, &pipeline, &file) {
+    let (_, p) = match super::load_pipeline(&config, &pipeline, &file, crate::config::Purpose::Plan)
+    {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -29,11 +30,16 @@ pub async fn run(
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
-    println!("dry run: nothing was sent; rows counted as accepted would be sent");
+    crate::say!("dry run: nothing was sent; rows counted as accepted would be sent");
     super::print_result(&result);
-    println!("report folder: {}", report_dir.display());
+    crate::say!("report folder: {}", report_dir.display());
     for (i, s) in result.samples.iter().enumerate() {
-        println!("sample payload {}: {}", i + 1, s);
+        crate::say!("sample payload {}: {}", i + 1, s);
+    }
+    if let Some(e) = &result.file_error {
+        // The file as a whole would go to failed/: say so in the exit code too.
+        eprintln!("error: {}: {e}", file.display());
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(config: PathBuf) -> ExitCode {
-    let settings = match super::load_config(&config) {
+    let settings = match super::load_config(&config, crate::config::Purpose::Run) {
         Ok(s) => s,
         Err(code) => return code,
     };

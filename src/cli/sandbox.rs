@@ -117,16 +117,18 @@ pub async fn run(args: SandboxArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
-    println!("sandbox listening on http://{addr}");
-    println!(
+    crate::say!("sandbox listening on http://{addr}");
+    crate::say!(
         "  Repsly base_url: http://{addr}/v3 (username {}, password {})",
-        args.repsly_username, args.repsly_password
+        args.repsly_username,
+        args.repsly_password
     );
-    println!(
+    crate::say!(
         "  Plannr base_url: http://{addr} (token {}, account_uuid {})",
-        args.plannr_token, args.plannr_account
+        args.plannr_token,
+        args.plannr_account
     );
-    println!("  records: http://{addr}/_sandbox/records");
+    crate::say!("  records: http://{addr}/_sandbox/records");
     let _ = tokio::signal::ctrl_c().await;
     stop.cancel();
     ExitCode::SUCCESS

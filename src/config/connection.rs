@@ -57,24 +57,53 @@ impl Ctx<'_> {
             CrmKind::Plannr => self.plannr_auth(name, raw, &base_url),
             CrmKind::Repsly => self.repsly_auth(name, raw),
         };
-        let rate_limit = raw.rate_limit.unwrap_or(default_rate);
-        let max_in_flight = match raw.max_in_flight {
+        let key = |k: &str| format!("connections.{name}.{k}");
+        let rate_limit = self.value(&key("rate_limit"), &raw.rate_limit).unwrap_or(default_rate);
+        let max_in_flight = match self.value(&key("max_in_flight"), &raw.max_in_flight) {
             Some(n) => n.max(1),
             None => default_in_flight(&rate_limit),
         };
+        let burst = self.value(&key("burst"), &raw.burst).unwrap_or(1).max(1);
+        let timeout = self.duration(&key("timeout"), &raw.timeout, DEFAULT_TIMEOUT);
+        let poll_interval =
+            self.duration(&key("poll_interval"), &raw.poll_interval, DEFAULT_POLL_INTERVAL);
+        let poll_timeout =
+            self.duration(&key("poll_timeout"), &raw.poll_timeout, DEFAULT_POLL_TIMEOUT);
+        let retry = self.retry(&key("retry"), raw.retry.as_ref());
         Some(ConnectionSettings {
             name: name.to_string(),
             kind,
             base_url,
             auth,
             rate_limit,
-            burst: raw.burst.unwrap_or(1).max(1),
+            burst,
             max_in_flight,
-            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            retry: RetryPolicy::from_raw(raw.retry.as_ref()),
-            poll_interval: raw.poll_interval.map_or(DEFAULT_POLL_INTERVAL, |d| d.0),
-            poll_timeout: raw.poll_timeout.map_or(DEFAULT_POLL_TIMEOUT, |d| d.0),
+            timeout,
+            retry,
+            poll_interval,
+            poll_timeout,
         })
+    }
+
+    fn retry(&mut self, key: &str, raw: Option<&super::raw::RawRetry>) -> RetryPolicy {
+        let d = RetryPolicy::default();
+        let Some(r) = raw else { return d };
+        RetryPolicy {
+            max_attempts: self
+                .value(&format!("{key}.max_attempts"), &r.max_attempts)
+                .unwrap_or(d.max_attempts)
+                .max(1),
+            initial_backoff: self.duration(
+                &format!("{key}.initial_backoff"),
+                &r.initial_backoff,
+                d.initial_backoff,
+            ),
+            max_backoff: self.duration(
+                &format!("{key}.max_backoff"),
+                &r.max_backoff,
+                d.max_backoff,
+            ),
+        }
     }
 
     /// Keys of the other CRM's credentials.
@@ -106,7 +135,7 @@ impl Ctx<'_> {
     fn plannr_auth(&mut self, name: &str, raw: &RawConnection, base_url: &str) -> Auth {
         let anchor = raw.kind.span();
         let account_uuid = match &raw.account_uuid {
-            Some(a) => self.expand("account_uuid", a),
+            Some(a) => self.credential("account_uuid", a),
             None => {
                 self.problem(
                     anchor.clone(),
@@ -142,7 +171,7 @@ impl Ctx<'_> {
             Some(u) => self.expand("oauth.token_url", u),
             None => format!("{base_url}/oauth/token"),
         };
-        let client_id = self.expand("oauth.client_id", &o.client_id);
+        let client_id = self.credential("oauth.client_id", &o.client_id);
         let secret = self.secret(
             "oauth.client_secret",
             &o.client_secret,
@@ -163,7 +192,7 @@ impl Ctx<'_> {
     fn repsly_auth(&mut self, name: &str, raw: &RawConnection) -> Auth {
         let anchor = raw.kind.span();
         let username = match &raw.username {
-            Some(u) => self.expand("username", u),
+            Some(u) => self.credential("username", u),
             None => {
                 self.problem(
                     anchor.clone(),

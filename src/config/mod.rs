@@ -4,6 +4,7 @@
 
 mod connection;
 mod fields;
+mod keys;
 pub mod rate;
 pub mod raw;
 mod retry;
@@ -45,15 +46,23 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reads and checks a config file; `${VAR}` comes from the process environment.
+pub use validate::Purpose;
+
+/// Reads and checks a config file to run it; `${VAR}` comes from the process environment.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    load_with(path, &|name| std::env::var(name).ok())
+    load_for(path, Purpose::Run)
 }
 
-/// Like [`load`], with `${VAR}` looked up by `vars` (the demo supplies the sandbox's URL).
+/// Reads and checks a config file for `purpose` (`check` and `plan` need no credentials).
+pub fn load_for(path: &Path, purpose: Purpose) -> Result<Settings, ConfigError> {
+    load_with(path, &|name| std::env::var(name).ok(), purpose)
+}
+
+/// Like [`load_for`], with `${VAR}` looked up by `vars` (the demo supplies the sandbox's URL).
 pub fn load_with(
     path: &Path,
     vars: &dyn Fn(&str) -> Option<String>,
+    purpose: Purpose,
 ) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(vec![ConfigProblem {
@@ -62,22 +71,52 @@ pub fn load_with(
             message: format!("cannot read the config file: {e}"),
         }])
     })?;
-    parse(path, &text, vars)
+    parse_for(path, &text, vars, purpose)
 }
 
-/// Parses config text; `path` only names it in messages and anchors relative paths.
+/// Parses config text to run it; `path` only names it in messages and anchors relative paths.
 pub fn parse(
     path: &Path,
     text: &str,
     vars: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
+    parse_for(path, text, vars, Purpose::Run)
+}
+
+/// Parses config text for `purpose`.
+pub fn parse_for(
+    path: &Path,
+    text: &str,
+    vars: &dyn Fn(&str) -> Option<String>,
+    purpose: Purpose,
+) -> Result<Settings, ConfigError> {
+    let unknown = keys::unknown(text);
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| validate::line_of(text, s.start));
-        ConfigError(vec![ConfigProblem {
+        let at = e.span().map(|s| s.start);
+        let key =
+            at.and_then(|a| keys::path_at(text, a)).map(|k| format!("`{k}`: ")).unwrap_or_default();
+        let mut problems: Vec<ConfigProblem> =
+            unknown.iter().map(|u| unknown_problem(path, text, u)).collect();
+        problems.push(ConfigProblem {
             path: path.to_path_buf(),
-            line,
-            message: e.message().trim().replace('\n', " "),
-        }])
+            line: at.map(|a| validate::line_of(text, a)),
+            message: format!("{key}{}", e.message().trim().replace('\n', " ")),
+        });
+        ConfigError(problems)
     })?;
-    validate::Ctx::new(path, text, vars).settings(raw)
+    let mut ctx = validate::Ctx::new(path, text, vars, purpose);
+    for u in &unknown {
+        let p = unknown_problem(path, text, u);
+        ctx.problem(u.span.clone(), p.message);
+    }
+    ctx.settings(raw)
+}
+
+fn unknown_problem(path: &Path, text: &str, u: &keys::Unknown) -> ConfigProblem {
+    let hint = u.suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+    ConfigProblem {
+        path: path.to_path_buf(),
+        line: Some(validate::line_of(text, u.span.start)),
+        message: format!("unknown key `{}`{hint}", u.path),
+    }
 }

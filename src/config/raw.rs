@@ -1,6 +1,7 @@
-//! The TOML file as written: every table rejects unknown keys. Values that need checks
-//! across tables (connection names, target fields, `${VAR}`s) keep their span so the
-//! error can name the line.
+//! The TOML file as written. Unknown keys are collected (all of them, with their path) rather
+//! than refused one at a time, and values that can be wrong (durations, rates, counts) are
+//! [`Checked`] later, so a file's every problem is reported at once. Values keep their span
+//! so each error can name its line.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +11,22 @@ use toml::Spanned;
 
 use super::rate::RateLimit;
 
-/// A humantime duration (`500ms`, `2s`, `1m`); a bad one is reported by toml with its line.
+/// A value as the file held it, parsed: an error is kept for the checks to report with the
+/// key's path and line, instead of stopping the whole file at the first bad value.
+#[derive(Debug, Clone)]
+pub struct Checked<T>(pub Result<T, String>);
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(d)?;
+        Ok(Checked(value.try_into::<T>().map_err(|e| e.message().trim().replace('\n', " "))))
+    }
+}
+
+/// A value to check, with where it is.
+pub type Value<T> = Option<Spanned<Checked<T>>>;
+
+/// A humantime duration (`500ms`, `2s`, `1m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -41,12 +57,11 @@ impl OneOrMany {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub state_dir: Option<Spanned<String>>,
-    pub shutdown_timeout: Option<HumanDuration>,
+    pub shutdown_timeout: Value<HumanDuration>,
     /// How many files the daemon processes at once across all pipelines.
-    pub max_files_in_flight: Option<usize>,
+    pub max_files_in_flight: Value<usize>,
     pub server: Option<RawServer>,
     pub log: Option<RawLog>,
     #[serde(default)]
@@ -56,20 +71,17 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub format: Option<Spanned<String>>,
     pub level: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConnection {
     pub kind: Spanned<String>,
     pub base_url: Option<Spanned<String>>,
@@ -79,21 +91,20 @@ pub struct RawConnection {
     pub username: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
-    pub rate_limit: Option<RateLimit>,
-    pub burst: Option<u32>,
-    pub max_in_flight: Option<usize>,
-    pub timeout: Option<HumanDuration>,
+    pub rate_limit: Value<RateLimit>,
+    pub burst: Value<u32>,
+    pub max_in_flight: Value<usize>,
+    pub timeout: Value<HumanDuration>,
     pub retry: Option<RawRetry>,
     /// Wait between status polls of an asynchronous import job.
-    pub poll_interval: Option<HumanDuration>,
+    pub poll_interval: Value<HumanDuration>,
     /// Give up polling a job after this long; its rows are reported as `unconfirmed`.
-    pub poll_timeout: Option<HumanDuration>,
+    pub poll_timeout: Value<HumanDuration>,
     /// Plannr OAuth2: refresh an access token instead of a fixed `token`.
     pub oauth: Option<RawOAuth>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawOAuth {
     pub token_url: Option<Spanned<String>>,
     pub client_id: Spanned<String>,
@@ -104,15 +115,13 @@ pub struct RawOAuth {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRetry {
-    pub max_attempts: Option<u32>,
-    pub initial_backoff: Option<HumanDuration>,
-    pub max_backoff: Option<HumanDuration>,
+    pub max_attempts: Value<u32>,
+    pub initial_backoff: Value<HumanDuration>,
+    pub max_backoff: Value<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawPipeline {
     pub connection: Spanned<String>,
     pub target: Spanned<String>,
@@ -122,7 +131,7 @@ pub struct RawPipeline {
     pub report_dir: Option<Spanned<String>>,
     pub csv: Option<RawCsv>,
     /// Files of this pipeline processed at once.
-    pub files_in_flight: Option<usize>,
+    pub files_in_flight: Value<usize>,
     /// Target field = source; kept as TOML values so `CustomFields` tables and
     /// per-field tables can be told apart (see `settings::fields`).
     #[serde(default)]
@@ -130,42 +139,40 @@ pub struct RawPipeline {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub kind: Spanned<String>,
     // folder
     pub path: Option<Spanned<String>>,
     pub pattern: Option<OneOrMany>,
-    pub settle: Option<HumanDuration>,
-    pub rescan_interval: Option<HumanDuration>,
+    pub settle: Value<HumanDuration>,
+    pub rescan_interval: Value<HumanDuration>,
     // s3
     pub bucket: Option<Spanned<String>>,
     pub prefix: Option<String>,
     pub region: Option<String>,
     pub endpoint: Option<Spanned<String>>,
-    pub poll_interval: Option<HumanDuration>,
+    pub poll_interval: Value<HumanDuration>,
     pub force_path_style: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawBatch {
-    pub max_rows: Option<usize>,
-    pub max_wait: Option<HumanDuration>,
+    pub max_rows: Value<usize>,
+    pub max_wait: Value<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCsv {
     pub delimiter: Option<Spanned<String>>,
     pub encoding: Option<Spanned<String>>,
     /// A longer record is a `parse` failure of its row (memory stays bounded).
-    pub max_record_bytes: Option<Spanned<u64>>,
+    pub max_record_bytes: Value<u64>,
+    /// The sheet of a workbook (`*.xlsx`) to read; default the first.
+    pub sheet: Option<String>,
 }
 
 /// One entry of `[pipelines.X.fields]` in its table form.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawFieldTable {
     pub column: Option<OneOrMany>,
     pub template: Option<String>,

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use super::raw::RawRetry;
-
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -27,16 +25,6 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn from_raw(raw: Option<&RawRetry>) -> Self {
-        let d = Self::default();
-        let Some(r) = raw else { return d };
-        Self {
-            max_attempts: r.max_attempts.unwrap_or(d.max_attempts).max(1),
-            initial_backoff: r.initial_backoff.map_or(d.initial_backoff, |x| x.0),
-            max_backoff: r.max_backoff.map_or(d.max_backoff, |x| x.0),
-        }
-    }
-
     /// The cap for the wait after failed attempt number `attempt` (1-based): exponential,
     /// never above `max_backoff`.
     pub fn ceiling(&self, attempt: u32) -> Duration {

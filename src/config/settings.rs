@@ -206,12 +206,14 @@ pub enum Encoding {
     Auto,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CsvSettings {
     pub delimiter: Delimiter,
     pub encoding: Encoding,
     /// Longest record kept; a longer one fails its row at `parse` without being held.
     pub max_record_bytes: usize,
+    /// The sheet of a workbook to read (`None`: the first).
+    pub sheet: Option<String>,
 }
 
 impl Default for CsvSettings {
@@ -220,6 +222,7 @@ impl Default for CsvSettings {
             delimiter: Delimiter::Auto,
             encoding: Encoding::Auto,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            sheet: None,
         }
     }
 }

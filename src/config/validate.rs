@@ -17,6 +17,20 @@ pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
+/// The `${NAME}`s a text names.
+fn variables(text: &str) -> impl Iterator<Item = &str> {
+    text.split("${").skip(1).filter_map(|part| part.split_once('}').map(|(name, _)| name))
+}
+
+/// What a config is loaded for: `run` needs everything; `check` and `plan` send nothing, so
+/// credentials may be missing; `plan` reads one file, so a folder source need not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    Check,
+    Plan,
+}
+
 /// Validation state: collects every problem so the user sees them all at once.
 pub struct Ctx<'a> {
     path: &'a Path,
@@ -24,11 +38,37 @@ pub struct Ctx<'a> {
     vars: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<ConfigProblem>,
     pub(super) warnings: Vec<String>,
+    pub(super) purpose: Purpose,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(path: &'a Path, text: &'a str, vars: &'a dyn Fn(&str) -> Option<String>) -> Self {
-        Self { path, text, vars, problems: Vec::new(), warnings: Vec::new() }
+    pub fn new(
+        path: &'a Path,
+        text: &'a str,
+        vars: &'a dyn Fn(&str) -> Option<String>,
+        purpose: Purpose,
+    ) -> Self {
+        Self { path, text, vars, problems: Vec::new(), warnings: Vec::new(), purpose }
+    }
+
+    /// A credential (`token`, `password`, ...): `check` and `plan` send nothing, so a missing
+    /// variable is only a warning there, saying what `run` will need.
+    pub(super) fn credential(&mut self, key: &str, value: &Spanned<String>) -> String {
+        if self.purpose == Purpose::Run {
+            return self.expand(key, value);
+        }
+        let text = value.get_ref();
+        let missing: Vec<&str> =
+            variables(text).filter(|name| (self.vars)(name).is_none()).collect();
+        if missing.is_empty() {
+            return self.expand(key, value);
+        }
+        let names = missing.join(", ");
+        self.warn(
+            value.span(),
+            format!("`{key}` needs {names} to run (not needed to check or plan)"),
+        );
+        text.clone()
     }
 
     pub(super) fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -71,7 +111,8 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    /// A secret from `key` (env-expanded) or from the file named by `key_file`.
+    /// A secret from `key` (env-expanded) or from the file named by `key_file`; offline
+    /// (`check`, `plan`) a secret that is not there yet is a warning.
     pub(super) fn secret(
         &mut self,
         key: &str,
@@ -80,18 +121,20 @@ impl<'a> Ctx<'a> {
         anchor: Range<usize>,
     ) -> Option<Secret> {
         match (inline, file) {
-            (Some(v), None) => Some(Secret::new(self.expand(key, v))),
+            (Some(v), None) => Some(Secret::new(self.credential(key, v))),
             (None, Some(f)) => {
                 let expanded = self.expand(&format!("{key}_file"), f);
                 let path = self.relative(&expanded);
                 match std::fs::read_to_string(&path) {
                     Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']))),
                     Err(e) => {
-                        self.problem(
-                            f.span(),
-                            format!("cannot read `{key}_file` {}: {e}", path.display()),
-                        );
-                        None
+                        let why = format!("cannot read `{key}_file` {}: {e}", path.display());
+                        if self.purpose == Purpose::Run {
+                            self.problem(f.span(), why);
+                        } else {
+                            self.warn(f.span(), format!("{why}; `run` will need it"));
+                        }
+                        Some(Secret::new(""))
                     }
                 }
             }
@@ -116,7 +159,46 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+    /// A folder source must exist (a mistyped path is not silently created and watched);
+    /// `plan` reads one file and only warns.
+    fn folder_exists(&mut self, pname: &str, path: &Path, span: Range<usize>) {
+        if path.is_dir() {
+            return;
+        }
+        let why = format!(
+            "pipeline `{pname}`: source folder {} does not exist (create it, or fix `path`)",
+            path.display()
+        );
+        match self.purpose {
+            Purpose::Plan => self.warn(span, why),
+            _ => self.problem(span, why),
+        }
+    }
+
+    /// A checked value: its value, or `None` with a problem naming `key` and its line.
+    pub(super) fn value<T: Clone>(&mut self, key: &str, v: &Value<T>) -> Option<T> {
+        let s = v.as_ref()?;
+        match &s.get_ref().0 {
+            Ok(t) => Some(t.clone()),
+            Err(e) => {
+                self.problem(s.span(), format!("`{key}`: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A duration, or `default` (with a problem when the file's value is not one).
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        v: &Value<HumanDuration>,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        self.value(key, v).map_or(default, |d| d.0)
+    }
+
+    fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
+        self.problems.sort_by_key(|p| p.line);
         if self.problems.is_empty() {
             Ok(value)
         } else {
@@ -170,12 +252,16 @@ impl<'a> Ctx<'a> {
                 message: "no [pipelines.NAME] table: nothing would run".into(),
             });
         }
-        let max_files_in_flight =
-            raw.max_files_in_flight.unwrap_or(DEFAULT_MAX_FILES_IN_FLIGHT).max(1);
+        let max_files_in_flight = self
+            .value("max_files_in_flight", &raw.max_files_in_flight)
+            .unwrap_or(DEFAULT_MAX_FILES_IN_FLIGHT)
+            .max(1);
+        let shutdown_timeout =
+            self.duration("shutdown_timeout", &raw.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         let settings = Settings {
             path: self.path.to_path_buf(),
             state_dir,
-            shutdown_timeout: raw.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
+            shutdown_timeout,
             max_files_in_flight,
             server,
             log,
@@ -258,19 +344,15 @@ impl<'a> Ctx<'a> {
                 format!("pipeline `{pname}`: no [pipelines.{pname}.fields] mapping"),
             );
         }
-        let default_rows = match &target {
-            Some(TargetSpec::RepslyClients) => 50,
-            Some(TargetSpec::PlannrContactDetails) => 50,
-            _ => 500,
-        };
-        let batch = BatchSettings {
-            max_rows: raw.batch.as_ref().and_then(|b| b.max_rows).unwrap_or(default_rows).max(1),
-            max_wait: raw.batch.as_ref().and_then(|b| b.max_wait).map_or(DEFAULT_MAX_WAIT, |d| d.0),
-        };
+        let batch = self.batch(&pname, raw.batch.as_ref(), target.as_ref());
         let report_dir = raw.report_dir.as_ref().map(|d| {
             let d = self.expand("report_dir", d);
             self.relative(&d)
         });
+        let files_in_flight = self
+            .value(&format!("pipelines.{pname}.files_in_flight"), &raw.files_in_flight)
+            .unwrap_or(DEFAULT_FILES_PER_PIPELINE)
+            .max(1);
         Some(PipelineSettings {
             name: pname,
             connection: connection?,
@@ -280,8 +362,35 @@ impl<'a> Ctx<'a> {
             report_dir,
             csv,
             fields,
-            files_in_flight: raw.files_in_flight.unwrap_or(DEFAULT_FILES_PER_PIPELINE).max(1),
+            files_in_flight,
         })
+    }
+
+    /// `batch = { max_rows, max_wait }`; a target's own default size (Repsly's 50).
+    fn batch(
+        &mut self,
+        pname: &str,
+        raw: Option<&RawBatch>,
+        target: Option<&TargetSpec>,
+    ) -> BatchSettings {
+        let default_rows = match target {
+            Some(TargetSpec::RepslyClients | TargetSpec::PlannrContactDetails) => 50,
+            _ => 500,
+        };
+        let Some(b) = raw else {
+            return BatchSettings { max_rows: default_rows, max_wait: DEFAULT_MAX_WAIT };
+        };
+        BatchSettings {
+            max_rows: self
+                .value(&format!("pipelines.{pname}.batch.max_rows"), &b.max_rows)
+                .unwrap_or(default_rows)
+                .max(1),
+            max_wait: self.duration(
+                &format!("pipelines.{pname}.batch.max_wait"),
+                &b.max_wait,
+                DEFAULT_MAX_WAIT,
+            ),
+        }
     }
 
     fn target(&mut self, pname: &str, raw: &RawPipeline) -> Option<TargetSpec> {
@@ -336,10 +445,10 @@ impl<'a> Ctx<'a> {
     fn source(&mut self, pname: &str, raw: &Spanned<RawSource>) -> Option<SourceSettings> {
         let span = raw.span();
         let raw = raw.get_ref();
-        let texts = raw
-            .pattern
-            .clone()
-            .map_or_else(|| vec!["*.csv".into(), "*.csv.gz".into()], OneOrMany::into_vec);
+        let texts = raw.pattern.clone().map_or_else(
+            || vec!["*.csv".into(), "*.csv.gz".into(), "*.xlsx".into()],
+            OneOrMany::into_vec,
+        );
         let mut patterns = Vec::new();
         for t in texts {
             match glob::Pattern::new(&t) {
@@ -368,11 +477,20 @@ impl<'a> Ctx<'a> {
                 };
                 let expanded = self.expand("path", path);
                 let path = self.relative(&expanded);
+                self.folder_exists(pname, &path, span.clone());
                 Some(SourceSettings::Folder(FolderSettings {
                     path,
                     patterns,
-                    settle: raw.settle.map_or(DEFAULT_SETTLE, |d| d.0),
-                    rescan_interval: raw.rescan_interval.map_or(DEFAULT_RESCAN, |d| d.0),
+                    settle: self.duration(
+                        &format!("pipelines.{pname}.source.settle"),
+                        &raw.settle,
+                        DEFAULT_SETTLE,
+                    ),
+                    rescan_interval: self.duration(
+                        &format!("pipelines.{pname}.source.rescan_interval"),
+                        &raw.rescan_interval,
+                        DEFAULT_RESCAN,
+                    ),
                 }))
             }
             "s3" => {
@@ -393,7 +511,11 @@ impl<'a> Ctx<'a> {
                     region: raw.region.clone(),
                     force_path_style: raw.force_path_style.unwrap_or(endpoint.is_some()),
                     endpoint,
-                    poll_interval: raw.poll_interval.map_or(DEFAULT_S3_POLL, |d| d.0),
+                    poll_interval: self.duration(
+                        &format!("pipelines.{pname}.source.poll_interval"),
+                        &raw.poll_interval,
+                        DEFAULT_S3_POLL,
+                    ),
                 }))
             }
             other => {
@@ -409,17 +531,15 @@ impl<'a> Ctx<'a> {
     fn csv(&mut self, pname: &str, raw: Option<&RawCsv>) -> CsvSettings {
         let mut csv = CsvSettings::default();
         let Some(raw) = raw else { return csv };
-        if let Some(m) = &raw.max_record_bytes {
-            match usize::try_from(*m.get_ref()) {
-                Ok(n) if n >= 1024 => csv.max_record_bytes = n,
-                _ => self.problem(
-                    m.span(),
-                    format!(
-                        "pipeline `{pname}`: csv.max_record_bytes = {} must be at least 1024",
-                        m.get_ref()
-                    ),
-                ),
+        csv.sheet = raw.sheet.clone();
+        let key = format!("pipelines.{pname}.csv.max_record_bytes");
+        match self.value(&key, &raw.max_record_bytes).map(usize::try_from) {
+            Some(Ok(n)) if n >= 1024 => csv.max_record_bytes = n,
+            Some(_) => {
+                let span = raw.max_record_bytes.as_ref().map(|m| m.span()).unwrap_or_default();
+                self.problem(span, format!("`{key}` must be at least 1024"));
             }
+            None => {}
         }
         if let Some(d) = &raw.delimiter {
             let text = d.get_ref();

@@ -5,6 +5,7 @@ pub mod dialect;
 mod reader;
 mod records;
 mod tap;
+pub mod workbook;
 
 pub use block::{BlockCells, BlockPool, BlockRow, RowBlock, BLOCK_BYTES, BLOCK_ROWS};
 pub use dialect::FileEncoding;

@@ -66,7 +66,78 @@ pub struct Dialect {
     pub header: Vec<String>,
     /// Columns the report added last time (`_line`, ...): ignored when read back.
     pub ignored: Vec<usize>,
+    /// The file began with Excel's `sep=X` line (its reports do too, so Excel splits them).
+    pub sep_line: bool,
+    /// Lines end in CRLF (its reports' lines do too).
+    pub crlf: bool,
 }
+
+/// The first bytes of a file, looked at before parsing.
+struct Head {
+    /// Up to 64 KiB, without a BOM or a `sep=` line.
+    sample: Vec<u8>,
+    had_bom: bool,
+    /// The sample is the whole file.
+    whole: bool,
+    /// The delimiter Excel's `sep=X` first line names.
+    sep: Option<u8>,
+    crlf: bool,
+    /// Each record is one line whatever its cells hold (a converted workbook's rows).
+    one_line_per_record: bool,
+}
+
+impl Head {
+    async fn read(stream: &mut BoxRead) -> Result<Self, FileError> {
+        let mut sample = Vec::with_capacity(SNIFF_BYTES);
+        let mut limited = stream.take(SNIFF_BYTES as u64);
+        limited
+            .read_to_end(&mut sample)
+            .await
+            .map_err(|e| FileError::Read { line: 0, message: e.to_string() })?;
+        if sample.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(FileError::Empty);
+        }
+        if memchr::memchr(0, &sample).is_some() {
+            return Err(FileError::Binary);
+        }
+        let whole = sample.len() < SNIFF_BYTES;
+        let had_bom = sample.starts_with(UTF8_BOM);
+        if had_bom {
+            sample.drain(..UTF8_BOM.len());
+        }
+        let one_line_per_record = sample.starts_with(WORKBOOK_MARK);
+        if one_line_per_record {
+            sample.drain(..WORKBOOK_MARK.len());
+        }
+        let first_end = memchr::memchr(b'\n', &sample);
+        let crlf = first_end.is_some_and(|i| i > 0 && sample[i - 1] == b'\r');
+        let sep = excel_sep(&sample[..first_end.unwrap_or(sample.len())]);
+        if sep.is_some() {
+            sample.drain(..first_end.map_or(sample.len(), |i| i + 1));
+        }
+        Ok(Self { sample, had_bom, whole, sep, crlf, one_line_per_record })
+    }
+}
+
+/// The delimiter of Excel's `sep=;` first line (case and quotes as Excel writes them).
+fn excel_sep(line: &[u8]) -> Option<u8> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_prefix(b"\"").and_then(|l| l.strip_suffix(b"\"")).unwrap_or(line);
+    match line {
+        [s, e, p, b'=', d]
+            if s.eq_ignore_ascii_case(&b's')
+                && e.eq_ignore_ascii_case(&b'e')
+                && p.eq_ignore_ascii_case(&b'p') =>
+        {
+            Some(*d)
+        }
+        _ => None,
+    }
+}
+
+/// A converted workbook's CSV starts with this (never a byte a text file starts with), so
+/// its rows are counted one line each whatever their cells hold.
+pub const WORKBOOK_MARK: &[u8] = b"\x1e";
 
 pub struct CsvFile {
     records: Records,
@@ -119,27 +190,16 @@ impl CsvFile {
         bytes_read: Arc<AtomicU64>,
         buffer: usize,
     ) -> Result<Self, FileError> {
-        let mut sample = Vec::with_capacity(SNIFF_BYTES);
-        let mut limited = (&mut stream).take(SNIFF_BYTES as u64);
-        limited
-            .read_to_end(&mut sample)
-            .await
-            .map_err(|e| FileError::Read { line: 0, message: e.to_string() })?;
-        if sample.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(FileError::Empty);
-        }
-        if memchr::memchr(0, &sample).is_some() {
-            return Err(FileError::Binary);
-        }
-        let had_bom = sample.starts_with(UTF8_BOM);
-        if had_bom {
-            sample.drain(..UTF8_BOM.len());
-        }
-        let whole = sample.len() + if had_bom { UTF8_BOM.len() } else { 0 } < SNIFF_BYTES;
-        let encoding = sniff_encoding(settings.encoding, &sample, had_bom, whole);
-        let delimiter = sniff_delimiter(settings.delimiter, &sample);
+        let head = Head::read(&mut stream).await?;
+        let encoding = sniff_encoding(settings.encoding, &head.sample, head.had_bom, head.whole);
+        let delimiter = match head.sep {
+            Some(d) => d,
+            None => sniff_delimiter(settings.delimiter, &head.sample),
+        };
+        let first_line = if head.sep.is_some() { 2 } else { 1 };
         let mut records =
-            Records::new(stream, delimiter, sample, buffer, settings.max_record_bytes);
+            Records::new(stream, delimiter, head.sample, buffer, settings.max_record_bytes)
+                .starting_at(first_line, head.one_line_per_record);
         records.next().await.map_err(|e| FileError::Read { line: 1, message: e.to_string() })?;
         let raw: csv::ByteRecord = records.fields().collect();
         let mut header = Vec::with_capacity(raw.len());
@@ -156,12 +216,17 @@ impl CsvFile {
             .filter(|(_, h)| REPORT_COLUMNS.contains(&h.as_str()))
             .map(|(i, _)| i)
             .collect();
-        Ok(Self {
-            records,
-            dialect: Dialect { delimiter, encoding, had_bom, raw_header: raw, header, ignored },
-            next_seq: 0,
-            bytes_read,
-        })
+        let dialect = Dialect {
+            delimiter,
+            encoding,
+            had_bom: head.had_bom,
+            sep_line: head.sep.is_some(),
+            crlf: head.crlf,
+            raw_header: raw,
+            header,
+            ignored,
+        };
+        Ok(Self { records, dialect, next_seq: 0, bytes_read })
     }
 
     /// Data records read so far (skipped ones included): at the end, the file's row count.

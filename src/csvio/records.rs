@@ -65,6 +65,9 @@ pub struct Records {
     max_record: usize,
     /// The last byte parsed: a record that ends the file on a newline ends on the line before.
     last: u8,
+    /// Each record counts as one line, whatever newlines its quoted cells hold (a workbook's
+    /// rows, numbered as the sheet numbers them).
+    per_record: bool,
 }
 
 impl Records {
@@ -94,7 +97,15 @@ impl Records {
             count: 0,
             max_record,
             last: 0,
+            per_record: false,
         }
+    }
+
+    /// Numbers lines from `line` (after a `sep=` line: 2); with `per_record`, one per record.
+    pub fn starting_at(mut self, line: u64, per_record: bool) -> Self {
+        self.line = line;
+        self.per_record = per_record;
+        self
     }
 
     /// The line the bytes not yet parsed start on: after [`Records::next`] fails, where the
@@ -126,7 +137,9 @@ impl Records {
             let input = &self.buf[self.pos..self.end];
             let (res, nin, nout, nend) =
                 self.core.read_record(input, &mut self.fields[r.used..], &mut self.ends[r.count..]);
-            self.line += newlines(&input[..nin]);
+            if !self.per_record {
+                self.line += newlines(&input[..nin]);
+            }
             if nin > 0 {
                 self.last = input[nin - 1];
             }
@@ -143,7 +156,12 @@ impl Records {
                     r.start = 0;
                 }
                 ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
-                ReadRecordResult::Record => return Ok(Some(self.finish_record(line, r))),
+                ReadRecordResult::Record => {
+                    if self.per_record {
+                        self.line = line + 1;
+                    }
+                    return Ok(Some(self.finish_record(line, r)));
+                }
                 ReadRecordResult::End => return Ok(None),
             }
         }

@@ -30,23 +30,70 @@ pub trait Cells<'r> {
     }
 }
 
-/// A mapped column that the file's header does not have.
+/// Mapped columns that the file's header does not have, and the header it has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.describe())]
-pub struct MissingColumns(pub Vec<(String, Vec<String>)>);
+pub struct MissingColumns(pub Vec<(String, Vec<String>)>, pub Vec<String>);
 
 impl MissingColumns {
     fn describe(&self) -> String {
+        let header = &self.1;
         let parts: Vec<String> = self
             .0
             .iter()
             .map(|(field, cols)| {
-                let cols: Vec<String> = cols.iter().map(|c| format!("`{c}`")).collect();
-                format!("column {} (for field `{field}`) is not in the header", cols.join(" or "))
+                let names: Vec<String> = cols.iter().map(|c| format!("`{c}`")).collect();
+                let hint = cols
+                    .iter()
+                    .find_map(|c| closest_column(c, header))
+                    .map(|h| format!(" (did you mean `{h}`?)"))
+                    .unwrap_or_default();
+                format!(
+                    "column {} (for field `{field}`) is not in the header{hint}",
+                    names.join(" or ")
+                )
             })
             .collect();
-        parts.join("; ")
+        let found: Vec<String> = header.iter().map(|h| format!("`{h}`")).collect();
+        format!("{}; the header found is: {}", parts.join("; "), found.join(", "))
     }
+}
+
+/// The header name a mapped column most likely meant: the same but for case, spaces and
+/// punctuation, else within a few edits.
+fn closest_column<'h>(wanted: &str, header: &'h [String]) -> Option<&'h str> {
+    let fold = |s: &str| {
+        s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>()
+    };
+    let w = fold(wanted);
+    if let Some(h) = header.iter().find(|h| fold(h) == w) {
+        return Some(h);
+    }
+    if let Some(h) = header.iter().find(|h| {
+        !w.is_empty() && (fold(h).contains(&w) || w.contains(&fold(h))) && !h.trim().is_empty()
+    }) {
+        return Some(h);
+    }
+    let budget = (w.chars().count() / 4).clamp(1, 3);
+    header
+        .iter()
+        .map(|h| (levenshtein(&fold(h), &w), h))
+        .filter(|(d, _)| *d <= budget)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, h)| h.as_str())
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            row.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()]
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +197,7 @@ impl Mapper {
         if missing.is_empty() {
             Ok(Self { fields: compiled, schema, literals_plain })
         } else {
-            Err(MissingColumns(missing))
+            Err(MissingColumns(missing, header.to_vec()))
         }
     }
 

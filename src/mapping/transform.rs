@@ -23,6 +23,25 @@ pub enum Transform {
     Default(String),
 }
 
+impl std::fmt::Display for Transform {
+    /// As the config writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transform::Trim => f.write_str("trim"),
+            Transform::Lowercase => f.write_str("lowercase"),
+            Transform::Uppercase => f.write_str("uppercase"),
+            Transform::CollapseSpaces => f.write_str("collapse_spaces"),
+            Transform::TitleCase => f.write_str("title_case"),
+            Transform::PhoneE164(r) if r.code == "GB" => f.write_str("phone_e164"),
+            Transform::PhoneE164(r) => write!(f, "phone_e164:{}", r.code),
+            Transform::Date(fmt) => write!(f, "date:{fmt}"),
+            Transform::Bool => f.write_str("bool"),
+            Transform::Split(sep) => write!(f, "split:{sep}"),
+            Transform::Default(text) => write!(f, "default:{text}"),
+        }
+    }
+}
+
 impl Transform {
     pub fn parse(text: &str) -> Result<Self, String> {
         let (name, arg) = match text.split_once(':') {
@@ -177,7 +196,13 @@ fn to_iso_date(s: &str, fmt: &str) -> Option<String> {
     if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
         return Some(d.format("%Y-%m-%d").to_string());
     }
-    NaiveDateTime::parse_from_str(s, fmt).ok().map(|d| d.format("%Y-%m-%dT%H:%M:%S").to_string())
+    if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
+        return Some(d.format("%Y-%m-%dT%H:%M:%S").to_string());
+    }
+    // Already ISO-8601 (a workbook's date cell reads so): kept as it is.
+    let iso = NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        || NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok();
+    iso.then(|| s.to_string())
 }
 
 #[cfg(test)]
@@ -221,7 +246,12 @@ mod tests {
 
     #[test]
     fn failures_say_why() {
-        assert!(run("date:%d/%m/%Y", "1980-01-31").unwrap_err().contains("not a date"));
+        assert!(run("date:%d/%m/%Y", "31.01.1980").unwrap_err().contains("not a date"));
+        assert_eq!(
+            text("date:%d/%m/%Y", "1980-01-31"),
+            "1980-01-31",
+            "already ISO (a workbook date)"
+        );
         assert!(run("bool", "maybe").unwrap_err().contains("yes/no"));
         assert!(run("phone_e164", "n/a").unwrap_err().contains("phone"));
     }

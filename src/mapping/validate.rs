@@ -28,6 +28,30 @@ impl PartialEq for Validator {
     }
 }
 
+impl std::fmt::Display for Validator {
+    /// As the config writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Validator::Required => f.write_str("required"),
+            Validator::Email => f.write_str("email"),
+            Validator::Phone => f.write_str("phone"),
+            Validator::Uuid => f.write_str("uuid"),
+            Validator::Date => f.write_str("date"),
+            Validator::MaxLen(n) => write!(f, "max_len:{n}"),
+            Validator::OneOf(o) => write!(f, "one_of:{}", o.join("|")),
+            // Shown as written, without the anchors added when it was compiled.
+            Validator::Regex(re) => {
+                let s = re.as_str();
+                write!(
+                    f,
+                    "regex:{}",
+                    s.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(s)
+                )
+            }
+        }
+    }
+}
+
 impl Validator {
     pub fn parse(text: &str) -> Result<Self, String> {
         let (name, arg) = match text.split_once(':') {

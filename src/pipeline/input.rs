@@ -39,8 +39,19 @@ impl Input {
         }
     }
 
-    /// Opens the bytes and reads the header.
+    fn xlsx(&self) -> bool {
+        let name = match self {
+            Input::Local(p) => p.to_string_lossy().into_owned(),
+            Input::Remote(r) => r.name().to_string(),
+        };
+        name.to_ascii_lowercase().ends_with(".xlsx")
+    }
+
+    /// Opens the bytes and reads the header; a workbook's sheet is read as CSV.
     pub async fn open(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
+        if self.xlsx() {
+            return self.open_workbook(settings).await;
+        }
         match self {
             Input::Local(p) => {
                 let file = tokio::fs::File::open(p)
@@ -59,5 +70,51 @@ impl Input {
                     .map_err(|e| e.to_string())
             }
         }
+    }
+}
+
+impl Input {
+    /// A workbook needs its whole file at hand (its index is at the end): a remote one is
+    /// first copied to a temp file.
+    async fn open_workbook(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
+        let (path, _keep) = match self {
+            Input::Local(p) => (p.clone(), None),
+            Input::Remote(r) => {
+                let tmp = tempfile_for(r.name())?;
+                let mut body = r.open().await?;
+                let mut out =
+                    tokio::fs::File::create(tmp.path()).await.map_err(|e| e.to_string())?;
+                tokio::io::copy(&mut body, &mut out).await.map_err(|e| e.to_string())?;
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+        };
+        let file = std::fs::File::open(&path).map_err(|e| format!("cannot open the file: {e}"))?;
+        let stream = crate::csvio::workbook::open(file, settings.sheet.clone());
+        let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        CsvFile::from_stream(stream, settings, bytes_read, 1 << 20).await.map_err(|e| e.to_string())
+    }
+}
+
+/// A private temp file for a downloaded workbook, removed when dropped.
+fn tempfile_for(name: &str) -> Result<TempPath, String> {
+    let dir = std::env::temp_dir().join(format!("crm-ingest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let short =
+        crate::report::names::shorten(&crate::report::file_name(std::path::Path::new(name)), 100);
+    Ok(TempPath(dir.join(format!("{:08x}-{short}", fastrand::u32(..)))))
+}
+
+/// Removes its file when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

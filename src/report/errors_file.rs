@@ -48,12 +48,7 @@ impl ErrorsFile {
             file.set_len(bytes)?;
             let mut out = BufWriter::new(file);
             io::Seek::seek(&mut out, io::SeekFrom::End(0))?;
-            me.open = Some(
-                csv::WriterBuilder::new()
-                    .delimiter(me.dialect.delimiter)
-                    .flexible(true)
-                    .from_writer(out),
-            );
+            me.open = Some(writer_for(&me.dialect).from_writer(out));
         } else if me.partial.exists() {
             std::fs::remove_file(&me.partial)?;
         }
@@ -110,13 +105,16 @@ impl ErrorsFile {
         if self.open.is_none() {
             let file = create_private_at(&self.partial)?;
             let mut out = BufWriter::new(file);
-            if self.dialect.had_bom {
+            let d = &self.dialect;
+            let eol: &[u8] = if d.crlf { b"\r\n" } else { b"\n" };
+            if d.had_bom {
                 io::Write::write_all(&mut out, UTF8_BOM)?;
             }
-            let mut writer = csv::WriterBuilder::new()
-                .delimiter(self.dialect.delimiter)
-                .flexible(true)
-                .from_writer(out);
+            if d.sep_line {
+                // Excel's own first line, so it splits the report the way it split the source.
+                io::Write::write_all(&mut out, &[b"sep=", &[d.delimiter][..], eol].concat())?;
+            }
+            let mut writer = writer_for(d).from_writer(out);
             let mut header = csv::ByteRecord::new();
             for (i, f) in self.dialect.raw_header.iter().enumerate() {
                 if !self.dialect.ignored.contains(&i) {
@@ -151,4 +149,12 @@ fn csv_io(e: csv::Error) -> io::Error {
         csv::ErrorKind::Io(e) => e,
         other => io::Error::other(format!("{other:?}")),
     }
+}
+
+/// A CSV writer in the source's own dialect: delimiter and line endings.
+fn writer_for(d: &Dialect) -> csv::WriterBuilder {
+    let mut b = csv::WriterBuilder::new();
+    b.delimiter(d.delimiter).flexible(true);
+    b.terminator(if d.crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') });
+    b
 }

@@ -9,6 +9,7 @@ mod plannr;
 mod repsly;
 pub mod rules;
 mod storage;
+pub mod xlsx;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
