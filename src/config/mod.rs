@@ -9,6 +9,7 @@ pub mod rate;
 pub mod raw;
 mod retry;
 pub mod settings;
+mod source;
 mod validate;
 
 use std::fmt;

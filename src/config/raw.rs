@@ -153,6 +153,8 @@ pub struct RawSource {
     pub endpoint: Option<Spanned<String>>,
     pub poll_interval: Value<HumanDuration>,
     pub force_path_style: Option<bool>,
+    /// S3 event notifications on SQS find new objects.
+    pub queue_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

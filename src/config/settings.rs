@@ -24,6 +24,8 @@ pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
+/// With S3 event notifications, how often the prefix is still listed to catch lost events.
+pub const DEFAULT_QUEUE_RESCAN: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_FILES_PER_PIPELINE: usize = 16;
 /// A spreadsheet row is rarely over a few KiB; 4 MiB leaves room for long notes while a
@@ -185,6 +187,10 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     pub poll_interval: Duration,
     pub force_path_style: bool,
+    /// SQS queue of the bucket's event notifications; `None`: the prefix is listed.
+    pub queue_url: Option<String>,
+    /// Listing interval (every `poll_interval` without a queue; with one, a safety net).
+    pub rescan_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -159,22 +159,6 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A folder source must exist (a mistyped path is not silently created and watched);
-    /// `plan` reads one file and only warns.
-    fn folder_exists(&mut self, pname: &str, path: &Path, span: Range<usize>) {
-        if path.is_dir() {
-            return;
-        }
-        let why = format!(
-            "pipeline `{pname}`: source folder {} does not exist (create it, or fix `path`)",
-            path.display()
-        );
-        match self.purpose {
-            Purpose::Plan => self.warn(span, why),
-            _ => self.problem(span, why),
-        }
-    }
-
     /// A checked value: its value, or `None` with a problem naming `key` and its line.
     pub(super) fn value<T: Clone>(&mut self, key: &str, v: &Value<T>) -> Option<T> {
         let s = v.as_ref()?;
@@ -440,92 +424,6 @@ impl<'a> Ctx<'a> {
             spec
         };
         Some(spec)
-    }
-
-    fn source(&mut self, pname: &str, raw: &Spanned<RawSource>) -> Option<SourceSettings> {
-        let span = raw.span();
-        let raw = raw.get_ref();
-        let texts = raw.pattern.clone().map_or_else(
-            || vec!["*.csv".into(), "*.csv.gz".into(), "*.xlsx".into()],
-            OneOrMany::into_vec,
-        );
-        let mut patterns = Vec::new();
-        for t in texts {
-            match glob::Pattern::new(&t) {
-                Ok(p) => patterns.push(p),
-                Err(e) => self.problem(
-                    span.clone(),
-                    format!("pipeline `{pname}`: pattern `{t}` is not a glob: {e}"),
-                ),
-            }
-        }
-        match raw.kind.get_ref().as_str() {
-            "folder" => {
-                for (key, present) in [
-                    ("bucket", raw.bucket.is_some()),
-                    ("prefix", raw.prefix.is_some()),
-                    ("endpoint", raw.endpoint.is_some()),
-                    ("region", raw.region.is_some()),
-                ] {
-                    if present {
-                        self.problem(span.clone(), format!("pipeline `{pname}`: source key `{key}` applies only to kind = \"s3\""));
-                    }
-                }
-                let Some(path) = &raw.path else {
-                    self.problem(span, format!("pipeline `{pname}`: a folder source needs `path`"));
-                    return None;
-                };
-                let expanded = self.expand("path", path);
-                let path = self.relative(&expanded);
-                self.folder_exists(pname, &path, span.clone());
-                Some(SourceSettings::Folder(FolderSettings {
-                    path,
-                    patterns,
-                    settle: self.duration(
-                        &format!("pipelines.{pname}.source.settle"),
-                        &raw.settle,
-                        DEFAULT_SETTLE,
-                    ),
-                    rescan_interval: self.duration(
-                        &format!("pipelines.{pname}.source.rescan_interval"),
-                        &raw.rescan_interval,
-                        DEFAULT_RESCAN,
-                    ),
-                }))
-            }
-            "s3" => {
-                let Some(bucket) = &raw.bucket else {
-                    self.problem(span, format!("pipeline `{pname}`: an s3 source needs `bucket`"));
-                    return None;
-                };
-                let bucket = self.expand("bucket", bucket);
-                let endpoint = raw.endpoint.as_ref().map(|e| self.expand("endpoint", e));
-                let mut prefix = raw.prefix.clone().unwrap_or_default();
-                if !prefix.is_empty() && !prefix.ends_with('/') {
-                    prefix.push('/');
-                }
-                Some(SourceSettings::S3(S3Settings {
-                    patterns,
-                    bucket,
-                    prefix,
-                    region: raw.region.clone(),
-                    force_path_style: raw.force_path_style.unwrap_or(endpoint.is_some()),
-                    endpoint,
-                    poll_interval: self.duration(
-                        &format!("pipelines.{pname}.source.poll_interval"),
-                        &raw.poll_interval,
-                        DEFAULT_S3_POLL,
-                    ),
-                }))
-            }
-            other => {
-                self.problem(
-                    raw.kind.span(),
-                    format!("pipeline `{pname}`: source kind `{other}` is not folder or s3"),
-                );
-                None
-            }
-        }
     }
 
     fn csv(&mut self, pname: &str, raw: Option<&RawCsv>) -> CsvSettings {

@@ -68,6 +68,8 @@ pub struct Records {
     /// Each record counts as one line, whatever newlines its quoted cells hold (a workbook's
     /// rows, numbered as the sheet numbers them).
     per_record: bool,
+    /// In `per_record` mode, the last record ended on `\r`: the `\n` that follows is its own.
+    eol_pending: bool,
 }
 
 impl Records {
@@ -98,6 +100,7 @@ impl Records {
             max_record,
             last: 0,
             per_record: false,
+            eol_pending: false,
         }
     }
 
@@ -159,6 +162,7 @@ impl Records {
                 ReadRecordResult::Record => {
                     if self.per_record {
                         self.line = line + 1;
+                        self.eol_pending = self.last == b'\r';
                     }
                     return Ok(Some(self.finish_record(line, r)));
                 }
@@ -215,9 +219,13 @@ impl Records {
         loop {
             while let Some(&b) = self.buf[..self.end].get(self.pos) {
                 match b {
+                    b'\n' if self.eol_pending => self.eol_pending = false,
                     b'\n' => self.line += 1,
                     b'\r' => {}
-                    _ => return Ok(()),
+                    _ => {
+                        self.eol_pending = false;
+                        return Ok(());
+                    }
                 }
                 self.pos += 1;
             }
