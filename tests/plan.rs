@@ -116,7 +116,7 @@ fn a_missing_mapped_column_fails_the_file_and_says_which() {
     std::fs::write(&file, "Name,Active,Email,Phone,Territory,Note\nX,yes,x@example.com,,,\n")
         .unwrap();
     let (code, out, _) = plan(dir.path(), &file);
-    assert_eq!(code, 0);
+    assert_eq!(code, 1, "the file as a whole would fail: plan says so in its exit code");
     assert!(out.contains("column `Code` (for field `Code`) is not in the header"), "{out}");
     let s = summary(&dir.path().join("reports/nocode.summary.json"));
     assert!(s["error"].as_str().unwrap().contains("`Code`"));
@@ -153,7 +153,7 @@ fn empty_and_headerless_files_say_why() {
         let file = dir.path().join(name);
         std::fs::write(&file, content).unwrap();
         let (code, out, _) = plan(dir.path(), &file);
-        assert_eq!(code, 0);
+        assert_eq!(code, 1);
         assert!(out.contains(needle), "{name}: {out}");
     }
 }

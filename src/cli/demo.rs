@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SourceSettings;
 use crate::sandbox::{Sandbox, SandboxOptions};
+use crate::say;
 use crate::source::FolderSource;
 
 /// The demo's config and example files are part of the binary, so `demo` runs anywhere.
@@ -31,12 +32,7 @@ pub async fn run(watch: bool, dir: PathBuf) -> ExitCode {
 }
 
 async fn demo(watch: bool, dir: &Path) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(dir)?;
-    let dir = std::fs::canonicalize(dir)?;
-    let inbox = dir.join("inbox");
-    if inbox.exists() {
-        std::fs::remove_dir_all(&inbox)?;
-    }
+    let dir = fresh(dir)?;
     let stop = CancellationToken::new();
     let addr = Sandbox::new(SandboxOptions::default()).spawn("127.0.0.1:0", stop.clone()).await?;
     let url = format!("http://{addr}");
@@ -45,13 +41,18 @@ async fn demo(watch: bool, dir: &Path) -> anyhow::Result<ExitCode> {
         "DEMO_DIR" => Some(dir.display().to_string()),
         other => std::env::var(other).ok(),
     };
+    let inbox = dir.join("inbox");
+    for (sub, _, _) in EXAMPLES {
+        std::fs::create_dir_all(inbox.join(sub))?;
+    }
     let config_path = dir.join("demo.toml");
     std::fs::write(&config_path, DEMO_CONFIG)?;
     let settings = crate::config::parse(&config_path, DEMO_CONFIG, &vars)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::logging::init(&crate::config::LogSettings {
         format: crate::config::LogFormat::Pretty,
-        level: if watch { "info".into() } else { "warn".into() },
+        // Without --watch the summaries say it all; a log line per file would repeat them.
+        level: if watch { "info".into() } else { "error".into() },
     });
     let folders: Vec<(String, FolderSource)> = settings
         .pipelines
@@ -62,16 +63,14 @@ async fn demo(watch: bool, dir: &Path) -> anyhow::Result<ExitCode> {
         })
         .collect();
     for (sub, name, text) in EXAMPLES {
-        let folder = inbox.join(sub);
-        std::fs::create_dir_all(&folder)?;
-        std::fs::write(folder.join(name), text)?;
+        std::fs::write(inbox.join(sub).join(name), text)?;
     }
-    crate::say!("sandbox CRM at {url} (records: {url}/_sandbox/records)");
-    crate::say!("inbox: {}", inbox.display());
+    say!("sandbox CRM at {url} (what it holds: {url}/_sandbox/records)");
+    say!("examples copied into {}", inbox.display());
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(crate::daemon::run(settings.clone(), shutdown.clone()));
     if watch {
-        crate::say!("watching; drop CSV files into the inbox folders, Ctrl-C to stop");
+        say!("watching; drop CSV files into the inbox folders, Ctrl-C to stop");
         tokio::spawn(super::run::signals(shutdown.clone()));
     } else {
         wait_idle(&folders).await;
@@ -80,7 +79,26 @@ async fn demo(watch: bool, dir: &Path) -> anyhow::Result<ExitCode> {
     daemon.await??;
     stop.cancel();
     print_summaries(&settings)?;
+    say!(
+        "\nsource files: moved to processed/ (or failed/) in each inbox folder under {}",
+        inbox.display()
+    );
+    say!("run it again any time: each demo starts fresh");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo folder emptied of an earlier run's inbox, reports and ledger, so each run shows
+/// the same summaries (an old ledger would call every example "already imported").
+fn fresh(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let dir = std::fs::canonicalize(dir)?;
+    for sub in ["inbox", "state"] {
+        let path = dir.join(sub);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(dir)
 }
 
 /// Done when no inbox holds a file to take and nothing is in `.processing/`.

@@ -201,12 +201,10 @@ pub async fn run_one_file(
     };
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let progress = std::sync::Arc::new(crate::pipeline::Progress::default());
-    let bar = once::progress_bar(progress.clone());
+    let reporter = once::progress_reporter(progress.clone(), name.clone());
     let input = crate::pipeline::Input::Local(file.to_path_buf());
     let result = crate::pipeline::process_file(&ctx, &input, &name, progress, None).await;
-    if let Some(b) = bar {
-        b.abort();
-    }
+    reporter.abort();
     result
 }
 

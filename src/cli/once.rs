@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,22 +53,33 @@ pub async fn run(
     }
 }
 
-/// A progress bar on stderr while a file runs, only when stderr is a terminal.
-pub fn progress_bar(progress: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+/// How often a line of progress is written when stderr is not a terminal (a log, a pipe).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Progress on stderr while a file runs: a bar of rows settled on a terminal, else a line
+/// every ten seconds (rows settled, rate, time left), so a long run never looks stuck.
+pub fn progress_reporter(progress: Arc<Progress>, name: String) -> tokio::task::JoinHandle<()> {
+    let started = std::time::Instant::now();
     if !std::io::stderr().is_terminal() {
-        return None;
+        return tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                eprintln!("{name}: {}", progress.estimate(started.elapsed()));
+            }
+        });
     }
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows {msg} ({eta})")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         loop {
-            bar.set_length(progress.bytes_total.load(Ordering::Relaxed));
-            bar.set_position(progress.bytes_done());
-            bar.set_message(format!("{} rows", progress.rows_done.load(Ordering::Relaxed)));
+            let e = progress.estimate(started.elapsed());
+            bar.set_length(e.total);
+            bar.set_position(e.done);
+            bar.set_message(format!("{:.0} rows/s", e.per_second));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }))
+    })
 }

@@ -144,6 +144,8 @@ pub struct CsvFile {
     pub dialect: Dialect,
     next_seq: u64,
     pub bytes_read: Arc<AtomicU64>,
+    /// Data rows read so far, for progress (updated once per block).
+    pub rows_seen: Arc<AtomicU64>,
 }
 
 impl CsvFile {
@@ -226,7 +228,7 @@ impl CsvFile {
             header,
             ignored,
         };
-        Ok(Self { records, dialect, next_seq: 0, bytes_read })
+        Ok(Self { records, dialect, next_seq: 0, bytes_read, rows_seen: Arc::default() })
     }
 
     /// Data records read so far (skipped ones included): at the end, the file's row count.
@@ -248,6 +250,7 @@ impl CsvFile {
                 Ok(Some(start)) => start,
                 Ok(None) => {
                     block.mark_nul_rows();
+                    self.rows_seen.store(self.next_seq, Ordering::Relaxed);
                     return (block, Ok(false));
                 }
                 Err(e) => {
@@ -263,6 +266,7 @@ impl CsvFile {
             }
         }
         block.mark_nul_rows();
+        self.rows_seen.store(self.next_seq, Ordering::Relaxed);
         (block, Ok(true))
     }
 }

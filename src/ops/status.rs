@@ -49,7 +49,11 @@ impl Drop for Registered {
 pub struct FileStatus {
     pub file: String,
     pub started_at: String,
+    /// Rows settled so far.
     pub rows_done: u64,
+    /// Rows the file holds: exact once it is read, else estimated from its bytes.
+    pub rows_total: u64,
+    pub rows_per_second: f64,
     pub bytes_done: u64,
     pub bytes_total: u64,
     /// Seconds left at the pace so far, once there is a pace.
@@ -92,18 +96,16 @@ impl Board {
         let mut out: BTreeMap<String, PipelineStatus> = BTreeMap::new();
         let Ok(g) = self.inner.lock() else { return out };
         for e in g.in_flight.values() {
-            let done = e.progress.bytes_done();
-            let total = e.progress.bytes_total.load(Ordering::Relaxed);
-            let elapsed = e.started.elapsed().as_secs_f64();
-            let eta = (done > 0 && total > done)
-                .then(|| (elapsed * (total - done) as f64 / done as f64) as u64);
+            let est = e.progress.estimate(e.started.elapsed());
             out.entry(e.pipeline.clone()).or_default().in_flight.push(FileStatus {
                 file: e.file.clone(),
                 started_at: e.started_at.clone(),
-                rows_done: e.progress.rows_done.load(Ordering::Relaxed),
-                bytes_done: done,
-                bytes_total: total,
-                eta_seconds: eta,
+                rows_done: est.done,
+                rows_total: est.total,
+                rows_per_second: (est.per_second * 10.0).round() / 10.0,
+                bytes_done: e.progress.bytes_done(),
+                bytes_total: e.progress.bytes_total.load(Ordering::Relaxed),
+                eta_seconds: est.left.map(|d| d.as_secs()),
             });
         }
         for s in g.finished.iter().rev() {

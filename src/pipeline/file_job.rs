@@ -88,6 +88,9 @@ pub async fn process_file(
             if let Ok(mut g) = progress.bytes_read.lock() {
                 *g = Some(file.bytes_read.clone());
             }
+            if let Ok(mut g) = progress.rows_read.lock() {
+                *g = Some(file.rows_seen.clone());
+            }
             let settler =
                 settler(ctx, &stem, &file, progress.clone(), display_name, ledger.as_ref())?;
             let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref() };

@@ -273,7 +273,7 @@ impl Settler {
             self.since_clock = 0;
             if self.last_log.elapsed() >= PROGRESS_LOG_EVERY {
                 self.last_log = Instant::now();
-                tracing::info!(file = %self.label, line, rows = self.counts.read, accepted = self.counts.accepted, failed = self.counts.failed, percent = self.progress.percent(), "progress");
+                tracing::info!(file = %self.label, line, rows = self.counts.read, accepted = self.counts.accepted, failed = self.counts.failed, percent = self.progress.percent(), "progress (percent of the rows settled)");
             }
         }
     }
