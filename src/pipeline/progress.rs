@@ -76,7 +76,7 @@ impl std::fmt::Display for Estimate {
     /// `120000 of ~300000 rows settled (40 %), 1950 rows/s, about 1m 32s left`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let about = if self.exact { "" } else { "~" };
-        let pct = if self.total == 0 { 0 } else { self.done * 100 / self.total };
+        let pct = (self.done * 100).checked_div(self.total).unwrap_or(0);
         write!(
             f,
             "{} of {about}{} rows settled ({pct} %), {:.0} rows/s",
