@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -135,4 +136,65 @@ async fn a_workbook_dropped_in_the_inbox_is_imported() {
     let received = sb.received().await;
     assert_eq!((received.get("X1"), received.get("X2")), (Some(&1), Some(&1)));
     assert_eq!(summary(&inbox.join("reports/book.summary.json"))["rows"]["accepted"], 2);
+}
+
+/// `init` on a real-looking export: the config it writes passes `check` as written and
+/// `plan` on the sample accepts the good rows and fails the bad one.
+#[test]
+fn init_writes_a_config_that_checks_and_plans_its_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("exports");
+    std::fs::create_dir(&inbox).unwrap();
+    let sample = inbox.join("customers.csv");
+    std::fs::write(
+        &sample,
+        "Customer-ID,Company,E-mail,Postcode,Telephone,Is Active,Region Code\n\
+         C1, Acme  Ltd ,A@Acme.example,BA1 1AA,07700 900101,yes,W\n\
+         C2,Bolt,b@bolt.example,TR1 1ZZ,020 7946 0958,no,S\n\
+         C3,,c@c.example,EX1 1AA,07700 900103,y,S\n",
+    )
+    .unwrap();
+    let config = dir.path().join("crm-ingest.toml");
+    let args = ["init", "--target", "repsly.clients", "--output", config.to_str().unwrap()];
+    let out = run(&[&args[..], &[sample.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&config).unwrap();
+    for line in [
+        "Code = \"Customer-ID\"",
+        "Name = { column = \"Company\", transform = [\"trim\", \"collapse_spaces\"] }",
+        "Email = { column = \"E-mail\", transform = [\"lowercase\"], validate = [\"email\"] }",
+        "ZIP = \"Postcode\"",
+        "Phone = { column = \"Telephone\", transform = [\"phone_e164\"] }",
+        "Active = { column = \"Is Active\", transform = [\"bool\"] }",
+        "#   \"Region Code\" — to send it as a custom field",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    let check = Command::new(bin())
+        .args(["check", "--config", config.to_str().unwrap()])
+        .env("REPSLY_API_USERNAME", "user")
+        .env("REPSLY_API_PASSWORD", "secret")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let reports = dir.path().join("plan");
+    let out = run(&[
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        "--pipeline",
+        "repsly_clients",
+        "--report-dir",
+        reports.to_str().unwrap(),
+        sample.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&reports.join("customers.summary.json"));
+    assert_eq!(
+        (s["rows"]["accepted"].as_u64(), s["rows"]["failed"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    let again = run(&[&args[..], &[sample.to_str().unwrap()]].concat());
+    assert_eq!(again.status.code(), Some(2), "an existing config is never overwritten");
 }

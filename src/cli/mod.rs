@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod init;
 mod once;
 pub mod out;
 mod plan;
@@ -76,6 +77,20 @@ pub enum Command {
         report_dir: Option<PathBuf>,
         file: PathBuf,
     },
+    /// Write a starter config from a sample export: columns matched to the target's fields,
+    /// transforms suggested from the values, every guess a line you can change.
+    #[command(
+        after_help = "Example:\n  crm-ingest init --target repsly.clients exports/clients.csv --output config.toml\n\nTargets: repsly.clients, plannr.import.<type> (e.g. plannr.import.clients), plannr.contact_details"
+    )]
+    Init {
+        #[arg(long, short)]
+        target: String,
+        /// Write the config here (a new file); default: print it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// A CSV or XLSX export with a header line.
+        sample: PathBuf,
+    },
     /// Serve a local simulator of the CRM APIs.
     #[command(
         after_help = "Example:\n  crm-ingest sandbox --listen 127.0.0.1:8080 --rate-limit 20/s --fail-rate 0.1"
@@ -118,6 +133,7 @@ pub fn main() -> ExitCode {
         Command::Run { config } => with_runtime(run::run(config)),
         Command::Sandbox(args) => with_runtime(sandbox::run(*args)),
         Command::Demo { watch, dir } => with_runtime(demo::run(watch, dir)),
+        Command::Init { target, output, sample } => with_runtime(init::run(target, sample, output)),
         Command::Health { url } => with_runtime(health(url)),
     }
 }
