@@ -19,6 +19,13 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// `crm-ingest status` against the daemon's endpoint: its table, after a zero exit.
+async fn status_command(ops: &str) -> String {
+    let out = run_async(vec!["status".into(), "--url".into(), format!("{ops}/status")]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_report_a_file_while_it_imports() {
     let sb = TestSandbox::start(SandboxOptions {
@@ -51,6 +58,10 @@ async fn endpoints_report_a_file_while_it_imports() {
         if let Some(f) = status["pipelines"]["clients"]["in_flight"].get(0) {
             assert_eq!(f["file"], "big.csv");
             assert!(f["bytes_total"].as_u64().unwrap() > 0);
+            if !seen_in_flight {
+                let table = status_command(&ops).await;
+                assert!(table.contains("In flight (1)") && table.contains("big.csv"), "{table}");
+            }
             seen_in_flight = true;
         }
         let (_, m) = get(&format!("{ops}/metrics")).await;
@@ -65,6 +76,14 @@ async fn endpoints_report_a_file_while_it_imports() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen_in_flight, "/status showed the file in flight");
+    let table = status_command(&ops).await;
+    let line = table.lines().find(|l| l.contains("big.csv")).unwrap_or_default();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[3..7],
+        ["600", "600", "0", "0"],
+        "read, accepted, failed, unprocessed: {table}"
+    );
     assert!(
         samples.windows(2).any(|w| w[1] > w[0]),
         "the row counter grew while importing: {samples:?}"
@@ -87,6 +106,9 @@ async fn endpoints_report_a_file_while_it_imports() {
         err.contains("crm-ingest running") && err.contains("clients: "),
         "start-up line lists pipelines: {err}"
     );
+    let gone = run_async(vec!["status".into(), "--url".into(), format!("{ops}/status")]).await;
+    assert_eq!(gone.status.code(), Some(1), "no daemon: exit 1");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no daemon answers"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@ pub mod out;
 mod plan;
 mod run;
 mod sandbox;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +103,15 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
     },
+    /// Show a running daemon's files in flight (rows settled, rate, ETA) and the last
+    /// files finished with their counts; exit 1 when no daemon answers.
+    #[command(
+        after_help = "Example:\n  crm-ingest status\n  crm-ingest status --url http://10.0.0.5:9464/status"
+    )]
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:9464/status")]
+        url: String,
+    },
     /// Start the sandbox and the daemon on the shipped example files, print each summary.
     #[command(
         after_help = "Example:\n  crm-ingest demo            # process the examples, print summaries, exit\n  crm-ingest demo --watch    # keep running; drop more files into demo/inbox/..."
@@ -135,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Demo { watch, dir } => with_runtime(demo::run(watch, dir)),
         Command::Init { target, output, sample } => with_runtime(init::run(target, sample, output)),
         Command::Health { url } => with_runtime(health(url)),
+        Command::Status { url } => with_runtime(status::run(url)),
     }
 }
 

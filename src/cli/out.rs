@@ -14,3 +14,27 @@ pub fn line(text: impl AsRef<str>) {
 macro_rules! say {
     ($($arg:tt)*) => { $crate::cli::out::line(format!($($arg)*)) };
 }
+
+/// Lines of a table whose columns are padded to their widest cell (the last left ragged).
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> =
+                r.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if i + 1 == r.len() {
+                            c.clone()
+                        } else {
+                            format!("{c:w$}", w = widths[i])
+                        }
+                    })
+                    .collect();
+            cells.join("  ")
+        })
+        .collect()
+}
