@@ -78,7 +78,7 @@ fn count(v: &Value) -> u64 {
 fn in_flight_row(pipeline: &str, f: &Value) -> Vec<String> {
     let done = count(&f["rows_done"]);
     let total = count(&f["rows_total"]);
-    let percent = if total > 0 { done * 100 / total } else { 0 };
+    let percent = (done * 100).checked_div(total).unwrap_or(0);
     let rate = f["rows_per_second"].as_f64().unwrap_or(0.0);
     let eta = f["eta_seconds"].as_u64().map_or("-".to_string(), |s| {
         humantime::format_duration(Duration::from_secs(s)).to_string()
