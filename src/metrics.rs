@@ -52,6 +52,17 @@ pub struct PipelineLabels {
     pub pipeline: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabels {
+    pub bucket: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// taken | finished | ignored (already finished, gone, foreign) | malformed
+    pub outcome: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -65,6 +76,11 @@ pub struct Metrics {
     pub files_in_flight: Family<PipelineLabels, Gauge>,
     pub batches_in_flight: Family<PipelineLabels, Gauge>,
     pub ledger_write_seconds: Histogram,
+    /// Listings of an S3 prefix (one per poll or rescan).
+    pub s3_listings: Family<BucketLabels, Counter>,
+    /// LIST calls (pages) those listings made.
+    pub s3_list_calls: Family<BucketLabels, Counter>,
+    pub queue_messages: Family<QueueLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -84,6 +100,9 @@ impl Metrics {
             files_in_flight: Family::default(),
             batches_in_flight: Family::default(),
             ledger_write_seconds: latency(),
+            s3_listings: Family::default(),
+            s3_list_calls: Family::default(),
+            queue_messages: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +137,17 @@ impl Metrics {
             "ledger_write_duration_seconds",
             "Ledger transaction latency",
             m.ledger_write_seconds.clone(),
+        );
+        registry.register("s3_listings", "Listings of an S3 prefix", m.s3_listings.clone());
+        registry.register(
+            "s3_list_calls",
+            "S3 LIST calls (pages) made by the listings",
+            m.s3_list_calls.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "S3 event messages received from SQS, by what became of them",
+            m.queue_messages.clone(),
         );
         Self { registry, ..m }
     }
@@ -186,6 +216,19 @@ impl Metrics {
         self.batches_in_flight
             .get_or_create(&PipelineLabels { pipeline: pipeline.into() })
             .inc_by(delta);
+    }
+}
+
+impl Metrics {
+    /// A listing of `bucket` made `calls` LIST calls.
+    pub fn s3_listing(&self, bucket: &str, calls: u64) {
+        let labels = BucketLabels { bucket: bucket.into() };
+        self.s3_listings.get_or_create(&labels).inc();
+        self.s3_list_calls.get_or_create(&labels).inc_by(calls);
+    }
+
+    pub fn queue_message(&self, outcome: &str) {
+        self.queue_messages.get_or_create(&QueueLabels { outcome: outcome.into() }).inc();
     }
 }
 

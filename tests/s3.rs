@@ -140,6 +140,51 @@ async fn listing_follows_pages_past_a_thousand_keys() {
     assert_eq!(sb.received().await.len(), 3);
 }
 
+/// The value of the metric line starting with `series`, or 0.
+fn metric(text: &str, series: &str) -> u64 {
+    let line = text.lines().find(|l| l.starts_with(series));
+    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Puts `n` objects at once-ish (moto takes about a millisecond each).
+async fn put_many(c: &aws_sdk_s3::Client, keys: impl Iterator<Item = String>) {
+    use futures::StreamExt;
+    futures::stream::iter(keys)
+        .for_each_concurrent(32, |k| {
+            let c = c.clone();
+            async move { moto::put(&c, BUCKET, &k, "x").await }
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_costs_about_one_call_per_poll_whatever_the_archive_holds() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    put_many(&c, (0..2500).map(|i| format!("{PREFIX}processed/old-{i:05}.csv"))).await;
+    put_many(&c, (0..500).map(|i| format!("{PREFIX}reports/old-{i:05}.summary.json"))).await;
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint);
+    let ops = with_server(&cfg);
+    for i in 0..3 {
+        moto::put(&c, BUCKET, &format!("{PREFIX}new-{i}.csv"), clean_rows(&format!("N{i}-"), 5))
+            .await;
+    }
+    let daemon = Daemon::start_with(&cfg, AWS_ENV);
+    let done = wait_for_keys(&c, "incoming/processed/new-", 3, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, m) = get(&format!("{ops}/metrics")).await;
+    let (code, _, err) = daemon.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(done.len(), 3, "{err}");
+    assert_eq!(sb.received().await.len(), 15);
+    let listings = metric(&m, r#"crm_ingest_s3_listings_total{bucket="drop"}"#);
+    let calls = metric(&m, r#"crm_ingest_s3_list_calls_total{bucket="drop"}"#);
+    assert!(listings >= 5, "the daemon kept polling: {m}");
+    assert_eq!(calls, listings, "one LIST call per poll over 3,000 archived objects: {m}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_on_one_bucket_import_each_row_once() {
     let Some(moto) = Moto::start_or_skip().await else { return };

@@ -142,8 +142,10 @@ impl S3Source {
         self.patterns.iter().any(|p| p.matches_with(name, opts))
     }
 
-    /// Objects directly under the prefix that match the pattern, oldest first. Follows
-    /// continuation tokens through any number of pages.
+    /// Objects directly under the prefix that match the pattern, oldest first. Only the
+    /// prefix's own level is listed (delimiter `/`): `processed/`, `failed/`, `reports/` and
+    /// `.leases/` come back as one common prefix each, so a listing costs about one LIST
+    /// call per thousand new objects whatever the archive holds.
     pub async fn list(&self) -> Result<Vec<Object>, String> {
         let prefix = &self.settings.prefix;
         let mut pages = self
@@ -151,11 +153,16 @@ impl S3Source {
             .list_objects_v2()
             .bucket(&self.settings.bucket)
             .prefix(prefix)
+            .delimiter("/")
             .into_paginator()
             .send();
         let mut out = Vec::new();
+        let mut calls = 0;
+        let counted = |calls| crate::metrics::get().s3_listing(&self.settings.bucket, calls);
         while let Some(page) = pages.next().await {
+            calls += 1;
             let page = page.map_err(|e| {
+                counted(calls);
                 format!("cannot list s3://{}/{prefix}: {}", self.settings.bucket, describe(&e))
             })?;
             for o in page.contents() {
@@ -174,6 +181,7 @@ impl S3Source {
                 });
             }
         }
+        counted(calls);
         out.sort_by(|a, b| (a.modified_ms, &a.key).cmp(&(b.modified_ms, &b.key)));
         Ok(out)
     }
