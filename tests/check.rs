@@ -167,6 +167,7 @@ fn bad_configs_are_refused_with_the_key_and_line() {
         ("unknown repsly field", "", &["line 13", "`Nmae`", "repsly.clients"]),
         ("unknown transform", "", &["line 13", "unknown transform `trimm`"]),
         ("bad validator", "", &["line 13", "regex"]),
+        ("shared limit not redis", "", &["line 7", "shared_limit.redis must be a redis://"]),
     ];
     for (what, prefix, needles) in cases {
         let text = match *what {
@@ -185,6 +186,10 @@ fn bad_configs_are_refused_with_the_key_and_line() {
             "unknown transform" => GOOD.replace(
                 "Name = \"Name\"",
                 "Name = { column = \"Name\", transform = [\"trimm\"] }",
+            ),
+            "shared limit not redis" => GOOD.replace(
+                "password = \"p\"",
+                "password = \"p\"\nshared_limit = { redis = \"http://cache:6379\" }",
             ),
             "bad validator" => GOOD.replace(
                 "Name = \"Name\"",

@@ -37,8 +37,12 @@ fn connection_line(c: &ConnectionSettings) -> String {
             format!("OAuth2 via {token_url}, account {account_uuid}")
         }
     };
+    let shared = match &c.shared_limit {
+        Some(s) => format!(" shared by every replica (Redis key {})", s.key),
+        None => " (this process alone)".to_string(),
+    };
     format!(
-        "connection {}: {} at {} ({who}); rate {}{}, up to {} requests in flight, timeout {}, {} attempts",
+        "connection {}: {} at {} ({who}); rate {}{}{shared}, up to {} requests in flight, timeout {}, {} attempts",
         c.name,
         c.kind.as_str(),
         c.base_url,

@@ -70,6 +70,7 @@ impl Ctx<'_> {
         let poll_timeout =
             self.duration(&key("poll_timeout"), &raw.poll_timeout, DEFAULT_POLL_TIMEOUT);
         let retry = self.retry(&key("retry"), raw.retry.as_ref());
+        let shared_limit = raw.shared_limit.as_ref().map(|s| self.shared_limit(name, s));
         Some(ConnectionSettings {
             name: name.to_string(),
             kind,
@@ -82,7 +83,25 @@ impl Ctx<'_> {
             retry,
             poll_interval,
             poll_timeout,
+            shared_limit,
         })
+    }
+
+    /// `shared_limit`: a `redis://` URL (its password may come from a variable) and the key.
+    fn shared_limit(&mut self, name: &str, raw: &super::raw::RawSharedLimit) -> SharedLimit {
+        let url = self.credential("shared_limit.redis", &raw.redis);
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        if !url.is_empty() && !matches!(scheme, Some("redis")) {
+            self.problem(
+                raw.redis.span(),
+                format!("connection `{name}`: shared_limit.redis must be a redis://host:port/ URL (TLS is not built in: reach Redis over a private network)"),
+            );
+        }
+        let key = match &raw.key {
+            Some(k) => self.expand("shared_limit.key", k),
+            None => format!("crm-ingest:rate:{name}"),
+        };
+        SharedLimit { redis: Secret::new(url), key }
     }
 
     fn retry(&mut self, key: &str, raw: Option<&super::raw::RawRetry>) -> RetryPolicy {

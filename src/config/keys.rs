@@ -86,7 +86,7 @@ fn known(path: &[&str]) -> Option<&'static [&'static str]> {
             "refresh_token",
             "refresh_token_file",
         ],
-        ["connections", _, "shared_limit"] => &["redis"],
+        ["connections", _, "shared_limit"] => &["redis", "key"],
         ["pipelines", _] => PIPELINE,
         ["pipelines", _, "source"] => SOURCE,
         ["pipelines", _, "batch"] => &["max_rows", "max_wait"],

@@ -102,6 +102,14 @@ pub struct RawConnection {
     pub poll_timeout: Value<HumanDuration>,
     /// Plannr OAuth2: refresh an access token instead of a fixed `token`.
     pub oauth: Option<RawOAuth>,
+    /// One rate budget shared by every process on this connection, kept in Redis.
+    pub shared_limit: Option<RawSharedLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawSharedLimit {
+    pub redis: Spanned<String>,
+    pub key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

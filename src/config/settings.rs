@@ -120,6 +120,17 @@ pub struct ConnectionSettings {
     pub retry: RetryPolicy,
     pub poll_interval: Duration,
     pub poll_timeout: Duration,
+    /// The rate budget kept in Redis for every process on this connection, if any.
+    pub shared_limit: Option<SharedLimit>,
+}
+
+/// `shared_limit = { redis = "redis://host:port/", key = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedLimit {
+    /// May hold a password: never logged.
+    pub redis: crate::secret::Secret,
+    /// The Redis key every process of this budget uses.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

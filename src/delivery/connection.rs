@@ -2,18 +2,17 @@
 //! shared by every pipeline that names it. Every request of every target goes through
 //! [`Connection::call`]; how often a call is retried depends on what it does ([`Safety`]).
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::auth::Credentials;
 use super::call::{message_of, origin, Call, CallError, Reply};
+use super::pace::Pace;
 use super::retry::{classify, parse_wait, Action, Attempt};
 use super::transport::{Http, Transport};
 use crate::config::{ConnectionSettings, CrmKind};
@@ -38,7 +37,7 @@ pub struct Connection {
     pub settings: Arc<ConnectionSettings>,
     transport: Arc<dyn Transport>,
     credentials: Credentials,
-    limiter: DefaultDirectRateLimiter,
+    pace: Pace,
     slots: Semaphore,
     /// Held from a batch's write-ahead record until its job id is recorded: after a
     /// `kill -9`, at most `max_in_flight` batches per connection have an unknown outcome.
@@ -76,16 +75,8 @@ impl Connection {
         transport: Arc<dyn Transport>,
         metrics: &'static Metrics,
     ) -> Self {
-        let rate = &settings.rate_limit;
-        // 1 % under the configured rate: exactly at it, network jitter can put one request
-        // more into a server's window than it allows.
-        let period = (rate.interval() * 101 / 100).max(Duration::from_nanos(1));
-        let burst = NonZeroU32::new(settings.burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
         Self {
-            limiter: RateLimiter::direct(quota),
+            pace: Pace::new(&settings),
             slots: Semaphore::new(settings.max_in_flight),
             creates: Arc::new(Semaphore::new(settings.max_in_flight)),
             credentials: Credentials::new(&settings.auth),
@@ -133,6 +124,12 @@ impl Connection {
     /// The credentials problem that stopped this connection, if any.
     pub fn auth_failure(&self) -> Option<String> {
         self.auth_failure.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Why this connection sends nothing now: refused credentials, or a shared budget that
+    /// cannot be reached.
+    pub fn problem(&self) -> Option<String> {
+        self.auth_failure().or_else(|| self.pace.problem())
     }
 
     /// Sends `call` within the connection's limits, retrying what its safety allows.
@@ -250,7 +247,7 @@ impl Connection {
         };
         self.wait_for_pause().await;
         let started = Instant::now();
-        self.limiter.until_ready().await;
+        self.pace.until_ready(&self.settings.name).await;
         let waited = started.elapsed();
         self.stats.limiter_wait_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         self.metrics.limiter_wait(&self.settings.name, waited);

@@ -8,6 +8,7 @@ mod auth;
 pub mod call;
 mod connection;
 pub mod engine;
+mod pace;
 pub mod reconcile;
 pub mod retry;
 #[cfg(test)]

@@ -225,6 +225,7 @@ fn settings(max_attempts: u32) -> Arc<ConnectionSettings> {
         },
         poll_interval: Duration::from_secs(2),
         poll_timeout: Duration::from_secs(600),
+        shared_limit: None,
     })
 }
 

@@ -51,8 +51,8 @@ pub async fn spawn(
     Ok(addr)
 }
 
-/// Ready: the ledger commits, no disk refuses writes, and no connection has had its
-/// credentials refused.
+/// Ready: the ledger commits, no disk refuses writes, and every connection can send (its
+/// credentials were not refused and its shared budget's Redis answers).
 async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     match tokio::time::timeout(Duration::from_secs(2), s.ledger.sync()).await {
@@ -63,7 +63,7 @@ async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
     problems.extend(s.health.problems());
     let connections = s.connections.read().map(|c| c.clone()).unwrap_or_default();
     for c in connections {
-        if let Some(why) = c.auth_failure() {
+        if let Some(why) = c.problem() {
             problems.push(format!("connection {}: {why}", c.name()));
         }
     }

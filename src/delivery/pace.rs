@@ -1,0 +1,172 @@
+//! The rate budget a connection's requests wait for: a GCRA in this process (governor), or
+//! with `shared_limit` one kept in Redis for every process on the connection, so N replicas
+//! together stay within `rate_limit`. When Redis cannot be reached nothing is sent: the
+//! budget is never exceeded for want of a way to share it.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use redis::aio::MultiplexedConnection;
+
+use crate::config::{ConnectionSettings, SharedLimit};
+
+/// How long one Redis round trip (connecting included) may take before Redis counts as
+/// unreachable.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait between tries while Redis is unreachable.
+const REDIS_RETRY: Duration = Duration::from_secs(1);
+
+/// Reserves the next slot of the budget: the theoretical arrival time (TAT) moves one
+/// interval on, and the caller waits until its slot (less the burst tolerance). Redis's
+/// clock is used, so the replicas' clocks do not matter. Times are microseconds; a double
+/// holds them exactly (2^53 µs is 285 years).
+const GCRA: &str = r"
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+if tat < now then tat = now end
+local next_tat = tat + interval
+local ttl = math.ceil((next_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+return wait
+";
+
+pub enum Pace {
+    Local(DefaultDirectRateLimiter),
+    Shared(Box<SharedPace>),
+}
+
+impl Pace {
+    /// 1 % under the configured rate: exactly at it, network jitter can put one request
+    /// more into a server's window than it allows.
+    pub fn new(settings: &ConnectionSettings) -> Self {
+        let interval = (settings.rate_limit.interval() * 101 / 100).max(Duration::from_nanos(1));
+        let burst = settings.burst.max(1);
+        match &settings.shared_limit {
+            Some(shared) => Pace::Shared(Box::new(SharedPace::new(shared, interval, burst))),
+            None => {
+                let quota = Quota::with_period(interval)
+                    .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+                Pace::Local(RateLimiter::direct(quota))
+            }
+        }
+    }
+
+    /// Waits for this request's slot in the budget.
+    pub async fn until_ready(&self, connection: &str) {
+        match self {
+            Pace::Local(limiter) => limiter.until_ready().await,
+            Pace::Shared(shared) => shared.until_ready(connection).await,
+        }
+    }
+
+    /// Why no request can be sent now (the shared budget's Redis is unreachable).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Pace::Local(_) => None,
+            Pace::Shared(shared) => shared.problem.lock().ok().and_then(|p| p.clone()),
+        }
+    }
+}
+
+pub struct SharedPace {
+    client: Result<redis::Client, String>,
+    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    key: String,
+    interval_us: u64,
+    tolerance_us: u64,
+    script: redis::Script,
+    problem: Mutex<Option<String>>,
+}
+
+impl SharedPace {
+    fn new(shared: &SharedLimit, interval: Duration, burst: u32) -> Self {
+        let interval_us = (interval.as_micros() as u64).max(1);
+        Self {
+            client: redis::Client::open(shared.redis.expose())
+                .map_err(|e| format!("shared_limit.redis is not usable: {}", describe(e))),
+            connection: tokio::sync::Mutex::new(None),
+            key: shared.key.clone(),
+            interval_us,
+            tolerance_us: interval_us * u64::from(burst - 1),
+            script: redis::Script::new(GCRA),
+            problem: Mutex::new(None),
+        }
+    }
+
+    async fn until_ready(&self, connection: &str) {
+        loop {
+            match tokio::time::timeout(REDIS_TIMEOUT, self.reserve()).await {
+                Ok(Ok(wait)) => {
+                    self.set_problem(connection, None);
+                    tokio::time::sleep(wait).await;
+                    return;
+                }
+                Ok(Err(e)) => self.set_problem(connection, Some(e)),
+                Err(_) => self.set_problem(
+                    connection,
+                    Some(format!("no answer within {}s", REDIS_TIMEOUT.as_secs())),
+                ),
+            }
+            if let Ok(mut c) = self.connection.try_lock() {
+                *c = None;
+            }
+            tokio::time::sleep(REDIS_RETRY).await;
+        }
+    }
+
+    /// One slot reserved; how long to wait for it.
+    async fn reserve(&self) -> Result<Duration, String> {
+        let client = self.client.as_ref().map_err(Clone::clone)?;
+        let mut guard = self.connection.lock().await;
+        let mut connection = match guard.as_ref() {
+            Some(c) => c.clone(),
+            None => {
+                let c = client.get_multiplexed_async_connection().await.map_err(describe)?;
+                *guard = Some(c.clone());
+                c
+            }
+        };
+        drop(guard);
+        let wait: u64 = self
+            .script
+            .key(&self.key)
+            .arg(self.interval_us)
+            .arg(self.tolerance_us)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(describe)?;
+        Ok(Duration::from_micros(wait))
+    }
+
+    /// Records (once, at WARN) that Redis is unreachable, or (once, at INFO) that it is back.
+    fn set_problem(&self, connection: &str, problem: Option<String>) {
+        let Ok(mut p) = self.problem.lock() else { return };
+        match (&*p, &problem) {
+            (None, Some(e)) => {
+                tracing::warn!(connection, error = %e, "the shared rate budget's Redis cannot be reached: nothing is sent on this connection until it can")
+            }
+            (Some(_), None) => {
+                tracing::info!(connection, "the shared rate budget's Redis answers again")
+            }
+            _ => {}
+        }
+        *p = problem.map(|e| format!("shared rate budget (Redis) unreachable: {e}"));
+    }
+}
+
+/// A Redis error in one line, without the URL (it may hold a password).
+fn describe(e: redis::RedisError) -> String {
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    match e.kind() {
+        redis::ErrorKind::Io => format!("cannot connect{detail}"),
+        kind => format!("{kind:?}{detail}"),
+    }
+}
