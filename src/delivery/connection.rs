@@ -14,12 +14,11 @@ use super::auth::Credentials;
 use super::call::{message_of, origin, Call, CallError, Reply};
 use super::pace::Pace;
 use super::retry::{classify, parse_wait, Action, Attempt};
+use super::signals::{Seen, ServerBudget, Verdict};
 use super::transport::{Http, Transport};
 use crate::config::{ConnectionSettings, CrmKind};
 use crate::metrics::Metrics;
 
-/// The longest pause for an exhausted budget whose reset time the server did not give.
-const MAX_UNKNOWN_RESET: Duration = Duration::from_secs(60);
 /// How long a probe's verdict on the credentials holds, so many 403s cost one probe.
 const PROBE_VALID: Duration = Duration::from_secs(30);
 
@@ -44,6 +43,8 @@ pub struct Connection {
     creates: Arc<Semaphore>,
     /// A server-requested pause (Retry-After, exhausted rate budget) for the whole connection.
     paused_until: Mutex<Option<Instant>>,
+    /// What the CRM's budget headers said; a gap between requests while its budget runs low.
+    server_budget: Mutex<ServerBudget>,
     /// Set when the CRM refused the credentials: no further request is sent.
     auth_failure: Mutex<Option<String>>,
     /// The last probe of the credentials after a 403: when, and whether they were refused.
@@ -82,6 +83,7 @@ impl Connection {
             credentials: Credentials::new(&settings.auth),
             transport,
             paused_until: Mutex::new(None),
+            server_budget: Mutex::default(),
             auth_failure: Mutex::new(None),
             probed: tokio::sync::Mutex::new(None),
             own_origin: origin(&settings.base_url),
@@ -298,21 +300,25 @@ impl Connection {
         classify(Attempt::Response { status, json_body, retry_after }, call.safety, call.expect)
     }
 
-    /// `X-Ratelimit-Remaining: 0` means the next call would be refused: wait for the window.
+    /// `X-Ratelimit-Remaining`: at 0 the next call would be refused, so wait for the window;
+    /// running low, keep a gap that spreads what is left to the reset.
     fn note_remaining(&self, headers: &HeaderMap, now: SystemTime) {
-        let remaining = headers
-            .get("x-ratelimit-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if remaining != Some(0) {
-            return;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let number = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let Some(remaining) = number("x-ratelimit-remaining") else { return };
+        let seen = Seen {
+            remaining,
+            reset: header("x-ratelimit-reset").and_then(|v| parse_wait(v, now)),
+            limit: number("x-ratelimit-limit"),
+        };
+        let s = &self.settings;
+        let verdict = self.server_budget.lock().map(|mut b| {
+            let own_gap = s.rate_limit.interval();
+            b.observe(seen, s.rate_limit.per, own_gap, s.max_in_flight as u64, Instant::now())
+        });
+        if let Ok(Verdict::Exhausted(wait)) = verdict {
+            self.pause_for(wait);
         }
-        let wait = headers
-            .get("x-ratelimit-reset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_wait(v, now))
-            .unwrap_or(self.settings.rate_limit.per.min(MAX_UNKNOWN_RESET));
-        self.pause_for(wait);
     }
 
     fn pause_for(&self, wait: Duration) {
@@ -324,13 +330,18 @@ impl Connection {
         }
     }
 
+    /// Waits out a pause, then this request's slot while a gap is kept.
     async fn wait_for_pause(&self) {
         loop {
             let until = self.paused_until.lock().ok().and_then(|g| *g);
             match until {
                 Some(u) if u > Instant::now() => tokio::time::sleep_until(u).await,
-                _ => return,
+                _ => break,
             }
+        }
+        let slot = self.server_budget.lock().ok().and_then(|mut b| b.claim_slot(Instant::now()));
+        if let Some(at) = slot {
+            tokio::time::sleep_until(at).await;
         }
     }
 }

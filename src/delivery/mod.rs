@@ -11,6 +11,7 @@ pub mod engine;
 mod pace;
 pub mod reconcile;
 pub mod retry;
+mod signals;
 #[cfg(test)]
 mod tests;
 pub mod transport;

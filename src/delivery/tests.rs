@@ -326,6 +326,26 @@ async fn retry_after_and_an_empty_budget_pause_the_connection() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_low_server_budget_is_spread_to_its_reset() {
+    // Every answer: 5 requests left in a window that resets in 10 s -> one every 2 s.
+    let script = Script::new(|s, _| {
+        let mut r = done_job(s)?;
+        r.headers.insert("x-ratelimit-remaining", HeaderValue::from_static("5"));
+        r.headers.insert("x-ratelimit-reset", HeaderValue::from_static("10"));
+        Ok(r)
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    let seen = script.seen();
+    assert!(seen.len() >= 2, "{seen:?}");
+    for pair in seen.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(1990), "paced to the reset, not burst: {gap:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn refused_credentials_stop_the_connection_and_keep_rows_unprocessed() {
     let script = Script::new(|_, _| reply(401, json!({"message": "Unauthenticated."})));
     let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });

@@ -51,6 +51,7 @@ account_uuids = {{ column = "Accounts", transform = ["split:|"] }}
     );
     let path = dir.join("config.toml");
     std::fs::create_dir_all(dir.join("inbox")).unwrap();
+    std::fs::create_dir_all(dir.join("contacts")).unwrap();
     std::fs::write(&path, text).unwrap();
     path
 }
