@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use crm_ingest::sandbox::SandboxOptions;
 
-/// The value of the first metric line starting with `series`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// `crm-ingest status` against the daemon's endpoint: its table, after a zero exit.
 async fn status_command(ops: &str) -> String {
     let out = run_async(vec!["status".into(), "--url".into(), format!("{ops}/status")]).await;

@@ -140,12 +140,6 @@ async fn listing_follows_pages_past_a_thousand_keys() {
     assert_eq!(sb.received().await.len(), 3);
 }
 
-/// The value of the metric line starting with `series`, or 0.
-fn metric(text: &str, series: &str) -> u64 {
-    let line = text.lines().find(|l| l.starts_with(series));
-    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 /// Puts `n` objects at once-ish (moto takes about a millisecond each).
 async fn put_many(c: &aws_sdk_s3::Client, keys: impl Iterator<Item = String>) {
     use futures::StreamExt;
@@ -179,8 +173,8 @@ async fn listing_costs_about_one_call_per_poll_whatever_the_archive_holds() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(done.len(), 3, "{err}");
     assert_eq!(sb.received().await.len(), 15);
-    let listings = metric(&m, r#"crm_ingest_s3_listings_total{bucket="drop"}"#);
-    let calls = metric(&m, r#"crm_ingest_s3_list_calls_total{bucket="drop"}"#);
+    let listings = count(&m, r#"crm_ingest_s3_listings_total{bucket="drop"}"#);
+    let calls = count(&m, r#"crm_ingest_s3_list_calls_total{bucket="drop"}"#);
     assert!(listings >= 5, "the daemon kept polling: {m}");
     assert_eq!(calls, listings, "one LIST call per poll over 3,000 archived objects: {m}");
 }

@@ -23,7 +23,7 @@ pub async fn handle(
     shared: Shared,
     upload_reports: bool,
 ) {
-    let ClaimedObject { object, lease, permit } = claimed;
+    let ClaimedObject { object, lease, permit, notice } = claimed;
     let _permit = permit;
     // This file's own tokens, which the renewer cancels directly when the lease is lost: it
     // stops without stopping the others, and no task waits on them after the file.
@@ -45,6 +45,12 @@ pub async fn handle(
         source.leases.release(&lease).await;
     }
     source.done(&object.key);
+    // The message that named it goes once the object is finished; else it comes back.
+    match notice {
+        Some(n) if release => n.finished().await,
+        Some(n) => n.put_back(crate::source::s3::queue::RECHECK).await,
+        None => {}
+    }
 }
 
 /// One leased object being processed.

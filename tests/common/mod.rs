@@ -389,3 +389,16 @@ pub async fn get(url: &str) -> (u16, String) {
         Err(_) => (0, String::new()),
     }
 }
+
+/// The value of the first metric line starting with `series`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A counter's value, 0 when it has not been counted yet.
+pub fn count(text: &str, series: &str) -> u64 {
+    metric(text, series).unwrap_or(0.0) as u64
+}

@@ -3,7 +3,9 @@
 //! reports under `<prefix>reports/`. Every finishing step is idempotent, so a crash between
 //! them is finished at the next start.
 
+mod discover;
 pub mod lease;
+pub mod queue;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -16,8 +18,7 @@ use aws_sdk_s3::Client;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::S3Settings;
 use crate::csvio::{BoxRead, SOURCE_BROKE};
@@ -44,11 +45,12 @@ pub struct Object {
 }
 
 /// An object this daemon holds the lease of.
-#[derive(Debug)]
 pub struct ClaimedObject {
     pub object: Object,
     pub lease: Lease,
     pub permit: OwnedSemaphorePermit,
+    /// The queue message that named it, to delete once it is finished.
+    pub notice: Option<Arc<queue::Notice>>,
 }
 
 #[derive(Clone)]
@@ -59,6 +61,8 @@ pub struct S3Source {
     patterns: Vec<glob::Pattern>,
     /// Keys being processed here: not listed again until done.
     pub in_flight: Arc<Mutex<HashSet<String>>>,
+    /// SQS discovery, when `queue_url` is set.
+    queue: Option<queue::Queue>,
 }
 
 /// The HTTP status of a failed S3 call, when it got that far.
@@ -119,13 +123,23 @@ impl S3Source {
             conf = conf.endpoint_url(endpoint);
         }
         let client = Client::from_conf(conf.build());
+        let queue = settings.queue_url.clone().map(|url| {
+            let mut conf = aws_sdk_sqs::config::Builder::from(&shared);
+            if shared.region().is_none() {
+                conf = conf.region(aws_config::Region::new("us-east-1"));
+            }
+            if let Some(endpoint) = &settings.endpoint {
+                conf = conf.endpoint_url(endpoint);
+            }
+            queue::Queue { client: aws_sdk_sqs::Client::from_conf(conf.build()), url }
+        });
         let leases = Leases {
             client: client.clone(),
             bucket: settings.bucket.clone(),
             owner: lease::owner_id(state_dir),
             ttl: LEASE_TTL,
         };
-        Self { settings, client, leases, patterns, in_flight: Arc::default() }
+        Self { settings, client, leases, patterns, in_flight: Arc::default(), queue }
     }
 
     fn wants(&self, name: &str) -> bool {
@@ -184,66 +198,6 @@ impl S3Source {
         counted(calls);
         out.sort_by(|a, b| (a.modified_ms, &a.key).cmp(&(b.modified_ms, &b.key)));
         Ok(out)
-    }
-
-    /// Lists every `poll_interval` until `cancel`, leasing and sending new objects while the
-    /// pipeline has a free slot.
-    pub async fn watch(
-        self,
-        slots: Arc<Semaphore>,
-        tx: mpsc::Sender<ClaimedObject>,
-        cancel: CancellationToken,
-    ) {
-        let mut last_error = String::new();
-        loop {
-            match self.list().await {
-                Ok(objects) => {
-                    last_error.clear();
-                    for object in objects {
-                        if self.in_flight.lock().map(|s| s.contains(&object.key)).unwrap_or(true) {
-                            continue;
-                        }
-                        let Ok(permit) = slots.clone().try_acquire_owned() else { break };
-                        let lease_key = format!("{}{LEASES}{}", self.settings.prefix, object.name);
-                        match self.leases.acquire(&lease_key).await {
-                            // The listing may be stale: another daemon can have finished the
-                            // object and released its lease since. It releases only after the
-                            // object is gone, so checking now is enough.
-                            Ok(Some(lease)) if !self.unchanged(&object).await => {
-                                tracing::debug!(file = %object.key, "gone or replaced since listed");
-                                self.leases.release(&lease).await;
-                            }
-                            Ok(Some(lease)) => {
-                                if let Ok(mut s) = self.in_flight.lock() {
-                                    s.insert(object.key.clone());
-                                }
-                                tracing::info!(file = %object.key, "claimed (lease taken)");
-                                if tx.send(ClaimedObject { object, lease, permit }).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(None) => {
-                                tracing::debug!(file = %object.key, "leased by another daemon")
-                            }
-                            Err(e) => {
-                                tracing::warn!(file = %object.key, error = %e, "could not take the lease")
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Said once per distinct problem, not every poll.
-                    if e != last_error {
-                        tracing::error!(bucket = %self.settings.bucket, error = %e, "cannot list the bucket; retrying every poll_interval");
-                        last_error = e;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
-        }
     }
 
     pub fn done(&self, key: &str) {

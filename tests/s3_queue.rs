@@ -1,0 +1,178 @@
+//! SQS discovery against a real S3 and SQS server on loopback (moto): two replicas fed only
+//! through S3 event messages, duplicates and foreign messages included.
+
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::moto::{self, Moto, AWS_ENV};
+use common::*;
+use crm_ingest::sandbox::SandboxOptions;
+
+const BUCKET: &str = "drop";
+const PREFIX: &str = "incoming/";
+
+fn queue_config(dir: &Path, sandbox: &str, endpoint: &str, queue: &str) -> PathBuf {
+    let text = format!(
+        r#"
+state_dir = "{dir}/state"
+shutdown_timeout = "5s"
+[log]
+format = "json"
+[connections.repsly]
+kind = "repsly"
+base_url = "{sandbox}/v3"
+username = "sandbox"
+password = "sandbox"
+rate_limit = "1000/s"
+poll_interval = "20ms"
+[pipelines.clients]
+connection = "repsly"
+target = "repsly.clients"
+source = {{ kind = "s3", bucket = "{BUCKET}", prefix = "{PREFIX}", region = "us-east-1", endpoint = "{endpoint}", queue_url = "{queue}" }}
+batch = {{ max_rows = 5, max_wait = "100ms" }}
+files_in_flight = 2
+[pipelines.clients.fields]
+Code = "Code"
+Name = "Name"
+Email = "Email"
+"#,
+        dir = dir.display()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sqs(endpoint: &str) -> aws_sdk_sqs::Client {
+    let creds = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests");
+    let conf = aws_sdk_sqs::config::Builder::new()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}
+
+/// An S3 `ObjectCreated:Put` (or other) event for `key`, form-encoded as S3 sends it.
+fn event(bucket: &str, key: &str, name: &str) -> String {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": name,
+        "s3": {"bucket": {"name": bucket}, "object": {"key": encoded, "size": 1, "eTag": "x"}}
+    }]})
+    .to_string()
+}
+
+const LISTINGS: &str = r#"crm_ingest_s3_listings_total{bucket="drop"}"#;
+
+async fn queue_is_empty(q: &aws_sdk_sqs::Client, url: &str) -> bool {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = q
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes().cloned().unwrap_or_default();
+    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .all(|a| attrs.get(a).map(String::as_str) == Some("0"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_fed_by_s3_events_import_each_object_once_and_empty_the_queue() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let q = sqs(&moto.endpoint);
+    let url = q.create_queue().queue_name("drops").send().await.unwrap();
+    let url = url.queue_url().unwrap().to_string();
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let configs: Vec<_> =
+        dirs.iter().map(|d| queue_config(d.path(), &sb.url, &moto.endpoint, &url)).collect();
+    let ops: Vec<String> = configs.iter().map(|c| with_server(c)).collect();
+    let daemons: Vec<_> = configs.iter().map(|c| Daemon::start_with(c, AWS_ENV)).collect();
+    // Both have made their start-up listing: from now on only the events can find objects
+    // (the next listing is `rescan_interval`, 10 minutes, away).
+    let started = Instant::now();
+    for o in &ops {
+        while count(&get(&format!("{o}/metrics")).await.1, LISTINGS) < 1 {
+            assert!(started.elapsed() < Duration::from_secs(20), "no start-up listing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let names: Vec<String> = (0..6)
+        .map(|i| if i == 0 { "Client List (0).csv".into() } else { format!("c{i}.csv") })
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        moto::put(&c, BUCKET, &format!("{PREFIX}{name}"), clean_rows(&format!("Q{i}-"), 5)).await;
+    }
+    moto::put(&c, BUCKET, &format!("{PREFIX}notes.txt"), "not a csv").await;
+    let mut bodies: Vec<String> = Vec::new();
+    for name in &names {
+        let created = event(BUCKET, &format!("{PREFIX}{name}"), "ObjectCreated:Put");
+        bodies.push(created.clone());
+        bodies.push(created);
+    }
+    bodies.push(event("another-bucket", &format!("{PREFIX}c1.csv"), "ObjectCreated:Put"));
+    bodies.push(event(BUCKET, "elsewhere/c1.csv", "ObjectCreated:Put"));
+    bodies.push(event(BUCKET, &format!("{PREFIX}notes.txt"), "ObjectCreated:Put"));
+    bodies.push(event(BUCKET, &format!("{PREFIX}processed/old.csv"), "ObjectCreated:Copy"));
+    bodies.push(event(BUCKET, &format!("{PREFIX}c2.csv"), "ObjectRemoved:Delete"));
+    bodies.push(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"drop"}"#.into());
+    bodies.push("not an event".into());
+    for body in bodies {
+        q.send_message().queue_url(&url).message_body(body).send().await.unwrap();
+    }
+    let processed = format!("{PREFIX}processed/");
+    let done = {
+        let started = Instant::now();
+        loop {
+            let k = moto::keys(&c, BUCKET, &processed).await;
+            if k.len() >= 6 || started.elapsed() > Duration::from_secs(60) {
+                break k;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let started = Instant::now();
+    while !queue_is_empty(&q, &url).await && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let empty = queue_is_empty(&q, &url).await;
+    let mut taken = 0;
+    for o in &ops {
+        let m = get(&format!("{o}/metrics")).await.1;
+        assert_eq!(count(&m, LISTINGS), 1, "one listing, at start: {m}");
+        taken += count(&m, r#"crm_ingest_queue_messages_total{outcome="taken"}"#);
+    }
+    let logs: Vec<String> = daemons.into_iter().map(|d| d.terminate().2).collect();
+    assert_eq!(done.len(), 6, "{done:?} {logs:?}");
+    assert!(done.contains(&format!("{processed}Client List (0).csv")), "URL-decoded key: {done:?}");
+    let received = sb.received().await;
+    assert_eq!(received.len(), 30, "every row of the six objects");
+    assert!(received.values().all(|n| *n == 1), "each Code sent once: {received:?}");
+    assert!(empty, "every message deleted, foreign and duplicate ones included");
+    assert_eq!(taken, 6, "each object taken once, through its event");
+    let all = moto::keys(&c, BUCKET, PREFIX).await;
+    assert!(all.contains(&format!("{PREFIX}notes.txt")), "a foreign object is left alone");
+    assert!(!all.iter().any(|k| k.contains(".leases/")), "leases released: {all:?}");
+}
