@@ -5,49 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::moto::{self, Moto, AWS_ENV};
+use common::moto::{self, s3_config, Moto, AWS_ENV};
 use common::*;
 use crm_ingest::sandbox::SandboxOptions;
 
 const BUCKET: &str = "drop";
 const PREFIX: &str = "incoming/";
-
-fn s3_config(dir: &Path, sandbox: &str, endpoint: &str) -> PathBuf {
-    let text = format!(
-        r#"
-state_dir = "{dir}/state"
-shutdown_timeout = "5s"
-[log]
-format = "json"
-[connections.repsly]
-kind = "repsly"
-base_url = "{sandbox}/v3"
-username = "sandbox"
-password = "sandbox"
-rate_limit = "1000/s"
-poll_interval = "20ms"
-retry = {{ max_attempts = 10, initial_backoff = "10ms", max_backoff = "100ms" }}
-[pipelines.clients]
-connection = "repsly"
-target = "repsly.clients"
-source = {{ kind = "s3", bucket = "{BUCKET}", prefix = "{PREFIX}", region = "us-east-1", endpoint = "{endpoint}", poll_interval = "200ms" }}
-batch = {{ max_rows = 25, max_wait = "100ms" }}
-files_in_flight = 2
-[pipelines.clients.fields]
-Code = {{ column = "Code", transform = ["trim"] }}
-Name = "Name"
-Email = "Email"
-"#,
-        dir = dir.display()
-    );
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 async fn wait_for_keys(
     c: &aws_sdk_s3::Client,
@@ -71,7 +36,7 @@ async fn objects_are_imported_moved_and_reported() {
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint);
+    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint, "");
     moto::put(&c, BUCKET, "incoming/good.csv", clean_rows("G", 60)).await;
     moto::put(
         &c,
@@ -123,7 +88,7 @@ async fn listing_follows_pages_past_a_thousand_keys() {
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint);
+    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint, "");
     let puts: Vec<_> = (0..1100)
         .map(|i| {
             let c = c.clone();
@@ -159,7 +124,7 @@ async fn listing_costs_about_one_call_per_poll_whatever_the_archive_holds() {
     put_many(&c, (0..500).map(|i| format!("{PREFIX}reports/old-{i:05}.summary.json"))).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint);
+    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint, "");
     let ops = with_server(&cfg);
     for i in 0..3 {
         moto::put(&c, BUCKET, &format!("{PREFIX}new-{i}.csv"), clean_rows(&format!("N{i}-"), 5))
@@ -189,8 +154,8 @@ async fn two_daemons_on_one_bucket_import_each_row_once() {
     })
     .await;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg_a = s3_config(a.path(), &sb.url, &moto.endpoint);
-    let cfg_b = s3_config(b.path(), &sb.url, &moto.endpoint);
+    let cfg_a = s3_config(a.path(), &sb.url, &moto.endpoint, "");
+    let cfg_b = s3_config(b.path(), &sb.url, &moto.endpoint, "");
     let first = Daemon::start_with(&cfg_a, AWS_ENV);
     let second = Daemon::start_with(&cfg_b, AWS_ENV);
     for f in 0..10 {
@@ -221,7 +186,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_respected() {
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint);
+    let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint, "");
     let now_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
             as u64;
@@ -259,7 +224,7 @@ async fn missing_credentials_give_one_clear_error() {
     let Some(moto) = Moto::start_or_skip().await else { return };
     moto.bucket(BUCKET).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = s3_config(dir.path(), "http://127.0.0.1:1", &moto.endpoint);
+    let cfg = s3_config(dir.path(), "http://127.0.0.1:1", &moto.endpoint, "");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(bin())
             .args(["check", "--connect", "--config"])
@@ -327,7 +292,7 @@ async fn a_connection_broken_mid_object_resumes_without_loss_or_duplicates() {
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let proxy = cutting_proxy(moto.endpoint.clone(), 300 * 1024).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = s3_config(dir.path(), &sb.url, &proxy);
+    let cfg = s3_config(dir.path(), &sb.url, &proxy, "");
     let text = std::fs::read_to_string(&cfg).unwrap().replace("max_rows = 25", "max_rows = 200");
     std::fs::write(&cfg, text).unwrap();
     // ~1.2 MB: the cut lands well inside the object.

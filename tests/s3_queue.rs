@@ -5,48 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::moto::{self, Moto, AWS_ENV};
+use common::moto::{self, s3_config, Moto, AWS_ENV};
 use common::*;
 use crm_ingest::sandbox::SandboxOptions;
 
 const BUCKET: &str = "drop";
 const PREFIX: &str = "incoming/";
-
-fn queue_config(dir: &Path, sandbox: &str, endpoint: &str, queue: &str) -> PathBuf {
-    let text = format!(
-        r#"
-state_dir = "{dir}/state"
-shutdown_timeout = "5s"
-[log]
-format = "json"
-[connections.repsly]
-kind = "repsly"
-base_url = "{sandbox}/v3"
-username = "sandbox"
-password = "sandbox"
-rate_limit = "1000/s"
-poll_interval = "20ms"
-[pipelines.clients]
-connection = "repsly"
-target = "repsly.clients"
-source = {{ kind = "s3", bucket = "{BUCKET}", prefix = "{PREFIX}", region = "us-east-1", endpoint = "{endpoint}", queue_url = "{queue}" }}
-batch = {{ max_rows = 5, max_wait = "100ms" }}
-files_in_flight = 2
-[pipelines.clients.fields]
-Code = "Code"
-Name = "Name"
-Email = "Email"
-"#,
-        dir = dir.display()
-    );
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn sqs(endpoint: &str) -> aws_sdk_sqs::Client {
     let creds = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests");
@@ -106,8 +72,10 @@ async fn two_replicas_fed_by_s3_events_import_each_object_once_and_empty_the_que
     let url = url.queue_url().unwrap().to_string();
     let sb = TestSandbox::start(SandboxOptions::default()).await;
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let configs: Vec<_> =
-        dirs.iter().map(|d| queue_config(d.path(), &sb.url, &moto.endpoint, &url)).collect();
+    let configs: Vec<_> = dirs
+        .iter()
+        .map(|d| s3_config(d.path(), &sb.url, &moto.endpoint, &format!(", queue_url = \"{url}\"")))
+        .collect();
     let ops: Vec<String> = configs.iter().map(|c| with_server(c)).collect();
     let daemons: Vec<_> = configs.iter().map(|c| Daemon::start_with(c, AWS_ENV)).collect();
     // Both have made their start-up listing: from now on only the events can find objects

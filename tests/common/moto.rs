@@ -2,6 +2,7 @@
 //! installs it), on a free port, stopped when dropped.
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,4 +103,40 @@ pub async fn keys(c: &Client, bucket: &str, prefix: &str) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// A Repsly pipeline over `s3://drop/incoming/` at `endpoint`; `source_extra` is added to the
+/// source table (`, queue_url = "..."`).
+pub fn s3_config(dir: &Path, sandbox: &str, endpoint: &str, source_extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+state_dir = "{dir}/state"
+shutdown_timeout = "5s"
+[log]
+format = "json"
+[connections.repsly]
+kind = "repsly"
+base_url = "{sandbox}/v3"
+username = "sandbox"
+password = "sandbox"
+rate_limit = "1000/s"
+poll_interval = "20ms"
+retry = {{ max_attempts = 10, initial_backoff = "10ms", max_backoff = "100ms" }}
+[pipelines.clients]
+connection = "repsly"
+target = "repsly.clients"
+source = {{ kind = "s3", bucket = "drop", prefix = "incoming/", region = "us-east-1", endpoint = "{endpoint}", poll_interval = "200ms"{source_extra} }}
+batch = {{ max_rows = 25, max_wait = "100ms" }}
+files_in_flight = 2
+[pipelines.clients.fields]
+Code = {{ column = "Code", transform = ["trim"] }}
+Name = "Name"
+Email = "Email"
+"#,
+        dir = dir.display()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
