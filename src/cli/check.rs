@@ -66,12 +66,20 @@ fn print_pipeline(p: &PipelineSettings) {
                 humantime::format_duration(f.settle)
             )
         }
-        SourceSettings::S3(s) => format!(
-            "s3://{}/{} (every {})",
-            s.bucket,
-            s.prefix,
-            humantime::format_duration(s.poll_interval)
-        ),
+        SourceSettings::S3(s) => match &s.queue_url {
+            Some(q) => format!(
+                "s3://{}/{} (S3 events from {q}; re-listed every {})",
+                s.bucket,
+                s.prefix,
+                humantime::format_duration(s.rescan_interval)
+            ),
+            None => format!(
+                "s3://{}/{} (listed every {})",
+                s.bucket,
+                s.prefix,
+                humantime::format_duration(s.poll_interval)
+            ),
+        },
     };
     let mode = match &p.target {
         crate::config::TargetSpec::PlannrImport { mode, .. } => format!(", mode {}", mode.as_str()),

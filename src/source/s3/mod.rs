@@ -291,6 +291,7 @@ impl S3Source {
     }
 
     /// One harmless list call, for `check --connect`.
+    /// With a queue, one attributes call on it too.
     pub async fn probe(&self) -> Result<(), String> {
         self.client
             .list_objects_v2()
@@ -299,10 +300,13 @@ impl S3Source {
             .max_keys(1)
             .send()
             .await
-            .map(|_| ())
             .map_err(|e| {
                 format!("s3://{}/{}: {}", self.settings.bucket, self.settings.prefix, describe(&e))
-            })
+            })?;
+        match &self.queue {
+            Some(q) => q.probe().await,
+            None => Ok(()),
+        }
     }
 }
 

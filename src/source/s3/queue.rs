@@ -127,6 +127,16 @@ impl Queue {
             .collect())
     }
 
+    /// One harmless call, for `check --connect`.
+    pub async fn probe(&self) -> Result<(), String> {
+        self.client.get_queue_attributes().queue_url(&self.url).send().await.map(|_| ()).map_err(
+            |e| {
+                let full = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                format!("{}: {}", self.url, full.replace('\n', " "))
+            },
+        )
+    }
+
     pub async fn delete(&self, receipt: &str) {
         let sent =
             self.client.delete_message().queue_url(&self.url).receipt_handle(receipt).send().await;
