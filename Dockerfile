@@ -4,16 +4,18 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Dependencies only: a stub crate with the real manifest.
+# Dependencies only: a stub crate with the real manifest (and stub bench/example targets,
+# which the manifest names; they are not built here).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && for b in hot_paths gen_clients raw_count; do echo 'fn main() {}' > "benches/$b.rs"; done \
+    && cargo build --release --locked --bin crm-ingest \
     && rm -rf src
 # The crate itself (config/ and examples/ are compiled in for `demo`).
 COPY src ./src
 COPY config ./config
 COPY examples ./examples
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin crm-ingest
 
 FROM debian:bookworm-slim
 RUN apt-get update \

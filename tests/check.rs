@@ -273,3 +273,10 @@ fn the_demo_config_parses() {
     let repsly = s.pipeline("repsly_clients").unwrap();
     assert!(repsly.fields.iter().any(|f| f.target == "CustomFields.Segment"));
 }
+
+#[test]
+fn the_scale_out_replica_config_passes() {
+    let (code, out, err) = check_path(Path::new("deploy/replica.toml"), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("shared by every replica") && out.contains("S3 events from"), "{out}");
+}
