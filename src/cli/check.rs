@@ -178,6 +178,7 @@ pub async fn connect(config: std::path::PathBuf) -> ExitCode {
                 s.clone(),
                 s.patterns.clone(),
                 &settings.state_dir,
+                crate::metrics::get(),
             )
             .await;
             match source.probe().await {

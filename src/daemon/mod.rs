@@ -251,8 +251,10 @@ async fn start(
                 }));
             }
             SourceSettings::S3(s) => {
+                let metrics = crate::metrics::get();
                 let source =
-                    S3Source::new(s.clone(), s.patterns.clone(), &settings.state_dir).await;
+                    S3Source::new(s.clone(), s.patterns.clone(), &settings.state_dir, metrics)
+                        .await;
                 // Reports go to `report_dir` when it is set, else up to `<prefix>reports/`
                 // from a staging folder in the state dir.
                 let upload = pipeline.report_dir.is_none();

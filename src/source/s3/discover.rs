@@ -133,10 +133,16 @@ impl S3Source {
     ) {
         let mut last_error = String::new();
         loop {
-            // Receive no more than can be started: a message waiting here is not renewed.
+            // Receive no more than can start now, so messages do not queue up here.
             let free = tokio::select! {
                 _ = cancel.cancelled() => return,
-                p = slots.acquire() => match p { Ok(p) => { drop(p); slots.available_permits() } Err(_) => return },
+                permit = slots.acquire() => match permit {
+                    Ok(permit) => {
+                        drop(permit);
+                        slots.available_permits()
+                    }
+                    Err(_) => return,
+                },
             };
             let received = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -175,7 +181,7 @@ impl S3Source {
     ) -> bool {
         let Some(events) = m.events else {
             tracing::warn!(message = %m.id, "a queue message that is no S3 event: deleted");
-            crate::metrics::get().queue_message("malformed");
+            self.metrics.queue_message("malformed");
             queue.delete(&m.receipt).await;
             return true;
         };
@@ -188,7 +194,7 @@ impl S3Source {
             .collect();
         let notice = Notice::new(queue, &m.receipt, names.len().max(1));
         if names.is_empty() {
-            crate::metrics::get().queue_message("ignored");
+            self.metrics.queue_message("ignored");
             notice.finished().await;
             return true;
         }
@@ -214,7 +220,7 @@ impl S3Source {
             Ok(Some(object)) => object,
             Ok(None) => {
                 tracing::debug!(file = %key, "named by an event but gone (finished already)");
-                crate::metrics::get().queue_message("ignored");
+                self.metrics.queue_message("ignored");
                 notice.finished().await;
                 return true;
             }
@@ -225,9 +231,9 @@ impl S3Source {
             }
         };
         match self.claim(object, permit, Some(notice.clone()), tx).await {
-            Claim::Sent => crate::metrics::get().queue_message("taken"),
+            Claim::Sent => self.metrics.queue_message("taken"),
             Claim::Busy | Claim::Gone => {
-                crate::metrics::get().queue_message("ignored");
+                self.metrics.queue_message("ignored");
                 notice.finished().await;
             }
             Claim::Leased | Claim::Failed => notice.put_back(RECHECK).await,

@@ -63,6 +63,8 @@ pub struct S3Source {
     pub in_flight: Arc<Mutex<HashSet<String>>>,
     /// SQS discovery, when `queue_url` is set.
     queue: Option<queue::Queue>,
+    /// Where listings and queue messages are counted.
+    metrics: &'static crate::metrics::Metrics,
 }
 
 /// The HTTP status of a failed S3 call, when it got that far.
@@ -108,7 +110,12 @@ fn encode_key(key: &str) -> String {
 impl S3Source {
     /// Builds the client from the standard AWS chain (env, profile, web identity, instance
     /// metadata), with `endpoint` and path-style addressing for S3-compatible stores.
-    pub async fn new(settings: S3Settings, patterns: Vec<glob::Pattern>, state_dir: &Path) -> Self {
+    pub async fn new(
+        settings: S3Settings,
+        patterns: Vec<glob::Pattern>,
+        state_dir: &Path,
+        metrics: &'static crate::metrics::Metrics,
+    ) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -139,7 +146,7 @@ impl S3Source {
             owner: lease::owner_id(state_dir),
             ttl: LEASE_TTL,
         };
-        Self { settings, client, leases, patterns, in_flight: Arc::default(), queue }
+        Self { settings, client, leases, patterns, in_flight: Arc::default(), queue, metrics }
     }
 
     fn wants(&self, name: &str) -> bool {
@@ -172,7 +179,7 @@ impl S3Source {
             .send();
         let mut out = Vec::new();
         let mut calls = 0;
-        let counted = |calls| crate::metrics::get().s3_listing(&self.settings.bucket, calls);
+        let counted = |calls| self.metrics.s3_listing(&self.settings.bucket, calls);
         while let Some(page) = pages.next().await {
             calls += 1;
             let page = page.map_err(|e| {
