@@ -44,7 +44,8 @@ def config(bench_dir, sandbox, rate, ops):
     text = open(os.path.join(ROOT, "benches", "bench.toml")).read()
     for k, v in {"BENCH_DIR": bench_dir, "SANDBOX_URL": sandbox, "RATE": rate, "OPS_LISTEN": ops}.items():
         text = text.replace("${" + k + "}", v)
-    os.makedirs(bench_dir, exist_ok=True)
+    # The folder source must exist before the daemon starts.
+    os.makedirs(os.path.join(bench_dir, "inbox"), exist_ok=True)
     path = os.path.join(bench_dir, "bench.toml")
     open(path, "w").write(text)
     return path
