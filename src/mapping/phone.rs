@@ -59,11 +59,20 @@ pub fn to_e164(text: &str, default: Region) -> Option<String> {
     fast(text, default).or_else(|| full(text, default))
 }
 
+/// The fewest digits a phone number has (national numbers of four digits exist).
+const MIN_DIGITS: usize = 4;
+
 /// libphonenumber's parse: valid numbers only (`+<digits>`).
 #[inline(never)]
 pub fn full(text: &str, default: Region) -> Option<String> {
     let text = super::text::trim(text);
     if text.is_empty() || text.len() > 40 {
+        return None;
+    }
+    // No phone number anywhere has fewer than four digits: text like "call the office" is
+    // refused here, without loading libphonenumber's metadata (tens of milliseconds and
+    // several MiB, once) or paying for its parse.
+    if text.chars().filter(|c| c.is_numeric()).count() < MIN_DIGITS {
         return None;
     }
     let country = default.code.parse::<phonenumber::country::Id>().ok();
