@@ -135,8 +135,10 @@ impl S3Source {
             if shared.region().is_none() {
                 conf = conf.region(aws_config::Region::new("us-east-1"));
             }
+            // With an S3-compatible store, the queue is served where its URL says (the same
+            // server as S3 for moto or LocalStack, another one for ElasticMQ).
             if let Some(endpoint) = &settings.endpoint {
-                conf = conf.endpoint_url(endpoint);
+                conf = conf.endpoint_url(queue::origin(&url).unwrap_or_else(|| endpoint.clone()));
             }
             queue::Queue { client: aws_sdk_sqs::Client::from_conf(conf.build()), url }
         });

@@ -221,6 +221,16 @@ pub fn parse(body: &str) -> Option<Vec<Event>> {
     )
 }
 
+/// `scheme://host:port` of a queue URL.
+pub fn origin(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let host = u.host_str()?;
+    Some(match u.port() {
+        Some(port) => format!("{}://{host}:{port}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    })
+}
+
 /// Event keys are form-encoded: `+` is a space, `%2B` a plus.
 fn decode_key(key: &str) -> String {
     let spaced = key.replace('+', " ");
@@ -249,5 +259,13 @@ mod tests {
         assert_eq!(parse(&sns).unwrap(), events);
         assert_eq!(parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#), Some(vec![]));
         assert_eq!(parse("not json"), None);
+    }
+
+    #[test]
+    fn a_queue_is_served_from_its_own_origin() {
+        let url = "http://elasticmq:9324/000000000000/drops";
+        assert_eq!(origin(url).as_deref(), Some("http://elasticmq:9324"));
+        let aws = "https://sqs.eu-west-2.amazonaws.com/123456789012/drops";
+        assert_eq!(origin(aws).as_deref(), Some("https://sqs.eu-west-2.amazonaws.com"));
     }
 }
