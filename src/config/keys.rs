@@ -51,6 +51,7 @@ const PIPELINE: &[&str] = &[
     "report_dir",
     "csv",
     "files_in_flight",
+    "duplicates",
     "fields",
 ];
 const SOURCE: &[&str] = &[
@@ -90,7 +91,9 @@ fn known(path: &[&str]) -> Option<&'static [&'static str]> {
         ["pipelines", _] => PIPELINE,
         ["pipelines", _, "source"] => SOURCE,
         ["pipelines", _, "batch"] => &["max_rows", "max_wait"],
-        ["pipelines", _, "csv"] => &["delimiter", "encoding", "max_record_bytes", "sheet"],
+        ["pipelines", _, "csv"] => {
+            &["delimiter", "encoding", "max_record_bytes", "sheet", "header_row"]
+        }
         ["pipelines", _, "fields"] | ["pipelines", _, "fields", "CustomFields"] => return None,
         ["pipelines", _, "fields", ..] => FIELD,
         _ => return None,

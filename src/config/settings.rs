@@ -220,6 +220,8 @@ pub enum Delimiter {
 pub enum Encoding {
     Utf8,
     Windows1252,
+    /// Mac Roman.
+    Macintosh,
     Auto,
 }
 
@@ -231,6 +233,17 @@ pub struct CsvSettings {
     pub max_record_bytes: usize,
     /// The sheet of a workbook to read (`None`: the first).
     pub sheet: Option<String>,
+    /// Which line is the header (`header_row`).
+    pub header_row: HeaderRow,
+}
+
+/// `header_row`: a line number (1-based, as `_line` counts), or the first of the first 20
+/// lines that holds every mapped column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderRow {
+    #[default]
+    Auto,
+    Line(u64),
 }
 
 impl Default for CsvSettings {
@@ -240,6 +253,7 @@ impl Default for CsvSettings {
             encoding: Encoding::Auto,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             sheet: None,
+            header_row: HeaderRow::Auto,
         }
     }
 }
@@ -256,6 +270,18 @@ pub struct PipelineSettings {
     pub csv: CsvSettings,
     pub fields: Vec<FieldSettings>,
     pub files_in_flight: usize,
+    /// Rows of one file naming the same person (Plannr `store` imports): refused or allowed.
+    pub duplicates: Duplicates,
+}
+
+/// `duplicates` of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplicates {
+    /// A Plannr `store` row naming the person an earlier row named fails at `validate`.
+    #[default]
+    Refuse,
+    /// `duplicates = "allow"`: every row is sent.
+    Allow,
 }
 
 impl PipelineSettings {

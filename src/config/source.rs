@@ -31,10 +31,11 @@ impl Ctx<'_> {
         }
     }
 
-    /// `pattern`: default `*.csv`, `*.csv.gz` and `*.xlsx`.
+    /// `pattern`: default `*.csv`, `*.csv.gz`, `*.tsv`, `*.txt` and every workbook kind
+    /// (SPEC §4).
     fn patterns(&mut self, pname: &str, raw: &RawSource, span: Range<usize>) -> Vec<glob::Pattern> {
         let texts = raw.pattern.clone().map_or_else(
-            || vec!["*.csv".into(), "*.csv.gz".into(), "*.xlsx".into()],
+            || DEFAULT_PATTERNS.iter().map(|p| p.to_string()).collect(),
             OneOrMany::into_vec,
         );
         let mut patterns = Vec::new();
@@ -148,3 +149,7 @@ impl Ctx<'_> {
         }
     }
 }
+
+/// What a folder or bucket picks up when `pattern` is not set.
+pub const DEFAULT_PATTERNS: [&str; 9] =
+    ["*.csv", "*.csv.gz", "*.tsv", "*.txt", "*.xlsx", "*.xlsm", "*.xlsb", "*.xls", "*.ods"];

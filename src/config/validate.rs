@@ -337,6 +337,19 @@ impl<'a> Ctx<'a> {
             .value(&format!("pipelines.{pname}.files_in_flight"), &raw.files_in_flight)
             .unwrap_or(DEFAULT_FILES_PER_PIPELINE)
             .max(1);
+        let duplicates = match raw.duplicates.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
+            None | Some(("refuse", _)) => Duplicates::Refuse,
+            Some(("allow", _)) => Duplicates::Allow,
+            Some((other, span)) => {
+                self.problem(
+                    span,
+                    format!(
+                        "pipeline `{pname}`: duplicates `{other}` is not \"allow\" or \"refuse\""
+                    ),
+                );
+                Duplicates::Refuse
+            }
+        };
         Some(PipelineSettings {
             name: pname,
             connection: connection?,
@@ -347,6 +360,7 @@ impl<'a> Ctx<'a> {
             csv,
             fields,
             files_in_flight,
+            duplicates,
         })
     }
 
@@ -451,13 +465,24 @@ impl<'a> Ctx<'a> {
                 }
             };
         }
+        if let Some(h) = &raw.header_row {
+            csv.header_row = match h.get_ref() {
+                toml::Value::String(s) if s == "auto" => HeaderRow::Auto,
+                toml::Value::Integer(n) if *n >= 1 => HeaderRow::Line(n.unsigned_abs()),
+                other => {
+                    self.problem(h.span(), format!("pipeline `{pname}`: header_row `{other}` must be a line number (1 or more) or \"auto\""));
+                    HeaderRow::Auto
+                }
+            };
+        }
         if let Some(e) = &raw.encoding {
             csv.encoding = match e.get_ref().to_ascii_lowercase().as_str() {
                 "utf-8" | "utf8" => Encoding::Utf8,
                 "windows-1252" | "cp1252" | "latin1" | "iso-8859-1" => Encoding::Windows1252,
+                "macintosh" | "mac-roman" | "macroman" | "x-mac-roman" => Encoding::Macintosh,
                 "auto" => Encoding::Auto,
                 other => {
-                    self.problem(e.span(), format!("pipeline `{pname}`: encoding `{other}` is not utf-8, windows-1252 or auto"));
+                    self.problem(e.span(), format!("pipeline `{pname}`: encoding `{other}` is not utf-8, windows-1252, macintosh or auto"));
                     Encoding::Auto
                 }
             };

@@ -162,6 +162,7 @@ pub fn write_failure_summary(
         started_at: now.clone(),
         finished_at: now,
         rows,
+        lines: Default::default(),
         failed_by_stage,
         remote_jobs: Default::default(),
         report,

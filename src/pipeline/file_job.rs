@@ -17,7 +17,7 @@ use super::resume::ResumedJobs;
 use super::settle::{self, Reports, SettleMsg, Settled, Settler};
 use super::stages::{self, Mapping, ReadEnd, RouteEnd, Routes, MAP_TASKS};
 use crate::config::PipelineSettings;
-use crate::csvio::{BlockPool, CsvFile, FileError, BLOCK_ROWS};
+use crate::csvio::{BlockPool, CsvFile, FileError, LineCounts, BLOCK_ROWS};
 use crate::delivery::{Adapter, Connection, Engine, Settle, Window, WindowEnd};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
@@ -83,6 +83,7 @@ pub async fn process_file(
     let resume = ledger.as_ref().and_then(|l| l.resume.clone());
     let on_ledger = ledger.as_ref().map(|l| (l.ledger.clone(), l.file_id));
     let jobs = Arc::new(FileJobs::new(display_name, on_ledger, resume.as_ref()));
+    let mut lines = LineCounts::default();
     let (ran, samples) = match open(ctx, input).await {
         Ok((file, mapper)) => {
             if let Ok(mut g) = progress.bytes_read.lock() {
@@ -94,7 +95,9 @@ pub async fn process_file(
             let settler =
                 settler(ctx, &stem, &file, progress.clone(), display_name, ledger.as_ref())?;
             let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref() };
-            let (settled, read_error, samples) = run.stream(file, mapper, settler).await?;
+            let (settled, read_end, samples) = run.stream(file, mapper, settler).await?;
+            lines = read_end.lines;
+            let read_error = read_end.error;
             // A broken source connection is not the file's fault: it is read again later.
             let read_error = read_error.filter(|e| !matches!(e, FileError::Interrupted { .. }));
             let error = settled.gap.clone().or(read_error.map(|e| e.to_string()));
@@ -111,6 +114,7 @@ pub async fn process_file(
         started_at,
         finished_at: report::now_rfc3339(),
         rows: settled.counts,
+        lines,
         failed_by_stage: settled.failed_by_stage,
         remote_jobs: jobs.summary(),
         report: settled.report.as_deref().map(report::file_name),
@@ -174,8 +178,11 @@ fn settler(
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
 async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), String> {
-    let file = input.open(&ctx.pipeline.csv).await?;
     let schema = schema_for(&ctx.pipeline.target.name());
+    let fields = &ctx.pipeline.fields;
+    // `header_row = "auto"`: the line whose cells serve the whole mapping.
+    let is_header = |cells: &[String]| Mapper::compile(fields, schema, cells).is_ok();
+    let file = input.open(&ctx.pipeline.csv, &is_header).await?;
     let mapper = Mapper::compile(&ctx.pipeline.fields, schema, &file.dialect.header)
         .map_err(|e| e.to_string())?;
     Ok((file, mapper))
@@ -195,7 +202,7 @@ impl Run<'_> {
         file: CsvFile,
         mapper: Mapper,
         settler: Settler,
-    ) -> std::io::Result<(Settled, Option<FileError>, Vec<serde_json::Value>)> {
+    ) -> std::io::Result<(Settled, ReadEnd, Vec<serde_json::Value>)> {
         let ctx = self.ctx;
         let budget = RowBudget::new(self.budget_units());
         let (settle_tx, settled) = settle::spawn(settler.with_budget(budget.clone()));
@@ -208,6 +215,7 @@ impl Run<'_> {
         let mapping = Arc::new(Mapping {
             encoding: file.dialect.encoding,
             width: file.dialect.header.len(),
+            short_rows: file.dialect.from_workbook,
             mapper,
             target: ctx.target.clone(),
             dry_run: ctx.connection.is_none(),
@@ -242,7 +250,7 @@ impl Run<'_> {
         if !interrupted && (route.crashed || window.crashed_batches > 0) && settled.gap.is_none() {
             settled.gap = Some("an internal error stopped the processing of some rows; they are in the errors report as unprocessed, and the file is kept in failed/".into());
         }
-        Ok((settled, read.error, route.samples))
+        Ok((settled, read, route.samples))
     }
 
     /// The window of batches in flight, when there is a connection (not a dry run).

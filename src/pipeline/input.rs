@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::config::CsvSettings;
-use crate::csvio::{BoxRead, CsvFile};
+use crate::csvio::{BoxRead, CsvFile, HeaderTest};
 
 /// A remote object that can be streamed from its start (again, after a broken connection).
 pub trait RemoteFile: Send + Sync {
@@ -39,18 +39,24 @@ impl Input {
         }
     }
 
-    fn xlsx(&self) -> bool {
+    /// A workbook (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`, `.ods`), by its name.
+    fn workbook(&self) -> bool {
         let name = match self {
             Input::Local(p) => p.to_string_lossy().into_owned(),
             Input::Remote(r) => r.name().to_string(),
         };
-        name.to_ascii_lowercase().ends_with(".xlsx")
+        crate::csvio::workbook::is_workbook(&name)
     }
 
-    /// Opens the bytes and reads the header; a workbook's sheet is read as CSV.
-    pub async fn open(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
-        if self.xlsx() {
-            return self.open_workbook(settings).await;
+    /// Opens the bytes and reads the header (see [`CsvFile::from_stream`] for `is_header`);
+    /// a workbook's sheet is read as CSV.
+    pub async fn open(
+        &self,
+        settings: &CsvSettings,
+        is_header: HeaderTest<'_>,
+    ) -> Result<CsvFile, String> {
+        if self.workbook() {
+            return self.open_workbook(settings, is_header).await;
         }
         match self {
             Input::Local(p) => {
@@ -59,13 +65,13 @@ impl Input {
                     .map_err(|e| format!("cannot open the file: {e}"))?;
                 let follow = super::follow::Follow::new(file, p.clone());
                 let size = self.size();
-                CsvFile::from_raw(Box::pin(follow), self.gz(), settings, size)
+                CsvFile::from_raw(Box::pin(follow), self.gz(), settings, is_header, size)
                     .await
                     .map_err(|e| e.to_string())
             }
             Input::Remote(r) => {
                 let stream = r.open().await?;
-                CsvFile::from_raw(stream, self.gz(), settings, Some(r.size()))
+                CsvFile::from_raw(stream, self.gz(), settings, is_header, Some(r.size()))
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -76,7 +82,11 @@ impl Input {
 impl Input {
     /// A workbook needs its whole file at hand (its index is at the end): a remote one is
     /// first copied to a temp file.
-    async fn open_workbook(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
+    async fn open_workbook(
+        &self,
+        settings: &CsvSettings,
+        is_header: HeaderTest<'_>,
+    ) -> Result<CsvFile, String> {
         let (path, _keep) = match self {
             Input::Local(p) => (p.clone(), None),
             Input::Remote(r) => {
@@ -88,10 +98,12 @@ impl Input {
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
-        let file = std::fs::File::open(&path).map_err(|e| format!("cannot open the file: {e}"))?;
-        let stream = crate::csvio::workbook::open(file, settings.sheet.clone());
+        let (stream, errors) = crate::csvio::workbook::open(&path, settings.sheet.clone())?;
         let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        CsvFile::from_stream(stream, settings, bytes_read, 1 << 20).await.map_err(|e| e.to_string())
+        let file = CsvFile::from_stream(stream, settings, is_header, bytes_read, 1 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(file.with_cell_errors(errors))
     }
 }
 

@@ -15,7 +15,7 @@ use super::budget::RowBudget;
 use super::map_block::{BlockMapper, MappedBlock};
 use super::resume::{Met, ResumedJobs};
 use super::settle::SettleMsg;
-use crate::csvio::{BlockPool, CsvFile, FileEncoding, FileError, RowBlock};
+use crate::csvio::{BlockPool, CsvFile, FileEncoding, FileError, LineCounts, RowBlock};
 use crate::delivery::Earlier;
 use crate::mapping::Mapper;
 use crate::row::{MappedRow, Outcome};
@@ -33,6 +33,14 @@ pub struct ReadEnd {
     pub stopped: bool,
     /// Data rows read (those below the checkpoint included).
     pub rows_read: u64,
+    /// Lines that were not records.
+    pub lines: LineCounts,
+}
+
+impl ReadEnd {
+    fn of(file: &CsvFile, error: Option<FileError>, stopped: bool) -> Self {
+        Self { error, stopped, rows_read: file.rows_read(), lines: file.lines() }
+    }
 }
 
 /// Reads blocks until the end, an error or `stop`. Rows below `skip_below` are skipped
@@ -48,7 +56,7 @@ pub async fn read(
     loop {
         let (block, status) = tokio::select! {
             biased;
-            _ = stop.cancelled() => return ReadEnd { error: None, stopped: true, rows_read: file.rows_read() },
+            _ = stop.cancelled() => return ReadEnd::of(&file, None, true),
             next = file.next_block(skip_below, pool.take()) => next,
         };
         if !block.is_empty() {
@@ -60,20 +68,16 @@ pub async fn read(
                 granted = budget.take(units) => granted,
             };
             if !granted {
-                return ReadEnd { error: None, stopped: true, rows_read: file.rows_read() };
+                return ReadEnd::of(&file, None, true);
             }
             if out.send(block).await.is_err() {
-                return ReadEnd { error: None, stopped: false, rows_read: file.rows_read() };
+                return ReadEnd::of(&file, None, false);
             }
         }
         match status {
             Ok(true) => {}
-            Ok(false) => {
-                return ReadEnd { error: None, stopped: false, rows_read: file.rows_read() }
-            }
-            Err(e) => {
-                return ReadEnd { error: Some(e), stopped: false, rows_read: file.rows_read() }
-            }
+            Ok(false) => return ReadEnd::of(&file, None, false),
+            Err(e) => return ReadEnd::of(&file, Some(e), false),
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct Mapping {
     pub target: Arc<dyn Target>,
     pub encoding: FileEncoding,
     pub width: usize,
+    /// A workbook's rows may stop before the header's last column.
+    pub short_rows: bool,
     pub dry_run: bool,
 }
 
@@ -126,6 +132,7 @@ pub async fn route(
                     target: m.target.as_ref(),
                     encoding: m.encoding,
                     width: m.width,
+                    short_rows: m.short_rows,
                     dry_run: m.dry_run,
                 };
                 let mapped = mapper.map(&block);

@@ -25,7 +25,9 @@ pub fn shorten(name: &str, max: usize) -> String {
 /// `clients.csv.gz` -> `clients` (shortened to [`STEM_MAX`] bytes).
 pub fn stem_of(file_name: &str) -> String {
     let lower = file_name.to_ascii_lowercase();
-    for ext in [".csv.gz", ".csv", ".xlsx", ".gz", ".txt"] {
+    let exts =
+        [".csv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".gz", ".txt"];
+    for ext in exts {
         if lower.ends_with(ext) && file_name.len() > ext.len() {
             return shorten(&file_name[..file_name.len() - ext.len()], STEM_MAX);
         }
