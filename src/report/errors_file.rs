@@ -197,7 +197,7 @@ impl ErrorsFile {
             return Ok(Some(self.target.clone()));
         }
         drop(file);
-        let widened = temp_beside(&self.target);
+        let widened = self.partial.with_extension("widened");
         let result = self.widen(&widened);
         if result.is_err() {
             let _ = std::fs::remove_file(&widened);
