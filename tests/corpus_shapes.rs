@@ -359,3 +359,46 @@ async fn the_daemon_picks_up_every_kind_and_sets_hostile_workbooks_aside_on_the_
         assert_eq!(received.get(code), Some(&1), "{code}: {received:?}");
     }
 }
+
+/// Five Plannr clients; line 5 names the person of line 2 (in other case and spacing), line 6
+/// shares a name with line 2 but not the birth date.
+const PERSONS: &str = "First Name,Surname,Email,Welcome,DOB\n\
+                       Ann,Lee,ann@example.com,no,01/02/1980\n\
+                       Bob,Ray,bob@example.com,no,03/04/1975\n\
+                       Cy,Tan,cy@example.com,no,\n\
+                       ANN , lee,ann2@example.com,no,01/02/1980\n\
+                       Ann,Lee,ann3@example.com,no,02/02/1980\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plannr_store_row_naming_an_earlier_person_fails_unless_allowed() {
+    let sb = TestSandbox::start(crm_ingest::sandbox::SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::plannr::config(dir.path(), &sb.url, "store", "sandbox-token");
+    let file = dir.path().join("people.csv");
+    std::fs::write(&file, PERSONS).unwrap();
+    let (code, out) = common::plannr::once(&config, "clients", dir.path(), &file).await;
+    assert_eq!(code, 1, "{out}");
+    let reports = dir.path().join("reports");
+    assert_eq!(rows(&summary_of(&reports, "people")), (5, 4, 1), "{out}");
+    let report = read_report(&reports.join("people.errors.csv"));
+    assert_eq!(report.len(), 2, "{report:?}");
+    assert_eq!((report[1][5].as_str(), report[1][6].as_str()), ("5", "validate"));
+    assert!(report[1][8].starts_with("same person as line 2"), "{:?}", report[1]);
+    let stored = common::plannr::stored(&sb.records().await);
+    assert_eq!(
+        stored,
+        ["ann3@example.com", "ann@example.com", "bob@example.com", "cy@example.com"]
+    );
+
+    // `duplicates = "allow"`: every row goes.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "target = \"plannr.import.clients\"",
+        "target = \"plannr.import.clients\"\nduplicates = \"allow\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let again = dir.path().join("people2.csv");
+    std::fs::write(&again, PERSONS.replace("@example", "@again.example")).unwrap();
+    let (code, out) = common::plannr::once(&config, "clients", dir.path(), &again).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(rows(&summary_of(&reports, "people2")), (5, 5, 0), "{out}");
+}

@@ -465,6 +465,38 @@ impl Mapper {
     }
 }
 
+/// The fields that name a person to Plannr's duplicate check: first name, last name and date
+/// of birth, by their index in [`Mapper::fields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonFields([usize; 3]);
+
+/// The target fields Plannr compares, case-insensitively, to flag a "Potential Duplicate".
+pub const PERSON_FIELDS: [&str; 3] = ["first_name", "last_name", "date_of_birth"];
+
+impl PersonFields {
+    /// The three fields when the mapping has them all.
+    pub fn of(fields: &[CompiledField]) -> Option<Self> {
+        let at = |name: &str| fields.iter().position(|f| f.name == name);
+        Some(Self([at(PERSON_FIELDS[0])?, at(PERSON_FIELDS[1])?, at(PERSON_FIELDS[2])?]))
+    }
+
+    /// A hash of the row's person (the three values trimmed and lowercased); `None` when one
+    /// of them is empty (no duplicate is claimed on a part of the key).
+    pub fn hash(self, values: &Mapped<'_>) -> Option<u64> {
+        let mut key = String::with_capacity(64);
+        for i in self.0 {
+            let Some(Some(Value::Text(v))) = values.get(i) else { return None };
+            let v = v.trim();
+            if v.is_empty() {
+                return None;
+            }
+            key.extend(v.chars().flat_map(char::to_lowercase));
+            key.push('\u{1F}');
+        }
+        Some(xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+    }
+}
+
 /// The texts a field's settings write into values as they are.
 fn literals_of(f: &FieldSettings) -> impl Iterator<Item = &str> {
     let source: Vec<&str> = match &f.source {
@@ -616,6 +648,24 @@ mod tests {
         // And the other way round: an NFD name in the config finds an NFC header.
         let fields = vec![field("Code", "ID", &[], &[]), field("Name", nfd, &[], &[])];
         assert!(Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["ID", "Société"])).is_ok());
+    }
+
+    #[test]
+    fn a_person_is_the_same_whatever_the_case_and_spaces() {
+        let f = |t: &str| field(t, t, &[], &[]);
+        let fields = vec![f("first_name"), f("last_name"), f("email"), f("date_of_birth")];
+        let h = header(&["first_name", "last_name", "email", "date_of_birth"]);
+        let m = Mapper::compile(&fields, crate::schema::PLANNR_CLIENTS, &h).unwrap();
+        let person = PersonFields::of(m.fields()).unwrap();
+        let hash = |cells: Vec<&'static str>| person.hash(&m.map(&Row(cells)).unwrap());
+        let a = hash(vec!["Zoë", "Smith", "a@x.example", "01/02/1980"]);
+        assert!(a.is_some());
+        assert_eq!(a, hash(vec![" ZOË ", "smith", "b@x.example", "01/02/1980"]));
+        assert_ne!(a, hash(vec!["Zoë", "Smith", "", "02/02/1980"]));
+        assert_eq!(hash(vec!["Zoë", "Smith", "", ""]), None, "no birth date, no claim");
+        let no_dob = vec![f("first_name"), f("last_name")];
+        let m = Mapper::compile(&no_dob, crate::schema::PLANNR_CLIENTS, &h).unwrap();
+        assert_eq!(PersonFields::of(m.fields()), None);
     }
 
     #[test]

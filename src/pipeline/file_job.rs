@@ -16,7 +16,7 @@ use super::progress::Progress;
 use super::resume::ResumedJobs;
 use super::settle::{self, Reports, SettleMsg, Settled, Settler};
 use super::stages::{self, Mapping, ReadEnd, RouteEnd, Routes, MAP_TASKS};
-use crate::config::PipelineSettings;
+use crate::config::{Duplicates, ImportMode, PipelineSettings, TargetSpec};
 use crate::csvio::{BlockPool, CsvFile, FileError, LineCounts, BLOCK_ROWS};
 use crate::delivery::{Adapter, Connection, Engine, Settle, Window, WindowEnd};
 use crate::ledger::{Ledger, Resume};
@@ -216,6 +216,9 @@ impl Run<'_> {
             encoding: file.dialect.encoding,
             width: file.dialect.header.len(),
             short_rows: file.dialect.from_workbook,
+            persons: refuses_repeated_persons(&ctx.pipeline)
+                .then(|| crate::mapping::PersonFields::of(mapper.fields()))
+                .flatten(),
             mapper,
             target: ctx.target.clone(),
             dry_run: ctx.connection.is_none(),
@@ -297,6 +300,16 @@ impl Run<'_> {
         let batches = 2 * window * ctx.pipeline.batch.max_rows;
         batches.max((MAP_TASKS + 1) * BLOCK_ROWS)
     }
+}
+
+/// Plannr `store` imports of clients refuse a row naming the person an earlier row of the
+/// file named (Plannr would flag a duplicate and has no merge), unless `duplicates = "allow"`.
+fn refuses_repeated_persons(pipeline: &PipelineSettings) -> bool {
+    let store_clients = matches!(
+        &pipeline.target,
+        TargetSpec::PlannrImport { import_type, mode: ImportMode::Store } if import_type == "clients"
+    );
+    store_clients && pipeline.duplicates == Duplicates::Refuse
 }
 
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.

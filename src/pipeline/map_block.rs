@@ -4,7 +4,7 @@
 
 use super::budget::RowBudget;
 use crate::csvio::{FileEncoding, RowBlock};
-use crate::mapping::Mapper;
+use crate::mapping::{Mapper, PersonFields};
 use crate::row::{Failure, MappedRow, SourceRow, Stage};
 use crate::targets::{Escapes, Target};
 
@@ -22,6 +22,17 @@ pub struct MappedBlock {
     pub samples: Vec<Vec<u8>>,
     /// Mapping stopped on an internal error: the block's rows are reported `unprocessed`.
     pub crashed: bool,
+    /// The valid rows that name a person (when duplicates are refused), in order.
+    pub persons: Vec<Person>,
+}
+
+/// A valid row's person, for the check that no two rows of a file name the same one.
+pub struct Person {
+    pub seq: u64,
+    pub line: u64,
+    pub hash: u64,
+    /// The row itself in a dry run (whose valid rows are not kept otherwise), to report it.
+    pub source: Option<SourceRow>,
 }
 
 /// What every block is mapped with.
@@ -34,6 +45,8 @@ pub struct BlockMapper<'a> {
     pub width: usize,
     pub short_rows: bool,
     pub dry_run: bool,
+    /// The person fields, when rows naming the same person are refused.
+    pub persons: Option<PersonFields>,
 }
 
 impl BlockMapper<'_> {
@@ -68,6 +81,7 @@ impl BlockMapper<'_> {
             ready: Vec::with_capacity(if self.dry_run { 0 } else { rows.len() }),
             samples: Vec::new(),
             crashed: false,
+            persons: Vec::new(),
         }
     }
 
@@ -96,6 +110,12 @@ impl BlockMapper<'_> {
                             .then(|| (target.key(fields, &values), target.group(fields, &values))))
                     }),
             };
+            if let (Ok(_), Some(p)) = (&result, self.persons) {
+                if let Some(hash) = p.hash(&values) {
+                    let source = self.dry_run.then(|| block.source_row(row));
+                    out.persons.push(Person { seq: row.seq, line: row.line, hash, source });
+                }
+            }
             match result {
                 Err(f) => out.failed.push((block.source_row(row), f)),
                 Ok(Some((key, group))) => out.ready.push(MappedRow {

@@ -98,6 +98,8 @@ pub struct Mapping {
     /// A workbook's rows may stop before the header's last column.
     pub short_rows: bool,
     pub dry_run: bool,
+    /// Rows naming a person an earlier row named fail (Plannr `store` clients).
+    pub persons: Option<crate::mapping::PersonFields>,
 }
 
 /// How routing ended.
@@ -122,6 +124,7 @@ pub async fn route(
     stop: CancellationToken,
 ) -> RouteEnd {
     let mut end = RouteEnd::default();
+    let mut persons = SeenPersons::default();
     let mut mapped = std::pin::pin!(ReceiverStream::new(blocks)
         .map(|block| {
             let (mapping, pool) = (mapping.clone(), pool.clone());
@@ -134,6 +137,7 @@ pub async fn route(
                     width: m.width,
                     short_rows: m.short_rows,
                     dry_run: m.dry_run,
+                    persons: m.persons,
                 };
                 let mapped = mapper.map(&block);
                 pool.give(block);
@@ -152,6 +156,7 @@ pub async fn route(
             return end;
         };
         end.crashed |= block.crashed;
+        let block = persons.refuse_repeats(block);
         let sent = if mapping.dry_run {
             dry_run(block, &mapping, &routes, &budget, &mut end.samples).await
         } else {
@@ -232,4 +237,69 @@ async fn send(
         }
     }
     true
+}
+
+/// Persons kept for the duplicate check: a hash and a line each (~20 bytes), so about 10 MiB
+/// at most. Past this many, rows are still checked against those kept, and new persons are
+/// not remembered.
+pub const MAX_PERSONS: usize = 500_000;
+
+/// The persons the rows of a file named so far (Plannr `store` clients), by hash: the line
+/// that named each first. Rows settled by an earlier run (below a checkpoint) are not read
+/// again, so after a restart only the rows read since are compared.
+#[derive(Default)]
+struct SeenPersons {
+    first_line: std::collections::HashMap<u64, u64>,
+    full: bool,
+}
+
+impl SeenPersons {
+    /// Moves the block's rows that name a person an earlier row named to its failures.
+    fn refuse_repeats(&mut self, mut block: MappedBlock) -> MappedBlock {
+        if block.persons.is_empty() {
+            return block;
+        }
+        let mut repeats = std::collections::HashMap::new();
+        for person in std::mem::take(&mut block.persons) {
+            match self.first_line.get(&person.hash) {
+                Some(&first) => {
+                    repeats.insert(person.seq, (first, person.source));
+                }
+                None if self.first_line.len() < MAX_PERSONS => {
+                    self.first_line.insert(person.hash, person.line);
+                }
+                None => {
+                    if !std::mem::replace(&mut self.full, true) {
+                        tracing::warn!(kept = MAX_PERSONS, "more persons in this file than the duplicate check keeps; later ones are checked against the first only");
+                    }
+                }
+            }
+        }
+        if repeats.is_empty() {
+            return block;
+        }
+        let failure = |first: u64| {
+            let fields = crate::mapping::PERSON_FIELDS.join(";");
+            let message = format!("same person as line {first} (first name, last name and date of birth): Plannr would create a second client, and it has no merge; remove the row, or set duplicates = \"allow\" for this pipeline");
+            crate::row::Failure {
+                stage: crate::row::Stage::Validate,
+                fields: vec![fields],
+                messages: vec![message],
+            }
+        };
+        let ready = std::mem::take(&mut block.ready);
+        for row in ready {
+            match repeats.remove(&row.source.seq) {
+                Some((first, _)) => block.failed.push((row.source, failure(first))),
+                None => block.ready.push(row),
+            }
+        }
+        for (_, (first, source)) in repeats {
+            if let Some(source) = source {
+                block.failed.push((source, failure(first)));
+            }
+        }
+        block.failed.sort_by_key(|(row, _)| row.seq);
+        block
+    }
 }
