@@ -137,14 +137,15 @@ impl RowBlock {
     }
 
     /// A parse failure when the record is flawed as a whole (too long, a quote left open,
-    /// a NUL byte) or its width differs from the header's. With `short_ok` (a workbook's
-    /// rows, which stop at their last cell that is not empty) only a wider row is.
-    pub fn ragged(&self, row: &BlockRow, expected: usize, short_ok: bool) -> Option<Failure> {
+    /// a NUL byte) or its width differs from the header's. The width of `sheet_rows` (a
+    /// workbook's, which stop at their last cell that is not empty, and whose cells cannot
+    /// slip into another column) is not checked.
+    pub fn ragged(&self, row: &BlockRow, expected: usize, sheet_rows: bool) -> Option<Failure> {
         if let Some(flaw) = row.flaw {
             return Some(Failure::new(Stage::Parse, None, flaw.message(row.line)));
         }
         let width = row.fields.len();
-        (width != expected && !(short_ok && width < expected)).then(|| {
+        (width != expected && !sheet_rows).then(|| {
             Failure::new(
                 Stage::Parse,
                 None,
@@ -277,7 +278,7 @@ mod tests {
         assert_eq!((s.seq, s.line), (0, 2));
         assert!(b.ragged(&rows[1], 3, false).is_some());
         assert!(b.ragged(&rows[1], 3, true).is_none(), "a short workbook row is fine");
-        assert!(b.ragged(&rows[0], 2, true).is_some(), "a wider one is not");
+        assert!(b.ragged(&rows[0], 2, true).is_none(), "and so is a wider one");
         assert!(b.ragged(&rows[0], 3, false).is_none());
         assert_eq!(b.row_bytes(&rows[0]), b"accc");
         assert_eq!(b.row_bytes(&rows[1]), b"d\xc3\xa9");

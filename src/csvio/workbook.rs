@@ -364,7 +364,8 @@ fn text(v: &DataRef<'_>) -> String {
     match v {
         DataRef::Int(i) => i.to_string(),
         DataRef::Float(f) => number(*f),
-        DataRef::String(s) | DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
+        DataRef::DurationIso(s) => iso_duration(s).unwrap_or_else(|| s.clone()),
+        DataRef::String(s) | DataRef::DateTimeIso(s) => s.clone(),
         DataRef::SharedString(s) => s.to_string(),
         DataRef::Bool(b) => b.to_string(),
         DataRef::DateTime(d) if d.is_duration() => duration(d.as_f64()),
@@ -414,6 +415,46 @@ fn duration(days: f64) -> String {
     format!("{sign}{}:{:02}:{:02}", total / 3600, total / 60 % 60, total % 60)
 }
 
+/// An ISO-8601 duration as an ODS file holds it (`PT255H10M10S`, `P1DT2H`) as `[h]:mm:ss`
+/// (`255:10:10`), fractions of a second kept; `None` for any other shape.
+fn iso_duration(iso: &str) -> Option<String> {
+    let (sign, rest) = match iso.strip_prefix('-') {
+        Some(r) => ("-", r),
+        None => ("", iso),
+    };
+    let rest = rest.strip_prefix('P')?;
+    let (days, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, t),
+        None => (rest, ""),
+    };
+    let days: u64 = match days.strip_suffix('D') {
+        Some(n) => n.parse().ok()?,
+        None if days.is_empty() => 0,
+        None => return None,
+    };
+    let (mut hours, mut minutes, mut seconds) = (0u64, 0u64, "0");
+    let mut rest = time;
+    for (unit, slot) in [('H', 0), ('M', 1), ('S', 2)] {
+        if let Some((n, after)) = rest.split_once(unit) {
+            match slot {
+                0 => hours = n.parse().ok()?,
+                1 => minutes = n.parse().ok()?,
+                _ => seconds = n,
+            }
+            rest = after;
+        }
+    }
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let whole: u64 = whole.parse().ok()?;
+    if !rest.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let total = days.checked_mul(86_400)?.checked_add(hours.checked_mul(3600)?)?;
+    let total = total.checked_add(minutes.checked_mul(60)?)?.checked_add(whole)?;
+    let fraction = if fraction.is_empty() { String::new() } else { format!(".{fraction}") };
+    Some(format!("{sign}{}:{:02}:{:02}{fraction}", total / 3600, total / 60 % 60, total % 60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,6 +473,10 @@ mod tests {
         assert_eq!(day(0.75, false), "18:00:00", "a time of day alone");
         assert_eq!(duration(255.0 / 24.0 + 10.0 / 1440.0 + 10.0 / 86_400.0), "255:10:10");
         assert_eq!(duration(-0.5), "-12:00:00");
+        assert_eq!(iso_duration("PT255H10M10S").as_deref(), Some("255:10:10"));
+        assert_eq!(iso_duration("P1DT2H").as_deref(), Some("26:00:00"));
+        assert_eq!(iso_duration("PT10H10M10.123456S").as_deref(), Some("10:10:10.123456"));
+        assert_eq!(iso_duration("PT1X"), None);
         assert_eq!(number(7700900123.0), "7700900123");
         assert_eq!(number(2.5), "2.5");
         assert_eq!(number(-0.0), "-0");
@@ -472,6 +517,11 @@ mod tests {
             let _ = text(&DataRef::Float(f));
             let _ = text(&DataRef::DateTime(ExcelDateTime::new(f, ExcelDateTimeType::DateTime, is_1904)));
             let _ = text(&DataRef::DateTime(ExcelDateTime::new(f, ExcelDateTimeType::TimeDelta, is_1904)));
+        }
+
+        #[test]
+        fn any_iso_duration_text_converts_without_panic(text in "-?P[0-9DTHMS.]{0,30}") {
+            let _ = iso_duration(&text);
         }
 
         #[test]

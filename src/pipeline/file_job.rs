@@ -215,7 +215,7 @@ impl Run<'_> {
         let mapping = Arc::new(Mapping {
             encoding: file.dialect.encoding,
             width: file.dialect.header.len(),
-            short_rows: file.dialect.from_workbook,
+            sheet_rows: file.dialect.from_workbook,
             persons: refuses_repeated_persons(&ctx.pipeline)
                 .then(|| crate::mapping::PersonFields::of(mapper.fields()))
                 .flatten(),

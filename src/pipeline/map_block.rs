@@ -40,10 +40,10 @@ pub struct BlockMapper<'a> {
     pub mapper: &'a Mapper,
     pub target: &'a dyn Target,
     pub encoding: FileEncoding,
-    /// The header's width: a row of another width is a `parse` failure (a shorter one is
-    /// fine with `short_rows`: a workbook's).
+    /// The header's width: a row of another width is a `parse` failure (unless the rows are
+    /// a workbook's, `sheet_rows`).
     pub width: usize,
-    pub short_rows: bool,
+    pub sheet_rows: bool,
     pub dry_run: bool,
     /// The person fields, when rows naming the same person are refused.
     pub persons: Option<PersonFields>,
@@ -93,7 +93,7 @@ impl BlockMapper<'_> {
         let mut body = Vec::with_capacity(1024);
         let mut values = Vec::with_capacity(fields.len());
         for row in block.rows() {
-            let result = match block.ragged(row, self.width, self.short_rows) {
+            let result = match block.ragged(row, self.width, self.sheet_rows) {
                 Some(problem) => Err(problem),
                 None => mapper
                     .map_into(&block.cells(row, text, self.encoding), &mut values)

@@ -95,8 +95,9 @@ pub struct Mapping {
     pub target: Arc<dyn Target>,
     pub encoding: FileEncoding,
     pub width: usize,
-    /// A workbook's rows may stop before the header's last column.
-    pub short_rows: bool,
+    /// A workbook's rows: their width is not checked (a cell cannot slip into another
+    /// column, and one past the header's is in no mapped column).
+    pub sheet_rows: bool,
     pub dry_run: bool,
     /// Rows naming a person an earlier row named fail (Plannr `store` clients).
     pub persons: Option<crate::mapping::PersonFields>,
@@ -135,7 +136,7 @@ pub async fn route(
                     target: m.target.as_ref(),
                     encoding: m.encoding,
                     width: m.width,
-                    short_rows: m.short_rows,
+                    sheet_rows: m.sheet_rows,
                     dry_run: m.dry_run,
                     persons: m.persons,
                 };
