@@ -75,7 +75,10 @@ pub fn is_workbook(name: &str) -> bool {
 /// rows are converted, emptied as the reader reaches them, so it holds at most the rows in
 /// flight between the two.
 #[derive(Debug, Clone, Default)]
-pub struct CellErrors(Arc<Mutex<VecDeque<(u64, u32, u8, u32)>>>);
+pub struct CellErrors(Arc<Mutex<VecDeque<ErrorCell>>>);
+
+/// (sheet row, 1-based; 0-based column; error code; how many more cells of the row hold one)
+type ErrorCell = (u64, u32, u8, u32);
 
 /// Error values as Excel writes them, by the code a [`Flaw::CellError`] carries.
 const ERROR_TEXTS: [&str; 8] =
