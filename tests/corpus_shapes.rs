@@ -402,3 +402,25 @@ async fn a_plannr_store_row_naming_an_earlier_person_fails_unless_allowed() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(rows(&summary_of(&reports, "people2")), (5, 5, 0), "{out}");
 }
+
+#[test]
+fn check_refuses_bad_header_row_encoding_and_duplicates_naming_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new("http://127.0.0.1:9"));
+    let text = std::fs::read_to_string(&config).unwrap()
+        .replace("target = \"repsly.clients\"", "target = \"repsly.clients\"\nduplicates = \"maybe\"")
+        .replace(
+            "[pipelines.clients.fields]",
+            "[pipelines.clients.csv]\nheader_row = 0\nencoding = \"ebcdic\"\n\n[pipelines.clients.fields]",
+        );
+    std::fs::write(&config, text).unwrap();
+    let out = run(&["check", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("header_row `0` must be a line number"), "{err}");
+    assert!(
+        err.contains("encoding `ebcdic` is not utf-8, windows-1252, macintosh or auto"),
+        "{err}"
+    );
+    assert!(err.contains("duplicates `maybe` is not"), "{err}");
+}

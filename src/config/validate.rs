@@ -337,19 +337,7 @@ impl<'a> Ctx<'a> {
             .value(&format!("pipelines.{pname}.files_in_flight"), &raw.files_in_flight)
             .unwrap_or(DEFAULT_FILES_PER_PIPELINE)
             .max(1);
-        let duplicates = match raw.duplicates.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
-            None | Some(("refuse", _)) => Duplicates::Refuse,
-            Some(("allow", _)) => Duplicates::Allow,
-            Some((other, span)) => {
-                self.problem(
-                    span,
-                    format!(
-                        "pipeline `{pname}`: duplicates `{other}` is not \"allow\" or \"refuse\""
-                    ),
-                );
-                Duplicates::Refuse
-            }
-        };
+        let duplicates = self.duplicates(&pname, raw.duplicates.as_ref());
         Some(PipelineSettings {
             name: pname,
             connection: connection?,
@@ -362,6 +350,23 @@ impl<'a> Ctx<'a> {
             files_in_flight,
             duplicates,
         })
+    }
+
+    /// `duplicates = "allow" | "refuse"` (the default).
+    fn duplicates(&mut self, pname: &str, raw: Option<&Spanned<String>>) -> Duplicates {
+        match raw.map(|d| (d.get_ref().as_str(), d.span())) {
+            None | Some(("refuse", _)) => Duplicates::Refuse,
+            Some(("allow", _)) => Duplicates::Allow,
+            Some((other, span)) => {
+                self.problem(
+                    span,
+                    format!(
+                        "pipeline `{pname}`: duplicates `{other}` is not \"allow\" or \"refuse\""
+                    ),
+                );
+                Duplicates::Refuse
+            }
+        }
     }
 
     /// `batch = { max_rows, max_wait }`; a target's own default size (Repsly's 50).
