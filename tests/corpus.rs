@@ -59,16 +59,7 @@ never = {{ value = "x", validate = ["one_of:y"] }}
     );
     std::fs::write(&config, text).unwrap();
     let reports = dir.path().join("reports");
-    let out = run(&[
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--pipeline",
-        "corpus",
-        "--report-dir",
-        reports.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
+    let out = plan_into(&config, "corpus", &reports, file);
     let said =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let name = files_in(&reports).into_iter().find(|n| n.ends_with(".summary.json")).unwrap();
@@ -260,16 +251,7 @@ fn calamine_error_cells_fail_their_rows_naming_the_cell() {
     );
     std::fs::write(&config, text).unwrap();
     let reports = dir.path().join("reports");
-    let out = run(&[
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--pipeline",
-        "clients",
-        "--report-dir",
-        reports.to_str().unwrap(),
-        corpus("calamine/errors.xlsx").to_str().unwrap(),
-    ]);
+    let out = plan_into(&config, "clients", &reports, &corpus("calamine/errors.xlsx"));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let report = read_report(&reports.join("errors.errors.csv"));
     let got: Vec<(String, String, String)> =

@@ -24,16 +24,7 @@ fn plan_with(dir: &Path, csv_extra: &str, file: &Path) -> (i32, String, PathBuf)
     }
     let reports = dir.join("plan");
     let _ = std::fs::remove_dir_all(&reports);
-    let out = run(&[
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--pipeline",
-        "clients",
-        "--report-dir",
-        reports.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
+    let out = plan_into(&config, "clients", &reports, &file);
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text, reports)
@@ -116,16 +107,7 @@ fn a_header_written_in_nfd_matches_the_configs_nfc_name() {
     let header = HEADER.replace("Note", "Remarque\u{301}");
     std::fs::write(&file, format!("{header}\nA1,One,yes,,,,un mot\n")).unwrap();
     let reports = dir.path().join("plan");
-    let out = run(&[
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--pipeline",
-        "clients",
-        "--report-dir",
-        reports.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
+    let out = plan_into(&config, "clients", &reports, &file);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("\"Note\":\"un mot\""), "{text}");
@@ -303,16 +285,22 @@ fn hostile_workbooks_fail_the_file_with_a_message() {
         ("truncated.xlsx", "truncated"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let args = ["plan", "--config", "", "--pipeline", "clients", "--report-dir", "", ""];
         let config = write_config(dir.path(), &ConfigOptions::new("http://127.0.0.1:9"));
         let reports = dir.path().join("plan");
-        let file = corpus(name);
-        let mut args = args.map(String::from);
-        args[2] = config.to_string_lossy().into_owned();
-        args[6] = reports.to_string_lossy().into_owned();
-        args[7] = file.to_string_lossy().into_owned();
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (out, peak) = run_measured(&refs);
+        let (config, report_dir, file) =
+            (config.to_string_lossy(), reports.to_string_lossy(), corpus(name));
+        let file = file.to_string_lossy();
+        let args = [
+            "plan",
+            "--config",
+            &config,
+            "--pipeline",
+            "clients",
+            "--report-dir",
+            &report_dir,
+            &file,
+        ];
+        let (out, peak) = run_measured(&args);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             out.status.code(),

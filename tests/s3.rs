@@ -46,7 +46,7 @@ async fn objects_are_imported_moved_and_reported() {
     )
     .await;
     moto::put(&c, BUCKET, "incoming/garbage.csv", vec![0u8, 1, 2, 3]).await;
-    moto::put(&c, BUCKET, "incoming/notes.txt", "ignored").await;
+    moto::put(&c, BUCKET, "incoming/notes.md", "ignored").await;
     moto::put(&c, BUCKET, "incoming/deeper/nested.csv", clean_rows("N", 2)).await;
     let daemon = Daemon::start_with(&cfg, AWS_ENV);
     let done = wait_for_keys(&c, "incoming/processed/", 2, Duration::from_secs(30)).await;
@@ -58,7 +58,7 @@ async fn objects_are_imported_moved_and_reported() {
     let all = moto::keys(&c, BUCKET, PREFIX).await;
     assert!(!all.contains(&"incoming/good.csv".to_string()), "moved, not copied: {all:?}");
     assert!(
-        all.contains(&"incoming/notes.txt".to_string())
+        all.contains(&"incoming/notes.md".to_string())
             && all.contains(&"incoming/deeper/nested.csv".to_string()),
         "{all:?}"
     );
@@ -92,7 +92,7 @@ async fn listing_follows_pages_past_a_thousand_keys() {
     let puts: Vec<_> = (0..1100)
         .map(|i| {
             let c = c.clone();
-            async move { moto::put(&c, BUCKET, &format!("incoming/aa-{i:04}.txt"), "x").await }
+            async move { moto::put(&c, BUCKET, &format!("incoming/aa-{i:04}.md"), "x").await }
         })
         .collect();
     futures::future::join_all(puts).await;

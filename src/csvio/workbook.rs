@@ -209,27 +209,13 @@ fn convert(file: File, kind: Kind, sheet: Option<&str>, out: &mut Out) -> Result
             let mut book = Xlsx::new(file).map_err(|e| unreadable(&e))?;
             let name = pick(book.sheet_names(), sheet)?;
             let mut cells = book.worksheet_cells_reader(&name).map_err(|e| unreadable(&e))?;
-            let mut rows = Rows::default();
-            while let Some(cell) = cells.next_cell().map_err(|e| unreadable(&e))? {
-                let (r, c) = cell.get_position();
-                if !rows.cell(r, c, cell.get_value(), out)? {
-                    return Ok(());
-                }
-            }
-            rows.end(out);
+            streamed(|| cells.next_cell(), out)?;
         }
         Kind::Xlsb => {
             let mut book = Xlsb::new(file).map_err(|e| unreadable(&e))?;
             let name = pick(book.sheet_names(), sheet)?;
             let mut cells = book.worksheet_cells_reader(&name).map_err(|e| unreadable(&e))?;
-            let mut rows = Rows::default();
-            while let Some(cell) = cells.next_cell().map_err(|e| unreadable(&e))? {
-                let (r, c) = cell.get_position();
-                if !rows.cell(r, c, cell.get_value(), out)? {
-                    return Ok(());
-                }
-            }
-            rows.end(out);
+            streamed(|| cells.next_cell(), out)?;
         }
         Kind::Xls => {
             let mut book = Xls::new(file).map_err(|e| unreadable(&e))?;
@@ -244,6 +230,22 @@ fn convert(file: File, kind: Kind, sheet: Option<&str>, out: &mut Out) -> Result
             whole_sheet(&range, out)?;
         }
     }
+    Ok(())
+}
+
+/// A sheet read cell by cell (`.xlsx`, `.xlsb`), written row by row.
+fn streamed<'a, E: std::fmt::Display>(
+    mut next: impl FnMut() -> Result<Option<calamine::Cell<DataRef<'a>>>, E>,
+    out: &mut Out,
+) -> Result<(), String> {
+    let mut rows = Rows::default();
+    while let Some(cell) = next().map_err(|e| format!("not a readable workbook: {e}"))? {
+        let (r, c) = cell.get_position();
+        if !rows.cell(r, c, cell.get_value(), out)? {
+            return Ok(());
+        }
+    }
+    rows.end(out);
     Ok(())
 }
 

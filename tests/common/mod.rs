@@ -22,6 +22,13 @@ pub fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).env_remove("RUST_LOG").output().expect("the binary runs")
 }
 
+/// `plan` of `file` on `pipeline`, its reports in `reports`.
+pub fn plan_into(config: &Path, pipeline: &str, reports: &Path, file: &Path) -> Output {
+    let args = ["plan", "--config", &config.to_string_lossy(), "--pipeline", pipeline];
+    let rest = ["--report-dir", &reports.to_string_lossy(), &file.to_string_lossy()];
+    run(&[&args[..], &rest[..]].concat())
+}
+
 pub async fn run_async(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
