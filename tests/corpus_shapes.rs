@@ -24,7 +24,7 @@ fn plan_with(dir: &Path, csv_extra: &str, file: &Path) -> (i32, String, PathBuf)
     }
     let reports = dir.join("plan");
     let _ = std::fs::remove_dir_all(&reports);
-    let out = plan_into(&config, "clients", &reports, &file);
+    let out = plan_into(&config, "clients", &reports, file);
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text, reports)
