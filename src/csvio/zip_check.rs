@@ -4,7 +4,7 @@
 
 use std::io::{Read, Seek};
 
-use super::workbook::{MAX_HELD_PART, MAX_WHOLE_SHEET};
+use super::workbook::{MAX_HELD_PART, MAX_SHARED_STRINGS, MAX_WHOLE_SHEET};
 
 /// Parts read whole, by the end of their name (lowercase), and the most each may inflate to.
 fn limit_for(name: &str, ods: bool) -> Option<u64> {
@@ -16,7 +16,10 @@ fn limit_for(name: &str, ods: bool) -> Option<u64> {
             _ => None,
         };
     }
-    let held = ["sharedstrings.xml", "sharedstrings.bin", "styles.xml", "styles.bin"];
+    if name.ends_with("sharedstrings.xml") || name.ends_with("sharedstrings.bin") {
+        return Some(MAX_SHARED_STRINGS);
+    }
+    let held = ["styles.xml", "styles.bin"];
     let held = held.iter().any(|p| name.ends_with(p))
         || name.starts_with("xl/workbook.")
         || name.ends_with(".rels")
@@ -75,7 +78,13 @@ mod tests {
     #[test]
     fn held_parts_past_their_limit_are_refused_streamed_sheets_are_not() {
         let big = vec![b'a'; (MAX_HELD_PART + 1) as usize];
-        let bomb = zip_of(&[("xl/sharedStrings.xml", &big)]);
+        let styles = zip_of(&[("xl/styles.xml", &big)]);
+        let err = check(&mut std::io::Cursor::new(styles), false).unwrap_err();
+        assert!(err.contains("xl/styles.xml") && err.contains("zip bomb"), "{err}");
+        let strings = zip_of(&[("xl/sharedStrings.xml", &big)]);
+        assert!(check(&mut std::io::Cursor::new(strings), false).is_ok(), "40 MiB for strings");
+        let huge = vec![b'a'; (MAX_SHARED_STRINGS + 1) as usize];
+        let bomb = zip_of(&[("xl/sharedStrings.xml", &huge)]);
         let err = check(&mut std::io::Cursor::new(bomb), false).unwrap_err();
         assert!(err.contains("xl/sharedStrings.xml") && err.contains("zip bomb"), "{err}");
         let sheet = zip_of(&[("xl/worksheets/sheet1.xml", &big)]);
