@@ -344,24 +344,12 @@ impl FolderSource {
     }
 }
 
-/// `dir/name`, or with a timestamp before the extension when that name is taken.
+/// `dir/name`, or with a timestamp before the extension when that name is taken (cut on
+/// character boundaries to fit the file system, see [`super::names`]).
 pub fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let candidate = dir.join(name);
-    if !candidate.exists() {
-        return candidate;
-    }
-    let stem = crate::report::stem_of(name);
-    let ext = &name[stem.len()..];
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let mut n = 0;
-    loop {
-        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
-        let p = dir.join(format!("{stem}.{stamp}{suffix}{ext}"));
-        if !p.exists() {
-            return p;
-        }
-        n += 1;
-    }
+    let stamp = super::names::stamp(chrono::Utc::now());
+    let free = super::names::candidates(name, &stamp).map(|n| dir.join(n)).find(|p| !p.exists());
+    free.unwrap_or_else(|| dir.join(name))
 }
 
 #[cfg(test)]
@@ -402,5 +390,16 @@ mod tests {
             name.starts_with("a.") && name.ends_with(".csv.gz") && name != "a.csv.gz",
             "{name}"
         );
+    }
+
+    #[test]
+    fn a_long_non_ascii_name_that_clashes_is_cut_on_a_character_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("{}.csv", "é".repeat(120));
+        std::fs::write(dir.path().join(&name), b"x").unwrap();
+        let p = free_name(dir.path(), &name);
+        let fitted = p.file_name().unwrap().to_str().unwrap();
+        assert!(fitted.len() <= 255 && fitted.ends_with(".csv") && fitted != name, "{fitted}");
+        std::fs::write(&p, b"y").unwrap();
     }
 }

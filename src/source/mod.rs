@@ -2,6 +2,7 @@
 
 pub mod folder;
 pub mod identity;
+pub mod names;
 pub mod s3;
 
 pub use folder::{Claimed, Disposition, FolderSource};

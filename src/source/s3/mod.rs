@@ -232,16 +232,17 @@ impl S3Source {
         }
     }
 
-    /// `dir/name`, or with a timestamp before the extension when that key exists.
+    /// `dir/name`, or with a timestamp before the extension when that key exists (cut on
+    /// character boundaries, see [`crate::source::names`]).
     async fn free_key(&self, dir: &str, name: &str) -> Result<String, String> {
-        let key = format!("{}{dir}{name}", self.settings.prefix);
-        if !self.exists(&key).await? {
-            return Ok(key);
+        let stamp = crate::source::names::stamp(chrono::Utc::now());
+        for candidate in crate::source::names::candidates(name, &stamp) {
+            let key = format!("{}{dir}{candidate}", self.settings.prefix);
+            if !self.exists(&key).await? {
+                return Ok(key);
+            }
         }
-        let stem = crate::report::stem_of(name);
-        let ext = &name[stem.len()..];
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        Ok(format!("{}{dir}{stem}.{stamp}{ext}", self.settings.prefix))
+        Ok(format!("{}{dir}{name}", self.settings.prefix))
     }
 
     /// Moves the object into `processed/` or `failed/` (copy, then delete the original).
