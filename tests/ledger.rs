@@ -132,3 +132,15 @@ async fn starts_without_progress_are_counted_and_progress_resets_them() {
         "a clean stop is no crash"
     );
 }
+
+#[tokio::test]
+async fn a_state_dir_is_opened_by_one_ledger_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Ledger::open(dir.path()).unwrap();
+    let refused = Ledger::open(dir.path()).unwrap_err().to_string();
+    let want = format!("state_dir {} is in use", dir.path().display());
+    assert!(refused.contains(&want), "{refused}");
+    assert!(refused.contains(&format!("pid {}", std::process::id())), "{refused}");
+    drop(first);
+    Ledger::open(dir.path()).expect("free again once the first is closed");
+}
