@@ -269,3 +269,60 @@ async fn a_file_that_stops_the_daemon_every_time_is_set_aside() {
     let error = s["error"].as_str().unwrap();
     assert!(error.contains("3 times in a row without progress"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warnings_report_survives_a_sigterm_and_the_resume() {
+    // Every 50th row is saved with a warning: some before the stop, some after it.
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(40),
+        real: crm_ingest::sandbox::RealApi {
+            repsly_warn: Some("Odd".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ConfigOptions::new(&sb.url);
+    opts.max_rows = BATCH;
+    opts.max_in_flight = IN_FLIGHT;
+    opts.shutdown_timeout = "10s";
+    let config = write_config(dir.path(), &opts);
+    let mut text = String::from(HEADER);
+    text.push('\n');
+    let mut warned = Vec::new();
+    for i in 0..ROWS {
+        let note = if i % 50 == 3 { "Odd one" } else { "" };
+        text.push_str(&format!("W{i},Client {i},yes,w{i}@example.com,,,{note}\n"));
+        if !note.is_empty() {
+            warned.push(i as u64 + 2);
+        }
+    }
+    std::fs::write(dir.path().join("inbox/warned.csv"), text).unwrap();
+    let daemon = Daemon::start(&config);
+    assert!(
+        wait_until_async(Duration::from_secs(60), || futures::executor::block_on(sb.received())
+            .len()
+            >= 600)
+        .await
+    );
+    let (code, _, err) = daemon.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("stopped before the end"), "stopped mid-file: {err}");
+    let daemon = Daemon::start(&config);
+    let processed = dir.path().join("inbox/processed");
+    assert!(
+        wait_until_async(Duration::from_secs(90), || files_in(&processed)
+            .contains(&"warned.csv".to_string()))
+        .await
+    );
+    let (code, _, err) = daemon.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    let reports = dir.path().join("inbox/reports");
+    let lines: Vec<u64> = lines_and_stages(&reports.join("warned.warnings.csv"))
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(lines, warned, "every warning once, those from before the stop included");
+    assert_eq!(summary(&reports.join("warned.summary.json"))["rows"]["warned"], warned.len());
+}
