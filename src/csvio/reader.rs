@@ -90,10 +90,7 @@ impl Head {
     async fn read(stream: &mut BoxRead) -> Result<Self, FileError> {
         let mut sample = Vec::with_capacity(SNIFF_BYTES);
         let mut limited = stream.take(SNIFF_BYTES as u64);
-        limited
-            .read_to_end(&mut sample)
-            .await
-            .map_err(|e| FileError::Read { line: 0, message: e.to_string() })?;
+        limited.read_to_end(&mut sample).await.map_err(|e| read_error(0, e))?;
         if sample.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(FileError::Empty);
         }
@@ -202,7 +199,7 @@ impl CsvFile {
         let mut records =
             Records::new(stream, delimiter, head.sample, buffer, settings.max_record_bytes)
                 .starting_at(first_line, head.one_line_per_record);
-        records.next().await.map_err(|e| FileError::Read { line: 1, message: e.to_string() })?;
+        records.next().await.map_err(|e| read_error(1, e))?;
         let raw: csv::ByteRecord = records.fields().collect();
         let mut header = Vec::with_capacity(raw.len());
         for (i, f) in raw.iter().enumerate() {

@@ -11,7 +11,7 @@ use super::file::{self, FileRun, Ran};
 use super::Shared;
 use crate::ledger::{FileState, Identity};
 use crate::pipeline::{FileContext, FileResult, Input};
-use crate::source::s3::{lease::Lease, ClaimedObject, S3File, S3Source};
+use crate::source::s3::{lease::Lease, ClaimedObject, Moved, S3File, S3Source};
 
 /// Reads of one object that break off before it is given up for now (the next poll retries).
 const MAX_READS: u32 = 5;
@@ -193,7 +193,11 @@ async fn moved(
     name: &str,
 ) -> bool {
     match source.file_away(object, failed).await {
-        Ok(_) => true,
+        Ok(Moved::To(_) | Moved::AlreadyGone) => true,
+        Ok(Moved::Replaced) => {
+            tracing::warn!(file = %name, "the object was replaced while it was imported: the version imported is done, and the new one stays in place to be imported on its own");
+            true
+        }
         Err(e) => {
             tracing::error!(file = %name, error = %e, "could not move the object; it is moved at the next start");
             false

@@ -16,6 +16,43 @@ pub trait RemoteFile: Send + Sync {
     fn open(&self) -> BoxFuture<'_, Result<BoxRead, String>>;
 }
 
+/// Why a file did not open: its own bytes (it fails as a whole), or the source's connection
+/// broke ([`crate::csvio::SOURCE_BROKE`]: it is read again later, not failed).
+#[derive(Debug, Clone)]
+pub enum OpenError {
+    File(String),
+    SourceBroke(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::File(m) | OpenError::SourceBroke(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<OpenError> for String {
+    fn from(e: OpenError) -> Self {
+        e.to_string()
+    }
+}
+
+impl From<crate::csvio::FileError> for OpenError {
+    fn from(e: crate::csvio::FileError) -> Self {
+        match e {
+            crate::csvio::FileError::Interrupted { .. } => OpenError::SourceBroke(e.to_string()),
+            e => OpenError::File(e.to_string()),
+        }
+    }
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> Self {
+        OpenError::File(message)
+    }
+}
+
 #[derive(Clone)]
 pub enum Input {
     Local(PathBuf),
@@ -48,7 +85,7 @@ impl Input {
     }
 
     /// Opens the bytes and reads the header; a workbook's sheet is read as CSV.
-    pub async fn open(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
+    pub async fn open(&self, settings: &CsvSettings) -> Result<CsvFile, OpenError> {
         if self.xlsx() {
             return self.open_workbook(settings).await;
         }
@@ -59,15 +96,11 @@ impl Input {
                     .map_err(|e| format!("cannot open the file: {e}"))?;
                 let follow = super::follow::Follow::new(file, p.clone());
                 let size = self.size();
-                CsvFile::from_raw(Box::pin(follow), self.gz(), settings, size)
-                    .await
-                    .map_err(|e| e.to_string())
+                Ok(CsvFile::from_raw(Box::pin(follow), self.gz(), settings, size).await?)
             }
             Input::Remote(r) => {
                 let stream = r.open().await?;
-                CsvFile::from_raw(stream, self.gz(), settings, Some(r.size()))
-                    .await
-                    .map_err(|e| e.to_string())
+                Ok(CsvFile::from_raw(stream, self.gz(), settings, Some(r.size())).await?)
             }
         }
     }
@@ -76,7 +109,7 @@ impl Input {
 impl Input {
     /// A workbook needs its whole file at hand (its index is at the end): a remote one is
     /// first copied to a temp file.
-    async fn open_workbook(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
+    async fn open_workbook(&self, settings: &CsvSettings) -> Result<CsvFile, OpenError> {
         let (path, _keep) = match self {
             Input::Local(p) => (p.clone(), None),
             Input::Remote(r) => {
@@ -84,14 +117,17 @@ impl Input {
                 let mut body = r.open().await?;
                 let mut out =
                     tokio::fs::File::create(tmp.path()).await.map_err(|e| e.to_string())?;
-                tokio::io::copy(&mut body, &mut out).await.map_err(|e| e.to_string())?;
+                tokio::io::copy(&mut body, &mut out).await.map_err(|e| match e.kind() {
+                    crate::csvio::SOURCE_BROKE => OpenError::SourceBroke(e.to_string()),
+                    _ => OpenError::File(e.to_string()),
+                })?;
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
         let file = std::fs::File::open(&path).map_err(|e| format!("cannot open the file: {e}"))?;
         let stream = crate::csvio::workbook::open(file, settings.sheet.clone());
         let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        CsvFile::from_stream(stream, settings, bytes_read, 1 << 20).await.map_err(|e| e.to_string())
+        Ok(CsvFile::from_stream(stream, settings, bytes_read, 1 << 20).await?)
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
 #![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
+pub mod faults;
 pub mod moto;
 pub mod plannr;
 
