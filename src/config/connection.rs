@@ -38,27 +38,7 @@ impl Ctx<'_> {
                 RateLimit { count: 120, per: std::time::Duration::from_secs(60) },
             ),
         };
-        let base_url = match &raw.base_url {
-            Some(u) => {
-                let url = self.expand("base_url", u);
-                match reqwest::Url::parse(&url) {
-                    Err(_) => self.problem(
-                        u.span(),
-                        format!(
-                            "connection `{name}`: base_url `{}` is not a URL",
-                            crate::secret::redact_url(&url)
-                        ),
-                    ),
-                    Ok(parsed) if in_clear(&parsed) => self.warn(
-                        u.span(),
-                        format!("connection `{name}`: base_url `{}` is plain http:// to a host that is not this machine: the credentials would travel in clear; use https://", crate::secret::redact_url(&url)),
-                    ),
-                    Ok(_) => {}
-                }
-                url
-            }
-            None => default_url.to_string(),
-        };
+        let base_url = self.base_url(name, raw, default_url);
         let base_url = base_url.trim_end_matches('/').to_string();
         self.misplaced(name, kind, raw);
         let auth = match kind {
@@ -106,6 +86,31 @@ impl Ctx<'_> {
             poll_timeout,
             shared_limit,
         })
+    }
+
+    /// `base_url`, or the CRM's own; a plain `http://` one off this machine is warned.
+    fn base_url(&mut self, name: &str, raw: &RawConnection, default_url: &str) -> String {
+        match &raw.base_url {
+            Some(u) => {
+                let url = self.expand("base_url", u);
+                match reqwest::Url::parse(&url) {
+                    Err(_) => self.problem(
+                        u.span(),
+                        format!(
+                            "connection `{name}`: base_url `{}` is not a URL",
+                            crate::secret::redact_url(&url)
+                        ),
+                    ),
+                    Ok(parsed) if in_clear(&parsed) => self.warn(
+                        u.span(),
+                        format!("connection `{name}`: base_url `{}` is plain http:// to a host that is not this machine: the credentials would travel in clear; use https://", crate::secret::redact_url(&url)),
+                    ),
+                    Ok(_) => {}
+                }
+                url
+            }
+            None => default_url.to_string(),
+        }
     }
 
     /// `shared_limit`: a `redis://` URL (its password may come from a variable) and the key.

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -326,22 +327,89 @@ impl FolderSource {
         }
     }
 
-    /// Moves a finished file to `processed/` or `failed/`; returns where it went.
-    pub fn finish(
-        &self,
-        claimed_path: &Path,
-        name: &str,
-        how: Disposition,
-    ) -> std::io::Result<PathBuf> {
+    /// Moves a finished file to `processed/` or `failed/`; says where it went, or that it
+    /// was not there to move (removed by hand). Idempotent: a copy an earlier, interrupted
+    /// move left there is recognised, not copied again under a stamped name. Across file
+    /// systems (`EXDEV`) the file is copied, synced, renamed into place, then removed.
+    pub fn finish(&self, claimed_path: &Path, name: &str, how: Disposition) -> io::Result<Filed> {
+        let source = match std::fs::symlink_metadata(claimed_path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Filed::Gone),
+            Err(e) => return Err(e),
+        };
         let dir = self.dir(match how {
             Disposition::Processed => PROCESSED,
             Disposition::Failed => FAILED,
         });
         std::fs::create_dir_all(&dir)?;
-        let to = free_name(&dir, name);
-        std::fs::rename(claimed_path, &to)?;
-        Ok(to)
+        // Stamped with the file's own mtime, so a retried move looks at the same names.
+        let mtime = source.modified().unwrap_or_else(|_| SystemTime::now());
+        let stamp = super::names::stamp(mtime.into());
+        for candidate in super::names::candidates(name, &stamp) {
+            let to = dir.join(candidate);
+            match std::fs::symlink_metadata(&to) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    place(claimed_path, &to, mtime)?;
+                    return Ok(Filed::To(to));
+                }
+                Err(e) => return Err(e),
+                Ok(there) if same_file(&source, claimed_path, &there, &to) => {
+                    std::fs::remove_file(claimed_path)?;
+                    return Ok(Filed::To(to));
+                }
+                Ok(_) => {}
+            }
+        }
+        Err(io::Error::other(format!("no free name for {name} in {}", dir.display())))
     }
+}
+
+/// Where [`FolderSource::finish`] put a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filed {
+    To(PathBuf),
+    /// It was no longer in `.processing/` (someone removed it).
+    Gone,
+}
+
+/// Renames `from` to `to`; across file systems copies it (mtime kept, synced), renames the
+/// copy into place and removes `from`.
+fn place(from: &Path, to: &Path, mtime: SystemTime) -> io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(EXDEV) => {}
+        other => return other,
+    }
+    let temp = crate::report::names::temp_beside(to);
+    std::fs::copy(from, &temp)?;
+    let copy = std::fs::File::options().write(true).open(&temp)?;
+    copy.set_modified(mtime)?;
+    copy.sync_all()?;
+    std::fs::rename(&temp, to)?;
+    if let Some(dir) = to.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    std::fs::remove_file(from)
+}
+
+/// `EXDEV`: a rename across file systems.
+const EXDEV: i32 = 18;
+
+/// Whether `there` is a copy of `here` an earlier move made: same size, same mtime (a copy
+/// keeps it) and same content.
+fn same_file(
+    here: &std::fs::Metadata,
+    here_path: &Path,
+    there: &std::fs::Metadata,
+    there_path: &Path,
+) -> bool {
+    if !there.is_file()
+        || there.len() != here.len()
+        || there.modified().ok() != here.modified().ok()
+    {
+        return false;
+    }
+    let hash = |p: &Path| super::identity::hash_file(p).ok();
+    hash(here_path).is_some_and(|h| Some(h) == hash(there_path))
 }
 
 /// `dir/name`, or with a timestamp before the extension when that name is taken (cut on

@@ -5,4 +5,4 @@ pub mod identity;
 pub mod names;
 pub mod s3;
 
-pub use folder::{Claimed, Disposition, FolderSource};
+pub use folder::{Claimed, Disposition, Filed, FolderSource};
