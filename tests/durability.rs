@@ -99,10 +99,7 @@ async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_max_in_flight
         assert!(reached, "the import did not reach {at} rows");
         daemon.kill9();
         kills += 1;
-        assert!(
-            files_in(&dir.path().join("inbox/.processing")).contains(&"big.csv".to_string()),
-            "killed mid-file"
-        );
+        assert!(claimed(&dir.path().join("inbox"), "big.csv"), "killed mid-file");
     }
     let daemon = Daemon::start(&config);
     let processed = dir.path().join("inbox/processed");
@@ -253,7 +250,7 @@ async fn a_file_that_stops_the_daemon_every_time_is_set_aside() {
     for _ in 0..3 {
         let daemon = Daemon::start(&config);
         let claimed = wait_until_async(Duration::from_secs(10), || {
-            inbox.join(".processing/stuck.csv").exists() && daemon.log().contains("claimed")
+            claimed(&inbox, "stuck.csv") && daemon.log().contains("claimed")
         })
         .await;
         assert!(claimed);

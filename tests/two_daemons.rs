@@ -54,3 +54,90 @@ async fn a_second_daemon_on_one_state_dir_is_refused_naming_the_dir_and_the_firs
     assert_eq!(code, Some(0), "{log}");
     assert!(sb.received().await.values().all(|n| *n == 1));
 }
+
+/// A second config on `first`'s inbox with its own state dir in `dir`.
+fn same_folder(first: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(first).unwrap();
+    let state = first.parent().unwrap().join("state");
+    let text = text.replace(
+        &format!("state_dir = \"{}\"", state.display()),
+        &format!("state_dir = \"{}/state\"", dir.display()),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_starting_on_a_shared_folder_leaves_the_other_ones_claim_alone() {
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(40),
+        ..Default::default()
+    })
+    .await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut opts = ConfigOptions::new(&sb.url);
+    opts.max_rows = 20;
+    opts.max_in_flight = 1;
+    let config_a = write_config(a.path(), &opts);
+    let config_b = same_folder(&config_a, b.path());
+    let inbox = a.path().join("inbox");
+    std::fs::write(inbox.join("big.csv"), clean_rows("A", 400)).unwrap();
+    let first = Daemon::start(&config_a);
+    assert!(
+        wait_until_async(Duration::from_secs(20), || {
+            futures::executor::block_on(sb.received()).len() >= 40
+        })
+        .await
+    );
+    // The second daemon starts while the first is mid-file, and stays a while.
+    let second = Daemon::start(&config_b);
+    let done =
+        wait_until_async(Duration::from_secs(60), || inbox.join("processed/big.csv").exists())
+            .await;
+    let (code_b, _, log_b) = second.terminate();
+    let (code_a, _, log_a) = first.terminate();
+    assert!(done, "{log_a}\n{log_b}");
+    assert_eq!((code_a, code_b), (Some(0), Some(0)), "{log_a}\n{log_b}");
+    assert!(!log_b.contains("big.csv"), "the second daemon never touched it: {log_b}");
+    let received = sb.received().await;
+    assert_eq!(received.len(), 400);
+    assert!(received.values().all(|n| *n == 1), "each row once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_claim_of_a_daemon_that_is_gone_is_taken_over_and_finished() {
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(40),
+        ..Default::default()
+    })
+    .await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut opts = ConfigOptions::new(&sb.url);
+    opts.max_rows = 20;
+    opts.max_in_flight = 1;
+    let config_a = write_config(a.path(), &opts);
+    let config_b = same_folder(&config_a, b.path());
+    let inbox = a.path().join("inbox");
+    std::fs::write(inbox.join("orphan.csv"), clean_rows("O", 200)).unwrap();
+    let first = Daemon::start(&config_a);
+    assert!(
+        wait_until_async(Duration::from_secs(20), || {
+            futures::executor::block_on(sb.received()).len() >= 40
+        })
+        .await
+    );
+    first.kill9();
+    assert!(claimed(&inbox, "orphan.csv"));
+    // Its lock went with it: the next daemon to start on the folder finishes the file.
+    let second = Daemon::start(&config_b);
+    let done =
+        wait_until_async(Duration::from_secs(60), || inbox.join("processed/orphan.csv").exists())
+            .await;
+    let (code, _, log) = second.terminate();
+    assert!(done, "{log}");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("taking over a file claimed by a daemon that no longer runs"), "{log}");
+    let received = sb.received().await;
+    assert!(codes("O", 200).iter().all(|c| received.contains_key(c)), "no row lost");
+}

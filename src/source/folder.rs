@@ -13,6 +13,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::claims::{Left, SharedClaims};
 use crate::config::FolderSettings;
 
 pub const PROCESSING: &str = ".processing";
@@ -40,6 +41,9 @@ pub enum Disposition {
 #[derive(Debug, Clone)]
 pub struct FolderSource {
     pub settings: FolderSettings,
+    /// Where this daemon claims files (`.processing/<owner-id>/`); without it (a source only
+    /// looked at, never watched) `.processing/` itself.
+    claims: Option<SharedClaims>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +116,35 @@ impl Scan {
 
 impl FolderSource {
     pub fn new(settings: FolderSettings) -> Self {
-        Self { settings }
+        Self { settings, claims: None }
+    }
+
+    /// Claims go into this daemon's own folder in `.processing/` ([`super::claims`]).
+    pub fn with_claims(mut self, claims: SharedClaims) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// Where a claimed file goes.
+    fn claims_dir(&self) -> PathBuf {
+        let own = self.claims.as_ref().and_then(|c| c.lock().ok().map(|c| c.dir.clone()));
+        own.unwrap_or_else(|| self.dir(PROCESSING))
+    }
+
+    /// Whether anything is claimed in `.processing/`, by this daemon or another.
+    pub fn holds_claims(&self) -> bool {
+        fn any_file(dir: &Path, depth: u8) -> bool {
+            let Ok(entries) = std::fs::read_dir(dir) else { return false };
+            entries.flatten().any(|e| {
+                let hidden = e.file_name().to_string_lossy().starts_with('.');
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => depth > 0 && !hidden && any_file(&e.path(), depth - 1),
+                    Ok(t) => t.is_file() && !hidden,
+                    Err(_) => false,
+                }
+            })
+        }
+        any_file(&self.dir(PROCESSING), 1)
     }
 
     pub fn dir(&self, sub: &str) -> PathBuf {
@@ -219,28 +251,28 @@ impl FolderSource {
         }
     }
 
-    /// Files in `.processing/` left by an earlier run are processed again.
+    /// Files in `.processing/` that are this daemon's at start-up (its own claims, and
+    /// those [`super::claims`] lets it take) are processed again.
     async fn resume_claimed(
         &self,
         slots: &Arc<Semaphore>,
         tx: &mpsc::Sender<Claimed>,
         cancel: &CancellationToken,
     ) -> bool {
-        let Ok(entries) = std::fs::read_dir(self.dir(PROCESSING)) else { return true };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(String::from))
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        for name in names {
+        let Some(claims) = &self.claims else { return true };
+        let left = match claims.lock() {
+            Ok(c) => c.left_at_start(),
+            Err(_) => return true,
+        };
+        for Left { path, name, ours } in left {
             let permit = tokio::select! {
                 _ = cancel.cancelled() => return false,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return false },
             };
-            tracing::info!(file = %name, "resuming a file an earlier run had claimed");
-            let path = self.dir(PROCESSING).join(&name);
-            let claimed = Claimed { path, name, permit, left_by_earlier_run: true };
+            if ours {
+                tracing::info!(file = %name, "resuming a file an earlier run had claimed");
+            }
+            let claimed = Claimed { path, name, permit, left_by_earlier_run: ours };
             if tx.send(claimed).await.is_err() {
                 return false;
             }
@@ -310,7 +342,7 @@ impl FolderSource {
     /// Renames the file into `.processing/`; `None` if someone else took it first.
     fn claim(&self, name: &str, permit: OwnedSemaphorePermit) -> Option<Claimed> {
         let from = self.settings.path.join(name);
-        let to = free_name(&self.dir(PROCESSING), name);
+        let to = free_name(&self.claims_dir(), name);
         match std::fs::rename(&from, &to) {
             Ok(()) => {
                 let name = to

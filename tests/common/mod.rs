@@ -293,6 +293,16 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Whether `name` is claimed in `inbox/.processing/` (in a daemon's own claims folder,
+/// `.processing/<owner-id>/`, or directly there).
+pub fn claimed(inbox: &Path, name: &str) -> bool {
+    let processing = inbox.join(".processing");
+    processing.join(name).is_file()
+        || std::fs::read_dir(&processing)
+            .map(|d| d.flatten().any(|e| e.path().join(name).is_file()))
+            .unwrap_or(false)
+}
+
 /// Whether an optional tool is on PATH. Without it the calling test skips, saying why on one
 /// line; with `CRM_INGEST_REQUIRE_TOOLS` set (CI) a missing tool fails the test instead.
 pub fn have_tool(tool: &str, install: &str) -> bool {

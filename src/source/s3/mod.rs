@@ -145,7 +145,7 @@ impl S3Source {
         let leases = Leases {
             client: client.clone(),
             bucket: settings.bucket.clone(),
-            owner: lease::owner_id(state_dir),
+            owner: crate::source::owner::id(state_dir),
             ttl: LEASE_TTL,
         };
         Self { settings, client, leases, patterns, in_flight: Arc::default(), queue, metrics }
