@@ -238,3 +238,41 @@ fn find_under(dir: &Path, name: &str) -> Option<PathBuf> {
     }
     None
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inbox_deleted_and_made_again_is_watched_again() {
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
+    let ops = with_server(&config);
+    let inbox = dir.path().join("inbox");
+    let daemon = Daemon::start(&config);
+    std::fs::write(inbox.join("before.csv"), clean_rows("P", 3)).unwrap();
+    assert!(
+        wait_until_async(Duration::from_secs(15), || inbox.join("processed/before.csv").exists())
+            .await
+    );
+    std::fs::remove_dir_all(&inbox).unwrap();
+    let said = wait_until_async(Duration::from_secs(10), || {
+        daemon.log().contains("the inbox folder is missing")
+    })
+    .await;
+    let (code, body) = get(&format!("{ops}/readyz")).await;
+    assert!(said, "{}", daemon.log());
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(&inbox.display().to_string()) && body.contains("missing"), "{body}");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("after.csv"), clean_rows("Q", 3)).unwrap();
+    let taken =
+        wait_until_async(Duration::from_secs(15), || inbox.join("processed/after.csv").exists())
+            .await;
+    let (ready, _) = get(&format!("{ops}/readyz")).await;
+    let (code, _, log) = daemon.terminate();
+    assert!(taken, "{log}");
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(ready, 200);
+    assert!(log.contains("the inbox folder is there again"), "{log}");
+    assert_eq!(log.matches("the inbox folder is missing").count(), 1, "said once: {log}");
+    let received = sb.received().await;
+    assert!(codes("P", 3).iter().chain(&codes("Q", 3)).all(|c| received.get(c) == Some(&1)));
+}

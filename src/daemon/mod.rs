@@ -268,8 +268,8 @@ async fn start(
                     ctx(pipeline.default_report_dir().unwrap_or_else(|| f.path.join("reports")));
                 tracing::info!(pipeline = %pipeline.name, source = %f.path.display(), target = %pipeline.target.name(), connection = %pipeline.connection.name, "watching");
                 let (tx, rx) = mpsc::channel::<Claimed>(1);
-                let paused = shared.health.paused();
-                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first, paused));
+                let health = shared.health.clone();
+                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first, health));
                 tokio::spawn(dispatch(rx, shared.clone(), move |claimed, shared| {
                     folder::handle(ctx.clone(), source.clone(), claimed, shared)
                 }));

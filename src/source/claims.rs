@@ -50,6 +50,14 @@ impl Claims {
     pub fn relock(&mut self) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let processing = self.dir.parent().unwrap_or(Path::new("."));
+        if self
+            .lock
+            .as_ref()
+            .is_some_and(|held| same_inode(held, &lock_path(processing, &self.owner)))
+        {
+            // Still the lock file this daemon holds: nothing to take again.
+            return Ok(());
+        }
         self.lock = None;
         match try_lock(processing, &self.owner)? {
             Some(lock) => {
@@ -135,6 +143,21 @@ impl Claims {
 
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Whether `path` is the file `held` is open on.
+fn same_inode(held: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(a), Ok(b)) = (held.metadata(), std::fs::metadata(path)) else { return false };
+        (a.dev(), a.ino()) == (b.dev(), b.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (held, path);
+        false
+    }
 }
 
 /// `.processing/.<owner>.lock`.

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::claims::{Left, SharedClaims};
 use crate::config::FolderSettings;
+use crate::ops::health::Health;
 
 pub const PROCESSING: &str = ".processing";
 pub const PROCESSED: &str = "processed";
@@ -51,6 +52,30 @@ struct Seen {
     size: u64,
     mtime: Option<SystemTime>,
     stable_since: Instant,
+}
+
+/// The watched folder as last seen: which one it is, and the watcher on it.
+struct Presence {
+    /// Device and inode: a folder deleted and made again is another one.
+    id: Option<(u64, u64)>,
+    missing: bool,
+    watcher: Option<notify::RecommendedWatcher>,
+    pokes: mpsc::Sender<Poke>,
+}
+
+/// The folder's device and inode; `None` when it is not there (or not a folder).
+fn folder_id(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_dir())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        drop(meta);
+        Some((0, 0))
+    }
 }
 
 /// What a file event says about a name.
@@ -171,20 +196,27 @@ impl FolderSource {
 
     /// Watches the folder until `cancel`, sending each claimed file. A slot in `slots` is
     /// taken before a file is claimed, so files wait in the inbox while the pipeline is busy;
-    /// the next ready file is claimed as soon as a slot frees. While `paused` holds `true`
+    /// the next ready file is claimed as soon as a slot frees. While `health` pauses intake
     /// (a disk problem), nothing new is claimed. With `resume`, files an earlier run left in
     /// `.processing/` are sent first (only at start-up: after a reload they belong to the
-    /// files still in flight).
+    /// files still in flight). A folder that disappears is said once (and named by
+    /// `/readyz`), and watched again once it is back.
     pub async fn watch(
         self,
         slots: Arc<Semaphore>,
         tx: mpsc::Sender<Claimed>,
         cancel: CancellationToken,
         resume: bool,
-        mut paused: watch::Receiver<bool>,
+        health: Arc<Health>,
     ) {
+        let mut paused = health.paused();
         let (poke_tx, mut poke_rx) = mpsc::channel::<Poke>(1024);
-        let _watcher = self.start_watcher(poke_tx);
+        let mut presence = Presence {
+            id: folder_id(&self.settings.path),
+            missing: false,
+            watcher: self.start_watcher(poke_tx.clone()),
+            pokes: poke_tx,
+        };
         if resume && !self.resume_claimed(&slots, &tx, &cancel).await {
             return;
         }
@@ -197,7 +229,9 @@ impl FolderSource {
             let claimable = !scan.queue.is_empty() && !*paused.borrow();
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = ticker.tick() => self.rescan(&mut scan),
+                _ = ticker.tick() => if self.still_there(&mut presence, &health) {
+                    self.rescan(&mut scan)
+                },
                 Some(poke) = poke_rx.recv() => {
                     let mut pokes = vec![poke];
                     while let Ok(p) = poke_rx.try_recv() {
@@ -218,6 +252,46 @@ impl FolderSource {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether the folder is there to scan. Gone: said once, named by `/readyz`. Back (or
+    /// replaced by a new one of the same name): its sub-folders and this daemon's claims
+    /// folder made again, and a new watcher on it.
+    fn still_there(&self, p: &mut Presence, health: &Health) -> bool {
+        let what = self.settings.path.display().to_string();
+        match folder_id(&self.settings.path) {
+            None => {
+                if !p.missing {
+                    p.missing = true;
+                    tracing::warn!(path = %what, "the inbox folder is missing: nothing is taken from it until it is there again");
+                    health.notice(&what, "the inbox folder is missing");
+                }
+                false
+            }
+            Some(id) if p.missing || p.id != Some(id) => {
+                if let Err(e) = self.repair() {
+                    tracing::warn!(path = %what, error = %e, "the inbox folder is back but cannot be prepared; trying again");
+                    p.missing = true;
+                    return false;
+                }
+                (p.id, p.missing) = (Some(id), false);
+                p.watcher = None;
+                p.watcher = self.start_watcher(p.pokes.clone());
+                health.notice_cleared(&what);
+                tracing::info!(path = %what, "the inbox folder is there again: watching it");
+                true
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// Makes the sub-folders and this daemon's claims folder (and lock) again.
+    fn repair(&self) -> io::Result<()> {
+        self.prepare()?;
+        match &self.claims {
+            Some(c) => c.lock().map_err(|_| io::Error::other("claims lock poisoned"))?.relock(),
+            None => Ok(()),
         }
     }
 
@@ -339,11 +413,20 @@ impl FolderSource {
         }
     }
 
-    /// Renames the file into `.processing/`; `None` if someone else took it first.
+    /// Renames the file into `.processing/`; `None` if someone else took it first. A claims
+    /// folder removed by hand is made again.
     fn claim(&self, name: &str, permit: OwnedSemaphorePermit) -> Option<Claimed> {
         let from = self.settings.path.join(name);
-        let to = free_name(&self.claims_dir(), name);
-        match std::fs::rename(&from, &to) {
+        let mut to = free_name(&self.claims_dir(), name);
+        let mut renamed = std::fs::rename(&from, &to);
+        if renamed.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::NotFound) && from.exists() {
+            if let Err(e) = self.repair() {
+                tracing::warn!(file = %name, error = %e, "cannot make .processing/ again");
+            }
+            to = free_name(&self.claims_dir(), name);
+            renamed = std::fs::rename(&from, &to);
+        }
+        match renamed {
             Ok(()) => {
                 let name = to
                     .file_name()
