@@ -411,19 +411,27 @@ fn check_connect_says_when_redis_refuses_the_password() {
     if !common::have_tool("redis-server", "apt-get install redis-server") {
         return;
     }
+    /// Stopped when dropped, the test failing or not.
+    struct Redis(std::process::Child);
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let port = common::free_port();
-    let mut redis = Command::new("redis-server")
+    let redis = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
         .args(["--requirepass", "right-pw"])
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let _redis = Redis(redis);
     common::wait_until(std::time::Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let (code, err) = check_connect(&with_redis(&format!("redis://:wrong-pw@127.0.0.1:{port}/")));
-    let _ = redis.kill();
-    let _ = redis.wait();
     assert_eq!(code, 2, "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "{err}");
