@@ -193,12 +193,7 @@ async fn a_file_removed_from_processing_is_said_once_and_intake_goes_on() {
     let inbox = dir.path().join("inbox");
     std::fs::write(inbox.join("big.csv"), clean_rows("B", 600)).unwrap();
     let daemon = Daemon::start(&config);
-    assert!(
-        wait_until_async(Duration::from_secs(20), || {
-            futures::executor::block_on(sb.received()).len() >= 40
-        })
-        .await
-    );
+    assert!(wait_received(&sb, 40, Duration::from_secs(20)).await);
     // The operator removes it while it is being imported.
     let claimed = find_under(&inbox.join(".processing"), "big.csv").unwrap();
     std::fs::remove_file(claimed).unwrap();

@@ -20,14 +20,7 @@ async fn wait_for_keys(
     n: usize,
     limit: Duration,
 ) -> Vec<String> {
-    let started = std::time::Instant::now();
-    loop {
-        let k = moto::keys(c, BUCKET, prefix).await;
-        if k.len() >= n || started.elapsed() > limit {
-            return k;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    moto::wait_for_keys(c, BUCKET, prefix, n, limit).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

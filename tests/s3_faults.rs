@@ -17,16 +17,8 @@ use crm_ingest::sandbox::SandboxOptions;
 
 const BUCKET: &str = "drop";
 
-/// Waits until `prefix` holds at least `n` keys; returns them.
 async fn keys_when(c: &aws_sdk_s3::Client, prefix: &str, n: usize, limit: Duration) -> Vec<String> {
-    let started = std::time::Instant::now();
-    loop {
-        let k = moto::keys(c, BUCKET, prefix).await;
-        if k.len() >= n || started.elapsed() > limit {
-            return k;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    moto::wait_for_keys(c, BUCKET, prefix, n, limit).await
 }
 
 /// A CSV of `rows` rows over ~300 KiB: bigger than the 64 KiB sniffed before the header.
@@ -151,10 +143,7 @@ async fn an_object_overwritten_while_imported_has_its_new_version_imported_too()
     let cfg = s3_config(dir.path(), &sb.url, &moto.endpoint, "");
     moto::put(&c, BUCKET, "incoming/weekly.csv", clean_rows("V1-", 300)).await;
     let daemon = Daemon::start_with(&cfg, AWS_ENV);
-    let started = wait_until_async(Duration::from_secs(30), || {
-        futures::executor::block_on(sb.received()).len() >= 25
-    })
-    .await;
+    let started = wait_received(&sb, 25, Duration::from_secs(30)).await;
     assert!(started, "{}", daemon.log());
     // A new version while the first is being imported.
     moto::put(&c, BUCKET, "incoming/weekly.csv", clean_rows("V2-", 300)).await;

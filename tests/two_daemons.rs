@@ -68,8 +68,14 @@ fn same_folder(first: &std::path::Path, dir: &std::path::Path) -> std::path::Pat
     path
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_daemon_starting_on_a_shared_folder_leaves_the_other_ones_claim_alone() {
+/// Daemon `A` mid-way through `name` (`rows` rows, 40 ms a request) in a folder that a
+/// second config, with its own state dir, also watches: (sandbox, A's dir, B's dir, B's
+/// config, A running).
+async fn first_mid_file(
+    name: &str,
+    prefix: &str,
+    rows: usize,
+) -> (TestSandbox, tempfile::TempDir, tempfile::TempDir, std::path::PathBuf, Daemon) {
     let sb = TestSandbox::start(SandboxOptions {
         latency: Duration::from_millis(40),
         ..Default::default()
@@ -81,15 +87,16 @@ async fn a_daemon_starting_on_a_shared_folder_leaves_the_other_ones_claim_alone(
     opts.max_in_flight = 1;
     let config_a = write_config(a.path(), &opts);
     let config_b = same_folder(&config_a, b.path());
-    let inbox = a.path().join("inbox");
-    std::fs::write(inbox.join("big.csv"), clean_rows("A", 400)).unwrap();
+    std::fs::write(a.path().join("inbox").join(name), clean_rows(prefix, rows)).unwrap();
     let first = Daemon::start(&config_a);
-    assert!(
-        wait_until_async(Duration::from_secs(20), || {
-            futures::executor::block_on(sb.received()).len() >= 40
-        })
-        .await
-    );
+    assert!(wait_received(&sb, 40, Duration::from_secs(20)).await, "{}", first.log());
+    (sb, a, b, config_b, first)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_starting_on_a_shared_folder_leaves_the_other_ones_claim_alone() {
+    let (sb, a, _b, config_b, first) = first_mid_file("big.csv", "A", 400).await;
+    let inbox = a.path().join("inbox");
     // The second daemon starts while the first is mid-file, and stays a while.
     let second = Daemon::start(&config_b);
     let done =
@@ -107,26 +114,8 @@ async fn a_daemon_starting_on_a_shared_folder_leaves_the_other_ones_claim_alone(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_claim_of_a_daemon_that_is_gone_is_taken_over_and_finished() {
-    let sb = TestSandbox::start(SandboxOptions {
-        latency: Duration::from_millis(40),
-        ..Default::default()
-    })
-    .await;
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut opts = ConfigOptions::new(&sb.url);
-    opts.max_rows = 20;
-    opts.max_in_flight = 1;
-    let config_a = write_config(a.path(), &opts);
-    let config_b = same_folder(&config_a, b.path());
+    let (sb, a, _b, config_b, first) = first_mid_file("orphan.csv", "O", 200).await;
     let inbox = a.path().join("inbox");
-    std::fs::write(inbox.join("orphan.csv"), clean_rows("O", 200)).unwrap();
-    let first = Daemon::start(&config_a);
-    assert!(
-        wait_until_async(Duration::from_secs(20), || {
-            futures::executor::block_on(sb.received()).len() >= 40
-        })
-        .await
-    );
     first.kill9();
     assert!(claimed(&inbox, "orphan.csv"));
     // Its lock went with it: the next daemon to start on the folder finishes the file.

@@ -203,6 +203,11 @@ pub async fn wait_until_async(limit: Duration, mut cond: impl FnMut() -> bool) -
     cond()
 }
 
+/// Waits until the sandbox has received at least `n` distinct rows.
+pub async fn wait_received(sb: &TestSandbox, n: usize, limit: Duration) -> bool {
+    wait_until_async(limit, || futures::executor::block_on(sb.received()).len() >= n).await
+}
+
 /// The real daemon as a child process; its stderr is drained as it comes (a full pipe would
 /// block the daemon's logging) and kept.
 pub struct Daemon(pub std::process::Child, pub std::sync::Arc<std::sync::Mutex<String>>);
