@@ -1,6 +1,7 @@
 //! A leased S3 object: streamed through the shared file runner while its lease is renewed;
-//! then reports uploaded, the ledger told, the object moved, the lease released. A broken
-//! connection mid-object reads it again from the ledger's checkpoint.
+//! then reports uploaded, the ledger told, the object moved, the lease released. A read that
+//! breaks off is read on from the byte reached (`source::s3::read`); one that keeps failing
+//! is read again from the ledger's checkpoint, and after that waits for the next listing.
 
 use std::sync::Arc;
 use std::time::Duration;
