@@ -181,6 +181,41 @@ impl<'a> Ctx<'a> {
         self.value(key, v).map_or(default, |d| d.0)
     }
 
+    /// A count that means nothing at 0 (a limit of nothing at once, batches of no row): 0 is
+    /// refused, naming the key, its line and what it would do, rather than raised silently.
+    pub(super) fn at_least_one<T: Clone + PartialEq + From<u8>>(
+        &mut self,
+        key: &str,
+        v: &Value<T>,
+        would: &str,
+    ) -> Option<T> {
+        let n = self.value(key, v)?;
+        if n == T::from(0) {
+            let span = v.as_ref().map(|s| s.span()).unwrap_or_default();
+            self.problem(span, format!("`{key}` = 0 {would}: it must be at least 1"));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A duration that means nothing at zero (a timeout, a poll interval); like
+    /// [`Ctx::duration`], with zero refused as [`Ctx::at_least_one`] refuses 0.
+    pub(super) fn nonzero_duration(
+        &mut self,
+        key: &str,
+        v: &Value<HumanDuration>,
+        default: std::time::Duration,
+        would: &str,
+    ) -> std::time::Duration {
+        let d = self.duration(key, v, default);
+        if d.is_zero() {
+            let span = v.as_ref().map(|s| s.span()).unwrap_or_default();
+            self.problem(span, format!("`{key}` = 0 {would}: it must be more than zero"));
+            return default;
+        }
+        d
+    }
+
     fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
         self.problems.sort_by_key(|p| p.line);
         if self.problems.is_empty() {
@@ -237,9 +272,12 @@ impl<'a> Ctx<'a> {
             });
         }
         let max_files_in_flight = self
-            .value("max_files_in_flight", &raw.max_files_in_flight)
-            .unwrap_or(DEFAULT_MAX_FILES_IN_FLIGHT)
-            .max(1);
+            .at_least_one(
+                "max_files_in_flight",
+                &raw.max_files_in_flight,
+                "would never let a file be processed",
+            )
+            .unwrap_or(DEFAULT_MAX_FILES_IN_FLIGHT);
         let shutdown_timeout =
             self.duration("shutdown_timeout", &raw.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         let settings = Settings {
@@ -334,9 +372,12 @@ impl<'a> Ctx<'a> {
             self.relative(&d)
         });
         let files_in_flight = self
-            .value(&format!("pipelines.{pname}.files_in_flight"), &raw.files_in_flight)
-            .unwrap_or(DEFAULT_FILES_PER_PIPELINE)
-            .max(1);
+            .at_least_one(
+                &format!("pipelines.{pname}.files_in_flight"),
+                &raw.files_in_flight,
+                "would never let a file of this pipeline be processed",
+            )
+            .unwrap_or(DEFAULT_FILES_PER_PIPELINE);
         let duplicates = self.duplicates(&pname, raw.duplicates.as_ref());
         Some(PipelineSettings {
             name: pname,
@@ -385,9 +426,12 @@ impl<'a> Ctx<'a> {
         };
         BatchSettings {
             max_rows: self
-                .value(&format!("pipelines.{pname}.batch.max_rows"), &b.max_rows)
-                .unwrap_or(default_rows)
-                .max(1),
+                .at_least_one(
+                    &format!("pipelines.{pname}.batch.max_rows"),
+                    &b.max_rows,
+                    "would make batches of no row",
+                )
+                .unwrap_or(default_rows),
             max_wait: self.duration(
                 &format!("pipelines.{pname}.batch.max_wait"),
                 &b.max_wait,

@@ -178,10 +178,7 @@ impl Head {
 async fn read_sample(stream: &mut BoxRead) -> Result<Vec<u8>, FileError> {
     let mut sample = Vec::with_capacity(SNIFF_BYTES);
     let mut limited = stream.take(SNIFF_BYTES as u64);
-    limited
-        .read_to_end(&mut sample)
-        .await
-        .map_err(|e| FileError::Read { line: 0, message: e.to_string() })?;
+    limited.read_to_end(&mut sample).await.map_err(|e| read_error(0, e))?;
     Ok(sample)
 }
 
@@ -241,10 +238,7 @@ async fn read_header(
     setting: HeaderRow,
 ) -> Result<u64, FileError> {
     loop {
-        let start = records
-            .next()
-            .await
-            .map_err(|e| FileError::Read { line: records.line(), message: e.to_string() })?;
+        let start = records.next().await.map_err(|e| read_error(records.line(), e))?;
         match start {
             Some(s) if s.line >= line => return Ok(s.line),
             Some(_) => {}

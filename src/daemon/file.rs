@@ -93,9 +93,9 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
     metrics.file_in_flight(&pipeline, -1);
     match joined {
         Ok(Ok(result)) if result.interrupted => {
-            if ctx.stop.is_cancelled() || ctx.abort.is_cancelled() {
-                shared.ledger.stopped(file_id);
-            }
+            // Stopped in good order (shutdown, a lost lease, a source that broke off): not a
+            // crash, so it never counts towards setting the file aside.
+            shared.ledger.stopped(file_id);
             Ran::Interrupted
         }
         Ok(Ok(result)) => Ran::Finished { result: Box::new(result), file_id },

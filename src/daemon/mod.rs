@@ -20,6 +20,7 @@ use crate::ops::health::Health;
 use crate::ops::server::OpsState;
 use crate::ops::systemd;
 use crate::pipeline::FileContext;
+use crate::source::claims::{Claims, SharedClaims};
 use crate::source::s3::{ClaimedObject, S3Source};
 use crate::source::{Claimed, FolderSource};
 use crate::targets;
@@ -75,6 +76,24 @@ pub(crate) struct Shared {
     global: Arc<Semaphore>,
     stop: CancellationToken,
     abort: CancellationToken,
+    /// This daemon's owner id (one per state dir): it names its claims.
+    owner: String,
+    /// Its claims folder and lock in each watched folder, kept across reloads.
+    claims: Arc<std::sync::Mutex<BTreeMap<PathBuf, SharedClaims>>>,
+}
+
+impl Shared {
+    /// This daemon's claims in `folder`, taken the first time it is watched.
+    fn claims_in(&self, folder: &std::path::Path) -> std::io::Result<SharedClaims> {
+        let mut all =
+            self.claims.lock().map_err(|_| std::io::Error::other("claims lock poisoned"))?;
+        if let Some(c) = all.get(folder) {
+            return Ok(c.clone());
+        }
+        let c = Claims::take(folder, &self.owner)?;
+        all.insert(folder.to_path_buf(), c.clone());
+        Ok(c)
+    }
 }
 
 /// The watchers of one config; cancelled on reload, while their files finish.
@@ -93,6 +112,8 @@ pub async fn run_with(settings: Settings, mut control: Control) -> anyhow::Resul
         global: Arc::new(Semaphore::new(settings.max_files_in_flight)),
         stop: CancellationToken::new(),
         abort: CancellationToken::new(),
+        owner: crate::source::owner::id(&settings.state_dir),
+        claims: Arc::default(),
     };
     let generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
     let ops_connections =
@@ -233,19 +254,22 @@ async fn start(
         match &pipeline.source {
             SourceSettings::Folder(f) => {
                 let source = FolderSource::new(f.clone());
-                source.prepare().with_context(|| {
+                let prepare_error = || {
                     format!(
                         "pipeline `{}`: cannot prepare folder {}",
                         pipeline.name,
                         f.path.display()
                     )
-                })?;
+                };
+                source.prepare().with_context(prepare_error)?;
+                let source =
+                    source.with_claims(shared.claims_in(&f.path).with_context(prepare_error)?);
                 let ctx =
                     ctx(pipeline.default_report_dir().unwrap_or_else(|| f.path.join("reports")));
                 tracing::info!(pipeline = %pipeline.name, source = %f.path.display(), target = %pipeline.target.name(), connection = %pipeline.connection.name, "watching");
                 let (tx, rx) = mpsc::channel::<Claimed>(1);
-                let paused = shared.health.paused();
-                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first, paused));
+                let health = shared.health.clone();
+                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first, health));
                 tokio::spawn(dispatch(rx, shared.clone(), move |claimed, shared| {
                     folder::handle(ctx.clone(), source.clone(), claimed, shared)
                 }));

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::RowBudget;
-use super::input::Input;
+use super::input::{Input, OpenError};
 use super::journal::FileJobs;
 use super::progress::Progress;
 use super::resume::ResumedJobs;
@@ -103,7 +103,12 @@ pub async fn process_file(
             let error = settled.gap.clone().or(read_error.map(|e| e.to_string()));
             ((settled, error), samples)
         }
-        Err(e) => ((Settled::default(), Some(e)), Vec::new()),
+        // The source's connection broke before the header: read again later, not failed.
+        Err(OpenError::SourceBroke(e)) => {
+            tracing::warn!(file = %display_name, error = %e, "the source connection broke before the header; the file will be read again");
+            ((Settled { interrupted: true, ..Settled::default() }, None), Vec::new())
+        }
+        Err(OpenError::File(e)) => ((Settled::default(), Some(e)), Vec::new()),
     };
     let (settled, file_error) = ran;
     let (_, summary_path) = report::report_names(&ctx.report_dir, &stem);
@@ -177,14 +182,14 @@ fn settler(
 }
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
-async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), String> {
+async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), OpenError> {
     let schema = schema_for(&ctx.pipeline.target.name());
     let fields = &ctx.pipeline.fields;
     // `header_row = "auto"`: the line whose cells serve the whole mapping.
     let is_header = |cells: &[String]| Mapper::compile(fields, schema, cells).is_ok();
     let file = input.open(&ctx.pipeline.csv, &is_header).await?;
     let mapper = Mapper::compile(&ctx.pipeline.fields, schema, &file.dialect.header)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpenError::File(e.to_string()))?;
     Ok((file, mapper))
 }
 

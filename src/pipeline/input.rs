@@ -16,6 +16,43 @@ pub trait RemoteFile: Send + Sync {
     fn open(&self) -> BoxFuture<'_, Result<BoxRead, String>>;
 }
 
+/// Why a file did not open: its own bytes (it fails as a whole), or the source's connection
+/// broke ([`crate::csvio::SOURCE_BROKE`]: it is read again later, not failed).
+#[derive(Debug, Clone)]
+pub enum OpenError {
+    File(String),
+    SourceBroke(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::File(m) | OpenError::SourceBroke(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<OpenError> for String {
+    fn from(e: OpenError) -> Self {
+        e.to_string()
+    }
+}
+
+impl From<crate::csvio::FileError> for OpenError {
+    fn from(e: crate::csvio::FileError) -> Self {
+        match e {
+            crate::csvio::FileError::Interrupted { .. } => OpenError::SourceBroke(e.to_string()),
+            e => OpenError::File(e.to_string()),
+        }
+    }
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> Self {
+        OpenError::File(message)
+    }
+}
+
 #[derive(Clone)]
 pub enum Input {
     Local(PathBuf),
@@ -54,7 +91,7 @@ impl Input {
         &self,
         settings: &CsvSettings,
         is_header: HeaderTest<'_>,
-    ) -> Result<CsvFile, String> {
+    ) -> Result<CsvFile, OpenError> {
         if self.workbook() {
             return self.open_workbook(settings, is_header).await;
         }
@@ -65,15 +102,13 @@ impl Input {
                     .map_err(|e| format!("cannot open the file: {e}"))?;
                 let follow = super::follow::Follow::new(file, p.clone());
                 let size = self.size();
-                CsvFile::from_raw(Box::pin(follow), self.gz(), settings, is_header, size)
-                    .await
-                    .map_err(|e| e.to_string())
+                Ok(CsvFile::from_raw(Box::pin(follow), self.gz(), settings, is_header, size)
+                    .await?)
             }
             Input::Remote(r) => {
                 let stream = r.open().await?;
-                CsvFile::from_raw(stream, self.gz(), settings, is_header, Some(r.size()))
-                    .await
-                    .map_err(|e| e.to_string())
+                let size = Some(r.size());
+                Ok(CsvFile::from_raw(stream, self.gz(), settings, is_header, size).await?)
             }
         }
     }
@@ -86,7 +121,7 @@ impl Input {
         &self,
         settings: &CsvSettings,
         is_header: HeaderTest<'_>,
-    ) -> Result<CsvFile, String> {
+    ) -> Result<CsvFile, OpenError> {
         let (path, _keep) = match self {
             Input::Local(p) => (p.clone(), None),
             Input::Remote(r) => {
@@ -94,15 +129,16 @@ impl Input {
                 let mut body = r.open().await?;
                 let mut out =
                     tokio::fs::File::create(tmp.path()).await.map_err(|e| e.to_string())?;
-                tokio::io::copy(&mut body, &mut out).await.map_err(|e| e.to_string())?;
+                tokio::io::copy(&mut body, &mut out).await.map_err(|e| match e.kind() {
+                    crate::csvio::SOURCE_BROKE => OpenError::SourceBroke(e.to_string()),
+                    _ => OpenError::File(e.to_string()),
+                })?;
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
         let (stream, errors) = crate::csvio::workbook::open(&path, settings.sheet.clone())?;
         let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let file = CsvFile::from_stream(stream, settings, is_header, bytes_read, 1 << 20)
-            .await
-            .map_err(|e| e.to_string())?;
+        let file = CsvFile::from_stream(stream, settings, is_header, bytes_read, 1 << 20).await?;
         Ok(file.with_cell_errors(errors))
     }
 }

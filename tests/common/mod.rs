@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
 #![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
+pub mod faults;
 pub mod moto;
 pub mod plannr;
 
@@ -209,6 +210,11 @@ pub async fn wait_until_async(limit: Duration, mut cond: impl FnMut() -> bool) -
     cond()
 }
 
+/// Waits until the sandbox has received at least `n` distinct rows.
+pub async fn wait_received(sb: &TestSandbox, n: usize, limit: Duration) -> bool {
+    wait_until_async(limit, || futures::executor::block_on(sb.received()).len() >= n).await
+}
+
 /// The real daemon as a child process; its stderr is drained as it comes (a full pipe would
 /// block the daemon's logging) and kept.
 pub struct Daemon(pub std::process::Child, pub std::sync::Arc<std::sync::Mutex<String>>);
@@ -297,6 +303,16 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Whether `name` is claimed in `inbox/.processing/` (in a daemon's own claims folder,
+/// `.processing/<owner-id>/`, or directly there).
+pub fn claimed(inbox: &Path, name: &str) -> bool {
+    let processing = inbox.join(".processing");
+    processing.join(name).is_file()
+        || std::fs::read_dir(&processing)
+            .map(|d| d.flatten().any(|e| e.path().join(name).is_file()))
+            .unwrap_or(false)
 }
 
 /// Whether an optional tool is on PATH. Without it the calling test skips, saying why on one
