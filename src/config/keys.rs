@@ -67,6 +67,7 @@ const SOURCE: &[&str] = &[
     "poll_interval",
     "force_path_style",
     "queue_url",
+    "lease_ttl",
 ];
 const FIELD: &[&str] = &["column", "template", "value", "transform", "validate", "empty"];
 

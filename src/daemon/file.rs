@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::ledger::{Claim, Identity, Resume};
+use crate::ledger::{Claim, Identity, LedgerError, Resume};
 use crate::ops::health::is_disk_error;
 use crate::pipeline::{process_file, FileContext, FileResult, Input, LedgerFile, Progress};
 use crate::report::{self, atomic, Summary};
@@ -43,9 +43,19 @@ pub struct FileRun<'a> {
 }
 
 pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
-    let FileRun { ctx, input, name, identity, stem, left_by_earlier_run } = file;
+    let claim = shared.ledger.claim(file.identity.clone(), file.stem.clone()).await;
+    run_claimed(file, claim, shared).await
+}
+
+/// Runs a file the ledger was asked about (`claim` is its answer).
+pub async fn run_claimed(
+    file: FileRun<'_>,
+    claim: Result<Claim, LedgerError>,
+    shared: &Shared,
+) -> Ran {
+    let FileRun { ctx, input, name, identity: _, stem, left_by_earlier_run } = file;
     let pipeline = ctx.pipeline.name.clone();
-    let lf = match shared.ledger.claim(identity, stem.clone()).await {
+    let lf = match claim {
         Ok(Claim::Finished { finished_at, .. }) => {
             crate::metrics::get().file(&pipeline, "already_imported");
             return Ran::AlreadyDone { finished_at };

@@ -208,3 +208,34 @@ pub fn finish(tx: &Transaction<'_>, file_id: i64, state: FileState) -> rusqlite:
     )?;
     Ok(())
 }
+
+/// Replaces an unfinished file's record with `resume` (another replica's progress, taken over).
+pub fn adopt(tx: &Transaction<'_>, resume: &Resume) -> rusqlite::Result<()> {
+    let cp = &resume.checkpoint;
+    let counts = Counts { rows: cp.counts.clone(), failed_by_stage: cp.failed_by_stage.clone() };
+    tx.execute(
+        "UPDATE files SET report_stem = ?2, started_at = ?3, watermark = ?4, errors_bytes = ?5,
+                warnings_bytes = ?6, counts = ?7, attempts = ?8, updated_at = ?9
+         WHERE id = ?1",
+        params![
+            resume.file_id,
+            resume.report_stem,
+            resume.started_at,
+            cp.watermark,
+            cp.errors_bytes,
+            cp.warnings_bytes,
+            serde_json::to_string(&counts).unwrap_or_default(),
+            resume.attempts,
+            now_rfc3339()
+        ],
+    )?;
+    tx.execute("DELETE FROM jobs WHERE file_id = ?1", params![resume.file_id])?;
+    tx.execute("DELETE FROM pending WHERE file_id = ?1", params![resume.file_id])?;
+    for job in &resume.jobs {
+        job_started(tx, resume.file_id, &job.id, &job.seqs, &job.status)?;
+    }
+    for (token, seqs) in &resume.pending {
+        sending(tx, resume.file_id, *token, seqs)?;
+    }
+    Ok(())
+}
