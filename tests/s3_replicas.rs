@@ -1,0 +1,304 @@
+//! Replicas on one bucket (issue [4/7]): an object's progress travels with its lease, so the
+//! replica that takes over after its owner is killed resumes where the owner stopped (no
+//! Plannr client stored twice, Repsly rows sent again only where the owner's lease recorded
+//! them in flight, every failed row once in the report, the summary counted once); a replica
+//! whose lease renewals fail stops sending before the lease expires, and the other finishes.
+//! Two real daemons, a real S3 server (moto), `kill -9`, a fault-injecting proxy.
+
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::faults::{Fault, FaultProxy};
+use common::moto::{self, s3_config, Moto, AWS_ENV};
+use common::*;
+use crm_ingest::sandbox::SandboxOptions;
+
+const BUCKET: &str = "drop";
+const OBJECT: &str = "incoming/big.csv";
+const LEASE: &str = "incoming/.leases/big.csv";
+const TTL: &str = "3s";
+
+/// A Plannr `store` clients pipeline over `s3://drop/incoming/`, leases of [`TTL`].
+fn plannr_config(dir: &Path, crm: &str, s3: &str, rate: &str) -> PathBuf {
+    let text = format!(
+        r#"
+state_dir = "{dir}/state"
+shutdown_timeout = "5s"
+[log]
+format = "json"
+[connections.plannr]
+kind = "plannr"
+base_url = "{crm}"
+token = "sandbox-token"
+account_uuid = "{account}"
+rate_limit = "{rate}"
+poll_interval = "50ms"
+retry = {{ max_attempts = 10, initial_backoff = "10ms", max_backoff = "100ms" }}
+[pipelines.clients]
+connection = "plannr"
+target = "plannr.import.clients"
+mode = "store"
+source = {{ kind = "s3", bucket = "drop", prefix = "incoming/", region = "us-east-1", endpoint = "{s3}", poll_interval = "200ms", lease_ttl = "{TTL}" }}
+batch = {{ max_rows = 20, max_wait = "100ms" }}
+[pipelines.clients.fields]
+first_name = {{ column = "First Name", transform = ["trim"] }}
+last_name = {{ column = "Surname", transform = ["trim"] }}
+email = {{ column = "Email", transform = ["trim", "lowercase"] }}
+send_welcome_email = {{ column = "Welcome", transform = ["bool"] }}
+date_of_birth = {{ column = "DOB", transform = ["date:%d/%m/%Y"] }}
+"#,
+        dir = dir.display(),
+        account = common::plannr::ACCOUNT,
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The Repsly pipeline of the other S3 tests, paced at `rate`, leases of [`TTL`].
+fn repsly_config(dir: &Path, crm: &str, s3: &str, rate: &str) -> PathBuf {
+    let cfg = s3_config(dir, crm, s3, &format!(", lease_ttl = \"{TTL}\""));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("1000/s", rate);
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// `n` clients; every 11th has no surname and every 13th a bad email (Plannr refuses both),
+/// every 17th an impossible date of birth (fails here, at `map`). Returns the file and the
+/// lines (header = 1) of the rows that must end in the report.
+fn plannr_clients(n: usize) -> (String, BTreeSet<u64>) {
+    let mut s = String::from("First Name,Surname,Email,Welcome,DOB\n");
+    let mut bad = BTreeSet::new();
+    for i in 0..n {
+        let surname = if i % 11 == 5 { String::new() } else { format!("Surname{i}") };
+        let email =
+            if i % 13 == 7 { format!("p{i}-at-example.com") } else { format!("p{i}@example.com") };
+        let dob = if i % 17 == 3 { "31/02/1980" } else { "01/02/1980" };
+        if i % 11 == 5 || i % 13 == 7 || i % 17 == 3 {
+            bad.insert(i as u64 + 2);
+        }
+        s.push_str(&format!("Person{i},{surname},{email},no,{dob}\n"));
+    }
+    (s, bad)
+}
+
+/// `n` Repsly clients `R{i}`; every 9th has no Name (fails at `validate`), every 14th is
+/// refused by the CRM. Returns the file and the lines of the rows that must be reported.
+fn repsly_clients(n: usize) -> (String, BTreeSet<u64>) {
+    let mut s = String::from(HEADER);
+    s.push('\n');
+    let mut bad = BTreeSet::new();
+    for i in 0..n {
+        let name = match i {
+            _ if i % 9 == 4 => String::new(),
+            _ if i % 14 == 6 => format!("REFUSE {i}"),
+            _ => format!("Client {i}"),
+        };
+        if i % 9 == 4 || i % 14 == 6 {
+            bad.insert(i as u64 + 2);
+        }
+        s.push_str(&format!("R{i},{name},yes,r{i}@example.com,,UK>North,\n"));
+    }
+    (s, bad)
+}
+
+/// The owner id of the daemon whose state is in `dir` (made as it starts).
+fn owner_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("state/owner-id")).unwrap_or_default().trim().to_string()
+}
+
+/// The lease body as it is now, if there is one.
+async fn lease(c: &aws_sdk_s3::Client) -> Option<serde_json::Value> {
+    let out = c.get_object().bucket(BUCKET).key(LEASE).send().await.ok()?;
+    let bytes = out.body.collect().await.ok()?.into_bytes();
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Waits until the daemon whose state is in `dir` holds the object's lease.
+async fn wait_lease_of(c: &aws_sdk_s3::Client, dir: &Path) {
+    let started = std::time::Instant::now();
+    loop {
+        let owner = owner_of(dir);
+        if !owner.is_empty() && lease(c).await.is_some_and(|l| l["owner"] == owner) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{owner} never took the lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The seqs the progress in a lease names as in flight (write-ahead records).
+fn in_flight(lease: &serde_json::Value) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    for p in lease["progress"]["pending"].as_array().into_iter().flatten() {
+        for r in p["seqs"].as_array().unwrap() {
+            out.extend(r[0].as_u64().unwrap()..=r[1].as_u64().unwrap());
+        }
+    }
+    out
+}
+
+/// Waits until `prefix` holds `n` keys.
+async fn finished(c: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
+    moto::wait_for_keys(c, BUCKET, prefix, 1, Duration::from_secs(90)).await
+}
+
+/// The final report of the object: each failed line once, exactly `bad`, and the summary
+/// counted once.
+async fn check_report(c: &aws_sdk_s3::Client, rows: usize, bad: &BTreeSet<u64>, log: &str) {
+    let summary: serde_json::Value =
+        serde_json::from_slice(&moto::get(c, BUCKET, "incoming/reports/big.summary.json").await)
+            .unwrap();
+    let r = &summary["rows"];
+    assert_eq!(r["read"], rows as u64, "{summary}\n{log}");
+    assert_eq!(r["failed"], bad.len() as u64, "{summary}");
+    assert_eq!(r["accepted"], (rows - bad.len()) as u64, "{summary}");
+    let errors = moto::get(c, BUCKET, "incoming/reports/big.errors.csv").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.csv"), errors).unwrap();
+    let lines: Vec<u64> =
+        lines_and_stages(&dir.path().join("e.csv")).into_iter().map(|(l, _)| l).collect();
+    let once: BTreeSet<u64> = lines.iter().copied().collect();
+    assert_eq!(lines.len(), once.len(), "a failed row reported twice: {lines:?}");
+    assert_eq!(&once, bad, "every failed row in the report, once");
+}
+
+/// Stored clients by email: each at most once, and exactly the good ones.
+fn check_stored_once(records: &serde_json::Value, rows: usize, bad: &BTreeSet<u64>) {
+    let emails = common::plannr::stored(records);
+    let mut counted: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &emails {
+        *counted.entry(e.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = counted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "clients stored twice: {twice:?}");
+    assert_eq!(emails.len(), rows - bad.len(), "every good client stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plannr_store_object_taken_over_after_kill_9_stores_each_client_once() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg_a = plannr_config(a.path(), &sb.url, &moto.endpoint, "40/s");
+    let cfg_b = plannr_config(b.path(), &sb.url, &moto.endpoint, "40/s");
+    let rows = 600;
+    let (file, bad) = plannr_clients(rows);
+    moto::put(&c, BUCKET, OBJECT, file).await;
+    let owner = Daemon::start_with(&cfg_a, AWS_ENV);
+    wait_lease_of(&c, a.path()).await;
+    let other = Daemon::start_with(&cfg_b, AWS_ENV);
+    let stored = || common::plannr::stored(&futures::executor::block_on(sb.records())).len();
+    assert!(wait_until_async(Duration::from_secs(60), || stored() >= rows / 3).await);
+    let at_kill = lease(&c).await.unwrap();
+    owner.kill9();
+    let stored_at_kill = stored();
+    assert!(stored_at_kill < rows - bad.len(), "killed before the end: {stored_at_kill}");
+    let done = finished(&c, "incoming/processed/").await;
+    let (code, _, log) = other.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(done, ["incoming/processed/big.csv"], "{log}");
+    assert!(log.contains("resuming the object where the replica that held it stopped"), "{log}");
+    let jobs = at_kill["progress"]["jobs"].as_array().map_or(0, Vec::len);
+    assert!(jobs > 0, "the owner's imports were in its lease: {at_kill}");
+    check_stored_once(&sb.records().await, rows, &bad);
+    check_report(&c, rows, &bad, &log).await;
+    assert!(moto::keys(&c, BUCKET, "incoming/.leases/").await.is_empty(), "lease released");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repsly_object_taken_over_after_kill_9_resends_only_what_the_lease_had_in_flight() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let options = SandboxOptions { refuse: Some("REFUSE".into()), ..Default::default() };
+    let sb = TestSandbox::start(options).await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg_a = repsly_config(a.path(), &sb.url, &moto.endpoint, "60/s");
+    let cfg_b = repsly_config(b.path(), &sb.url, &moto.endpoint, "60/s");
+    let rows = 1500;
+    let (file, bad) = repsly_clients(rows);
+    moto::put(&c, BUCKET, OBJECT, file).await;
+    let owner = Daemon::start_with(&cfg_a, AWS_ENV);
+    wait_lease_of(&c, a.path()).await;
+    let other = Daemon::start_with(&cfg_b, AWS_ENV);
+    assert!(wait_received(&sb, rows / 3, Duration::from_secs(60)).await);
+    owner.kill9();
+    // The owner is dead: its lease holds its last progress until it expires.
+    let at_kill = lease(&c).await.unwrap();
+    let done = finished(&c, "incoming/processed/").await;
+    let (code, _, log) = other.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(done, ["incoming/processed/big.csv"], "{log}");
+    let received = sb.received().await;
+    assert_eq!(received.len(), rows - bad.len(), "every good row reached Repsly");
+    let recorded = in_flight(&at_kill);
+    let twice: Vec<u64> = received
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(code, _)| code[1..].parse().unwrap())
+        .collect();
+    let blind: Vec<_> = twice.iter().filter(|s| !recorded.contains(s)).collect();
+    assert!(blind.is_empty(), "sent twice without being recorded in flight: {blind:?}");
+    eprintln!(
+        "sent twice: {} rows, all of the {} the lease had in flight",
+        twice.len(),
+        recorded.len()
+    );
+    check_report(&c, rows, &bad, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_whose_renewals_fail_stops_sending_before_its_lease_expires() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(10),
+        ..Default::default()
+    })
+    .await;
+    // The owner reaches S3 and the CRM through proxies: one fails its lease writes, the
+    // other logs when each of its CRM requests left.
+    let s3 = FaultProxy::start(&moto.endpoint).await;
+    let crm = FaultProxy::start(&sb.url).await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg_a = plannr_config(a.path(), &crm.endpoint, &s3.endpoint, "40/s");
+    let cfg_b = plannr_config(b.path(), &sb.url, &moto.endpoint, "40/s");
+    let rows = 600;
+    let (file, bad) = plannr_clients(rows);
+    moto::put(&c, BUCKET, OBJECT, file).await;
+    let owner = Daemon::start_with(&cfg_a, AWS_ENV);
+    wait_lease_of(&c, a.path()).await;
+    let other = Daemon::start_with(&cfg_b, AWS_ENV);
+    let stored = || common::plannr::stored(&futures::executor::block_on(sb.records())).len();
+    assert!(wait_until_async(Duration::from_secs(60), || stored() >= rows / 3).await);
+    s3.add("PUT", &format!("/{BUCKET}/{LEASE}"), Fault::SlowDown, 1_000_000);
+    assert!(wait_until_async(Duration::from_secs(30), || !s3.injected().is_empty()).await);
+    // Its writes are one at a time: once one failed, the lease holds its last good one.
+    let last = lease(&c).await.unwrap();
+    assert_eq!(last["owner"], owner_of(a.path()));
+    let expires_at = last["expires_at_ms"].as_u64().unwrap();
+    let done = finished(&c, "incoming/processed/").await;
+    let (code, _, log_b) = other.terminate();
+    let (_, _, log_a) = owner.terminate();
+    assert_eq!(code, Some(0), "{log_b}");
+    assert_eq!(done, ["incoming/processed/big.csv"], "{log_a}\n{log_b}");
+    assert!(log_a.contains("could not be renewed before its deadline"), "{log_a}");
+    assert!(log_b.contains("resuming the object where the replica that held it stopped"));
+    let sent = crm.arrived();
+    let last_sent = sent.iter().map(|r| r.at_ms).max().unwrap();
+    let after: Vec<_> = sent.iter().filter(|r| r.at_ms >= expires_at).collect();
+    assert!(after.is_empty(), "requests after the lease expired: {after:?}");
+    eprintln!(
+        "the fenced replica's last request left {} ms before its lease expired",
+        expires_at - last_sent
+    );
+    check_stored_once(&sb.records().await, rows, &bad);
+    check_report(&c, rows, &bad, &log_b).await;
+}
