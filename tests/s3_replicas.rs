@@ -144,7 +144,12 @@ fn in_flight(lease: &serde_json::Value) -> BTreeSet<u64> {
     out
 }
 
-/// Waits until `prefix` holds `n` keys.
+/// The seqs of the Repsly rows (`R{seq}`) that reached the CRM more than once.
+fn twice_sent(received: &BTreeMap<String, u64>) -> Vec<u64> {
+    received.iter().filter(|(_, n)| **n > 1).map(|(code, _)| code[1..].parse().unwrap()).collect()
+}
+
+/// Waits until `prefix` holds a key.
 async fn finished(c: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
     moto::wait_for_keys(c, BUCKET, prefix, 1, Duration::from_secs(90)).await
 }
@@ -239,11 +244,7 @@ async fn a_repsly_object_taken_over_after_kill_9_resends_only_what_the_lease_had
     let received = sb.received().await;
     assert_eq!(received.len(), rows - bad.len(), "every good row reached Repsly");
     let recorded = in_flight(&at_kill);
-    let twice: Vec<u64> = received
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(code, _)| code[1..].parse().unwrap())
-        .collect();
+    let twice = twice_sent(&received);
     let blind: Vec<_> = twice.iter().filter(|s| !recorded.contains(s)).collect();
     assert!(blind.is_empty(), "sent twice without being recorded in flight: {blind:?}");
     eprintln!(
@@ -301,4 +302,97 @@ async fn a_replica_whose_renewals_fail_stops_sending_before_its_lease_expires() 
     );
     check_stored_once(&sb.records().await, rows, &bad);
     check_report(&c, rows, &bad, &log_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_daemon_killed_and_started_again_resumes_its_object() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let options = SandboxOptions { refuse: Some("REFUSE".into()), ..Default::default() };
+    let sb = TestSandbox::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repsly_config(dir.path(), &sb.url, &moto.endpoint, "60/s");
+    let rows = 1500;
+    let (file, bad) = repsly_clients(rows);
+    moto::put(&c, BUCKET, OBJECT, file).await;
+    let first = Daemon::start_with(&cfg, AWS_ENV);
+    assert!(wait_received(&sb, rows / 3, Duration::from_secs(60)).await);
+    first.kill9();
+    let at_kill = lease(&c).await.unwrap();
+    let again = Daemon::start_with(&cfg, AWS_ENV);
+    let done = finished(&c, "incoming/processed/").await;
+    let (code, _, log) = again.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(done, ["incoming/processed/big.csv"], "{log}");
+    let received = sb.received().await;
+    assert_eq!(received.len(), rows - bad.len());
+    // Whichever record it resumes from (its own ledger, or its lease when that is further),
+    // a row is sent again only where a create of it was recorded in flight.
+    let recorded = in_flight(&at_kill);
+    let twice = twice_sent(&received);
+    let blind: Vec<_> = twice.iter().filter(|s| !recorded.contains(s)).collect();
+    assert!(blind.is_empty(), "sent twice without being recorded in flight: {blind:?}");
+    check_report(&c, rows, &bad, &log).await;
+}
+
+/// The S3 requests one daemon makes for one object, counted through a proxy: lease writes
+/// (the take, renewals and progress) and report segments, against the object's rows and the
+/// creates it took. Prints the figures.
+async fn lease_writes(rows: usize, plannr: bool) -> (usize, usize, usize) {
+    let moto = Moto::start().await;
+    let c = moto.bucket(BUCKET).await;
+    let options = SandboxOptions {
+        refuse: Some("REFUSE".into()),
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let sb = TestSandbox::start(options).await;
+    let s3 = FaultProxy::start(&moto.endpoint).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, (file, bad)) = if plannr {
+        (plannr_config(dir.path(), &sb.url, &s3.endpoint, "1000/s"), plannr_clients(rows))
+    } else {
+        let cfg = repsly_config(dir.path(), &sb.url, &s3.endpoint, "1000/s");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("max_rows = 25", "max_rows = 50");
+        std::fs::write(&cfg, text).unwrap();
+        (cfg, repsly_clients(rows))
+    };
+    moto::put(&c, BUCKET, OBJECT, file).await;
+    let daemon = Daemon::start_with(&cfg, AWS_ENV);
+    let done = finished(&c, "incoming/processed/").await;
+    let (code, _, log) = daemon.terminate();
+    assert_eq!((code, done.len()), (Some(0), 1), "{log}");
+    check_report(&c, rows, &bad, &log).await;
+    let arrived = s3.arrived();
+    let puts =
+        |p: &str| arrived.iter().filter(|r| r.method == "PUT" && r.path.starts_with(p)).count();
+    let lease_path = format!("/{BUCKET}/{LEASE}");
+    let parts = puts(&format!("{lease_path}.parts/"));
+    let lease = puts(&lease_path) - parts;
+    let create = if plannr { "/api/v1/import" } else { "/v3/import/clientList" };
+    let creates =
+        sb.requests().await.iter().filter(|r| r["method"] == "POST" && r["path"] == create).count();
+    eprintln!(
+        "{} object of {rows} rows ({} failed), {creates} creates: {lease} lease writes and {parts} report segments ({:.2} lease writes per create, {:.1} per 1,000 rows)",
+        if plannr { "Plannr store" } else { "Repsly" },
+        bad.len(),
+        lease as f64 / creates as f64,
+        lease as f64 * 1000.0 / rows as f64,
+    );
+    (lease, parts, creates)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_writes_per_object_are_bounded_by_its_creates() {
+    if !have_tool("moto_server", "python3 -m pip install 'moto[server]'") {
+        return;
+    }
+    for plannr in [false, true] {
+        let rows = if plannr { 1000 } else { 3000 };
+        let (lease, parts, creates) = lease_writes(rows, plannr).await;
+        // At most: the take, the record of each create and of its job, the last checkpoint,
+        // and a renewal every 20 s (none here).
+        assert!(lease <= 2 * creates + 3, "{lease} lease writes for {creates} creates");
+        assert!(parts <= 4, "{parts} segments");
+    }
 }
