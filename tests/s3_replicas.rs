@@ -23,42 +23,21 @@ const OBJECT: &str = "incoming/big.csv";
 const LEASE: &str = "incoming/.leases/big.csv";
 const TTL: &str = "3s";
 
-/// A Plannr `store` clients pipeline over `s3://drop/incoming/`, leases of [`TTL`].
+/// The Plannr `store` clients pipeline of the Plannr tests, over `s3://drop/incoming/`
+/// with leases of [`TTL`], paced at `rate`.
 fn plannr_config(dir: &Path, crm: &str, s3: &str, rate: &str) -> PathBuf {
-    let text = format!(
-        r#"
-state_dir = "{dir}/state"
-shutdown_timeout = "5s"
-[log]
-format = "json"
-[connections.plannr]
-kind = "plannr"
-base_url = "{crm}"
-token = "sandbox-token"
-account_uuid = "{account}"
-rate_limit = "{rate}"
-poll_interval = "50ms"
-retry = {{ max_attempts = 10, initial_backoff = "10ms", max_backoff = "100ms" }}
-[pipelines.clients]
-connection = "plannr"
-target = "plannr.import.clients"
-mode = "store"
-source = {{ kind = "s3", bucket = "drop", prefix = "incoming/", region = "us-east-1", endpoint = "{s3}", poll_interval = "200ms", lease_ttl = "{TTL}" }}
-batch = {{ max_rows = 20, max_wait = "100ms" }}
-[pipelines.clients.fields]
-first_name = {{ column = "First Name", transform = ["trim"] }}
-last_name = {{ column = "Surname", transform = ["trim"] }}
-email = {{ column = "Email", transform = ["trim", "lowercase"] }}
-send_welcome_email = {{ column = "Welcome", transform = ["bool"] }}
-date_of_birth = {{ column = "DOB", transform = ["date:%d/%m/%Y"] }}
-"#,
-        dir = dir.display(),
-        account = common::plannr::ACCOUNT,
+    let cfg = common::plannr::config(dir, crm, "store", "sandbox-token");
+    let folder = format!(
+        r#"source = {{ kind = "folder", path = "{}/inbox", settle = "200ms", rescan_interval = "200ms" }}"#,
+        dir.display()
     );
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let bucket = format!(
+        r#"source = {{ kind = "s3", bucket = "drop", prefix = "incoming/", region = "us-east-1", endpoint = "{s3}", poll_interval = "200ms", lease_ttl = "{TTL}" }}"#
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains(&folder));
+    std::fs::write(&cfg, text.replace(&folder, &bucket).replace("1000/s", rate)).unwrap();
+    cfg
 }
 
 /// The Repsly pipeline of the other S3 tests, paced at `rate`, leases of [`TTL`].
@@ -144,6 +123,55 @@ fn in_flight(lease: &serde_json::Value) -> BTreeSet<u64> {
     out
 }
 
+/// The owner (the daemon of `dir_a`, which takes the lease first) and the other daemon.
+async fn two_daemons(
+    c: &aws_sdk_s3::Client,
+    cfg_a: &Path,
+    dir_a: &Path,
+    cfg_b: &Path,
+) -> (Daemon, Daemon) {
+    let owner = Daemon::start_with(cfg_a, AWS_ENV);
+    wait_lease_of(c, dir_a).await;
+    (owner, Daemon::start_with(cfg_b, AWS_ENV))
+}
+
+const PLANNR_ROWS: usize = 600;
+
+/// The Plannr object of [`PLANNR_ROWS`] put, its owner (reaching the CRM and S3 at
+/// `owner_crm` and `owner_s3`) and the other daemon started, and a third of the clients
+/// stored. Returns the daemons, their folders and the lines that must be reported.
+async fn plannr_a_third_in(
+    c: &aws_sdk_s3::Client,
+    sb: &TestSandbox,
+    s3: &str,
+    owner_crm: &str,
+    owner_s3: &str,
+) -> (Daemon, Daemon, [tempfile::TempDir; 2], BTreeSet<u64>) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg_a = plannr_config(a.path(), owner_crm, owner_s3, "40/s");
+    let cfg_b = plannr_config(b.path(), &sb.url, s3, "40/s");
+    let (file, bad) = plannr_clients(PLANNR_ROWS);
+    moto::put(c, BUCKET, OBJECT, file).await;
+    let (owner, other) = two_daemons(c, &cfg_a, a.path(), &cfg_b).await;
+    let third = PLANNR_ROWS / 3;
+    assert!(wait_until_async(Duration::from_secs(60), || stored(sb) >= third).await);
+    (owner, other, [a, b], bad)
+}
+
+/// Clients Plannr has stored.
+fn stored(sb: &TestSandbox) -> usize {
+    common::plannr::stored(&futures::executor::block_on(sb.records())).len()
+}
+
+/// Waits until the object is in `processed/`, then stops `daemon`; its log.
+async fn finishes(c: &aws_sdk_s3::Client, daemon: Daemon) -> String {
+    let done = finished(c, "incoming/processed/").await;
+    let (code, _, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(done, ["incoming/processed/big.csv"], "{log}");
+    log
+}
+
 /// The seqs of the Repsly rows (`R{seq}`) that reached the CRM more than once.
 fn twice_sent(received: &BTreeMap<String, u64>) -> Vec<u64> {
     received.iter().filter(|(_, n)| **n > 1).map(|(code, _)| code[1..].parse().unwrap()).collect()
@@ -191,25 +219,14 @@ async fn a_plannr_store_object_taken_over_after_kill_9_stores_each_client_once()
     let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
     let sb = TestSandbox::start(SandboxOptions::default()).await;
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg_a = plannr_config(a.path(), &sb.url, &moto.endpoint, "40/s");
-    let cfg_b = plannr_config(b.path(), &sb.url, &moto.endpoint, "40/s");
-    let rows = 600;
-    let (file, bad) = plannr_clients(rows);
-    moto::put(&c, BUCKET, OBJECT, file).await;
-    let owner = Daemon::start_with(&cfg_a, AWS_ENV);
-    wait_lease_of(&c, a.path()).await;
-    let other = Daemon::start_with(&cfg_b, AWS_ENV);
-    let stored = || common::plannr::stored(&futures::executor::block_on(sb.records())).len();
-    assert!(wait_until_async(Duration::from_secs(60), || stored() >= rows / 3).await);
+    let rows = PLANNR_ROWS;
+    let (owner, other, _dirs, bad) =
+        plannr_a_third_in(&c, &sb, &moto.endpoint, &sb.url, &moto.endpoint).await;
     let at_kill = lease(&c).await.unwrap();
     owner.kill9();
-    let stored_at_kill = stored();
+    let stored_at_kill = stored(&sb);
     assert!(stored_at_kill < rows - bad.len(), "killed before the end: {stored_at_kill}");
-    let done = finished(&c, "incoming/processed/").await;
-    let (code, _, log) = other.terminate();
-    assert_eq!(code, Some(0), "{log}");
-    assert_eq!(done, ["incoming/processed/big.csv"], "{log}");
+    let log = finishes(&c, other).await;
     assert!(log.contains("resuming the object where the replica that held it stopped"), "{log}");
     let jobs = at_kill["progress"]["jobs"].as_array().map_or(0, Vec::len);
     assert!(jobs > 0, "the owner's imports were in its lease: {at_kill}");
@@ -230,17 +247,12 @@ async fn a_repsly_object_taken_over_after_kill_9_resends_only_what_the_lease_had
     let rows = 1500;
     let (file, bad) = repsly_clients(rows);
     moto::put(&c, BUCKET, OBJECT, file).await;
-    let owner = Daemon::start_with(&cfg_a, AWS_ENV);
-    wait_lease_of(&c, a.path()).await;
-    let other = Daemon::start_with(&cfg_b, AWS_ENV);
+    let (owner, other) = two_daemons(&c, &cfg_a, a.path(), &cfg_b).await;
     assert!(wait_received(&sb, rows / 3, Duration::from_secs(60)).await);
     owner.kill9();
     // The owner is dead: its lease holds its last progress until it expires.
     let at_kill = lease(&c).await.unwrap();
-    let done = finished(&c, "incoming/processed/").await;
-    let (code, _, log) = other.terminate();
-    assert_eq!(code, Some(0), "{log}");
-    assert_eq!(done, ["incoming/processed/big.csv"], "{log}");
+    let log = finishes(&c, other).await;
     let received = sb.received().await;
     assert_eq!(received.len(), rows - bad.len(), "every good row reached Repsly");
     let recorded = in_flight(&at_kill);
@@ -268,28 +280,18 @@ async fn a_replica_whose_renewals_fail_stops_sending_before_its_lease_expires() 
     // other logs when each of its CRM requests left.
     let s3 = FaultProxy::start(&moto.endpoint).await;
     let crm = FaultProxy::start(&sb.url).await;
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg_a = plannr_config(a.path(), &crm.endpoint, &s3.endpoint, "40/s");
-    let cfg_b = plannr_config(b.path(), &sb.url, &moto.endpoint, "40/s");
-    let rows = 600;
-    let (file, bad) = plannr_clients(rows);
-    moto::put(&c, BUCKET, OBJECT, file).await;
-    let owner = Daemon::start_with(&cfg_a, AWS_ENV);
-    wait_lease_of(&c, a.path()).await;
-    let other = Daemon::start_with(&cfg_b, AWS_ENV);
-    let stored = || common::plannr::stored(&futures::executor::block_on(sb.records())).len();
-    assert!(wait_until_async(Duration::from_secs(60), || stored() >= rows / 3).await);
+    let rows = PLANNR_ROWS;
+    let (owner, other, dirs, bad) =
+        plannr_a_third_in(&c, &sb, &moto.endpoint, &crm.endpoint, &s3.endpoint).await;
+    let a = &dirs[0];
     s3.add("PUT", &format!("/{BUCKET}/{LEASE}"), Fault::SlowDown, 1_000_000);
     assert!(wait_until_async(Duration::from_secs(30), || !s3.injected().is_empty()).await);
     // Its writes are one at a time: once one failed, the lease holds its last good one.
     let last = lease(&c).await.unwrap();
     assert_eq!(last["owner"], owner_of(a.path()));
     let expires_at = last["expires_at_ms"].as_u64().unwrap();
-    let done = finished(&c, "incoming/processed/").await;
-    let (code, _, log_b) = other.terminate();
+    let log_b = finishes(&c, other).await;
     let (_, _, log_a) = owner.terminate();
-    assert_eq!(code, Some(0), "{log_b}");
-    assert_eq!(done, ["incoming/processed/big.csv"], "{log_a}\n{log_b}");
     assert!(log_a.contains("could not be renewed before its deadline"), "{log_a}");
     assert!(log_b.contains("resuming the object where the replica that held it stopped"));
     let sent = crm.arrived();
@@ -319,11 +321,7 @@ async fn one_daemon_killed_and_started_again_resumes_its_object() {
     assert!(wait_received(&sb, rows / 3, Duration::from_secs(60)).await);
     first.kill9();
     let at_kill = lease(&c).await.unwrap();
-    let again = Daemon::start_with(&cfg, AWS_ENV);
-    let done = finished(&c, "incoming/processed/").await;
-    let (code, _, log) = again.terminate();
-    assert_eq!(code, Some(0), "{log}");
-    assert_eq!(done, ["incoming/processed/big.csv"], "{log}");
+    let log = finishes(&c, Daemon::start_with(&cfg, AWS_ENV)).await;
     let received = sb.received().await;
     assert_eq!(received.len(), rows - bad.len());
     // Whichever record it resumes from (its own ledger, or its lease when that is further),
@@ -358,10 +356,7 @@ async fn lease_writes(rows: usize, plannr: bool) -> (usize, usize, usize) {
         (cfg, repsly_clients(rows))
     };
     moto::put(&c, BUCKET, OBJECT, file).await;
-    let daemon = Daemon::start_with(&cfg, AWS_ENV);
-    let done = finished(&c, "incoming/processed/").await;
-    let (code, _, log) = daemon.terminate();
-    assert_eq!((code, done.len()), (Some(0), 1), "{log}");
+    let log = finishes(&c, Daemon::start_with(&cfg, AWS_ENV)).await;
     check_report(&c, rows, &bad, &log).await;
     let arrived = s3.arrived();
     let puts =

@@ -117,23 +117,7 @@ impl LeaseStore for Leases {
     }
 
     fn create_part<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
-        async move {
-            let put = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .if_none_match("*")
-                .body(ByteStream::from(body))
-                .send()
-                .await;
-            match put {
-                Ok(_) => Ok(()),
-                Err(e) if matches!(status_of(&e), Some(412 | 409)) => Ok(()),
-                Err(e) => Err(format!("cannot write {key}: {}", describe(&e))),
-            }
-        }
-        .boxed()
+        async move { self.put_new(key, body).await.map(|_| ()) }.boxed()
     }
 }
 
@@ -141,25 +125,8 @@ impl Leases {
     /// Takes the lease if nobody holds it, if it expired, or if it is this daemon's own; an
     /// earlier holder's progress is carried over into it as it was.
     pub async fn acquire(&self, key: &str) -> Result<Option<Acquired>, String> {
-        let put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_none_match("*")
-            .body(ByteStream::from(body(&self.owner, self.ttl, None)))
-            .send()
-            .await;
-        match put {
-            Ok(out) => {
-                let etag = out.e_tag().unwrap_or_default().to_string();
-                return Ok(Some(Acquired {
-                    lease: Lease { key: key.to_string(), etag },
-                    found: None,
-                }));
-            }
-            Err(e) if status_of(&e) == Some(412) || status_of(&e) == Some(409) => {}
-            Err(e) => return Err(format!("cannot write lease {key}: {}", describe(&e))),
+        if let Some(etag) = self.put_new(key, body(&self.owner, self.ttl, None)).await? {
+            return Ok(Some(Acquired { lease: Lease { key: key.to_string(), etag }, found: None }));
         }
         let Some((etag, held)) = self.read(key).await? else { return Ok(None) };
         let free =
@@ -178,6 +145,24 @@ impl Leases {
             Ok(etag) => Ok(Some(Acquired { lease: Lease { key: key.to_string(), etag }, found })),
             Err(Refused::Taken) => Ok(None),
             Err(Refused::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Writes `body` at `key` unless an object is there: its ETag, or `None` if one was.
+    async fn put_new(&self, key: &str, body: Vec<u8>) -> Result<Option<String>, String> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match put {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if matches!(status_of(&e), Some(412 | 409)) => Ok(None),
+            Err(e) => Err(format!("cannot write {key}: {}", describe(&e))),
         }
     }
 

@@ -233,9 +233,10 @@ mod tests {
             ranges in proptest::collection::vec((any::<u64>(), any::<u64>()), 0..8),
             bytes in any::<u64>(),
         ) {
-            let mut p = Progress::default();
-            p.pending = ranges.iter().map(|(a, b)| Pending { token: 1, seqs: vec![[*a, *b]] }).collect();
-            p.warnings.bytes = bytes;
+            let pending =
+                ranges.iter().map(|(a, b)| Pending { token: 1, seqs: vec![[*a, *b]] }).collect();
+            let warnings = ReportPart { bytes, ..ReportPart::default() };
+            let p = Progress { pending, warnings, ..Progress::default() };
             if p.check().is_ok() {
                 let r = p.to_resume(1);
                 let n: usize = r.pending.iter().map(|(_, s)| s.len()).sum();
