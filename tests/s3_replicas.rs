@@ -232,6 +232,16 @@ async fn a_plannr_store_object_taken_over_after_kill_9_stores_each_client_once()
     assert!(jobs > 0, "the owner's imports were in its lease: {at_kill}");
     check_stored_once(&sb.records().await, rows, &bad);
     check_report(&c, rows, &bad, &log).await;
+    // The summary lists the owner's imports as well as the other's: every import that
+    // stored a client (at most 20 each), and none beyond the imports created.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&moto::get(&c, BUCKET, "incoming/reports/big.summary.json").await)
+            .unwrap();
+    let listed = summary["remote_jobs"]["count"].as_u64().unwrap() as usize;
+    let creates = sb.requests().await;
+    let creates = creates.iter().filter(|r| r["method"] == "POST" && r["path"] == "/api/v1/import");
+    assert!(listed >= (rows - bad.len()).div_ceil(20), "{summary}");
+    assert!(listed <= creates.count(), "{summary}");
     assert!(moto::keys(&c, BUCKET, "incoming/.leases/").await.is_empty(), "lease released");
 }
 

@@ -98,10 +98,14 @@ pub struct Resume {
     /// Creates that went out (or were about to) without their answer being recorded: the
     /// rows' fate is unknown. Keyed by their write-ahead token.
     pub pending: Vec<(u64, Vec<u64>)>,
+    /// Jobs of another replica that held the file, all of whose rows it settled: only
+    /// counted (and the first few listed) for the summary, as its progress carried them.
+    pub earlier_jobs: crate::report::RemoteJobs,
 }
 
 /// What the ledger knows of a file being claimed.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "one per file claimed, moved a few times")]
 pub enum Claim {
     /// New: recorded now, start from the first row.
     Fresh { file_id: i64, started_at: String },

@@ -33,8 +33,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{self, LeaseStore, Refused, PARTS};
-use super::progress::{max_of, to_ranges, Job, Pending, Progress, Ranges, ReportPart, Segment};
+use super::progress::{
+    fold_earlier, max_of, to_ranges, Job, Pending, Progress, Ranges, ReportPart, Segment,
+};
 use crate::ledger::{Checkpoint, Mirror, Resume};
+use crate::report::RemoteJobs;
+use crate::row::RemoteJob;
 
 /// A report tail longer than this goes into a segment object of its own, so the lease stays
 /// small (each write carries the tail).
@@ -128,6 +132,8 @@ struct Record {
     checkpoint: Checkpoint,
     jobs: BTreeMap<String, (String, Ranges)>,
     pending: BTreeMap<u64, Ranges>,
+    /// Jobs all of whose rows are settled: counted for the summary.
+    earlier: RemoteJobs,
 }
 
 /// A partial report as the lease holds it: segments written, then the tail.
@@ -248,6 +254,7 @@ impl Holding {
             .flat_map(|r| &r.pending)
             .map(|(t, seqs)| (*t, to_ranges(seqs)))
             .collect();
+        r.earlier = start.resume.map(|r| r.earlier_jobs.clone()).unwrap_or_default();
         s.version += 1;
     }
 
@@ -446,7 +453,18 @@ impl Holding {
     fn snapshot(&self, r: &mut Record) -> Progress {
         let cp = &r.checkpoint;
         let line = cp.watermark;
-        r.jobs.retain(|_, (_, seqs)| max_of(seqs).is_some_and(|m| m >= line));
+        let settled: Vec<String> = r
+            .jobs
+            .iter()
+            .filter(|(_, (_, seqs))| max_of(seqs).is_none_or(|m| m < line))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in settled {
+            if let Some((status, seqs)) = r.jobs.remove(&id) {
+                let rows = super::progress::from_ranges(&seqs).len();
+                fold_earlier(&mut r.earlier, RemoteJob { id, status, rows });
+            }
+        }
         r.pending.retain(|_, seqs| max_of(seqs).is_some_and(|m| m >= line));
         Progress {
             writer: self.owner.clone(),
@@ -473,6 +491,7 @@ impl Holding {
                 .collect(),
             errors: ReportPart { bytes: cp.errors_bytes, ..ReportPart::default() },
             warnings: ReportPart { bytes: cp.warnings_bytes, ..ReportPart::default() },
+            earlier_jobs: r.earlier.clone(),
         }
     }
 
@@ -815,6 +834,7 @@ mod tests {
                 JobRecord { id: "open".into(), status: "started".into(), seqs: vec![99, 100] },
             ],
             pending: vec![(5, vec![3]), (6, vec![101])],
+            earlier_jobs: RemoteJobs::default(),
         };
         begun(&h, Some(&resume)).await;
         let h2 = h.clone();
@@ -831,6 +851,7 @@ mod tests {
         assert_eq!(whole, report);
         let jobs: Vec<&str> = p.jobs.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(jobs, ["open"], "jobs below the settled line are left out");
+        assert_eq!((p.earlier_jobs.count, p.earlier_jobs.jobs[0].rows), (1, 2), "but counted");
         assert_eq!(p.pending, vec![Pending { token: 6, seqs: vec![[101, 101]] }]);
     }
 }

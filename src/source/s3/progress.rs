@@ -11,7 +11,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Checkpoint, JobRecord, Resume};
-use crate::report::RowCounts;
+use crate::report::{RemoteJobs, RowCounts};
+use crate::row::RemoteJob;
 
 /// Rows a progress may name in its jobs and write-ahead records, all together: far more than
 /// a window of batches in flight holds, and little enough to expand without harm.
@@ -46,6 +47,22 @@ pub struct Progress {
     pub errors: ReportPart,
     #[serde(default)]
     pub warnings: ReportPart,
+    /// The jobs all of whose rows are below the settled line, for the summary: counted by
+    /// status, the first [`LISTED_EARLIER`] of them listed.
+    #[serde(default)]
+    pub earlier_jobs: RemoteJobs,
+}
+
+/// Settled jobs a progress lists one by one (the others are only counted).
+pub const LISTED_EARLIER: usize = 50;
+
+/// Adds a settled job to `earlier`.
+pub fn fold_earlier(earlier: &mut RemoteJobs, job: RemoteJob) {
+    earlier.count += 1;
+    *earlier.by_status.entry(job.status.clone()).or_default() += 1;
+    if earlier.jobs.len() < LISTED_EARLIER {
+        earlier.jobs.push(job);
+    }
 }
 
 /// A remote job with rows at or past the settled line.
@@ -178,6 +195,7 @@ impl Progress {
                 })
                 .collect(),
             pending: self.pending.iter().map(|p| (p.token, from_ranges(&p.seqs))).collect(),
+            earlier_jobs: self.earlier_jobs.clone(),
         }
     }
 }
