@@ -401,3 +401,49 @@ async fn lease_writes_per_object_are_bounded_by_its_creates() {
         assert!(parts <= 4, "{parts} segments");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_whose_progress_cannot_be_taken_over_is_never_sent_blind() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repsly_config(dir.path(), &sb.url, &moto.endpoint, "1000/s");
+    let expired =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64
+            - 1000;
+    // An expired lease whose progress names a report segment that is not there...
+    moto::put(&c, BUCKET, "incoming/gone.csv", clean_rows("G", 5)).await;
+    let head = c.head_object().bucket(BUCKET).key("incoming/gone.csv").send().await.unwrap();
+    let progress = serde_json::json!({
+        "writer": "dead-host", "etag": head.e_tag().unwrap(), "report_stem": "gone",
+        "started_at": "t", "watermark": 2, "counts": {"read": 2, "accepted": 1, "failed": 1, "unprocessed": 0},
+        "errors": {"bytes": 10, "segments": [{"key": "incoming/.leases/gone.csv.parts/x", "len": 10}], "tail": ""}
+    });
+    let body =
+        serde_json::json!({"owner": "dead-host", "expires_at_ms": expired, "progress": progress});
+    moto::put(&c, BUCKET, "incoming/.leases/gone.csv", body.to_string()).await;
+    // ...and one that is not a lease at all.
+    moto::put(&c, BUCKET, "incoming/torn.csv", clean_rows("T", 5)).await;
+    moto::put(&c, BUCKET, "incoming/.leases/torn.csv", "{\"owner\": \"dead-ho").await;
+    let daemon = Daemon::start_with(&cfg, AWS_ENV);
+    let said = |d: &Daemon| {
+        let log = d.log();
+        log.contains("cannot take over the progress the object's lease carries")
+            && log.contains("lease incoming/.leases/torn.csv cannot be read")
+    };
+    assert!(wait_until_async(Duration::from_secs(30), || said(&daemon)).await, "{}", daemon.log());
+    let (code, _, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(sb.received().await.is_empty(), "nothing sent without its progress: {log}");
+    let all = moto::keys(&c, BUCKET, "incoming/").await;
+    for key in ["incoming/gone.csv", "incoming/torn.csv", "incoming/.leases/torn.csv"] {
+        assert!(all.contains(&key.to_string()), "{key} left in place: {all:?}");
+    }
+    let kept: serde_json::Value =
+        serde_json::from_slice(&moto::get(&c, BUCKET, "incoming/.leases/gone.csv").await).unwrap();
+    for field in ["writer", "watermark", "errors", "etag"] {
+        assert_eq!(kept["progress"][field], progress[field], "the earlier holder's {field} kept");
+    }
+}

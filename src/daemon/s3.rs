@@ -106,9 +106,13 @@ struct ObjectRun<'a> {
     holding: Arc<Holding>,
     /// The progress the lease carried when taken (of this version of the object).
     found: Option<Progress>,
-    /// The ledger's id of the object, once claimed (its mirror is detached at the end).
+    /// The ledger's id of the object, once a run began (its mirror is detached at the end).
     file_id: Mutex<Option<i64>>,
 }
+
+/// Why the progress a lease carried could not be taken over (its report segments could not
+/// be fetched or written here, or the ledger refused it).
+struct NotAdopted(String);
 
 impl ObjectRun<'_> {
     /// Key, size and ETag (and version): a replaced object is a new file.
@@ -143,7 +147,15 @@ impl ObjectRun<'_> {
                 stem: self.stem.clone(),
                 left_by_earlier_run: false,
             };
-            let claim = self.claim(reads == 1).await;
+            let claim = match self.claim().await {
+                Ok(claim) => claim,
+                Err(NotAdopted(e)) => {
+                    // The lease keeps the earlier holder's progress, written back as it was;
+                    // the object is taken again at a later listing.
+                    tracing::warn!(pipeline = %ctx.pipeline.name, file = %self.object.key, error = %e, "cannot take over the progress the object's lease carries; trying again later");
+                    return Ran::Interrupted;
+                }
+            };
             let ran = file::run_claimed(run, claim, shared).await;
             if let Ran::Blocked { what, error } = &ran {
                 // The disk refused: wait and read again (the state is in the ledger).
@@ -166,17 +178,21 @@ impl ObjectRun<'_> {
         }
     }
 
-    /// Asks the ledger about the object; on the first run, resumes from the progress the
-    /// lease carried when that is further than (or other than) this daemon's own record.
-    /// The ledger mirrors the object into its lease from then on.
-    async fn claim(&self, first: bool) -> Result<Claim, LedgerError> {
-        let claim = self.shared.ledger.claim(self.identity(), self.stem.clone()).await?;
+    /// Asks the ledger about the object; before the first run begins, resumes from the
+    /// progress the lease carried when that is further than (or other than) this daemon's
+    /// own record. The ledger mirrors the object into its lease from then on.
+    async fn claim(&self) -> Result<Result<Claim, LedgerError>, NotAdopted> {
+        let claim = match self.shared.ledger.claim(self.identity(), self.stem.clone()).await {
+            Ok(claim) => claim,
+            Err(e) => return Ok(Err(e)),
+        };
         let (file_id, started_at) = match &claim {
-            Claim::Finished { .. } => return Ok(claim),
+            Claim::Finished { .. } => return Ok(Ok(claim)),
             Claim::Fresh { file_id, started_at } => (*file_id, started_at.clone()),
             Claim::Resume(r) => (r.file_id, r.started_at.clone()),
         };
-        let found = self.found.as_ref().filter(|_| first);
+        let begun = self.file_id.lock().map(|g| g.is_some()).unwrap_or(true);
+        let found = self.found.as_ref().filter(|_| !begun);
         let owner = &self.source.leases.owner;
         let claim = match (found, claim) {
             (Some(p), Claim::Resume(r))
@@ -187,9 +203,6 @@ impl ObjectRun<'_> {
             (Some(p), _) => Claim::Resume(self.adopt(file_id, p).await?),
             (None, claim) => claim,
         };
-        if let Ok(mut g) = self.file_id.lock() {
-            *g = Some(file_id);
-        }
         self.shared.ledger.attach(file_id, self.holding.clone());
         let resume = match &claim {
             Claim::Resume(r) => Some(r),
@@ -202,22 +215,25 @@ impl ObjectRun<'_> {
             started_at: resume.map_or(&started_at, |r| &r.started_at),
         };
         self.holding.begin(start).await;
-        Ok(claim)
+        if let Ok(mut g) = self.file_id.lock() {
+            *g = Some(file_id);
+        }
+        Ok(Ok(claim))
     }
 
     /// Takes over the progress `p` another replica left: its partial reports fetched into
     /// place, then its record adopted by the ledger.
-    async fn adopt(&self, file_id: i64, p: &Progress) -> Result<Resume, LedgerError> {
+    async fn adopt(&self, file_id: i64, p: &Progress) -> Result<Resume, NotAdopted> {
         let dir = &self.ctx.report_dir;
         let stem = &p.report_stem;
         let places = [report::partial_name(dir, stem), report::warnings_partial_name(dir, stem)];
         for (part, path) in [&p.errors, &p.warnings].into_iter().zip(places) {
             let mut bytes = Vec::new();
             for segment in &part.segments {
-                let more = self.source.leases.read_part(&segment.key).await;
-                bytes.extend(more.map_err(LedgerError::Mirror)?);
+                let more = self.source.leases.read_part(&segment.key, segment.len).await;
+                bytes.extend(more.map_err(NotAdopted)?);
             }
-            bytes.extend(part.tail_bytes().map_err(LedgerError::Mirror)?);
+            bytes.extend(part.tail_bytes().map_err(NotAdopted)?);
             let wrote = if bytes.is_empty() {
                 std::fs::remove_file(&path).or_else(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => Ok(()),
@@ -226,10 +242,10 @@ impl ObjectRun<'_> {
             } else {
                 report::atomic::write_private(&path, &bytes)
             };
-            wrote.map_err(|e| LedgerError::Mirror(format!("{}: {e}", path.display())))?;
+            wrote.map_err(|e| NotAdopted(format!("{}: {e}", path.display())))?;
         }
         let resume = p.to_resume(file_id);
-        self.shared.ledger.adopt(resume.clone()).await?;
+        self.shared.ledger.adopt(resume.clone()).await.map_err(|e| NotAdopted(e.to_string()))?;
         tracing::warn!(pipeline = %self.ctx.pipeline.name, file = %self.object.key, previous_owner = %p.writer, from_line = p.watermark + 2, rows_settled = p.counts.read, jobs = p.jobs.len(), batches_in_flight = p.pending.len(), "resuming the object where the replica that held it stopped");
         Ok(resume)
     }

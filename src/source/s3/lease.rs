@@ -198,8 +198,8 @@ impl Leases {
         Ok(Some((etag, Some(held))))
     }
 
-    /// The bytes of a report segment a progress names.
-    pub async fn read_part(&self, key: &str) -> Result<Vec<u8>, String> {
+    /// The `len` bytes of a report segment a progress names.
+    pub async fn read_part(&self, key: &str, len: u64) -> Result<Vec<u8>, String> {
         let out = self
             .client
             .get_object()
@@ -208,6 +208,10 @@ impl Leases {
             .send()
             .await
             .map_err(|e| format!("cannot read {key}: {}", describe(&e)))?;
+        let found = out.content_length().and_then(|n| u64::try_from(n).ok());
+        if found != Some(len) {
+            return Err(format!("{key} holds {found:?} bytes, not the {len} its progress names"));
+        }
         let bytes = out.body.collect().await.map_err(|e| format!("cannot read {key}: {e}"))?;
         Ok(bytes.into_bytes().to_vec())
     }
