@@ -56,6 +56,7 @@ pub async fn handle(
         object_etag: object.etag.clone(),
         carried: found.clone(),
         report_dir: ctx.report_dir.clone(),
+        jobs_have_steps: !ctx.target.steps("", "", &[]).is_empty(),
         stop: ctx.stop.clone(),
         abort: ctx.abort.clone(),
     });

@@ -5,8 +5,10 @@
 //!   writer task writes them into the lease, always conditionally (`If-Match` on the ETag it
 //!   last wrote), so only the holder can. Writes are coalesced: one write carries everything
 //!   recorded before it, and a write happens only when something waits on it (the
-//!   write-ahead record of a create, a job before its steps, the last checkpoint), or when
-//!   the lease is due for renewal (every third of `lease_ttl`). A create goes out only once
+//!   write-ahead record of a create, a job before its steps, the last checkpoint), after
+//!   every [`CHECKPOINTS_PER_WRITE`] checkpoints that moved the settled line (the ledger
+//!   takes one every 250 ms while rows settle), or when the lease is due for renewal
+//!   (every third of `lease_ttl`). A create goes out only once
 //!   its write-ahead record is in the bucket, so a takeover always knows what may have been
 //!   sent.
 //! - **Fencing.** The lease is valid until `t0 + lease_ttl - margin`, `t0` being when its
@@ -45,6 +47,9 @@ use crate::row::RemoteJob;
 pub const TAIL_MAX: usize = 16 << 10;
 /// Bytes of a local partial report read at once.
 const READ_CHUNK: u64 = 1 << 20;
+/// Checkpoints that moved the settled line after which the lease is written even if nothing
+/// waits on it: about every 2 s while rows settle, at the settler's pace.
+pub const CHECKPOINTS_PER_WRITE: u32 = 8;
 /// How long a stopping file (shutdown) waits for its last checkpoint to reach the lease; the
 /// ledger has it either way.
 const STOPPING_WAIT: Duration = Duration::from_secs(5);
@@ -82,6 +87,11 @@ pub struct Holder {
     pub carried: Option<Progress>,
     /// Where the object's partial reports are kept locally.
     pub report_dir: PathBuf,
+    /// The target's jobs have steps after their create (a Plannr import is mapped, then
+    /// started): a job's record is in the lease before them, or a takeover could create and
+    /// start the import again. Without steps (a Repsly job) the record goes with the next
+    /// write; until then a takeover sends the rows again, which an upsert makes harmless.
+    pub jobs_have_steps: bool,
     /// The object's file tokens: cancelled when the holding ends.
     pub stop: CancellationToken,
     pub abort: CancellationToken,
@@ -94,6 +104,7 @@ pub struct Holding {
     ttl: Duration,
     margin: Duration,
     report_dir: PathBuf,
+    jobs_have_steps: bool,
     state: Mutex<State>,
     parts: tokio::sync::Mutex<[Part; 2]>,
     wake: Notify,
@@ -134,6 +145,8 @@ struct Record {
     pending: BTreeMap<u64, Ranges>,
     /// Jobs all of whose rows are settled: counted for the summary.
     earlier: RemoteJobs,
+    /// Checkpoints that moved the settled line since the last write.
+    unwritten_moves: u32,
 }
 
 /// A partial report as the lease holds it: segments written, then the tail.
@@ -187,6 +200,7 @@ impl Holding {
             ttl: h.ttl,
             margin,
             report_dir: h.report_dir,
+            jobs_have_steps: h.jobs_have_steps,
             state: Mutex::new(State {
                 etag: h.lease.etag,
                 version: 0,
@@ -451,6 +465,7 @@ impl Holding {
     /// The record as a progress (report parts still to fill in); jobs and write-ahead
     /// records wholly below the settled line are dropped from the record for good.
     fn snapshot(&self, r: &mut Record) -> Progress {
+        r.unwritten_moves = 0;
         let cp = &r.checkpoint;
         let line = cp.watermark;
         let settled: Vec<String> = r
@@ -560,9 +575,10 @@ impl Mirror for Holding {
         seqs: &[u64],
         status: &str,
     ) -> BoxFuture<'static, ()> {
-        // A record (a contact detail) has no step that depends on it: it goes with the next
-        // write; until then a takeover counts its row as in flight (unconfirmed), never sent.
-        let wait = status != crate::delivery::engine::RECORDED;
+        // Only a step depends on the record (see `Holder::jobs_have_steps`); a record of a
+        // contact detail goes with the next write, and until then a takeover counts its row
+        // as in flight (unconfirmed), never sent again.
+        let wait = self.jobs_have_steps && status != crate::delivery::engine::RECORDED;
         let entry = (status.to_string(), to_ranges(seqs));
         let version = self.change(wait, |r| {
             if let Some(t) = token {
@@ -586,7 +602,12 @@ impl Mirror for Holding {
     }
 
     fn checkpoint(&self, cp: &Checkpoint) {
-        self.change(false, |r| record_checkpoint(r, cp));
+        let due = {
+            let s = self.lock();
+            let moved = cp.watermark > s.record.checkpoint.watermark;
+            moved && s.record.unwritten_moves + 1 >= CHECKPOINTS_PER_WRITE
+        };
+        self.change(due, |r| record_checkpoint(r, cp));
     }
 
     fn checkpoint_committed(&self, cp: &Checkpoint) -> Result<(), String> {
@@ -612,6 +633,9 @@ impl Mirror for Holding {
 fn record_checkpoint(r: &mut Record, cp: &Checkpoint) {
     if cp.watermark > r.start_watermark {
         r.attempts = 0;
+    }
+    if cp.watermark > r.checkpoint.watermark {
+        r.unwritten_moves += 1;
     }
     r.checkpoint = cp.clone();
 }
@@ -685,6 +709,14 @@ mod tests {
     const TTL: Duration = Duration::from_secs(6);
 
     fn holding(store: &Arc<FakeStore>, dir: &std::path::Path) -> (Arc<Holding>, CancellationToken) {
+        holding_of(store, dir, true)
+    }
+
+    fn holding_of(
+        store: &Arc<FakeStore>,
+        dir: &std::path::Path,
+        jobs_have_steps: bool,
+    ) -> (Arc<Holding>, CancellationToken) {
         let stop = CancellationToken::new();
         let h = Holding::start(Holder {
             store: store.clone(),
@@ -695,6 +727,7 @@ mod tests {
             object_etag: "\"obj\"".into(),
             carried: None,
             report_dir: dir.to_path_buf(),
+            jobs_have_steps,
             stop: stop.clone(),
             abort: CancellationToken::new(),
         });
@@ -731,6 +764,39 @@ mod tests {
         job.await;
         assert_eq!(store.writes().len(), 2);
         assert!(resolves(Duration::ZERO, h.job_started(None, "rec", &[5], "recorded")).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_without_steps_after_it_goes_with_the_next_write() {
+        let store =
+            Arc::new(FakeStore { latency: Duration::from_millis(40), ..Default::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _) = holding_of(&store, dir.path(), false);
+        begun(&h, None).await;
+        h.sending(1, &[0, 1]).await;
+        assert!(resolves(Duration::ZERO, h.job_started(Some(1), "1001", &[0, 1], "created")).await);
+        h.sending(2, &[2]).await;
+        let p = &store.last()["progress"];
+        assert_eq!(p["jobs"][0]["id"], "1001", "carried by the next write: {p}");
+        assert_eq!(p["pending"].as_array().unwrap().len(), 1, "{p}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_settled_line_is_written_after_a_few_checkpoints_that_moved_it() {
+        let store = Arc::new(FakeStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _) = holding(&store, dir.path());
+        begun(&h, None).await;
+        for line in 1..=2 * CHECKPOINTS_PER_WRITE as u64 {
+            h.checkpoint(&Checkpoint { watermark: line, ..Default::default() });
+            // One that does not move the line does not count.
+            h.checkpoint(&Checkpoint { watermark: line, ..Default::default() });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let lines: Vec<u64> =
+            store.writes().iter().map(|w| w.1["progress"]["watermark"].as_u64().unwrap()).collect();
+        let every = CHECKPOINTS_PER_WRITE as u64;
+        assert_eq!(lines, [every, 2 * every], "one write per {every} moves, before any renewal");
     }
 
     #[tokio::test(start_paused = true)]
@@ -796,6 +862,7 @@ mod tests {
             object_etag: String::new(),
             carried: Some(carried.clone()),
             report_dir: dir.path().to_path_buf(),
+            jobs_have_steps: true,
             stop,
             abort: CancellationToken::new(),
         });
