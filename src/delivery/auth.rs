@@ -15,6 +15,8 @@ use crate::secret::Secret;
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Lifetime assumed when the token endpoint does not say (`expires_in`).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime believed, whatever `expires_in` says: the token is renewed by then.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 pub enum Credentials {
     Fixed(Authorization),
@@ -118,11 +120,49 @@ impl OAuth {
         if let Some(next) = body.get("refresh_token").and_then(|t| t.as_str()) {
             *refresh = Secret::new(next);
         }
-        let lifetime = body
-            .get("expires_in")
-            .and_then(serde_json::Value::as_u64)
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        let lifetime = lifetime_of(body.get("expires_in"));
         tracing::debug!(expires_in_s = lifetime.as_secs(), "OAuth access token refreshed");
         Ok((Secret::new(token), lifetime))
+    }
+}
+
+/// `expires_in` as the server wrote it (seconds, a number or numeric text), within
+/// [`MAX_LIFETIME`]; absent or not a number of seconds: [`DEFAULT_LIFETIME`].
+fn lifetime_of(v: Option<&serde_json::Value>) -> Duration {
+    let secs = match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| {
+            n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f.min(u64::MAX as f64) as u64)
+        }),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    secs.map_or(DEFAULT_LIFETIME, |s| Duration::from_secs(s).min(MAX_LIFETIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expires_in_of_any_size() {
+        assert_eq!(lifetime_of(Some(&json!(300))), Duration::from_secs(300));
+        assert_eq!(lifetime_of(Some(&json!("300"))), Duration::from_secs(300));
+        assert_eq!(lifetime_of(Some(&json!(1e300))), MAX_LIFETIME);
+        assert_eq!(lifetime_of(Some(&json!(u64::MAX))), MAX_LIFETIME);
+        assert_eq!(lifetime_of(Some(&json!(-1))), DEFAULT_LIFETIME);
+        assert_eq!(lifetime_of(None), DEFAULT_LIFETIME);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_expires_in_is_a_lifetime_that_fits(text in ".{0,30}", n in proptest::num::f64::ANY) {
+            let answers = [serde_json::from_str(&text).ok(), serde_json::Number::from_f64(n).map(serde_json::Value::Number), Some(json!(text))];
+            for v in answers {
+                let lifetime = lifetime_of(v.as_ref());
+                proptest::prop_assert!(lifetime <= MAX_LIFETIME);
+                proptest::prop_assert!(Instant::now().checked_add(lifetime).is_some());
+            }
+        }
     }
 }

@@ -347,10 +347,15 @@ impl Connection {
 }
 
 fn rejected(endpoint: &'static str, reply: Reply) -> CallError {
-    CallError::Rejected {
-        endpoint,
-        status: reply.status,
-        message: message_of(&reply.body),
-        body: reply.body,
-    }
+    let message = match reply.status {
+        300..=399 => {
+            let to = reply.headers.get("location").and_then(|l| l.to_str().ok());
+            format!(
+                "a redirect to {}; it is not followed, since it would send the request (its rows, its credentials) to another address: set base_url to the address the CRM answers at",
+                to.unwrap_or("an address not given")
+            )
+        }
+        _ => message_of(&reply.body),
+    };
+    CallError::Rejected { endpoint, status: reply.status, message, body: reply.body }
 }

@@ -35,14 +35,15 @@ pub trait Journal: Send + Sync {
     /// knows their fate is unknown. `Err` when it cannot be recorded (the create waits).
     fn sending<'a>(&'a self, seqs: &'a [u64]) -> BoxFuture<'a, Result<Token, String>>;
     /// The create made job (or record) `id` for those rows; durable before anything waits
-    /// on the job. Ends the write-ahead record.
+    /// on the job. Ends the write-ahead record. `Err` when it cannot be recorded: the engine
+    /// tries again and does not go on with the job until it holds.
     fn created<'a>(
         &'a self,
         token: Token,
         id: &'a str,
         seqs: &'a [u64],
         status: &'a str,
-    ) -> BoxFuture<'a, ()>;
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// The create ended without anything remote to follow (refused, or settled).
     fn abandoned(&self, token: Token);
     /// A job's status changed (a step done, its end).
@@ -68,8 +69,16 @@ impl Engine {
     }
 
     /// Sends `rows`; every row gets exactly one outcome, in order. A batch the CRM refuses as
-    /// a whole is halved until the refused row stands alone.
+    /// a whole is halved until the refused row stands alone: at most ceil(log2(rows)) levels.
     pub fn deliver<'a>(&'a self, rows: &'a [MappedRow]) -> BoxFuture<'a, Vec<Outcome>> {
+        self.deliver_within(rows, split_levels(rows.len()))
+    }
+
+    fn deliver_within<'a>(
+        &'a self,
+        rows: &'a [MappedRow],
+        levels: u32,
+    ) -> BoxFuture<'a, Vec<Outcome>> {
         async move {
             match self.create(rows).await {
                 Create::Outcomes(o) => o,
@@ -77,10 +86,13 @@ impl Engine {
                 Create::Adapter(Created::Done(report)) => {
                     reconcile::outcomes("(record)", rows, &report, &|r| self.adapter.echo(r))
                 }
-                Create::Adapter(Created::Refused(msg)) if rows.len() > 1 => {
+                Create::Adapter(Created::Refused(msg)) if rows.len() > 1 && levels > 0 => {
                     tracing::info!(connection = self.conn.name(), rows = rows.len(), reason = %msg, "batch refused as a whole; splitting it to isolate the row");
                     let (left, right) = rows.split_at(rows.len() / 2);
-                    let (mut l, r) = futures::join!(self.deliver(left), self.deliver(right));
+                    let (mut l, r) = futures::join!(
+                        self.deliver_within(left, levels - 1),
+                        self.deliver_within(right, levels - 1)
+                    );
                     l.extend(r);
                     l
                 }
@@ -131,15 +143,25 @@ impl Engine {
             Ok(reply) => Create::Adapter(self.adapter.created(rows, Ok(reply))),
         };
         match &created {
-            Create::Adapter(Created::Job(id)) => {
-                self.journal.created(token, id, &seqs, CREATED).await;
-            }
+            Create::Adapter(Created::Job(id)) => self.record(token, id, &seqs, CREATED).await,
             Create::Adapter(Created::Done(JobReport { record: Some(id), .. })) => {
-                self.journal.created(token, id, &seqs, RECORDED).await;
+                self.record(token, id, &seqs, RECORDED).await
             }
             _ => self.journal.abandoned(token),
         }
         created
+    }
+
+    /// What a create made, recorded, tried until it holds: nothing waits on a job a restart
+    /// would not know. Stopped at the shutdown deadline, the rows are left as a kill would
+    /// leave them: the write-ahead record stands, and the resume decides.
+    async fn record(&self, token: Token, id: &str, seqs: &[u64], status: &str) {
+        let mut wait = Duration::from_millis(500);
+        while let Err(e) = self.journal.created(token, id, seqs, status).await {
+            tracing::error!(connection = self.conn.name(), job = id, error = %e, "cannot record the job just created; waiting before going on with it");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
     }
 
     /// The write-ahead record, tried until it holds: nothing is sent that a restart could
@@ -273,25 +295,27 @@ impl Engine {
         }
     }
 
-    /// The full list of refusals, when the answer says the inline one may be cut short. If it
-    /// cannot be fetched, the report stays incomplete and the rows it does not name are
-    /// `unconfirmed` rather than accepted.
+    /// The full list of refusals, when the answer says where it is. It only adds to the inline
+    /// one ([`super::Fetched`]); if it cannot be fetched, the rows no list names are
+    /// `unconfirmed` unless the counts settle them.
     async fn fetch_more(&self, id: &str, report: &mut JobReport) {
-        let Some(call) = report.more.take().filter(|_| !report.complete) else { return };
+        let Some(call) = report.more.take() else { return };
         let read = match self.conn.call(call).await {
             Ok(reply) => self.adapter.read_more(&reply),
             Err(e) => Err(e.to_string()),
         };
         match read {
-            Ok(list) => {
-                report.refused = list;
-                report.complete = true;
-            }
+            Ok(list) => report.fetched = Some(list),
             Err(e) => {
                 tracing::warn!(job = id, error = %e, "could not read the job's full list of refused rows; the rows it does not name are reported unconfirmed")
             }
         }
     }
+}
+
+/// How many times a batch of `rows` may be halved: enough for every row to stand alone.
+fn split_levels(rows: usize) -> u32 {
+    rows.max(1).next_power_of_two().trailing_zeros()
 }
 
 /// The same outcome for every row of a batch.

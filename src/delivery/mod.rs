@@ -5,6 +5,7 @@
 
 pub mod adapter;
 mod auth;
+pub mod batcher;
 pub mod call;
 mod connection;
 pub mod engine;
@@ -17,7 +18,7 @@ mod tests;
 pub mod transport;
 pub mod window;
 
-pub use adapter::{Adapter, Created, JobReport, JobState, RowNote, RowRef, Step};
+pub use adapter::{Adapter, Created, Fetched, JobReport, JobState, RowNote, RowRef, Step};
 pub use call::{message_of, Call, CallError, Reply, Safety};
 pub use connection::{Connection, ConnectionStats};
 pub use engine::{Engine, Journal, Token};

@@ -183,6 +183,8 @@ impl Adapter for Widgets {
 #[derive(Default)]
 struct Log {
     events: Mutex<Vec<String>>,
+    /// How many times `created` fails before it holds (a full state disk).
+    refuse_created: std::sync::atomic::AtomicU32,
 }
 
 impl Journal for Log {
@@ -196,9 +198,22 @@ impl Journal for Log {
         id: &'a str,
         _s: &'a [u64],
         status: &'a str,
-    ) -> BoxFuture<'a, ()> {
-        self.events.lock().unwrap().push(format!("created {id} {status}"));
-        async {}.boxed()
+    ) -> BoxFuture<'a, Result<(), String>> {
+        use std::sync::atomic::Ordering;
+        let refused = self
+            .refuse_created
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let event = if refused { "cannot record" } else { "created" };
+        self.events.lock().unwrap().push(format!("{event} {id} {status}"));
+        async move {
+            if refused {
+                Err("disk full".to_string())
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
     }
     fn abandoned(&self, _t: Token) {
         self.events.lock().unwrap().push("abandoned".into());
@@ -243,7 +258,7 @@ fn rows(keys: &[&str]) -> Vec<MappedRow> {
             source: SourceRow { seq: i as u64, line: i as u64 + 2, raw: Default::default() },
             key: k.to_string(),
             body: Vec::new(),
-            group: 0,
+            partition: Default::default(),
         })
         .collect()
 }
@@ -458,4 +473,155 @@ async fn a_resumed_job_is_followed_not_sent() {
     let out = engine.resume("J9", "launched", &rows(&["a", "bad", "c"])).await;
     assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
     assert_eq!(script.count("/widgets", Method::Post), 0, "no create, no step");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_cannot_be_recorded_is_not_followed_until_it_is() {
+    let script = Script::new(|s, _| done_job(s));
+    let (engine, log) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    log.refuse_created.store(3, std::sync::atomic::Ordering::SeqCst);
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    let events = log.events.lock().unwrap().clone();
+    assert_eq!(
+        &events[1..5],
+        [
+            "cannot record J1 created",
+            "cannot record J1 created",
+            "cannot record J1 created",
+            "created J1 created"
+        ]
+    );
+    let seen = script.seen();
+    assert_eq!(script.count("/widgets", Method::Post), 1, "the create is not sent again");
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_millis(3500),
+        "no poll before the job is recorded (3 waits: 0.5 + 1 + 2 s)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_batch_is_split_at_most_log2_levels_deep() {
+    let script = Script::new(|s, _| match (s.method, s.path.as_str()) {
+        (Method::Post, "/widgets") if s.body.contains("poison") => {
+            reply(400, json!({"message": "no"}))
+        }
+        (Method::Post, "/widgets") => reply(200, json!({"job": s.body.matches(',').count() + 1})),
+        _ => reply(
+            200,
+            json!({"state": "done", "saved": s.path.trim_start_matches("/widgets/").parse::<u64>().unwrap(), "refused": []}),
+        ),
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let keys: Vec<String> =
+        (0..500).map(|i| if i == 321 { "poison".into() } else { format!("k{i}") }).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let out = engine.deliver(&rows(&keys)).await;
+    let failed: Vec<usize> = stages(&out)
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s != "accepted")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, [321]);
+    let creates = script.count("/widgets", Method::Post);
+    assert!(creates <= 1 + 2 * 9, "ceil(log2(500)) = 9 levels, two creates each: {creates}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn absurd_waits_from_the_server_do_not_panic() {
+    for (header, value) in [
+        ("retry-after", "1e30"),
+        ("retry-after", "99999999999999999999999999"),
+        ("retry-after", "-5"),
+        ("x-ratelimit-reset", "1e30"),
+    ] {
+        let script = Script::new(move |s, n| match n {
+            0 => with_headers(
+                429,
+                json!({"message": "slow down"}),
+                &[(header, value), ("x-ratelimit-remaining", "0")],
+            ),
+            _ => done_job(s),
+        });
+        let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+        let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+        assert_eq!(stages(&out), ["accepted", "remote", "accepted"], "{header}: {value}");
+        let seen = script.seen();
+        assert!(
+            seen[1].at - seen[0].at <= super::retry::MAX_RETRY_AFTER + Duration::from_secs(1),
+            "the wait is capped: {header}: {value}"
+        );
+    }
+}
+
+/// A target whose answer reading panics, after the create went out.
+struct Panics;
+
+impl Adapter for Panics {
+    fn create_is_repeatable(&self) -> bool {
+        true
+    }
+    fn create(&self, base: &str, rows: &[MappedRow]) -> Call {
+        Widgets { safety: Safety::Repeatable, launch: false }.create(base, rows)
+    }
+    fn created(&self, _rows: &[MappedRow], _answer: Result<&Reply, &CallError>) -> Created {
+        panic!("a bug reading the answer")
+    }
+    fn status(&self, base: &str, job: &str) -> Call {
+        Call::get("widgets/status", format!("{base}/widgets/{job}"))
+    }
+    fn read_status(&self, _base: &str, _reply: &Reply) -> Result<JobState, String> {
+        Err("unused".into())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_that_panics_leaves_its_rows_unconfirmed() {
+    use super::window::{Settle, Window};
+    let script = Script::new(|s, _| done_job(s));
+    let conn = Connection::with_transport(settings(4), script.clone(), crate::metrics::get());
+    let engine = Engine {
+        conn: Arc::new(conn),
+        adapter: Arc::new(Panics),
+        journal: Arc::new(Log::default()),
+    };
+    let settled: Arc<Mutex<Vec<(u64, Outcome)>>> = Arc::default();
+    let settle: Settle = {
+        let settled = settled.clone();
+        Arc::new(move |rows| {
+            let mut all = settled.lock().unwrap();
+            all.extend(rows.into_iter().map(|(r, o)| (r.seq, o)));
+            async {}.boxed()
+        })
+    };
+    let window = Window {
+        engine: Arc::new(engine),
+        max_rows: 10,
+        max_wait: Duration::from_millis(100),
+        size: 4,
+        settle,
+        stop: Default::default(),
+        abort: Default::default(),
+        pipeline: "p".into(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(10);
+    let (_etx, erx) = tokio::sync::mpsc::channel(1);
+    for r in rows(&["a", "b"]) {
+        tx.send(r).await.unwrap();
+    }
+    drop(tx);
+    drop(_etx);
+    let end = window.run(rx, erx).await;
+    assert_eq!(end.crashed_batches, 1);
+    let settled = settled.lock().unwrap().clone();
+    let stages: Vec<&str> = settled
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Failed(f) => f.stage.as_str(),
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(stages, ["unconfirmed", "unconfirmed"], "its create went out: {settled:?}");
+    assert_eq!(script.count("/widgets", Method::Post), 1);
 }

@@ -201,7 +201,8 @@ impl Adapter for RepslyClients {
         let count = |k: &str| field(&v, k).and_then(Json::as_u64);
         let saved = match (count("RowsInserted"), count("RowsUpdated")) {
             (None, None) => count("RowsTotal"),
-            (i, u) => Some(i.unwrap_or(0) + u.unwrap_or(0)),
+            // A sum past u64 is no count at all (its rows are then unconfirmed).
+            (i, u) => i.unwrap_or(0).checked_add(u.unwrap_or(0)),
         };
         Ok(JobState::Finished(Box::new(JobReport {
             status: status.to_string(),
@@ -212,6 +213,7 @@ impl Adapter for RepslyClients {
             invalid: count("RowsInvalid"),
             complete: false,
             more: None,
+            fetched: None,
             record: None,
         })))
     }
