@@ -7,6 +7,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::call::{Body, Call, Safety};
+use super::pace::Pace;
 use super::transport::{Authorization, Transport};
 use crate::config::Auth;
 use crate::secret::Secret;
@@ -57,35 +58,52 @@ impl Credentials {
         }
     }
 
-    /// What to send now; an OAuth token close to its expiry is refreshed first.
-    pub async fn current(&self, transport: &dyn Transport) -> Result<Authorization, String> {
+    /// What to send now; an OAuth token close to its expiry is refreshed first (the refresh
+    /// is a request like any other: it waits for `pace`, the connection's rate budget).
+    pub async fn current(
+        &self,
+        transport: &dyn Transport,
+        pace: &Pace,
+        connection: &str,
+    ) -> Result<Authorization, String> {
         match self {
             Credentials::Fixed(a) => Ok(a.clone()),
-            Credentials::OAuth(o) => o.current(transport, false).await,
+            Credentials::OAuth(o) => o.current(Via { transport, pace, connection }, false).await,
         }
     }
 
     /// After a 401: a new access token, if these credentials can get one.
-    pub async fn refresh(&self, transport: &dyn Transport) -> Option<Result<(), String>> {
+    pub async fn refresh(
+        &self,
+        transport: &dyn Transport,
+        pace: &Pace,
+        connection: &str,
+    ) -> Option<Result<(), String>> {
         match self {
             Credentials::Fixed(_) => None,
-            Credentials::OAuth(o) => Some(o.current(transport, true).await.map(drop)),
+            Credentials::OAuth(o) => {
+                Some(o.current(Via { transport, pace, connection }, true).await.map(drop))
+            }
         }
     }
 }
 
+/// How a token request is sent: on the connection's transport, within its rate budget.
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    transport: &'a dyn Transport,
+    pace: &'a Pace,
+    connection: &'a str,
+}
+
 impl OAuth {
-    async fn current(
-        &self,
-        transport: &dyn Transport,
-        force: bool,
-    ) -> Result<Authorization, String> {
+    async fn current(&self, send: Via<'_>, force: bool) -> Result<Authorization, String> {
         let mut current = self.current.lock().await;
         let fresh = current.as_ref().filter(|(_, until)| Instant::now() + REFRESH_MARGIN < *until);
         if let (Some((token, _)), false) = (fresh, force) {
             return Ok(self.bearer(token));
         }
-        let (token, lifetime) = self.fetch(transport).await?;
+        let (token, lifetime) = self.fetch(send).await?;
         let auth = self.bearer(&token);
         *current = Some((token, Instant::now() + lifetime));
         Ok(auth)
@@ -96,7 +114,7 @@ impl OAuth {
     }
 
     /// `grant_type=refresh_token` at the token endpoint (standard OAuth2).
-    async fn fetch(&self, transport: &dyn Transport) -> Result<(Secret, Duration), String> {
+    async fn fetch(&self, send: Via<'_>) -> Result<(Secret, Duration), String> {
         let mut refresh = self.refresh_token.lock().await;
         let form = vec![
             ("grant_type".to_string(), "refresh_token".to_string()),
@@ -106,7 +124,8 @@ impl OAuth {
         ];
         let call =
             Call::post("oauth/token", self.token_url.clone(), Body::Form(form), Safety::Repeatable);
-        let reply = transport.send(&call, None).await.map_err(|e| e.message)?;
+        send.pace.until_ready(send.connection).await;
+        let reply = send.transport.send(&call, None).await.map_err(|e| e.message)?;
         let body = reply.json().unwrap_or_default();
         let token = body.get("access_token").and_then(|t| t.as_str());
         let Some(token) = token.filter(|_| (200..300).contains(&reply.status)) else {

@@ -9,6 +9,7 @@ pub mod batcher;
 pub mod call;
 mod connection;
 pub mod engine;
+mod hold;
 mod pace;
 pub mod reconcile;
 pub mod retry;

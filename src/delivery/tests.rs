@@ -240,6 +240,7 @@ fn settings(max_attempts: u32) -> Arc<ConnectionSettings> {
         },
         poll_interval: Duration::from_secs(2),
         poll_timeout: Duration::from_secs(600),
+        auth_retry: Duration::from_secs(60),
         shared_limit: None,
     })
 }
@@ -263,12 +264,13 @@ fn rows(keys: &[&str]) -> Vec<MappedRow> {
         .collect()
 }
 
-fn stages(o: &[Outcome]) -> Vec<&'static str> {
+fn stages(o: &[Option<Outcome>]) -> Vec<&'static str> {
     o.iter()
         .map(|o| match o {
-            Outcome::Accepted => "accepted",
-            Outcome::Warned(_) => "warned",
-            Outcome::Failed(f) => f.stage.as_str(),
+            None => "held",
+            Some(Outcome::Accepted) => "accepted",
+            Some(Outcome::Warned(_)) => "warned",
+            Some(Outcome::Failed(f)) => f.stage.as_str(),
         })
         .collect()
 }
@@ -361,15 +363,37 @@ async fn a_low_server_budget_is_spread_to_its_reset() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn refused_credentials_stop_the_connection_and_keep_rows_unprocessed() {
-    let script = Script::new(|_, _| reply(401, json!({"message": "Unauthenticated."})));
+async fn refused_credentials_hold_the_rows_until_a_probe_is_accepted() {
+    // 401 until the password is "right"; the probe is a GET.
+    let right = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let script = {
+        let right = right.clone();
+        Script::new(move |s, _| match right.load(std::sync::atomic::Ordering::SeqCst) {
+            false => reply(401, json!({"message": "Unauthenticated."})),
+            true => done_job(s),
+        })
+    };
     let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
     let out = engine.deliver(&rows(&["a", "b"])).await;
-    assert_eq!(stages(&out), ["unprocessed", "unprocessed"]);
+    assert_eq!(stages(&out), ["held", "held"], "left unsettled, never unprocessed");
     let out = engine.deliver(&rows(&["c"])).await;
-    assert_eq!(stages(&out), ["unprocessed"]);
+    assert_eq!(stages(&out), ["held"]);
     assert_eq!(script.seen().len(), 1, "after the first 401 nothing more is sent");
     assert!(engine.conn.auth_failure().is_some());
+    let conn = engine.conn.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let prober = tokio::spawn(conn.clone().recover(|| None, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(60 + 120 + 1)).await;
+    let probes = script.count("/export/importStatus/0", Method::Get);
+    assert_eq!(probes, 2, "probed after auth_retry (60 s), then after twice that");
+    right.store(true, std::sync::atomic::Ordering::SeqCst);
+    conn.probe_now();
+    tokio::time::timeout(Duration::from_secs(1), conn.until_accepted()).await.unwrap();
+    assert!(conn.auth_failure().is_none(), "a probe asked for now was accepted");
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    stop.cancel();
+    prober.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -394,7 +418,7 @@ async fn a_403_about_one_record_fails_that_record_only() {
 
     let denied = Script::new(|_, _| reply(403, json!({"message": "This action is unauthorized."})));
     let (engine, _) = setup(&denied, Widgets { safety: Safety::Once, launch: false });
-    assert_eq!(stages(&engine.deliver(&rows(&["a"])).await), ["unprocessed"]);
+    assert_eq!(stages(&engine.deliver(&rows(&["a"])).await), ["held"]);
     assert!(engine.conn.auth_failure().is_some(), "the probe was refused too: the credentials are");
 }
 

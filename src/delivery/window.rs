@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Batcher};
-use super::engine::{all, Engine};
+use super::engine::{all, Engine, Outcomes};
 use crate::row::{Failure, MappedRow, Outcome, SourceRow, Stage};
 
 /// Where settled rows go (the file's settler).
@@ -35,6 +35,17 @@ pub struct WindowEnd {
     pub interrupted: bool,
     /// Batches that stopped on a bug; their rows were settled `unconfirmed`.
     pub crashed_batches: u64,
+    /// The connection's credentials were refused: rows were left unsettled, and the file
+    /// holds at its checkpoint until they are accepted.
+    pub held: bool,
+}
+
+/// What the batches in flight tell the window.
+#[derive(Default)]
+struct Flags {
+    /// Rows were left unsettled (shutdown, or held).
+    dropped: AtomicBool,
+    held: AtomicBool,
 }
 
 pub struct Window {
@@ -44,7 +55,8 @@ pub struct Window {
     /// Batches in flight at once.
     pub size: usize,
     pub settle: Settle,
-    /// Stop taking new batches (shutdown).
+    /// Stop taking new batches (shutdown). Cancelled by the window itself when the
+    /// connection holds (refused credentials), so the file's reader stops too.
     pub stop: CancellationToken,
     /// Give up on batches in flight (the shutdown deadline): left unsettled for resume.
     pub abort: CancellationToken,
@@ -69,7 +81,7 @@ impl Window {
         let mut batcher = Batcher::new(max_rows, this.max_wait);
         let slots = Arc::new(Semaphore::new(this.size.max(1)));
         let mut running = Running::default();
-        let dropped = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(Flags::default());
         let mut reading = true;
         loop {
             let close_at = batcher.next_close();
@@ -94,24 +106,25 @@ impl Window {
             for job in ready {
                 if this.stop.is_cancelled() {
                     // Shutting down: batches in flight finish, new ones are not started.
-                    dropped.store(true, Ordering::Relaxed);
+                    flags.dropped.store(true, Ordering::Relaxed);
                     continue;
                 }
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                running.spawn(job, slot, &this, &dropped);
+                running.spawn(job, slot, &this, &flags);
             }
         }
         while let Some(done) = running.tasks.join_next_with_id().await {
             running.done(done, &this.settle).await;
         }
         WindowEnd {
-            interrupted: dropped.load(Ordering::Relaxed) || this.abort.is_cancelled(),
+            interrupted: flags.dropped.load(Ordering::Relaxed) || this.abort.is_cancelled(),
             crashed_batches: running.crashed.load(Ordering::Relaxed),
+            held: flags.held.load(Ordering::Relaxed),
         }
     }
 
     /// One batch to its outcomes; at the shutdown deadline it is left unsettled.
-    async fn one(&self, job: &Job, waits: Vec<CancellationToken>, dropped: &AtomicBool) {
+    async fn one(&self, job: &Job, waits: Vec<CancellationToken>, flags: &Flags) {
         let metrics = crate::metrics::get();
         metrics.batch_in_flight(&self.pipeline, 1);
         let rows = job.rows();
@@ -128,9 +141,21 @@ impl Window {
             } => Some(o),
         };
         metrics.batch_in_flight(&self.pipeline, -1);
-        match outcomes {
-            Some(o) => (self.settle)(pair(rows, o)).await,
-            None => dropped.store(true, Ordering::Relaxed),
+        let Some(outcomes) = outcomes else {
+            flags.dropped.store(true, Ordering::Relaxed);
+            return;
+        };
+        let held = outcomes.iter().any(Option::is_none);
+        let settled: Vec<(SourceRow, Outcome)> =
+            rows.iter().zip(outcomes).filter_map(|(r, o)| Some((r.source.clone(), o?))).collect();
+        if !settled.is_empty() {
+            (self.settle)(settled).await;
+        }
+        if held {
+            // Refused credentials: the rest of the file waits with these rows.
+            flags.held.store(true, Ordering::Relaxed);
+            flags.dropped.store(true, Ordering::Relaxed);
+            self.stop.cancel();
         }
     }
 }
@@ -156,10 +181,10 @@ impl Job {
 }
 
 /// A repeated key's row that arrived is saved with a warning naming the earlier line.
-fn with_repeats(batch: &Batch, mut outcomes: Vec<Outcome>) -> Vec<Outcome> {
+fn with_repeats(batch: &Batch, mut outcomes: Outcomes) -> Outcomes {
     for &(seq, first_line) in &batch.repeats {
         let Some(i) = batch.rows.iter().position(|r| r.source.seq == seq) else { continue };
-        let Some(outcome) = outcomes.get_mut(i) else { continue };
+        let Some(Some(outcome)) = outcomes.get_mut(i) else { continue };
         let note = format!(
             "the same key `{}` as line {first_line}: both were sent, this row after that one, so its values are the ones kept",
             batch.rows[i].key
@@ -192,7 +217,7 @@ impl Running {
         job: Job,
         slot: tokio::sync::OwnedSemaphorePermit,
         window: &Arc<Window>,
-        dropped: &Arc<AtomicBool>,
+        flags: &Arc<Flags>,
     ) {
         self.open.retain(|_, ended| !ended.is_cancelled());
         let (waits, ended) = match &job {
@@ -209,11 +234,11 @@ impl Running {
         };
         let job = Arc::new(job);
         let task = {
-            let (window, job, dropped) = (window.clone(), job.clone(), dropped.clone());
+            let (window, job, flags) = (window.clone(), job.clone(), flags.clone());
             async move {
                 // Fires however the task ends, a panic included.
                 let _ended = ended.map(CancellationToken::drop_guard);
-                window.one(&job, waits, &dropped).await;
+                window.one(&job, waits, &flags).await;
                 drop(slot);
             }
         };
