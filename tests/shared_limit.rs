@@ -152,3 +152,50 @@ async fn without_redis_nothing_is_sent_and_readyz_says_why() {
     assert_eq!(sb.received().await.len(), 5);
     assert!(log.contains("Redis cannot be reached") && !log.contains("redis://"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flushall_or_a_redis_restart_does_not_let_a_burst_through() {
+    let port = free_port();
+    let Some(redis) = Redis::start_or_skip(port) else { return };
+    let sb = TestSandbox::start(SandboxOptions {
+        rate_limit: Some(Budget::parse("100/s").unwrap()),
+        pending_polls: 0,
+        ..Default::default()
+    })
+    .await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let daemons: Vec<_> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let config = replica(d.path(), &sb.url, "10/s", port);
+            std::fs::write(d.path().join("inbox/r.csv"), clean_rows(&format!("F{i}-"), 100))
+                .unwrap();
+            Daemon::start(&config)
+        })
+        .collect();
+    let flush = || {
+        let out = Command::new("redis-cli").args(["-p", &port.to_string(), "FLUSHALL"]).output();
+        assert!(out.is_ok_and(|o| o.status.success()), "redis-cli FLUSHALL");
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    flush();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    flush();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // An instant restart: the same port, nothing kept.
+    drop(redis);
+    let _redis = Redis::start(port);
+    let done = wait_until_async(Duration::from_secs(120), || {
+        dirs.iter().all(|d| files_in(&d.path().join("inbox/processed")).len() == 1)
+    })
+    .await;
+    let logs: Vec<String> = daemons.into_iter().map(|d| d.terminate().2).collect();
+    assert!(done, "both replicas finished: {logs:?}");
+    let times: Vec<u64> =
+        sb.requests().await.iter().map(|r| r["at_ms"].as_u64().unwrap()).collect();
+    let (most, average) = pace(&times);
+    eprintln!("2 replicas at 10/s across 2 FLUSHALLs and a restart: at most {most} in 1 s, {average:.2}/s");
+    assert!(most <= 11, "no burst after the resets: at most 11 in any one second, saw {most}");
+    assert_eq!(sb.received().await.len(), 200, "every row arrived");
+}

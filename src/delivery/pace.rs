@@ -4,6 +4,7 @@
 //! budget is never exceeded for want of a way to share it.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,19 +23,27 @@ const REDIS_RETRY: Duration = Duration::from_secs(1);
 /// interval on, and the caller waits until its slot (less the burst tolerance). Redis's
 /// clock is used, so the replicas' clocks do not matter. Times are microseconds; a double
 /// holds them exactly (2^53 µs is 285 years).
+///
+/// `ARGV[3]` is the latest TAT this process has seen: slots reserved before a FLUSHALL or a
+/// Redis restart still fire, so a TAT that went missing restarts from there, not from now
+/// (and the key is written back for the other replicas). Returns the wait and the new TAT.
 const GCRA: &str = r"
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local seen = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+-- A TAT seen more than a minute ahead is another clock's (Redis moved): not this budget's.
+if seen > now + 60000000 then seen = 0 end
+if tat < seen then tat = seen end
 if tat < now then tat = now end
 local next_tat = tat + interval
 local ttl = math.ceil((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
 local wait = tat - tolerance - now
 if wait < 0 then wait = 0 end
-return wait
+return {wait, next_tat}
 ";
 
 pub enum Pace {
@@ -84,20 +93,24 @@ pub struct SharedPace {
     tolerance_us: u64,
     script: redis::Script,
     problem: Mutex<Option<String>>,
+    /// The latest TAT Redis answered (µs, Redis's clock): where the budget stands even if
+    /// Redis loses the key.
+    seen_tat: AtomicU64,
 }
 
 impl SharedPace {
     fn new(shared: &SharedLimit, interval: Duration, burst: u32) -> Self {
-        let interval_us = (interval.as_micros() as u64).max(1);
+        let interval_us = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX).max(1);
         Self {
             client: redis::Client::open(shared.redis.expose())
                 .map_err(|e| format!("shared_limit.redis is not usable: {}", describe(e))),
             connection: tokio::sync::Mutex::new(None),
             key: shared.key.clone(),
             interval_us,
-            tolerance_us: interval_us * u64::from(burst - 1),
+            tolerance_us: interval_us.saturating_mul(u64::from(burst.saturating_sub(1))),
             script: redis::Script::new(GCRA),
             problem: Mutex::new(None),
+            seen_tat: AtomicU64::new(0),
         }
     }
 
@@ -135,14 +148,16 @@ impl SharedPace {
             }
         };
         drop(guard);
-        let wait: u64 = self
+        let (wait, tat): (u64, u64) = self
             .script
             .key(&self.key)
             .arg(self.interval_us)
             .arg(self.tolerance_us)
+            .arg(self.seen_tat.load(Ordering::Relaxed))
             .invoke_async(&mut connection)
             .await
             .map_err(describe)?;
+        self.seen_tat.fetch_max(tat, Ordering::Relaxed);
         Ok(Duration::from_micros(wait))
     }
 
