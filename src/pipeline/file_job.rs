@@ -221,9 +221,9 @@ impl Run<'_> {
             dry_run: ctx.connection.is_none(),
         });
         let routes = Routes { settle: settle_tx.clone(), rows: row_tx, earlier: earlier_tx };
-        let reader =
-            stages::read(file, skip_below, pool.clone(), block_tx, budget.clone(), stop.clone());
         let resumed = ResumedJobs::new(self.resume, repeatable);
+        let from = stages::ReadFrom { skip_below, held_below: resumed.held_below() };
+        let reader = stages::read(file, from, pool.clone(), block_tx, budget.clone(), stop.clone());
         let router = stages::route(block_rx, mapping, pool, resumed, routes, budget, stop.clone());
         let window = self.window(settle_tx.clone(), row_rx, earlier_rx, stop);
         let (read, route, window): (ReadEnd, RouteEnd, WindowEnd) =
