@@ -64,6 +64,29 @@ fn replica(dir: &Path, sandbox: &str, rate: &'static str, redis_port: u16) -> Pa
     config
 }
 
+/// `n` daemons at 10/s sharing the budget in the Redis on `port`, each with a file of `rows`
+/// clients whose Codes start with `prefix` and the replica's number.
+fn replicas(
+    n: usize,
+    sandbox: &str,
+    port: u16,
+    prefix: &str,
+    rows: usize,
+) -> (Vec<tempfile::TempDir>, Vec<Daemon>) {
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let daemons = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let config = replica(d.path(), sandbox, "10/s", port);
+            let file = clean_rows(&format!("{prefix}{i}-"), rows);
+            std::fs::write(d.path().join("inbox/r.csv"), file).unwrap();
+            Daemon::start(&config)
+        })
+        .collect();
+    (dirs, daemons)
+}
+
 /// The most requests the sandbox saw in any one-second window, and the average rate from
 /// the first request to the last.
 fn pace(times: &[u64]) -> (usize, f64) {
@@ -86,17 +109,7 @@ async fn three_replicas_share_one_budget_through_redis() {
         ..Default::default()
     })
     .await;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let daemons: Vec<_> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let config = replica(d.path(), &sb.url, "10/s", port);
-            std::fs::write(d.path().join("inbox/r.csv"), clean_rows(&format!("R{i}-"), 60))
-                .unwrap();
-            Daemon::start(&config)
-        })
-        .collect();
+    let (dirs, daemons) = replicas(3, &sb.url, port, "R", 60);
     let done = wait_until_async(Duration::from_secs(120), || {
         dirs.iter().all(|d| files_in(&d.path().join("inbox/processed")).len() == 1)
     })
@@ -163,17 +176,7 @@ async fn a_flushall_or_a_redis_restart_does_not_let_a_burst_through() {
         ..Default::default()
     })
     .await;
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let daemons: Vec<_> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let config = replica(d.path(), &sb.url, "10/s", port);
-            std::fs::write(d.path().join("inbox/r.csv"), clean_rows(&format!("F{i}-"), 100))
-                .unwrap();
-            Daemon::start(&config)
-        })
-        .collect();
+    let (dirs, daemons) = replicas(2, &sb.url, port, "F", 100);
     let flush = || {
         let out = Command::new("redis-cli").args(["-p", &port.to_string(), "FLUSHALL"]).output();
         assert!(out.is_ok_and(|o| o.status.success()), "redis-cli FLUSHALL");

@@ -77,7 +77,7 @@ pub enum Created {
     /// A job to follow.
     Job(String),
     /// The answer is final (a per-record target): the report for the batch.
-    Done(JobReport),
+    Done(Box<JobReport>),
     /// The batch was refused as a whole, maybe for one row's sake: split it to find out.
     Refused(String),
     /// The batch was refused for a reason splitting would not change.

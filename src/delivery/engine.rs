@@ -158,7 +158,8 @@ impl Engine {
         };
         match &created {
             Create::Adapter(Created::Job(id)) => self.record(token, id, &seqs, CREATED).await,
-            Create::Adapter(Created::Done(JobReport { record: Some(id), .. })) => {
+            Create::Adapter(Created::Done(report)) if report.record.is_some() => {
+                let id = report.record.as_deref().unwrap_or_default();
                 self.record(token, id, &seqs, RECORDED).await
             }
             _ => self.journal.abandoned(token),

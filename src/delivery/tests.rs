@@ -305,10 +305,10 @@ async fn a_job_settles_each_row_by_the_crms_own_counts() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_batch_refused_as_a_whole_is_split_until_the_bad_row_stands_alone() {
-    // The job id is the number of rows it holds, and all of them are saved.
-    let script = Script::new(|s, _| match (s.method, s.path.as_str()) {
+/// A server refusing any batch that holds the key `poison`; a job's id is the number of rows
+/// it holds, and all of them are saved.
+fn splitting_server() -> Arc<Script> {
+    Script::new(|s, _| match (s.method, s.path.as_str()) {
         (Method::Post, "/widgets") if s.body.contains("poison") => {
             reply(400, json!({"message": "no"}))
         }
@@ -317,7 +317,12 @@ async fn a_batch_refused_as_a_whole_is_split_until_the_bad_row_stands_alone() {
             200,
             json!({"state": "done", "saved": s.path.trim_start_matches("/widgets/").parse::<u64>().unwrap(), "refused": []}),
         ),
-    });
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_refused_as_a_whole_is_split_until_the_bad_row_stands_alone() {
+    let script = splitting_server();
     let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
     let out = engine.deliver(&rows(&["a", "poison", "c", "d"])).await;
     assert_eq!(stages(&out), ["accepted", "remote", "accepted", "accepted"]);
@@ -526,16 +531,7 @@ async fn a_job_that_cannot_be_recorded_is_not_followed_until_it_is() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_batch_is_split_at_most_log2_levels_deep() {
-    let script = Script::new(|s, _| match (s.method, s.path.as_str()) {
-        (Method::Post, "/widgets") if s.body.contains("poison") => {
-            reply(400, json!({"message": "no"}))
-        }
-        (Method::Post, "/widgets") => reply(200, json!({"job": s.body.matches(',').count() + 1})),
-        _ => reply(
-            200,
-            json!({"state": "done", "saved": s.path.trim_start_matches("/widgets/").parse::<u64>().unwrap(), "refused": []}),
-        ),
-    });
+    let script = splitting_server();
     let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
     let keys: Vec<String> =
         (0..500).map(|i| if i == 321 { "poison".into() } else { format!("k{i}") }).collect();

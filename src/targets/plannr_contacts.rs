@@ -147,14 +147,14 @@ impl Adapter for ContactDetails {
     fn created(&self, rows: &[MappedRow], answer: Result<&Reply, &CallError>) -> Created {
         let refused = |failure: Failure| {
             let row = rows.first().map_or(RowRef::Unknown, |r| RowRef::Seq(r.source.seq));
-            Created::Done(JobReport {
+            Created::Done(Box::new(JobReport {
                 status: "refused".into(),
                 refused: vec![RowNote { row, failure }],
                 saved: Some(0),
                 invalid: Some(1),
                 complete: true,
                 ..JobReport::default()
-            })
+            }))
         };
         match answer {
             Ok(reply) => {
@@ -164,13 +164,13 @@ impl Adapter for ContactDetails {
                     tracing::warn!("Plannr created a contact detail but its answer has no uuid");
                     rows.first().map(|r| format!("(no uuid: data row {})", r.source.seq))
                 });
-                Created::Done(JobReport {
+                Created::Done(Box::new(JobReport {
                     status: "created".into(),
                     saved: Some(1),
                     complete: true,
                     record,
                     ..JobReport::default()
-                })
+                }))
             }
             Err(CallError::Rejected { status: 422, body, .. }) => refused(failure_from_422(body, "refused by Plannr")),
             Err(CallError::Rejected { status: 403, message, .. }) => refused(Failure::new(
