@@ -623,6 +623,7 @@ async fn a_batch_that_panics_leaves_its_rows_unconfirmed() {
         settle,
         stop: Default::default(),
         abort: Default::default(),
+        holds: true,
         pipeline: "p".into(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(10);

@@ -60,6 +60,9 @@ pub struct Window {
     pub stop: CancellationToken,
     /// Give up on batches in flight (the shutdown deadline): left unsettled for resume.
     pub abort: CancellationToken,
+    /// Rows held by refused credentials can wait for a resume (the daemon, with its ledger).
+    /// Without one (`once`), they are settled `unprocessed`, saying why.
+    pub holds: bool,
     pub pipeline: String,
 }
 
@@ -146,6 +149,15 @@ impl Window {
             return;
         };
         let held = outcomes.iter().any(Option::is_none);
+        if held && !self.holds {
+            let why = self.engine.conn.auth_failure().unwrap_or_default();
+            let msg = format!("connection `{}` was refused authentication ({why}); fix its credentials and drop this row again", self.engine.conn.name());
+            let unprocessed = Outcome::Failed(Failure::new(Stage::Unprocessed, None, msg));
+            let settled = rows.iter().zip(outcomes);
+            let settled =
+                settled.map(|(r, o)| (r.source.clone(), o.unwrap_or(unprocessed.clone())));
+            return (self.settle)(settled.collect()).await;
+        }
         let settled: Vec<(SourceRow, Outcome)> =
             rows.iter().zip(outcomes).filter_map(|(r, o)| Some((r.source.clone(), o?))).collect();
         if !settled.is_empty() {

@@ -97,7 +97,8 @@ pub async fn process_file(
             }
             let settler =
                 settler(ctx, &stem, &file, progress.clone(), display_name, ledger.as_ref())?;
-            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref() };
+            let holds = ledger.is_some();
+            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref(), holds };
             let (settled, read_error, samples, window) = run.stream(file, mapper, settler).await?;
             held = window.held;
             // A broken source connection is not the file's fault: it is read again later.
@@ -192,6 +193,8 @@ struct Run<'a> {
     ctx: &'a FileContext,
     jobs: Arc<FileJobs>,
     resume: Option<&'a Resume>,
+    /// With a ledger: rows held by refused credentials wait for the resume.
+    holds: bool,
 }
 
 impl Run<'_> {
@@ -276,6 +279,7 @@ impl Run<'_> {
             settle,
             stop,
             abort: ctx.abort.clone(),
+            holds: self.holds,
             pipeline: ctx.pipeline.name.clone(),
         };
         window.run(rows, earlier).await
