@@ -4,7 +4,6 @@
 //! budget is never exceeded for want of a way to share it.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,18 +23,24 @@ const REDIS_RETRY: Duration = Duration::from_secs(1);
 /// clock is used, so the replicas' clocks do not matter. Times are microseconds; a double
 /// holds them exactly (2^53 µs is 285 years).
 ///
-/// `ARGV[3]` is the latest TAT this process has seen: slots reserved before a FLUSHALL or a
-/// Redis restart still fire, so a TAT that went missing restarts from there, not from now
-/// (and the key is written back for the other replicas). Returns the wait and the new TAT.
+/// `ARGV[3]` is the latest TAT this process has seen and `ARGV[4]` when it saw it: slots
+/// reserved before a FLUSHALL or a Redis restart still fire. A key only expires a second
+/// after its TAT, so a key missing while the TAT seen lies ahead was lost: the budget then
+/// restarts past the TAT seen, plus the time since (the other replicas' reservations moved
+/// it on at most that fast while they were being paced), not from now; and the key is
+/// written back for the others. Returns the wait, the new TAT and Redis's time.
 const GCRA: &str = r"
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local seen = tonumber(ARGV[3])
+local seen_at = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+local stored = redis.call('GET', KEYS[1])
 -- A TAT seen more than a minute ahead is another clock's (Redis moved): not this budget's.
-if seen > now + 60000000 then seen = 0 end
+if seen > now + 60000000 or seen_at > now then seen = 0 end
+if not stored and seen > now then seen = seen + (now - seen_at) end
+local tat = tonumber(stored or 0)
 if tat < seen then tat = seen end
 if tat < now then tat = now end
 local next_tat = tat + interval
@@ -43,7 +48,7 @@ local ttl = math.ceil((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
 local wait = tat - tolerance - now
 if wait < 0 then wait = 0 end
-return {wait, next_tat}
+return {wait, next_tat, now}
 ";
 
 pub enum Pace {
@@ -93,9 +98,9 @@ pub struct SharedPace {
     tolerance_us: u64,
     script: redis::Script,
     problem: Mutex<Option<String>>,
-    /// The latest TAT Redis answered (µs, Redis's clock): where the budget stands even if
-    /// Redis loses the key.
-    seen_tat: AtomicU64,
+    /// The latest TAT Redis answered and Redis's time then (µs, Redis's clock): where the
+    /// budget stands even if Redis loses the key.
+    seen: Mutex<(u64, u64)>,
 }
 
 impl SharedPace {
@@ -110,7 +115,7 @@ impl SharedPace {
             tolerance_us: interval_us.saturating_mul(u64::from(burst.saturating_sub(1))),
             script: redis::Script::new(GCRA),
             problem: Mutex::new(None),
-            seen_tat: AtomicU64::new(0),
+            seen: Mutex::new((0, 0)),
         }
     }
 
@@ -148,16 +153,25 @@ impl SharedPace {
             }
         };
         drop(guard);
-        let (wait, tat): (u64, u64) = self
+        let (seen, seen_at) = match self.seen.lock() {
+            Ok(s) => *s,
+            Err(_) => (0, 0),
+        };
+        let (wait, tat, now): (u64, u64, u64) = self
             .script
             .key(&self.key)
             .arg(self.interval_us)
             .arg(self.tolerance_us)
-            .arg(self.seen_tat.load(Ordering::Relaxed))
+            .arg(seen)
+            .arg(seen_at)
             .invoke_async(&mut connection)
             .await
             .map_err(describe)?;
-        self.seen_tat.fetch_max(tat, Ordering::Relaxed);
+        if let Ok(mut s) = self.seen.lock() {
+            if tat > s.0 {
+                *s = (tat, now);
+            }
+        }
         Ok(Duration::from_micros(wait))
     }
 
