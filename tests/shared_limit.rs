@@ -13,7 +13,7 @@ use common::*;
 use crm_ingest::sandbox::{Budget, SandboxOptions};
 
 /// The tests that measure pace run one at a time: two at once on two cores measure the CPU.
-static PACED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static PACED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A `redis-server` on loopback with nothing saved, stopped when dropped.
 struct Redis {
@@ -105,7 +105,7 @@ fn pace(times: &[u64]) -> (usize, f64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_share_one_budget_through_redis() {
-    let _one_at_a_time = PACED.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = PACED.lock().await;
     let port = free_port();
     let Some(_redis) = Redis::start_or_skip(port) else { return };
     let sb = TestSandbox::start(SandboxOptions {
@@ -172,7 +172,7 @@ async fn without_redis_nothing_is_sent_and_readyz_says_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flushall_or_a_redis_restart_does_not_let_a_burst_through() {
-    let _one_at_a_time = PACED.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = PACED.lock().await;
     let port = free_port();
     let Some(redis) = Redis::start_or_skip(port) else { return };
     let sb = TestSandbox::start(SandboxOptions {
