@@ -371,6 +371,17 @@ mod tests {
         assert!(!f(json!({"status": "completed", "jobs_remaining": 2, "failed_jobs": 0})));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_count_is_read_without_panic(f in proptest::num::f64::ANY, text in ".{0,30}", n in proptest::num::u64::ANY) {
+            let _ = number(serde_json::Number::from_f64(f).map(Value::Number).as_ref());
+            let _ = number(Some(&Value::String(text)));
+            let _ = number(Some(&Value::String(f.to_string())));
+            proptest::prop_assert_eq!(number(Some(&json!(n))), Some(n));
+            proptest::prop_assert_eq!(number(Some(&Value::String(format!("{}%", n % 101)))), Some(n % 101));
+        }
+    }
+
     #[test]
     fn the_inline_list_is_complete_only_on_a_count() {
         let entry = json!({"client": {"first_name": "A"}, "errors": {"email": ["bad"]}});

@@ -273,6 +273,26 @@ mod tests {
         assert_eq!(job_id("started under ID: 42."), Some("42".into()));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_message_is_read_without_panic(message in ".{0,120}") {
+            if let Some(id) = job_id(&message) {
+                proptest::prop_assert!(is_integer(&id) || is_guid(&id));
+            }
+        }
+
+        #[test]
+        fn job_ids_round_trip(n in proptest::num::u64::ANY, g in proptest::num::u128::ANY) {
+            let int = n.to_string();
+            let message = format!("Client import job started asynchronously under ID: {int}");
+            proptest::prop_assert_eq!(job_id(&message), Some(int));
+            let h = format!("{g:032x}");
+            let guid = format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]);
+            let message = format!("Client import job started asynchronously under ID: {guid}");
+            proptest::prop_assert_eq!(job_id(&message), Some(guid));
+        }
+    }
+
     struct Row(Vec<&'static str>);
     impl crate::mapping::Cells<'static> for Row {
         fn cell(&self, i: usize) -> Result<std::borrow::Cow<'static, str>, String> {
