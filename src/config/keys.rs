@@ -39,6 +39,7 @@ const CONNECTION: &[&str] = &[
     "retry",
     "poll_interval",
     "poll_timeout",
+    "auth_retry",
     "oauth",
     "shared_limit",
 ];

@@ -100,6 +100,8 @@ pub struct RawConnection {
     pub poll_interval: Value<HumanDuration>,
     /// Give up polling a job after this long; its rows are reported as `unconfirmed`.
     pub poll_timeout: Value<HumanDuration>,
+    /// Refused credentials are probed again after this long (doubling up to 15 min).
+    pub auth_retry: Value<HumanDuration>,
     /// Plannr OAuth2: refresh an access token instead of a fixed `token`.
     pub oauth: Option<RawOAuth>,
     /// One rate budget shared by every process on this connection, kept in Redis.

@@ -21,6 +21,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two status polls of a job; the first polls come sooner.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The first wait before refused credentials are probed again (it doubles up to 15 min).
+pub const DEFAULT_AUTH_RETRY: Duration = Duration::from_secs(60);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
@@ -120,6 +122,8 @@ pub struct ConnectionSettings {
     pub retry: RetryPolicy,
     pub poll_interval: Duration,
     pub poll_timeout: Duration,
+    /// The first wait before refused credentials are probed again.
+    pub auth_retry: Duration,
     /// The rate budget kept in Redis for every process on this connection, if any.
     pub shared_limit: Option<SharedLimit>,
 }

@@ -62,6 +62,9 @@ pub struct FileResult {
     pub samples: Vec<serde_json::Value>,
     /// Stopped by shutdown before the end: no summary yet; the file is resumed at next start.
     pub interrupted: bool,
+    /// Stopped because the connection's credentials were refused: no summary yet; the file
+    /// resumes once they are accepted.
+    pub held: bool,
 }
 
 /// Processes `input` end to end; reports are named after `display_name` in the context's dir.
@@ -84,6 +87,7 @@ pub async fn process_file(
     let on_ledger = ledger.as_ref().map(|l| (l.ledger.clone(), l.file_id));
     let jobs = Arc::new(FileJobs::new(display_name, on_ledger, resume.as_ref()));
     let mut lines = LineCounts::default();
+    let mut held = false;
     let (ran, samples) = match open(ctx, input).await {
         Ok((file, mapper)) => {
             if let Ok(mut g) = progress.bytes_read.lock() {
@@ -94,9 +98,11 @@ pub async fn process_file(
             }
             let settler =
                 settler(ctx, &stem, &file, progress.clone(), display_name, ledger.as_ref())?;
-            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref() };
-            let (settled, read_end, samples) = run.stream(file, mapper, settler).await?;
+            let holds = ledger.is_some();
+            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref(), holds };
+            let (settled, read_end, samples, window) = run.stream(file, mapper, settler).await?;
             lines = read_end.lines;
+            held = window.held;
             let read_error = read_end.error;
             // A broken source connection is not the file's fault: it is read again later.
             let read_error = read_error.filter(|e| !matches!(e, FileError::Interrupted { .. }));
@@ -138,6 +144,7 @@ pub async fn process_file(
         file_error,
         samples,
         interrupted: settled.interrupted,
+        held,
     })
 }
 
@@ -198,6 +205,8 @@ struct Run<'a> {
     ctx: &'a FileContext,
     jobs: Arc<FileJobs>,
     resume: Option<&'a Resume>,
+    /// With a ledger: rows held by refused credentials wait for the resume.
+    holds: bool,
 }
 
 impl Run<'_> {
@@ -207,8 +216,10 @@ impl Run<'_> {
         file: CsvFile,
         mapper: Mapper,
         settler: Settler,
-    ) -> std::io::Result<(Settled, ReadEnd, Vec<serde_json::Value>)> {
+    ) -> std::io::Result<(Settled, ReadEnd, Vec<serde_json::Value>, WindowEnd)> {
         let ctx = self.ctx;
+        // The file's own stop: the daemon's, or the window's when the connection holds.
+        let stop = ctx.stop.child_token();
         let budget = RowBudget::new(self.budget_units());
         let (settle_tx, settled) = settle::spawn(settler.with_budget(budget.clone()));
         let (block_tx, block_rx) = mpsc::channel(MAP_TASKS * 2);
@@ -229,18 +240,11 @@ impl Run<'_> {
             dry_run: ctx.connection.is_none(),
         });
         let routes = Routes { settle: settle_tx.clone(), rows: row_tx, earlier: earlier_tx };
-        let reader = stages::read(
-            file,
-            skip_below,
-            pool.clone(),
-            block_tx,
-            budget.clone(),
-            ctx.stop.clone(),
-        );
         let resumed = ResumedJobs::new(self.resume, repeatable);
-        let router =
-            stages::route(block_rx, mapping, pool, resumed, routes, budget, ctx.stop.clone());
-        let window = self.window(settle_tx.clone(), row_rx, earlier_rx);
+        let from = stages::ReadFrom { skip_below, held_below: resumed.held_below() };
+        let reader = stages::read(file, from, pool.clone(), block_tx, budget.clone(), stop.clone());
+        let router = stages::route(block_rx, mapping, pool, resumed, routes, budget, stop.clone());
+        let window = self.window(settle_tx.clone(), row_rx, earlier_rx, stop);
         let (read, route, window): (ReadEnd, RouteEnd, WindowEnd) =
             tokio::join!(reader, router, window);
         let broke = matches!(read.error, Some(FileError::Interrupted { .. }));
@@ -256,9 +260,9 @@ impl Run<'_> {
         drop(settle_tx);
         let mut settled = settled.await.map_err(std::io::Error::other)??;
         if !interrupted && (route.crashed || window.crashed_batches > 0) && settled.gap.is_none() {
-            settled.gap = Some("an internal error stopped the processing of some rows; they are in the errors report as unprocessed, and the file is kept in failed/".into());
+            settled.gap = Some("an internal error stopped the processing of some rows; they are in the errors report (unconfirmed where their batch may have reached the CRM), and the file is kept in failed/".into());
         }
-        Ok((settled, read, route.samples))
+        Ok((settled, read, route.samples, window))
     }
 
     /// The window of batches in flight, when there is a connection (not a dry run).
@@ -267,6 +271,7 @@ impl Run<'_> {
         settle_tx: mpsc::Sender<SettleMsg>,
         rows: mpsc::Receiver<crate::row::MappedRow>,
         earlier: mpsc::Receiver<crate::delivery::Earlier>,
+        stop: CancellationToken,
     ) -> WindowEnd {
         let ctx = self.ctx;
         let Some(conn) = ctx.connection.clone() else {
@@ -286,10 +291,11 @@ impl Run<'_> {
             engine,
             max_rows: ctx.pipeline.batch.max_rows,
             max_wait: ctx.pipeline.batch.max_wait,
-            size: Window::size_for(conn.settings.max_in_flight),
+            size: Window::size_for(conn.settings().max_in_flight),
             settle,
-            stop: ctx.stop.clone(),
+            stop,
             abort: ctx.abort.clone(),
+            holds: self.holds,
             pipeline: ctx.pipeline.name.clone(),
         };
         window.run(rows, earlier).await
@@ -301,7 +307,7 @@ impl Run<'_> {
     fn budget_units(&self) -> usize {
         let ctx = self.ctx;
         let window =
-            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings.max_in_flight));
+            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings().max_in_flight));
         let batches = 2 * window * ctx.pipeline.batch.max_rows;
         batches.max((MAP_TASKS + 1) * BLOCK_ROWS)
     }
