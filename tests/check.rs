@@ -232,6 +232,7 @@ source = { kind = "folder", path = "/tmp/in" }
 [pipelines.p.fields]
 first_name = "First"
 favourite_colour = "Colour"
+send_welcome_email = { value = "false" }
 "#;
     let (code, _, err) = check(text);
     assert_eq!(code, 0, "{err}");

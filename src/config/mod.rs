@@ -47,7 +47,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-pub use validate::Purpose;
+pub use validate::{unknown_target, Purpose};
 
 /// Reads and checks a config file to run it; `${VAR}` comes from the process environment.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {

@@ -167,6 +167,18 @@ impl TargetSpec {
         }
     }
 
+    /// The target's schema for the way this pipeline writes (Plannr `update` names records by
+    /// `uuid`; every other mode creates them).
+    pub fn schema(&self) -> crate::schema::Schema {
+        let writes = match self {
+            TargetSpec::PlannrImport { mode: ImportMode::Update, .. } => {
+                crate::schema::Writes::Update
+            }
+            _ => crate::schema::Writes::Create,
+        };
+        crate::schema::schema_of(&self.name(), writes)
+    }
+
     pub fn crm(&self) -> CrmKind {
         match self {
             TargetSpec::RepslyClients => CrmKind::Repsly,

@@ -17,9 +17,30 @@ pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
-/// The `${NAME}`s a text names.
+/// The `${NAME}`s a text names without a default (`${NAME:-default}` needs nothing set).
 fn variables(text: &str) -> impl Iterator<Item = &str> {
-    text.split("${").skip(1).filter_map(|part| part.split_once('}').map(|(name, _)| name))
+    text.split("${")
+        .skip(1)
+        .filter_map(|part| part.split_once('}').map(|(inner, _)| var_ref(inner)))
+        .filter_map(|(name, default)| default.is_none().then_some(name))
+}
+
+/// `NAME` or `NAME:-default` (the default used when NAME is unset or empty, as in a shell).
+fn var_ref(inner: &str) -> (&str, Option<&str>) {
+    match inner.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (inner, None),
+    }
+}
+
+/// Why `name` is not a target: the closest known one, and the known ones.
+pub fn unknown_target(name: &str) -> String {
+    let names = crate::schema::target_names();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hint = super::keys::closest_of(name, &refs)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    format!("unknown target `{name}`{hint}; known targets: {}", names.join(", "))
 }
 
 /// What a config is loaded for: `run` needs everything; `check` and `plan` send nothing, so
@@ -85,7 +106,8 @@ impl<'a> Ctx<'a> {
         self.warnings.push(format!("{} line {}: {}", self.path.display(), line, message.into()));
     }
 
-    /// Replaces each `${VAR}`; a missing variable is a problem naming it and the key.
+    /// Replaces each `${VAR}` (`${VAR:-default}`: the default when VAR is unset or empty); a
+    /// missing variable without a default is a problem naming it and the key.
     pub(super) fn expand(&mut self, key: &str, value: &Spanned<String>) -> String {
         let text = value.get_ref();
         let mut out = String::with_capacity(text.len());
@@ -97,10 +119,11 @@ impl<'a> Ctx<'a> {
                 self.problem(value.span(), format!("`{key}` has an unclosed `${{`"));
                 return out;
             };
-            let name = &after[..end];
-            match (self.vars)(name) {
-                Some(v) => out.push_str(&v),
-                None => self.problem(
+            let (name, default) = var_ref(&after[..end]);
+            match ((self.vars)(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => self.problem(
                     value.span(),
                     format!("`{key}` needs environment variable {name}, which is not set"),
                 ),
@@ -381,10 +404,11 @@ impl<'a> Ctx<'a> {
         let t = raw.target.get_ref().as_str();
         let mode = raw.mode.as_ref();
         let spec = if let Some(import_type) = t.strip_prefix("plannr.import.") {
-            if import_type.is_empty()
-                || !import_type.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            {
-                self.problem(raw.target.span(), format!("pipeline `{pname}`: `{t}` needs an import type such as plannr.import.clients"));
+            if !crate::schema::is_target(t) {
+                self.problem(
+                    raw.target.span(),
+                    format!("pipeline `{pname}`: {}", unknown_target(t)),
+                );
                 return None;
             }
             let mode = match mode.map(|m| m.get_ref().as_str()) {
@@ -410,7 +434,7 @@ impl<'a> Ctx<'a> {
                 _ => {
                     self.problem(
                         raw.target.span(),
-                        format!("pipeline `{pname}`: unknown target `{t}` (expected plannr.import.<type>, plannr.contact_details or repsly.clients)"),
+                        format!("pipeline `{pname}`: {}", unknown_target(t)),
                     );
                     return None;
                 }

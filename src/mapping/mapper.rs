@@ -401,6 +401,11 @@ impl Mapper {
                     ));
                 }
             }
+            FieldType::OneOf(allowed) => {
+                if !allowed.contains(&text::trim(text)) {
+                    return Err(format!("`{text}` is not one of {}", allowed.join(", ")));
+                }
+            }
             FieldType::List { .. } => {}
         }
         Ok(())

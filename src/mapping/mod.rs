@@ -10,6 +10,6 @@ mod validate;
 mod value;
 
 pub use mapper::{Cells, CompiledField, Mapped, Mapper, MissingColumns, REPORT_COLUMNS};
-pub use transform::Transform;
+pub use transform::{format_in_words, Transform};
 pub use validate::{is_email, is_uuid, Validator};
 pub use value::{parse_bool, Value};

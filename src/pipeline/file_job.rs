@@ -22,7 +22,6 @@ use crate::delivery::{Adapter, Connection, Engine, Settle, Window, WindowEnd};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, Summary};
-use crate::schema::schema_for;
 use crate::targets::Target;
 
 /// Everything a file needs besides itself.
@@ -175,7 +174,7 @@ fn settler(
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
 async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), String> {
     let file = input.open(&ctx.pipeline.csv).await?;
-    let schema = schema_for(&ctx.pipeline.target.name());
+    let schema = ctx.pipeline.target.schema();
     let mapper = Mapper::compile(&ctx.pipeline.fields, schema, &file.dialect.header)
         .map_err(|e| e.to_string())?;
     Ok((file, mapper))
