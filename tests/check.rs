@@ -281,3 +281,34 @@ fn the_scale_out_replica_config_passes() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("shared by every replica") && out.contains("S3 events from"), "{out}");
 }
+
+/// Issue 21 row 11: a refused config still says which variables `run` will need.
+#[test]
+fn a_refused_config_also_names_the_variables_run_will_need() {
+    let text = GOOD.replace("password = \"p\"", "password = \"${REPSLY_PW_NOT_SET}\"").replace(
+        "state_dir = \"/tmp/x\"",
+        "state_dir = \"/tmp/x\"\nshutdown_timeout = \"soon\"\nstat_dir = 1",
+    );
+    let (code, _, err) = check(&text);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("error:") && err.contains("invalid duration `soon`"), "{err}");
+    assert!(err.contains("stat_dir"), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("needs REPSLY_PW_NOT_SET to run"),
+        "the variable is named too: {err}"
+    );
+}
+
+/// Issue 21 row 10: a key set twice is named, with its table and first line.
+#[test]
+fn a_duplicate_key_names_the_key() {
+    let (code, _, err) =
+        check(&GOOD.replace("password = \"p\"", "password = \"p\"\npassword = \"q\""));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "line 7: duplicate key `password` in `[connections.repsly]`, first set on line 6"
+        ),
+        "{err}"
+    );
+}

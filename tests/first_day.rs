@@ -242,3 +242,32 @@ fn status_without_a_daemon_says_what_to_add() {
     assert!(err.contains("no daemon answers"), "{err}");
     assert!(err.contains("[server]\n  listen = \"127.0.0.1:9464\""), "{err}");
 }
+
+/// Row 10: logs that go to a file or a pipe are plain text, pretty format included.
+#[test]
+fn logs_off_a_terminal_carry_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new("http://127.0.0.1:9"));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("format = \"json\"", "format = \"pretty\"");
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start(&config);
+    assert!(wait_until(std::time::Duration::from_secs(10), || daemon
+        .log()
+        .contains("crm-ingest running")));
+    let (code, _, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains(" INFO ") || log.contains("INFO"), "pretty lines: {log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes: {log:?}");
+}
+
+/// Row 10: the demo prints no address of a sandbox that is gone once it exits.
+#[test]
+fn the_demo_prints_no_dead_sandbox_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_text(&["demo", "--dir", dir.path().join("demo").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("clients-clean.csv -> repsly.clients"), "{out}");
+    assert!(!out.contains("http://") && !out.contains("_sandbox"), "{out}");
+}

@@ -209,7 +209,7 @@ impl<'a> Ctx<'a> {
         if self.problems.is_empty() {
             Ok(value)
         } else {
-            Err(ConfigError(self.problems))
+            Err(ConfigError(self.problems, self.warnings))
         }
     }
 
@@ -274,7 +274,7 @@ impl<'a> Ctx<'a> {
             log,
             connections,
             pipelines,
-            warnings: std::mem::take(&mut self.warnings),
+            warnings: self.warnings.clone(),
         };
         self.finish(settings)
     }
