@@ -271,3 +271,44 @@ fn the_demo_prints_no_dead_sandbox_address() {
     assert!(out.contains("clients-clean.csv -> repsly.clients"), "{out}");
     assert!(!out.contains("http://") && !out.contains("_sandbox"), "{out}");
 }
+
+/// Row 9: a fixed errors file dropped back in is reported under the original's name, round
+/// after round (never `x.errors.errors.csv`).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_errors_file_dropped_back_in_keeps_the_original_name() {
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
+    let (inbox, reports) = (dir.path().join("inbox"), dir.path().join("inbox/reports"));
+    let daemon = Daemon::start(&config);
+    std::fs::write(inbox.join("x.csv"), format!("{HEADER}\nA1,One,yes,,,,\nA2,,yes,,,,\n"))
+        .unwrap();
+    let limit = std::time::Duration::from_secs(20);
+    assert!(
+        wait_until_async(limit, || reports.join("x.errors.csv").exists()).await,
+        "{}",
+        daemon.log()
+    );
+    for round in 1..=2 {
+        // The second round drops the errors file of the first round's redrop.
+        let previous = files_in(&reports)
+            .into_iter()
+            .filter(|f| f.ends_with(".errors.csv") && (round == 1 || f != "x.errors.csv"))
+            .max()
+            .unwrap();
+        std::fs::copy(reports.join(&previous), inbox.join(&previous)).unwrap();
+        let summaries =
+            || files_in(&reports).iter().filter(|f| f.ends_with(".summary.json")).count();
+        assert!(wait_until_async(limit, || summaries() == round + 1).await, "{}", daemon.log());
+    }
+    daemon.terminate();
+    let names = files_in(&reports);
+    assert!(
+        names.iter().all(|n| n.starts_with("x.")
+            && !n.contains(".errors.errors")
+            && !n.contains(".errors.summary")),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| n.matches('T').count() <= 1), "one timestamp at most: {names:?}");
+    assert_eq!(names.iter().filter(|n| n.ends_with(".summary.json")).count(), 3, "{names:?}");
+}

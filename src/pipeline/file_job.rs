@@ -293,8 +293,11 @@ impl Run<'_> {
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.
 pub fn unique_stem(dir: &Path, stem: &str) -> String {
     let (_, summary) = report::report_names(dir, stem);
-    if !summary.exists() {
+    // A report dropped back in is named after its original, always with a timestamp: the
+    // original may still be in flight, its summary not yet written.
+    let original = report::redropped(stem);
+    if original.is_none() && !summary.exists() {
         return stem.to_string();
     }
-    format!("{stem}.{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+    format!("{}.{}", original.unwrap_or(stem), chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
 }
