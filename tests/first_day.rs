@@ -312,3 +312,28 @@ async fn an_errors_file_dropped_back_in_keeps_the_original_name() {
     assert!(names.iter().all(|n| n.matches('T').count() <= 1), "one timestamp at most: {names:?}");
     assert_eq!(names.iter().filter(|n| n.ends_with(".summary.json")).count(), 3, "{names:?}");
 }
+
+/// Row 7: numbers whose length does not fit the UK plan fail at `map`, naming the value.
+#[test]
+fn short_uk_numbers_fail_at_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new("http://127.0.0.1:9"));
+    let file = dir.path().join("phones.csv");
+    std::fs::write(
+        &file,
+        format!("{HEADER}\nP1,One,yes,,07700 90012,,\nP2,Two,yes,,020 7946 095,,\nP3,Three,yes,,07700 900123,,\n"),
+    )
+    .unwrap();
+    let (code, _, err) = plan(&config, "clients", &dir.path().join("p"), &file);
+    assert_eq!(code, 0, "{err}");
+    let report = read_report(&dir.path().join("p/phones.errors.csv"));
+    let failed: Vec<(&str, &str, &str)> =
+        report[1..].iter().map(|r| (r[7].as_str(), r[8].as_str(), r[10].as_str())).collect();
+    assert_eq!(
+        failed,
+        [
+            ("2", "map", "Phone: `07700 90012` is not a phone number (GB by default)"),
+            ("3", "map", "Phone: `020 7946 095` is not a phone number (GB by default)")
+        ]
+    );
+}

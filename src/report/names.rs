@@ -118,6 +118,18 @@ mod tests {
         assert_eq!(stem_of("clients.csv.gz"), "clients");
     }
 
+    proptest::proptest! {
+        /// Any file name: no panic, a stem that fits, and an original that starts the stem.
+        #[test]
+        fn any_name_gives_a_stem_and_maybe_an_original(name in "\\PC{0,300}(\\.[0-9TZ]{0,21})?(\\.errors|\\.warnings)?\\.(csv|xlsx|gz)") {
+            let stem = stem_of(&name);
+            proptest::prop_assert!(stem.len() <= STEM_MAX);
+            if let Some(original) = redropped(&stem) {
+                proptest::prop_assert!(stem.starts_with(original) && original.len() < stem.len());
+            }
+        }
+    }
+
     #[test]
     fn a_report_dropped_back_in_is_known_by_its_original() {
         let original = |name: &str| redropped(&stem_of(name)).map(str::to_string);
