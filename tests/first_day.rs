@@ -337,3 +337,66 @@ fn short_uk_numbers_fail_at_map() {
         ]
     );
 }
+
+/// Row 6: reports stay 0600 by default; `report_mode = "0640"` lets the report folder's group
+/// read them, whatever the service's umask (the unit's `UMask=0077`).
+#[test]
+fn report_mode_lets_the_report_folders_group_read_the_reports() {
+    use common::service::*;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new("http://127.0.0.1:9"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let shared = dir.path().join("shared.toml");
+    std::fs::write(
+        &shared,
+        text.replace("[pipelines.clients]\n", "[pipelines.clients]\nreport_mode = \"0640\"\n"),
+    )
+    .unwrap();
+    let file = dir.path().join("x.csv");
+    std::fs::write(&file, format!("{HEADER}\nA1,One,yes,,,,\nA2,,yes,,,,\n")).unwrap();
+    // The team's group owns the report folder, setgid; the service user is a member.
+    let (user, team) = (65534, 4242);
+    let (private, team_dir) = (dir.path().join("private"), dir.path().join("team"));
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::create_dir_all(&team_dir).unwrap();
+    let group = if is_root() {
+        chown(dir.path(), user, user);
+        chown(&team_dir, user, team);
+        team
+    } else {
+        mode_and_group(&team_dir).1
+    };
+    std::process::Command::new("chmod").arg("2770").arg(&team_dir).status().unwrap();
+    let plan_as = |cfg: &Path, reports: &Path| {
+        let args = [
+            "plan",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--pipeline",
+            "clients",
+            "--report-dir",
+            reports.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ];
+        let out = run_as(user, user, &[team], "077", &[], &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    plan_as(&config, &private);
+    for name in ["x.errors.csv", "x.summary.json"] {
+        assert_eq!(mode_and_group(&private.join(name)).0, 0o600, "{name}: private by default");
+    }
+    plan_as(&shared, &team_dir);
+    for name in ["x.errors.csv", "x.summary.json"] {
+        assert_eq!(
+            mode_and_group(&team_dir.join(name)),
+            (0o640, group),
+            "{name}: the team's group reads it"
+        );
+    }
+    let bad =
+        text.replace("[pipelines.clients]\n", "[pipelines.clients]\nreport_mode = \"0755\"\n");
+    std::fs::write(&shared, bad).unwrap();
+    let (code, _, err) = run_text(&["check", "--config", shared.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`pipelines.clients.report_mode` = \"0755\" is not a file mode"), "{err}");
+}

@@ -49,6 +49,7 @@ const PIPELINE: &[&str] = &[
     "source",
     "batch",
     "report_dir",
+    "report_mode",
     "csv",
     "files_in_flight",
     "fields",

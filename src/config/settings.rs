@@ -265,6 +265,9 @@ pub struct PipelineSettings {
     pub batch: BatchSettings,
     /// Explicit report folder; `None` means the source's default (`<folder>/reports`).
     pub report_dir: Option<PathBuf>,
+    /// Permissions of the report files: [`crate::report::atomic::PRIVATE`] unless
+    /// `report_mode` widens it for the report folder's group.
+    pub report_mode: u32,
     pub csv: CsvSettings,
     pub fields: Vec<FieldSettings>,
     pub files_in_flight: usize,

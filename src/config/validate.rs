@@ -356,6 +356,7 @@ impl<'a> Ctx<'a> {
             let d = self.expand("report_dir", d);
             self.relative(&d)
         });
+        let report_mode = self.report_mode(&pname, raw.report_mode.as_ref());
         let files_in_flight = self
             .value(&format!("pipelines.{pname}.files_in_flight"), &raw.files_in_flight)
             .unwrap_or(DEFAULT_FILES_PER_PIPELINE)
@@ -367,10 +368,36 @@ impl<'a> Ctx<'a> {
             source: source?,
             batch,
             report_dir,
+            report_mode,
             csv,
             fields,
             files_in_flight,
         })
+    }
+
+    /// `report_mode = "0640"`: octal, read and write for the owner, at most read and write
+    /// beyond; reading for every user is allowed with a warning (reports hold personal data).
+    fn report_mode(&mut self, pname: &str, raw: Option<&Spanned<String>>) -> u32 {
+        let private = crate::report::atomic::PRIVATE;
+        let Some(raw) = raw else { return private };
+        let text = raw.get_ref().trim();
+        let key = format!("pipelines.{pname}.report_mode");
+        match u32::from_str_radix(text, 8) {
+            Ok(mode)
+                if (3..=4).contains(&text.len())
+                    && mode & !0o666 == 0
+                    && mode & private == private =>
+            {
+                if mode & 0o006 != 0 {
+                    self.warn(raw.span(), format!("`{key}` = \"{text}\" lets every user of this machine read the reports, which hold personal data; \"0640\" with a group is the usual choice"));
+                }
+                mode
+            }
+            _ => {
+                self.problem(raw.span(), format!("`{key}` = \"{text}\" is not a file mode like \"0600\" or \"0640\" (octal; the owner reads and writes; no execute or special bits)"));
+                private
+            }
+        }
     }
 
     /// `batch = { max_rows, max_wait }`; a target's own default size (Repsly's 50).

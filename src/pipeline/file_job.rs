@@ -118,7 +118,7 @@ pub async fn process_file(
     };
     if !settled.interrupted {
         let json = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other)?;
-        atomic::write_private(&summary_path, &json)?;
+        atomic::write_private(&summary_path, &json, ctx.pipeline.report_mode)?;
     }
     Ok(FileResult {
         summary,
@@ -145,10 +145,11 @@ fn settler(
     let warnings_partial = ctx.report_dir.join(format!(".{stem}.warnings.csv.partial"));
     let dialect = &file.dialect;
     let pipeline = &ctx.pipeline.name;
+    let mode = ctx.pipeline.report_mode;
     let Some(l) = ledger else {
         let reports = Reports {
-            errors: ErrorsFile::new(errors_path, dialect.clone()),
-            warnings: ErrorsFile::new(warnings_path, dialect.clone()),
+            errors: ErrorsFile::new(errors_path, dialect.clone()).with_mode(mode),
+            warnings: ErrorsFile::new(warnings_path, dialect.clone()).with_mode(mode),
         };
         return Ok(Settler::new(reports, progress, pipeline, label.to_string()));
     };
@@ -156,8 +157,9 @@ fn settler(
     let partial = report::partial_name(&ctx.report_dir, stem);
     let (eb, wb) = checkpoint.map_or((0, 0), |c| (c.errors_bytes, c.warnings_bytes));
     let reports = Reports {
-        errors: ErrorsFile::resumable(errors_path, partial, dialect.clone(), eb)?,
-        warnings: ErrorsFile::resumable(warnings_path, warnings_partial, dialect.clone(), wb)?,
+        errors: ErrorsFile::resumable(errors_path, partial, dialect.clone(), eb)?.with_mode(mode),
+        warnings: ErrorsFile::resumable(warnings_path, warnings_partial, dialect.clone(), wb)?
+            .with_mode(mode),
     };
     let (store, file_id) = (l.ledger.clone(), l.file_id);
     let sink = Box::new(move |cp, wait| {

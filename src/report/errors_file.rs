@@ -18,13 +18,21 @@ pub struct ErrorsFile {
     dialect: Dialect,
     open: Option<csv::Writer<BufWriter<File>>>,
     rows: u64,
+    /// The published file's mode (`report_mode`).
+    mode: u32,
 }
 
 impl ErrorsFile {
     /// A report that publishes to `target`; a random hidden temp file holds it meanwhile.
     pub fn new(target: PathBuf, dialect: Dialect) -> Self {
         let partial = temp_beside(&target);
-        Self { target, partial, dialect, open: None, rows: 0 }
+        Self { target, partial, dialect, open: None, rows: 0, mode: super::atomic::PRIVATE }
+    }
+
+    /// Published with `mode` rather than 0600 (`report_mode`).
+    pub fn with_mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// A report kept in `partial` across restarts: its first `bytes` bytes are kept (rows an
@@ -37,7 +45,8 @@ impl ErrorsFile {
         dialect: Dialect,
         bytes: u64,
     ) -> io::Result<Self> {
-        let mut me = Self { target, partial, dialect, open: None, rows: 0 };
+        let mut me =
+            Self { target, partial, dialect, open: None, rows: 0, mode: super::atomic::PRIVATE };
         if bytes > 0 && !me.partial.exists() && me.target.exists() {
             std::fs::rename(&me.target, &me.partial)?;
         }
@@ -138,7 +147,7 @@ impl ErrorsFile {
         let Some(writer) = self.open.take() else { return Ok(None) };
         let out = writer.into_inner().map_err(|e| e.into_error())?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
-        publish(file, &self.partial, &self.target)?;
+        publish(file, &self.partial, &self.target, self.mode)?;
         Ok(Some(self.target.clone()))
     }
 }
