@@ -11,6 +11,7 @@ mod retry;
 pub mod settings;
 mod source;
 mod validate;
+mod writable;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

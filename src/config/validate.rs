@@ -101,6 +101,15 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// A problem of the file as a whole (a default that does not work here), without a line.
+    pub(super) fn problem_without_line(&mut self, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            path: self.path.to_path_buf(),
+            line: None,
+            message: message.into(),
+        });
+    }
+
     pub(super) fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
         let line = line_of(self.text, span.start);
         self.warnings.push(format!("{} line {}: {}", self.path.display(), line, message.into()));
@@ -221,6 +230,8 @@ impl<'a> Ctx<'a> {
             }
             None => PathBuf::from("/var/lib/crm-ingest"),
         };
+        let state_what = "`state_dir` (where the ledger is kept)";
+        self.writable(state_what, &state_dir, raw.state_dir.as_ref().map(|s| s.span()));
         let log = self.log(raw.log.as_ref());
         let server = match &raw.server {
             Some(s) => {
@@ -357,6 +368,7 @@ impl<'a> Ctx<'a> {
             self.relative(&d)
         });
         let report_mode = self.report_mode(&pname, raw.report_mode.as_ref());
+        self.pipeline_folders(&pname, source.as_ref(), report_dir.as_ref(), raw);
         let files_in_flight = self
             .value(&format!("pipelines.{pname}.files_in_flight"), &raw.files_in_flight)
             .unwrap_or(DEFAULT_FILES_PER_PIPELINE)
@@ -373,6 +385,29 @@ impl<'a> Ctx<'a> {
             fields,
             files_in_flight,
         })
+    }
+
+    /// A folder source and the report folder must take files (claims, moves, reports).
+    fn pipeline_folders(
+        &mut self,
+        pname: &str,
+        source: Option<&SourceSettings>,
+        report_dir: Option<&PathBuf>,
+        raw: &RawPipeline,
+    ) {
+        let folder = match source {
+            Some(SourceSettings::Folder(f)) if f.path.is_dir() => Some(&f.path),
+            _ => None,
+        };
+        if let Some(path) = folder {
+            let what = format!("pipeline `{pname}`: source folder");
+            self.writable(&what, path, Some(raw.source.span()));
+        }
+        let reports = report_dir.cloned().or_else(|| folder.map(|f| f.join("reports")));
+        if let Some(dir) = reports {
+            let span = raw.report_dir.as_ref().map_or(raw.source.span(), |d| d.span());
+            self.writable(&format!("pipeline `{pname}`: report folder"), &dir, Some(span));
+        }
     }
 
     /// `report_mode = "0640"`: octal, read and write for the owner, at most read and write
