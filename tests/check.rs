@@ -312,3 +312,25 @@ fn a_duplicate_key_names_the_key() {
         "{err}"
     );
 }
+
+/// Issue 21 row 5: a state or report folder this user cannot write (or create) is refused by
+/// `check`, which is the unit's ExecStartPre: `run` would only fail after starting. /proc
+/// takes no new folders, whoever asks.
+#[test]
+fn a_state_or_report_folder_that_cannot_be_written_is_refused() {
+    let text = GOOD
+        .replace("state_dir = \"/tmp/x\"", "state_dir = \"/proc/crm-ingest-state\"")
+        .replace("source = {", "report_dir = \"/proc/crm-ingest-reports\"\nsource = {");
+    let (code, _, err) = check(&text);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 2: `state_dir` (where the ledger is kept) /proc/crm-ingest-state: cannot be created: /proc cannot be written"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "pipeline `clients`: report folder /proc/crm-ingest-reports: cannot be created"
+        ),
+        "{err}"
+    );
+}

@@ -21,14 +21,14 @@ pub fn chown(path: &Path, uid: u32, gid: u32) {
 
 /// The binary with `args`, as `uid:gid` with `groups` when root (else as the current user),
 /// under `umask`, with only `env` (and PATH) in its environment.
-pub fn run_as(
+pub fn command_as(
     uid: u32,
     gid: u32,
     groups: &[u32],
     umask: &str,
     env: &[(&str, &str)],
     args: &[&str],
-) -> Output {
+) -> Command {
     let mut cmd = if is_root() {
         let mut c = Command::new("setpriv");
         let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
@@ -45,7 +45,19 @@ pub fn run_as(
     };
     cmd.arg("-c").arg(format!("umask {umask}; exec \"$0\" \"$@\"")).arg(super::bin()).args(args);
     cmd.env_clear().env("PATH", "/usr/bin:/bin").envs(env.iter().copied());
-    cmd.output().expect("the binary runs")
+    cmd
+}
+
+/// [`command_as`] run to its end.
+pub fn run_as(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    umask: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
+    command_as(uid, gid, groups, umask, env, args).output().expect("the binary runs")
 }
 
 /// A file's permission bits and group.
