@@ -182,6 +182,9 @@ pub fn load_config(
         for p in &e.0 {
             eprintln!("error: {p}");
         }
+        for w in &e.1 {
+            eprintln!("warning: {w}");
+        }
         ExitCode::from(EXIT_USAGE)
     })
 }

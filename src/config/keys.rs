@@ -50,6 +50,7 @@ const PIPELINE: &[&str] = &[
     "source",
     "batch",
     "report_dir",
+    "report_mode",
     "csv",
     "files_in_flight",
     "duplicates",
@@ -123,7 +124,11 @@ fn walk<'i>(table: &DeTable<'i>, path: &mut Vec<String>, out: &mut Vec<Unknown>)
                 } else {
                     format!("{}.{name}", path.join("."))
                 };
-                out.push(Unknown { span: key.span(), path: full, suggestion: closest(name, keys) });
+                out.push(Unknown {
+                    span: key.span(),
+                    path: full,
+                    suggestion: closest_of(name, keys),
+                });
                 continue;
             }
         }
@@ -158,9 +163,9 @@ fn find(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
     false
 }
 
-/// The known key within two edits of `name`, if one is.
-fn closest(name: &str, keys: &[&'static str]) -> Option<&'static str> {
-    keys.iter().map(|k| (edits(name, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+/// The name of `known` within two edits of `name`, if one is.
+pub fn closest_of<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known.iter().map(|k| (edits(name, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
 }
 
 /// Levenshtein distance.

@@ -139,6 +139,8 @@ pub struct RawPipeline {
     pub source: Spanned<RawSource>,
     pub batch: Option<RawBatch>,
     pub report_dir: Option<Spanned<String>>,
+    /// Octal permissions of the report files (`"0640"`); default 0600.
+    pub report_mode: Option<Spanned<String>>,
     pub csv: Option<RawCsv>,
     /// Files of this pipeline processed at once.
     pub files_in_flight: Value<usize>,

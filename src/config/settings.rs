@@ -171,6 +171,18 @@ impl TargetSpec {
         }
     }
 
+    /// The target's schema for the way this pipeline writes (Plannr `update` names records by
+    /// `uuid`; every other mode creates them).
+    pub fn schema(&self) -> crate::schema::Schema {
+        let writes = match self {
+            TargetSpec::PlannrImport { mode: ImportMode::Update, .. } => {
+                crate::schema::Writes::Update
+            }
+            _ => crate::schema::Writes::Create,
+        };
+        crate::schema::schema_of(&self.name(), writes)
+    }
+
     pub fn crm(&self) -> CrmKind {
         match self {
             TargetSpec::RepslyClients => CrmKind::Repsly,
@@ -271,6 +283,9 @@ pub struct PipelineSettings {
     pub batch: BatchSettings,
     /// Explicit report folder; `None` means the source's default (`<folder>/reports`).
     pub report_dir: Option<PathBuf>,
+    /// Permissions of the report files: [`crate::report::atomic::PRIVATE`] unless
+    /// `report_mode` widens it for the report folder's group.
+    pub report_mode: u32,
     pub csv: CsvSettings,
     pub fields: Vec<FieldSettings>,
     pub files_in_flight: usize,

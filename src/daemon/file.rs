@@ -199,7 +199,7 @@ pub fn write_failure_summary(
         error: Some(why.to_string()),
     };
     if let Ok(json) = serde_json::to_vec_pretty(&summary) {
-        if let Err(e) = atomic::write_private(&path, &json) {
+        if let Err(e) = atomic::write_private(&path, &json, ctx.pipeline.report_mode) {
             tracing::error!(file = %name, error = %e, "cannot write the summary");
         }
     }

@@ -459,6 +459,11 @@ impl Mapper {
                     ));
                 }
             }
+            FieldType::OneOf(allowed) => {
+                if !allowed.contains(&text::trim(text)) {
+                    return Err(format!("`{text}` is not one of {}", allowed.join(", ")));
+                }
+            }
             FieldType::List { .. } => {}
         }
         Ok(())

@@ -22,7 +22,6 @@ use crate::delivery::{Adapter, Connection, Engine, Settle, Window, WindowEnd};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, Summary};
-use crate::schema::schema_for;
 use crate::targets::Target;
 
 /// Everything a file needs besides itself.
@@ -134,7 +133,7 @@ pub async fn process_file(
     };
     if !settled.interrupted {
         let json = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other)?;
-        atomic::write_private(&summary_path, &json)?;
+        atomic::write_private(&summary_path, &json, ctx.pipeline.report_mode)?;
     }
     Ok(FileResult {
         summary,
@@ -162,10 +161,11 @@ fn settler(
     let warnings_partial = ctx.report_dir.join(format!(".{stem}.warnings.csv.partial"));
     let dialect = &file.dialect;
     let pipeline = &ctx.pipeline.name;
+    let mode = ctx.pipeline.report_mode;
     let Some(l) = ledger else {
         let reports = Reports {
-            errors: ErrorsFile::new(errors_path, dialect.clone()),
-            warnings: ErrorsFile::new(warnings_path, dialect.clone()),
+            errors: ErrorsFile::new(errors_path, dialect.clone()).with_mode(mode),
+            warnings: ErrorsFile::new(warnings_path, dialect.clone()).with_mode(mode),
         };
         return Ok(Settler::new(reports, progress, pipeline, label.to_string()));
     };
@@ -173,8 +173,9 @@ fn settler(
     let partial = report::partial_name(&ctx.report_dir, stem);
     let (eb, wb) = checkpoint.map_or((0, 0), |c| (c.errors_bytes, c.warnings_bytes));
     let reports = Reports {
-        errors: ErrorsFile::resumable(errors_path, partial, dialect.clone(), eb)?,
-        warnings: ErrorsFile::resumable(warnings_path, warnings_partial, dialect.clone(), wb)?,
+        errors: ErrorsFile::resumable(errors_path, partial, dialect.clone(), eb)?.with_mode(mode),
+        warnings: ErrorsFile::resumable(warnings_path, warnings_partial, dialect.clone(), wb)?
+            .with_mode(mode),
     };
     let (store, file_id) = (l.ledger.clone(), l.file_id);
     let sink = Box::new(move |cp, wait| {
@@ -190,7 +191,7 @@ fn settler(
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
 async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), OpenError> {
-    let schema = schema_for(&ctx.pipeline.target.name());
+    let schema = ctx.pipeline.target.schema();
     let fields = &ctx.pipeline.fields;
     // `header_row = "auto"`: the line whose cells serve the whole mapping.
     let is_header = |cells: &[String]| Mapper::compile(fields, schema, cells).is_ok();
@@ -326,8 +327,11 @@ fn refuses_repeated_persons(pipeline: &PipelineSettings) -> bool {
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.
 pub fn unique_stem(dir: &Path, stem: &str) -> String {
     let (_, summary) = report::report_names(dir, stem);
-    if !summary.exists() {
+    // A report dropped back in is named after its original, always with a timestamp: the
+    // original may still be in flight, its summary not yet written.
+    let original = report::redropped(stem);
+    if original.is_none() && !summary.exists() {
         return stem.to_string();
     }
-    format!("{stem}.{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+    format!("{}.{}", original.unwrap_or(stem), chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
 }

@@ -6,6 +6,7 @@
 pub mod faults;
 pub mod moto;
 pub mod plannr;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -225,11 +226,14 @@ impl Daemon {
     }
 
     pub fn start_with(config: &Path, env: &[(&str, &str)]) -> Self {
-        let child = Command::new(bin())
-            .args(["run", "--config"])
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--config"]).arg(config).env_remove("RUST_LOG").envs(env.iter().copied());
+        Self::spawn(cmd)
+    }
+
+    /// The daemon as `cmd` starts it (another user, another environment).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
