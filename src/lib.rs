@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod pipeline;
 pub mod report;

@@ -8,6 +8,7 @@ use crate::ops::health::is_disk_error;
 use crate::pipeline::{process_file, FileContext, FileResult, Input, LedgerFile, Progress};
 use crate::report::{self, atomic, Summary};
 
+use super::finished::{self, Ended};
 use super::Shared;
 
 /// Starts in a row without the watermark moving before a file is set aside: a file that
@@ -62,7 +63,7 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
                 resume: None,
             }
         }
-        Ok(Claim::Resume(r)) if r.attempts > MAX_STARTS => return set_aside(ctx, name, &r),
+        Ok(Claim::Resume(r)) if r.attempts > MAX_STARTS => return set_aside(ctx, shared, name, &r),
         Ok(Claim::Resume(r)) => {
             tracing::info!(pipeline = %pipeline, file = %name, rows_settled = r.checkpoint.watermark, jobs = r.jobs.len(), "resuming where an earlier run stopped");
             LedgerFile {
@@ -102,15 +103,17 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
         Ok(Err(e)) if is_disk_error(&e) => {
             Ran::Blocked { what: ctx.report_dir.display().to_string(), error: e.to_string() }
         }
-        Ok(Err(e)) => Ran::SetAside {
-            file_id: Some(file_id),
-            why: format!("its report could not be written in {}: {e}", ctx.report_dir.display()),
-        },
+        Ok(Err(e)) => {
+            let why =
+                format!("its report could not be written in {}: {e}", ctx.report_dir.display());
+            write_failure_summary(ctx, shared, Ended::set_aside(Some(file_id)), name, &why, None);
+            Ran::SetAside { file_id: Some(file_id), why }
+        }
         Err(e) => {
             // A bug in processing this file: it must not stop the daemon or the other files.
             let why = format!("internal error while processing the file: {e}");
             tracing::error!(pipeline = %pipeline, file = %name, error = %why, "file failed");
-            write_failure_summary(ctx, name, &why, None);
+            write_failure_summary(ctx, shared, Ended::failed(Some(file_id)), name, &why, None);
             Ran::Crashed { file_id }
         }
     }
@@ -118,7 +121,7 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
 
 /// A file started too often without progress: whatever report it has is published, and a
 /// summary says why it was set aside.
-fn set_aside(ctx: &FileContext, name: &str, r: &Resume) -> Ran {
+fn set_aside(ctx: &FileContext, shared: &Shared, name: &str, r: &Resume) -> Ran {
     let why = format!(
         "processing stopped {} times in a row without progress (the daemon was killed or crashed while on this file); it was set aside so the daemon can go on. Rows from line {} on were not processed; rows before it are counted in this summary",
         r.attempts - 1,
@@ -131,16 +134,20 @@ fn set_aside(ctx: &FileContext, name: &str, r: &Resume) -> Ran {
         || errors.exists();
     let counts = (r.checkpoint.counts.clone(), r.checkpoint.failed_by_stage.clone());
     let report = published.then(|| report::file_name(&errors));
-    write_failure_summary(ctx, name, &why, Some((counts, report, &r.report_stem)));
+    let known = Some((counts, report, r.report_stem.as_str()));
+    write_failure_summary(ctx, shared, Ended::set_aside(Some(r.file_id)), name, &why, known);
     Ran::SetAside { file_id: Some(r.file_id), why }
 }
 
 type KnownCounts<'a> =
     ((report::RowCounts, std::collections::BTreeMap<String, u64>), Option<String>, &'a str);
 
-/// A summary for a file that did not run to its end: why, and what is known of its rows.
+/// A summary for a file that did not run to its end: why, and what is known of its rows;
+/// recorded in the history as `ended`.
 pub fn write_failure_summary(
     ctx: &FileContext,
+    shared: &Shared,
+    ended: Ended,
     name: &str,
     why: &str,
     known: Option<KnownCounts<'_>>,
@@ -173,14 +180,22 @@ pub fn write_failure_summary(
             tracing::error!(file = %name, error = %e, "cannot write the summary");
         }
     }
+    finished::record(shared, ctx, &summary, ended);
 }
 
-/// Logs a finished file the same way for every source, and counts it: WARN when it failed
-/// as a whole or some rows did not arrive, INFO when every row did.
-pub fn log_done(ctx: &FileContext, name: &str, result: &FileResult, moved_to: &str) {
+/// Logs a finished file the same way for every source, counts it, and records it in the
+/// history: WARN when it failed as a whole or some rows did not arrive, INFO when every row did.
+pub fn log_done(
+    ctx: &FileContext,
+    shared: &Shared,
+    file_id: i64,
+    name: &str,
+    result: &FileResult,
+    moved_to: &str,
+) {
     let outcome = if result.file_error.is_some() { "failed" } else { "processed" };
     crate::metrics::get().file(&ctx.pipeline.name, outcome);
-    crate::ops::status::get().finished(result.summary.clone());
+    finished::ran(shared, ctx, file_id, result);
     let rows = &result.summary.rows;
     let summary = result.summary_path.display().to_string();
     let error = result.file_error.as_deref().unwrap_or("");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{self, FileRun, Ran};
+use super::finished::Ended;
 use super::Shared;
 use crate::ledger::FileState;
 use crate::ops::health::is_disk_error;
@@ -24,7 +25,8 @@ pub async fn handle(ctx: FileContext, source: FolderSource, claimed: Claimed, sh
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(pipeline = %pipeline, file = %name, error = %e, "cannot read the file to identify it");
-            file::write_failure_summary(&ctx, &name, &format!("cannot read the file: {e}"), None);
+            let why = format!("cannot read the file: {e}");
+            file::write_failure_summary(&ctx, &shared, Ended::failed(None), &name, &why, None);
             file_away(&source, &path, &name, Disposition::Failed);
             return;
         }
@@ -83,7 +85,7 @@ async fn finish(
             }
             let how = if failed { Disposition::Failed } else { Disposition::Processed };
             let to = move_or_wait(source, path, name, how)?;
-            file::log_done(ctx, name, &result, &to.display().to_string());
+            file::log_done(ctx, shared, file_id, name, &result, &to.display().to_string());
             Ok(())
         }
         Ran::Interrupted => {
@@ -100,7 +102,7 @@ async fn finish(
             move_or_wait(source, path, name, Disposition::Failed).map(drop)
         }
         Ran::SetAside { file_id: None, why } => {
-            file::write_failure_summary(ctx, name, &why, None);
+            file::write_failure_summary(ctx, shared, Ended::set_aside(None), name, &why, None);
             move_or_wait(source, path, name, Disposition::Failed).map(drop)
         }
         Ran::Blocked { what, error } => Err((what, error)),

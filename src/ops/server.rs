@@ -11,15 +11,39 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Settings;
 use crate::delivery::Connection;
-use crate::ledger::Ledger;
+use crate::ledger::{HistoryFilter, Ledger, LedgerError, Reader};
 
-/// What the endpoints look at; the daemon swaps the connections on reload.
+/// How many finished files `/status` shows.
+const STATUS_FINISHED: usize = 20;
+
+/// What the endpoints look at; the daemon swaps the connections and settings on reload.
 #[derive(Clone)]
 pub struct OpsState {
     pub ledger: Arc<Ledger>,
     pub connections: Arc<RwLock<Vec<Arc<Connection>>>>,
     pub health: Arc<super::health::Health>,
+    /// The ledger's read side: the history, remote jobs, the outbox.
+    pub reader: Arc<Reader>,
+    pub settings: Arc<RwLock<Arc<Settings>>>,
+    pub notify: Arc<crate::notify::Notifier>,
+}
+
+impl OpsState {
+    /// The config now running.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Runs a ledger read on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&reader)).await.map_err(|_| LedgerError::Closed)?
+    }
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -79,6 +103,17 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-async fn status() -> impl IntoResponse {
-    Json(serde_json::json!({ "pipelines": super::status::get().snapshot() }))
+/// Files in flight, and the last finished from the history (newest first).
+async fn status(State(s): State<OpsState>) -> impl IntoResponse {
+    let mut pipelines = super::status::get().snapshot();
+    let filter = HistoryFilter { limit: Some(STATUS_FINISHED), ..Default::default() };
+    match s.read(move |r| r.history(&filter)).await {
+        Ok(entries) => {
+            for e in entries {
+                pipelines.entry(e.pipeline.clone()).or_default().finished.push(e.summary);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "/status: cannot read the history"),
+    }
+    Json(serde_json::json!({ "pipelines": pipelines }))
 }
