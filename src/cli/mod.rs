@@ -106,7 +106,8 @@ pub enum Command {
         url: String,
     },
     /// Show a running daemon's files in flight (rows settled, rate, ETA) and the last
-    /// files finished with their counts; exit 1 when no daemon answers.
+    /// files finished with their counts; exit 1 when no daemon answers. With `[server]
+    /// token` set, give it in CRM_INGEST_TOKEN.
     #[command(
         after_help = "Example:\n  crm-ingest status\n  crm-ingest status --url http://10.0.0.5:9464/status"
     )]

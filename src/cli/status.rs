@@ -56,7 +56,12 @@ async fn fetch(url: &str) -> Result<Value, String> {
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| e.to_string())?;
-    let reply = client.get(url).send().await.map_err(|e| format!("no daemon answers ({e})"))?;
+    let mut request = client.get(url);
+    // With `[server] token` set, /status needs it too.
+    if let Ok(token) = std::env::var("CRM_INGEST_TOKEN") {
+        request = request.bearer_auth(token);
+    }
+    let reply = request.send().await.map_err(|e| format!("no daemon answers ({e})"))?;
     if !reply.status().is_success() {
         return Err(format!("the daemon answered {}", reply.status()));
     }

@@ -180,7 +180,7 @@ pub fn write_failure_summary(
             tracing::error!(file = %name, error = %e, "cannot write the summary");
         }
     }
-    finished::record(shared, ctx, &summary, ended);
+    finished::record(shared, ctx, &summary, &path, ended);
 }
 
 /// Logs a finished file the same way for every source, counts it, and records it in the

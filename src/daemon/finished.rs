@@ -2,6 +2,7 @@
 //! history and its notification (queued in the same ledger transaction, without waiting).
 //! Also the history's upkeep: entries older than `history_keep` are forgotten.
 
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -45,11 +46,12 @@ pub fn ran(shared: &Shared, ctx: &FileContext, file_id: i64, result: &FileResult
     } else {
         Outcome::Processed
     };
-    record(shared, ctx, &result.summary, Ended { outcome, file_id: Some(file_id) });
+    let ended = Ended { outcome, file_id: Some(file_id) };
+    record(shared, ctx, &result.summary, &result.summary_path, ended);
 }
 
-/// Records `summary` in the history and queues the event of how it ended.
-pub fn record(shared: &Shared, ctx: &FileContext, summary: &Summary, ended: Ended) {
+/// Records `summary` (written at `path`) in the history and queues the event of how it ended.
+pub fn record(shared: &Shared, ctx: &FileContext, summary: &Summary, path: &Path, ended: Ended) {
     let json = serde_json::to_string(summary).unwrap_or_else(|_| "{}".into());
     let entry = NewHistory {
         file_id: ended.file_id,
@@ -58,6 +60,7 @@ pub fn record(shared: &Shared, ctx: &FileContext, summary: &Summary, ended: Ende
         outcome: ended.outcome,
         finished_at: summary.finished_at.clone(),
         reports: reports_at(ctx),
+        summary_file: crate::report::file_name(path),
         summary: json,
     };
     let kind = crate::notify::file_event_kind(ended.outcome);

@@ -56,7 +56,9 @@ pub struct NewHistory {
     pub finished_at: String,
     /// Where its reports are: a local folder, or `s3://bucket/prefix/reports/`.
     pub reports: String,
-    /// `NAME.summary.json`, as written.
+    /// The summary's file name there (`NAME.summary.json`).
+    pub summary_file: String,
+    /// The summary, as JSON.
     pub summary: String,
 }
 
@@ -70,6 +72,7 @@ pub struct HistoryEntry {
     pub outcome: String,
     pub finished_at: String,
     pub reports: String,
+    pub summary_file: String,
     pub summary: serde_json::Value,
 }
 
@@ -87,8 +90,8 @@ pub struct HistoryFilter {
 
 fn insert(tx: &Transaction<'_>, e: &NewHistory) -> rusqlite::Result<i64> {
     tx.execute(
-        "INSERT INTO history (file_id, pipeline, file, outcome, finished_at, reports, summary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO history (file_id, pipeline, file, outcome, finished_at, reports, summary_file, summary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             e.file_id,
             e.pipeline,
@@ -96,6 +99,7 @@ fn insert(tx: &Transaction<'_>, e: &NewHistory) -> rusqlite::Result<i64> {
             e.outcome.as_str(),
             e.finished_at,
             e.reports,
+            e.summary_file,
             e.summary
         ],
     )?;
@@ -137,10 +141,11 @@ impl Ledger {
     }
 }
 
-const COLUMNS: &str = "id, file_id, pipeline, file, outcome, finished_at, reports, summary";
+const COLUMNS: &str =
+    "id, file_id, pipeline, file, outcome, finished_at, reports, summary_file, summary";
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
-    let summary: String = r.get(7)?;
+    let summary: String = r.get(8)?;
     Ok(HistoryEntry {
         id: r.get(0)?,
         file_id: r.get(1)?,
@@ -149,6 +154,7 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
         outcome: r.get(4)?,
         finished_at: r.get(5)?,
         reports: r.get(6)?,
+        summary_file: r.get(7)?,
         summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
     })
 }

@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         finished_at TEXT NOT NULL,
         reports TEXT NOT NULL,
+        summary_file TEXT NOT NULL,
         summary TEXT NOT NULL
     );
     CREATE INDEX history_finished ON history (finished_at);

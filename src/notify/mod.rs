@@ -11,7 +11,7 @@ pub mod sign;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-pub use event::{file_message, Event};
+pub use event::{file_message, new_id as event_id, Event};
 
 use crate::config::{EventKind, Settings, SinkSettings};
 use crate::ledger::{Ledger, NewHistory, OutboxRow};

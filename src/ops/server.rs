@@ -1,4 +1,6 @@
-//! The operator endpoints on `[server] listen`: `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! The operator endpoints on `[server] listen`: `/healthz`, `/readyz`, `/metrics`, `/status`,
+//! and the console (`/`, `/api/...`). Every route but the first three is behind the
+//! console's guard: the `[server] token`, once it is set.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -11,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
+use super::console::{self, Web};
 use crate::config::Settings;
 use crate::delivery::Connection;
 use crate::ledger::{HistoryFilter, Ledger, LedgerError, Reader};
@@ -47,12 +50,16 @@ impl OpsState {
 }
 
 pub fn router(state: OpsState) -> Router {
+    let web = Web { ops: state, sessions: Default::default() };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(state)
+        .merge(console::routes())
+        .fallback(console::not_found)
+        .layer(axum::middleware::from_fn_with_state(web.clone(), console::auth::guard))
+        .with_state(web)
 }
 
 /// Binds `listen` and serves until `shutdown`; a bind failure is returned, naming the address.

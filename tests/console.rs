@@ -1,0 +1,448 @@
+//! The console over HTTP (the browser itself is in tests/console_browser.rs): every route but
+//! `/healthz`, `/readyz` and `/metrics` refused without the token; sign-in, its cookie and
+//! CSRF; uploads and retries with and without a token; downloads byte for byte against the
+//! reports on disk; failed rows on a file's page; secrets in no page, answer or log.
+
+#![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use crm_ingest::sandbox::SandboxOptions;
+use reqwest::StatusCode;
+
+const TOKEN: &str = "console-Token-0123456789abcdef";
+const REPSLY_PW: &str = "repsly-Pw-Secret-9911";
+const HOOK_SECRET: &str = "hook-Signing-Secret-55";
+const HOOK_PATH: &str = "/services/T000/B000/hookPathSecret77";
+
+struct Console {
+    ops: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    daemon: Option<Daemon>,
+    _sandbox: TestSandbox,
+}
+
+impl Console {
+    /// A daemon with the console on, a token when `token`, and a webhook whose URL and
+    /// secret are secrets too; bad.csv (one failed row) and broken.csv (failed) finished.
+    async fn start(token: bool) -> Self {
+        let sb = TestSandbox::start(SandboxOptions {
+            repsly_password: REPSLY_PW.into(),
+            ..Default::default()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("password = \"sandbox\"", "password = \"${REPSLY_PW}\"");
+        std::fs::write(&config, text).unwrap();
+        let port = free_port();
+        let token_line = if token { "token = \"${CONSOLE_TOKEN}\"\n" } else { "" };
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[server]\nlisten = \"127.0.0.1:{port}\"\n{token_line}\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1{HOOK_PATH}\"\nsecret = \"${{HOOK_SECRET}}\"\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        let env =
+            [("REPSLY_PW", REPSLY_PW), ("CONSOLE_TOKEN", TOKEN), ("HOOK_SECRET", HOOK_SECRET)];
+        let daemon = Daemon::start_with(&config, &env);
+        let inbox = dir.path().join("inbox");
+        std::fs::write(
+            inbox.join("bad.csv"),
+            format!("{HEADER}\nB1,One,yes,b1@example.com,,,\nB2,,yes,b2-cell@example.com,,,\n"),
+        )
+        .unwrap();
+        std::fs::write(inbox.join("broken.csv"), "Foo,Bar\n1,2\n").unwrap();
+        let done = wait_until_async(Duration::from_secs(60), || {
+            files_in(&inbox.join("processed")).len() == 1
+                && files_in(&inbox.join("failed")).len() == 1
+        })
+        .await;
+        assert!(done, "{}", daemon.log());
+        let console = Self {
+            ops: format!("http://127.0.0.1:{port}"),
+            dir,
+            config,
+            daemon: Some(daemon),
+            _sandbox: sb,
+        };
+        let recorded =
+            wait_until_async(Duration::from_secs(10), || console.history_len() == 2).await;
+        assert!(recorded);
+        console
+    }
+
+    fn history_len(&self) -> usize {
+        let db = rusqlite::Connection::open(self.dir.path().join("state/ledger.sqlite3")).unwrap();
+        db.query_row("SELECT COUNT(*) FROM history", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+            as usize
+    }
+
+    fn id_of(&self, file: &str) -> i64 {
+        let db = rusqlite::Connection::open(self.dir.path().join("state/ledger.sqlite3")).unwrap();
+        db.query_row("SELECT MAX(id) FROM history WHERE file = ?1", [file], |r| r.get(0)).unwrap()
+    }
+
+    fn inbox(&self) -> PathBuf {
+        self.dir.path().join("inbox")
+    }
+
+    fn log(&self) -> String {
+        self.daemon.as_ref().unwrap().log()
+    }
+
+    fn stop(&mut self) -> String {
+        let (code, _, log) = self.daemon.take().unwrap().terminate();
+        assert_eq!(code, Some(0), "{log}");
+        log
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn bearer(r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    r.bearer_auth(TOKEN)
+}
+
+fn upload_form(name: &str, body: &str) -> reqwest::multipart::Form {
+    let part =
+        reqwest::multipart::Part::bytes(body.as_bytes().to_vec()).file_name(name.to_string());
+    reqwest::multipart::Form::new().part("file", part)
+}
+
+/// Every page, API answer, asset and unknown path, as (method, path).
+fn routes(id: i64) -> Vec<(&'static str, String)> {
+    let mut all: Vec<(&str, String)> = [
+        "/",
+        "/history",
+        "/history?outcome=failed",
+        "/status",
+        "/api/files",
+        "/assets/console.css",
+        "/assets/console.js",
+        "/login",
+        "/no/such/page",
+    ]
+    .iter()
+    .map(|p| ("GET", p.to_string()))
+    .collect();
+    for p in ["", "/errors.csv", "/warnings.csv", "/summary.json"] {
+        all.push(("GET", format!("/api/files/{id}{p}")));
+    }
+    all.push(("GET", format!("/files/{id}")));
+    all.push(("POST", format!("/api/files/{id}/retry")));
+    all.push(("POST", "/api/pipelines/clients/files".into()));
+    all.push(("POST", "/logout".into()));
+    all.push(("POST", "/".into()));
+    all
+}
+
+async fn send(method: &str, url: &str, auth: Option<&str>) -> reqwest::Response {
+    let c = client();
+    let r = if method == "GET" { c.get(url) } else { c.post(url) };
+    let r = match auth {
+        Some(t) => r.bearer_auth(t),
+        None => r,
+    };
+    r.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_but_three_refuses_without_the_token() {
+    let mut c = Console::start(true).await;
+    let id = c.id_of("bad.csv");
+    for (method, path) in routes(id) {
+        let url = format!("{}{path}", c.ops);
+        for auth in [None, Some("not-the-token-at-all"), Some(&TOKEN[..TOKEN.len() - 1])] {
+            let r = send(method, &url, auth).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {auth:?}");
+            let body = r.text().await.unwrap();
+            assert!(
+                !body.contains("b2-cell@example.com") && !body.contains("bad.csv"),
+                "{path}: {body}"
+            );
+        }
+        let html = client().get(&url).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(html.status(), StatusCode::UNAUTHORIZED, "{path}");
+        if method == "GET" && !path.starts_with("/api") && path != "/status" {
+            assert!(
+                html.text().await.unwrap().contains("name=\"token\""),
+                "{path}: a browser gets the sign-in form"
+            );
+        }
+    }
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(send("GET", &format!("{}{open}", c.ops), None).await.status(), 200, "{open}");
+    }
+    for (method, path) in routes(id).into_iter().filter(|(m, _)| *m == "GET") {
+        let r = send(method, &format!("{}{path}", c.ops), Some(TOKEN)).await;
+        let expected = if path == "/no/such/page" || path.ends_with("warnings.csv") {
+            404
+        } else if path == "/login" {
+            303
+        } else {
+            200
+        };
+        assert_eq!(r.status().as_u16(), expected, "{path} with the token");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+    c.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_sets_a_strict_http_only_cookie_and_writes_need_csrf() {
+    let mut c = Console::start(true).await;
+    let login = format!("{}/login", c.ops);
+    let wrong =
+        client().post(&login).form(&[("token", "nope"), ("next", "/")]).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let right =
+        client().post(&login).form(&[("token", TOKEN), ("next", "/history")]).send().await.unwrap();
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    assert_eq!(right.headers()["location"], "/history");
+    let cookie = right.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains(TOKEN), "the cookie is not the token");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let evil = client()
+        .post(&login)
+        .form(&[("token", TOKEN), ("next", "//evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.headers()["location"], "/", "never sent off the site");
+
+    let page = client().get(format!("{}/", c.ops)).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(csrf.len(), 64);
+
+    let id = c.id_of("broken.csv");
+    let retry = format!("{}/api/files/{id}/retry", c.ops);
+    let no_csrf = client().post(&retry).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN, "a session's write needs its CSRF token");
+    let wrong_csrf = client()
+        .post(&retry)
+        .header("cookie", &pair)
+        .header("accept", "text/html")
+        .form(&[("csrf", "0".repeat(64))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_csrf.status(), StatusCode::SEE_OTHER);
+    assert!(
+        wrong_csrf.headers()["location"].to_str().unwrap().contains("error="),
+        "refused, back to the page"
+    );
+    assert!(!c.inbox().join("broken.csv").exists());
+    let foreign = client()
+        .post(&retry)
+        .header("cookie", &pair)
+        .header("x-csrf-token", &csrf)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN, "another site's write");
+    let ok = client()
+        .post(&retry)
+        .header("cookie", &pair)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+
+    let out = client()
+        .post(format!("{}/logout", c.ops))
+        .header("cookie", &pair)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let after =
+        client().get(format!("{}/api/files", c.ops)).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "signed out");
+    c.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_are_refused_without_a_token_and_taken_with_one() {
+    let mut open = Console::start(false).await;
+    let url = format!("{}/api/pipelines/clients/files", open.ops);
+    let r = client()
+        .post(&url)
+        .multipart(upload_form("new.csv", &clean_rows("U", 2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("[server] token"));
+    let id = open.id_of("broken.csv");
+    let r = client().post(format!("{}/api/files/{id}/retry", open.ops)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "retries too");
+    assert_eq!(
+        send("GET", &format!("{}/", open.ops), None).await.status(),
+        200,
+        "reading needs no token then"
+    );
+    assert!(!open.inbox().join("new.csv").exists());
+    open.stop();
+
+    let mut c = Console::start(true).await;
+    let url = format!("{}/api/pipelines/clients/files", c.ops);
+    let r = bearer(client().post(&url))
+        .multipart(upload_form("../../../etc/new.csv", &clean_rows("U", 2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["uploaded"], "new.csv", "the name without its path: {answer}");
+    let processed = c.inbox().join("processed");
+    let done = wait_until_async(Duration::from_secs(30), || {
+        files_in(&processed).contains(&"new.csv".to_string())
+    })
+    .await;
+    assert!(done, "the upload went the normal way: {}", c.log());
+    assert!(!c.dir.path().join("etc").exists());
+    for (name, why) in [("payload.exe", "takes"), (".hidden.csv", "hidden"), ("", "no file name")] {
+        let r =
+            bearer(client().post(&url)).multipart(upload_form(name, "a,b\n")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{name}");
+        assert!(r.text().await.unwrap().contains(why), "{name}");
+    }
+    let r = bearer(client().post(format!("{}/api/pipelines/nope/files", c.ops)))
+        .multipart(upload_form("a.csv", "a\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(files_in(&c.inbox()).is_empty(), "nothing left behind: {:?}", files_in(&c.inbox()));
+    c.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn downloads_match_the_reports_on_disk_and_pages_show_failed_rows() {
+    let mut c = Console::start(true).await;
+    let reports = c.inbox().join("reports");
+    let id = c.id_of("bad.csv");
+    let get_bytes = |path: String| async move {
+        let r = bearer(client().get(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        r.bytes().await.unwrap().to_vec()
+    };
+    let errors = get_bytes(format!("{}/api/files/{id}/errors.csv", c.ops)).await;
+    assert_eq!(errors, std::fs::read(reports.join("bad.errors.csv")).unwrap());
+    let summary = get_bytes(format!("{}/api/files/{id}/summary.json", c.ops)).await;
+    assert_eq!(summary, std::fs::read(reports.join("bad.summary.json")).unwrap());
+
+    let detail: serde_json::Value = bearer(client().get(format!("{}/api/files/{id}", c.ops)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["rows"]["failed"], 1);
+    let row = &detail["failed_rows"]["rows"][0];
+    assert_eq!(
+        (row["line"].as_str(), row["stage"].as_str()),
+        (Some("3"), Some("validate")),
+        "{detail}"
+    );
+    assert!(row["cells"].as_array().unwrap().iter().any(|v| v == "b2-cell@example.com"), "{row}");
+    assert_eq!(detail["downloads"]["errors"], format!("/api/files/{id}/errors.csv"));
+    let page = bearer(client().get(format!("{}/files/{id}", c.ops)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needed in ["failed-rows", "b2-cell@example.com", "validate", "Download errors report"] {
+        assert!(page.contains(needed), "{needed}: {page}");
+    }
+
+    let list: serde_json::Value =
+        bearer(client().get(format!("{}/api/files?outcome=failed", c.ops)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(list["files"].as_array().unwrap().len(), 2);
+    let broken = c.id_of("broken.csv");
+    let r =
+        bearer(client().post(format!("{}/api/files/{broken}/retry", c.ops))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let again = wait_until_async(Duration::from_secs(30), || c.history_len() == 3).await;
+    assert!(again, "the retried file was imported again: {}", c.log());
+    let r = bearer(client().post(format!("{}/api/files/{id}/retry", c.ops))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "bad.csv finished: nothing to retry");
+    c.stop();
+}
+
+/// Every answer the console gives a signed-in reader, to search for secrets.
+async fn everything(c: &Console) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let ids = [c.id_of("bad.csv"), c.id_of("broken.csv")];
+    let mut paths: Vec<String> =
+        routes(ids[0]).into_iter().filter(|(m, _)| *m == "GET").map(|(_, p)| p).collect();
+    paths.extend(routes(ids[1]).into_iter().filter(|(m, _)| *m == "GET").map(|(_, p)| p));
+    for p in paths {
+        let r = bearer(client().get(format!("{}{p}", c.ops))).send().await.unwrap();
+        let headers = format!("{:?}", r.headers());
+        out.push((p, format!("{headers}\n{}", r.text().await.unwrap())));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_reach_no_page_answer_or_log() {
+    let mut c = Console::start(true).await;
+    let answers = everything(&c).await;
+    // The page escapes `/` as `&#x2f;`.
+    let named = |b: &str| b.contains("webhook to http:&#x2f;&#x2f;127.0.0.1:1&#x2f;…");
+    assert!(
+        answers.iter().any(|(p, body)| p == "/" && named(body)),
+        "the webhook is named without its path"
+    );
+    let log = c.stop();
+    let secrets = [TOKEN, REPSLY_PW, HOOK_SECRET, "hookPathSecret77"];
+    for (path, body) in &answers {
+        for s in secrets {
+            assert!(!body.contains(s), "{s} in {path}");
+        }
+    }
+    for s in secrets {
+        assert!(!log.contains(s), "{s} in the log");
+    }
+    let config_dir: &Path = c.config.parent().unwrap();
+    for f in files_in(&config_dir.join("inbox/reports")) {
+        let text = std::fs::read_to_string(config_dir.join("inbox/reports").join(&f)).unwrap();
+        for s in secrets {
+            assert!(!text.contains(s), "{s} in {f}");
+        }
+    }
+}
