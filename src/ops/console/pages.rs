@@ -164,26 +164,27 @@ pub async fn file(
     Path(id): Path<i64>,
     Query(flash): Query<Flash>,
 ) -> Response {
-    let entry =
-        match web.ops.read(move |r| r.history_entry(id)).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return message(
+    let entry = match web.ops.read(move |r| r.history_entry(id)).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            return message(
                 StatusCode::NOT_FOUND,
                 &who,
                 "No such file",
                 &format!(
                     "The history has no file {id} (it may have been pruned after history_keep)."
                 ),
-            ),
-            Err(e) => {
-                return message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &who,
-                    "The ledger cannot be read",
-                    &e.to_string(),
-                )
-            }
-        };
+            )
+        }
+        Err(e) => {
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &who,
+                "The ledger cannot be read",
+                &e.to_string(),
+            )
+        }
+    };
     let mut detail = view::detail(&web, &entry).await;
     if let Some(map) = detail.as_object_mut() {
         map.insert("nav".into(), "history".into());
