@@ -7,102 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::console::*;
 use common::*;
-use crm_ingest::sandbox::SandboxOptions;
 use reqwest::StatusCode;
-
-const TOKEN: &str = "console-Token-0123456789abcdef";
-const REPSLY_PW: &str = "repsly-Pw-Secret-9911";
-const HOOK_SECRET: &str = "hook-Signing-Secret-55";
-const HOOK_PATH: &str = "/services/T000/B000/hookPathSecret77";
-
-struct Console {
-    ops: String,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    daemon: Option<Daemon>,
-    _sandbox: TestSandbox,
-}
-
-impl Console {
-    /// A daemon with the console on, a token when `token`, and a webhook whose URL and
-    /// secret are secrets too; bad.csv (one failed row) and broken.csv (failed) finished.
-    async fn start(token: bool) -> Self {
-        let sb = TestSandbox::start(SandboxOptions {
-            repsly_password: REPSLY_PW.into(),
-            ..Default::default()
-        })
-        .await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("password = \"sandbox\"", "password = \"${REPSLY_PW}\"");
-        std::fs::write(&config, text).unwrap();
-        let port = free_port();
-        let token_line = if token { "token = \"${CONSOLE_TOKEN}\"\n" } else { "" };
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "\n[server]\nlisten = \"127.0.0.1:{port}\"\n{token_line}\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1{HOOK_PATH}\"\nsecret = \"${{HOOK_SECRET}}\"\n"
-        ));
-        std::fs::write(&config, text).unwrap();
-        let env =
-            [("REPSLY_PW", REPSLY_PW), ("CONSOLE_TOKEN", TOKEN), ("HOOK_SECRET", HOOK_SECRET)];
-        let daemon = Daemon::start_with(&config, &env);
-        let inbox = dir.path().join("inbox");
-        std::fs::write(
-            inbox.join("bad.csv"),
-            format!("{HEADER}\nB1,One,yes,b1@example.com,,,\nB2,,yes,b2-cell@example.com,,,\n"),
-        )
-        .unwrap();
-        std::fs::write(inbox.join("broken.csv"), "Foo,Bar\n1,2\n").unwrap();
-        let done = wait_until_async(Duration::from_secs(60), || {
-            files_in(&inbox.join("processed")).len() == 1
-                && files_in(&inbox.join("failed")).len() == 1
-        })
-        .await;
-        assert!(done, "{}", daemon.log());
-        let console = Self {
-            ops: format!("http://127.0.0.1:{port}"),
-            dir,
-            config,
-            daemon: Some(daemon),
-            _sandbox: sb,
-        };
-        let recorded =
-            wait_until_async(Duration::from_secs(10), || console.history_len() == 2).await;
-        assert!(recorded);
-        console
-    }
-
-    fn history_len(&self) -> usize {
-        let db = rusqlite::Connection::open(self.dir.path().join("state/ledger.sqlite3")).unwrap();
-        db.query_row("SELECT COUNT(*) FROM history", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
-            as usize
-    }
-
-    fn id_of(&self, file: &str) -> i64 {
-        let db = rusqlite::Connection::open(self.dir.path().join("state/ledger.sqlite3")).unwrap();
-        db.query_row("SELECT MAX(id) FROM history WHERE file = ?1", [file], |r| r.get(0)).unwrap()
-    }
-
-    fn inbox(&self) -> PathBuf {
-        self.dir.path().join("inbox")
-    }
-
-    fn log(&self) -> String {
-        self.daemon.as_ref().unwrap().log()
-    }
-
-    fn stop(&mut self) -> String {
-        let (code, _, log) = self.daemon.take().unwrap().terminate();
-        assert_eq!(code, Some(0), "{log}");
-        log
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -157,7 +67,7 @@ async fn send(method: &str, url: &str, auth: Option<&str>) -> reqwest::Response 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_but_three_refuses_without_the_token() {
-    let mut c = Console::start(true).await;
+    let mut c = Console::start(true, Duration::ZERO).await;
     let id = c.id_of("bad.csv");
     for (method, path) in routes(id) {
         let url = format!("{}{path}", c.ops);
@@ -199,7 +109,7 @@ async fn every_route_but_three_refuses_without_the_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_sets_a_strict_http_only_cookie_and_writes_need_csrf() {
-    let mut c = Console::start(true).await;
+    let mut c = Console::start(true, Duration::ZERO).await;
     let login = format!("{}/login", c.ops);
     let wrong =
         client().post(&login).form(&[("token", "nope"), ("next", "/")]).send().await.unwrap();
@@ -286,7 +196,7 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_writes_need_csrf() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_are_refused_without_a_token_and_taken_with_one() {
-    let mut open = Console::start(false).await;
+    let mut open = Console::start(false, Duration::ZERO).await;
     let url = format!("{}/api/pipelines/clients/files", open.ops);
     let r = client()
         .post(&url)
@@ -307,7 +217,7 @@ async fn uploads_are_refused_without_a_token_and_taken_with_one() {
     assert!(!open.inbox().join("new.csv").exists());
     open.stop();
 
-    let mut c = Console::start(true).await;
+    let mut c = Console::start(true, Duration::ZERO).await;
     let url = format!("{}/api/pipelines/clients/files", c.ops);
     let r = bearer(client().post(&url))
         .multipart(upload_form("../../../etc/new.csv", &clean_rows("U", 2)))
@@ -342,7 +252,7 @@ async fn uploads_are_refused_without_a_token_and_taken_with_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn downloads_match_the_reports_on_disk_and_pages_show_failed_rows() {
-    let mut c = Console::start(true).await;
+    let mut c = Console::start(true, Duration::ZERO).await;
     let reports = c.inbox().join("reports");
     let id = c.id_of("bad.csv");
     let get_bytes = |path: String| async move {
@@ -420,7 +330,7 @@ async fn everything(c: &Console) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_reach_no_page_answer_or_log() {
-    let mut c = Console::start(true).await;
+    let mut c = Console::start(true, Duration::ZERO).await;
     let answers = everything(&c).await;
     // The page escapes `/` as `&#x2f;`.
     let named = |b: &str| b.contains("webhook to http:&#x2f;&#x2f;127.0.0.1:1&#x2f;…");

@@ -3,6 +3,8 @@
 #![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
 #![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
+pub mod cdp;
+pub mod console;
 pub mod moto;
 pub mod plannr;
 pub mod receiver;

