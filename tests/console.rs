@@ -104,6 +104,20 @@ async fn every_route_but_three_refuses_without_the_token() {
         assert_eq!(r.status().as_u16(), expected, "{path} with the token");
         assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
     }
+    let status = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["status", "--url", &format!("{}/status", c.ops)]).env_remove("CRM_INGEST_TOKEN");
+        if let Some(t) = token {
+            cmd.env("CRM_INGEST_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = status(None);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+    let shown = status(Some(TOKEN));
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("bad.csv"));
     c.stop();
 }
 
@@ -355,4 +369,29 @@ async fn secrets_reach_no_page_answer_or_log() {
             assert!(!text.contains(s), "{s} in {f}");
         }
     }
+}
+
+#[test]
+fn check_warns_about_an_open_listen_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &ConfigOptions::new("http://127.0.0.1:1"));
+    let base = std::fs::read_to_string(&config).unwrap();
+    let check = |server: &str| {
+        std::fs::write(&config, format!("{base}\n[server]\n{server}\n")).unwrap();
+        let out = run(&["check", "--config", config.to_str().unwrap()]);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = check("listen = \"0.0.0.0:9464\"");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("not a loopback address and no [server] token is set"), "{err}");
+    let (code, err) = check(&format!("listen = \"0.0.0.0:9464\"\ntoken = \"{TOKEN}\""));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("loopback"), "a token guards it: {err}");
+    let (code, err) = check("listen = \"127.0.0.1:9464\"\ntoken = \"short\"\ntokn = \"x\"");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`token` must be at least 16 characters"), "{err}");
+    assert!(err.contains("unknown key `server.tokn` (did you mean `token`?)"), "{err}");
+    let (code, err) = check("listen = \"127.0.0.1:9464\"\ntoken = \"${NO_SUCH_CONSOLE_TOKEN}\"");
+    assert_eq!(code, Some(0), "check needs no secrets: {err}");
+    assert!(err.contains("NO_SUCH_CONSOLE_TOKEN"), "{err}");
 }
