@@ -22,6 +22,11 @@ fn bearer(r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     r.bearer_auth(TOKEN)
 }
 
+/// A GET with the token: its body as JSON.
+async fn get_json(url: String) -> serde_json::Value {
+    bearer(client().get(url)).send().await.unwrap().json().await.unwrap()
+}
+
 fn upload_form(name: &str, body: &str) -> reqwest::multipart::Form {
     let part =
         reqwest::multipart::Part::bytes(body.as_bytes().to_vec()).file_name(name.to_string());
@@ -280,13 +285,7 @@ async fn downloads_match_the_reports_on_disk_and_pages_show_failed_rows() {
     let summary = get_bytes(format!("{}/api/files/{id}/summary.json", c.ops)).await;
     assert_eq!(summary, std::fs::read(reports.join("bad.summary.json")).unwrap());
 
-    let detail: serde_json::Value = bearer(client().get(format!("{}/api/files/{id}", c.ops)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail = get_json(format!("{}/api/files/{id}", c.ops)).await;
     assert_eq!(detail["rows"]["failed"], 1);
     let row = &detail["failed_rows"]["rows"][0];
     assert_eq!(
@@ -307,20 +306,13 @@ async fn downloads_match_the_reports_on_disk_and_pages_show_failed_rows() {
         assert!(page.contains(needed), "{needed}: {page}");
     }
 
-    let list: serde_json::Value =
-        bearer(client().get(format!("{}/api/files?outcome=failed", c.ops)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let list = get_json(format!("{}/api/files?outcome=failed", c.ops)).await;
     assert_eq!(list["files"].as_array().unwrap().len(), 2);
     let broken = c.id_of("broken.csv");
     let r =
         bearer(client().post(format!("{}/api/files/{broken}/retry", c.ops))).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let again = wait_until_async(Duration::from_secs(30), || c.history_len() == 3).await;
+    let again = wait_until_async(Duration::from_secs(30), || c.history_len() == 4).await;
     assert!(again, "the retried file was imported again: {}", c.log());
     let r = bearer(client().post(format!("{}/api/files/{id}/retry", c.ops))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT, "bad.csv finished: nothing to retry");

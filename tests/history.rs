@@ -46,13 +46,7 @@ fn retry(config: &Path, what: &str, env: &[(&str, &str)]) -> (i32, String) {
 async fn three_files(dir: &Path, config: &Path) {
     let daemon = Daemon::start(config);
     let inbox = dir.join("inbox");
-    std::fs::write(inbox.join("good.csv"), clean_rows("G", 3)).unwrap();
-    std::fs::write(
-        inbox.join("bad.csv"),
-        format!("{HEADER}\nB1,One,yes,b1@example.com,,,\nB2,,yes,b2@example.com,,,\n"),
-    )
-    .unwrap();
-    std::fs::write(inbox.join("broken.csv"), "Foo,Bar\n1,2\n").unwrap();
+    drop_three(&inbox);
     let filed = wait_until_async(Duration::from_secs(60), || {
         files_in(&inbox.join("processed")).len() == 2 && files_in(&inbox.join("failed")).len() == 1
     })

@@ -29,17 +29,6 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-/// A file whose rows all arrive, one with a failed row, one that cannot be read at all.
-fn drop_three(inbox: &Path) {
-    std::fs::write(inbox.join("good.csv"), clean_rows("G", 3)).unwrap();
-    std::fs::write(
-        inbox.join("bad.csv"),
-        format!("{HEADER}\nB1,One,yes,b1@example.com,,,\nB2,,yes,b2@example.com,,,\n"),
-    )
-    .unwrap();
-    std::fs::write(inbox.join("broken.csv"), "Foo,Bar\n1,2\n").unwrap();
-}
-
 fn ledger_outbox(dir: &Path) -> Vec<(String, u32)> {
     let db = rusqlite::Connection::open(dir.join("state/ledger.sqlite3")).unwrap();
     let mut stmt = db.prepare("SELECT type, attempts FROM outbox").unwrap();

@@ -57,19 +57,6 @@ impl Reader {
 
     /// The remote jobs of a file, in the order they were created.
     pub fn jobs(&self, file_id: i64) -> Result<Vec<JobRecord>, LedgerError> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT job_id, status, seqs FROM jobs WHERE file_id = ?1 ORDER BY created_at, rowid",
-            )?;
-            let rows = stmt.query_map([file_id], |r| {
-                let seqs: String = r.get(2)?;
-                Ok(JobRecord {
-                    id: r.get(0)?,
-                    status: r.get(1)?,
-                    seqs: serde_json::from_str(&seqs).unwrap_or_default(),
-                })
-            })?;
-            rows.collect()
-        })
+        self.with(|c| super::store::jobs(c, file_id))
     }
 }

@@ -1,6 +1,6 @@
 //! A daemon with the console on, for the console's tests: a token (or none), a webhook whose
-//! URL and secret are secrets too, and two files finished (bad.csv with one failed row,
-//! broken.csv failed as a whole).
+//! URL and secret are secrets too, and the three files of
+//! [`drop_three`](super::drop_three) finished.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,14 +48,9 @@ impl Console {
             [("REPSLY_PW", REPSLY_PW), ("CONSOLE_TOKEN", TOKEN), ("HOOK_SECRET", HOOK_SECRET)];
         let daemon = Daemon::start_with(&config, &env);
         let inbox = dir.path().join("inbox");
-        std::fs::write(
-            inbox.join("bad.csv"),
-            format!("{HEADER}\nB1,One,yes,b1@example.com,,,\nB2,,yes,b2-cell@example.com,,,\n"),
-        )
-        .unwrap();
-        std::fs::write(inbox.join("broken.csv"), "Foo,Bar\n1,2\n").unwrap();
+        drop_three(&inbox);
         let done = wait_until_async(Duration::from_secs(60), || {
-            files_in(&inbox.join("processed")).len() == 1
+            files_in(&inbox.join("processed")).len() == 2
                 && files_in(&inbox.join("failed")).len() == 1
         })
         .await;
@@ -68,7 +63,7 @@ impl Console {
             _sandbox: sb,
         };
         let recorded =
-            wait_until_async(Duration::from_secs(10), || console.history_len() == 2).await;
+            wait_until_async(Duration::from_secs(10), || console.history_len() == 3).await;
         assert!(recorded);
         console
     }

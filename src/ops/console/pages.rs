@@ -36,6 +36,11 @@ impl Flash {
     }
 }
 
+/// The page for a ledger that cannot be read.
+fn unreadable(who: &Who, e: &crate::ledger::LedgerError) -> Response {
+    message(StatusCode::SERVICE_UNAVAILABLE, who, "The ledger cannot be read", &e.to_string())
+}
+
 fn since(hours: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::hours(hours))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -63,14 +68,7 @@ pub async fn dashboard(
         .await;
     let (counts, recent, failures, waiting) = match read {
         Ok(r) => r,
-        Err(e) => {
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &who,
-                "The ledger cannot be read",
-                &e.to_string(),
-            )
-        }
+        Err(e) => return unreadable(&who, &e),
     };
     let flying = view::in_flight();
     let data = json!({
@@ -128,14 +126,7 @@ pub async fn history(
     let filter = q.filter();
     let entries = match web.ops.read(move |r| r.history(&filter)).await {
         Ok(e) => e,
-        Err(e) => {
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &who,
-                "The ledger cannot be read",
-                &e.to_string(),
-            )
-        }
+        Err(e) => return unreadable(&who, &e),
     };
     let settings = web.ops.settings();
     let outcomes: Vec<serde_json::Value> =
@@ -176,14 +167,7 @@ pub async fn file(
                 ),
             )
         }
-        Err(e) => {
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &who,
-                "The ledger cannot be read",
-                &e.to_string(),
-            )
-        }
+        Err(e) => return unreadable(&who, &e),
     };
     let mut detail = view::detail(&web, &entry).await;
     if let Some(map) = detail.as_object_mut() {
