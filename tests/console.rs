@@ -270,7 +270,7 @@ async fn uploads_are_refused_without_a_token_and_taken_with_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn downloads_match_the_reports_on_disk_and_pages_show_failed_rows() {
+async fn downloads_match_the_reports_on_disk_and_pages_show_failed_and_warned_rows() {
     let mut c = Console::start(true, Duration::ZERO).await;
     let reports = c.inbox().join("reports");
     let id = c.id_of("bad.csv");
@@ -306,13 +306,24 @@ async fn downloads_match_the_reports_on_disk_and_pages_show_failed_rows() {
         assert!(page.contains(needed), "{needed}: {page}");
     }
 
+    let warned = c.id_of("warned.csv");
+    let warnings = get_bytes(format!("{}/api/files/{warned}/warnings.csv", c.ops)).await;
+    assert_eq!(warnings, std::fs::read(reports.join("warned.warnings.csv")).unwrap());
+    let detail = get_json(format!("{}/api/files/{warned}", c.ops)).await;
+    let row = &detail["warned_rows"]["rows"][0];
+    assert_eq!(row["stage"], "warning", "{detail}");
+    assert!(row["cells"].as_array().unwrap().iter().any(|v| v == "Oddly Named Shop"), "{row}");
+    let page = bearer(client().get(format!("{}/files/{warned}", c.ops))).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains("warned-rows") && page.contains("Oddly Named Shop"), "{page}");
+
     let list = get_json(format!("{}/api/files?outcome=failed", c.ops)).await;
     assert_eq!(list["files"].as_array().unwrap().len(), 2);
     let broken = c.id_of("broken.csv");
     let r =
         bearer(client().post(format!("{}/api/files/{broken}/retry", c.ops))).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let again = wait_until_async(Duration::from_secs(30), || c.history_len() == 4).await;
+    let again = wait_until_async(Duration::from_secs(30), || c.history_len() == 5).await;
     assert!(again, "the retried file was imported again: {}", c.log());
     let r = bearer(client().post(format!("{}/api/files/{id}/retry", c.ops))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT, "bad.csv finished: nothing to retry");

@@ -1,6 +1,6 @@
 //! A daemon with the console on, for the console's tests: a token (or none), a webhook whose
 //! URL and secret are secrets too, and the three files of
-//! [`drop_three`](super::drop_three) finished.
+//! [`drop_three`](super::drop_three) finished, with warned.csv (its row saved with a warning).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +28,10 @@ impl Console {
         let sb = TestSandbox::start(SandboxOptions {
             repsly_password: REPSLY_PW.into(),
             latency,
+            real: crm_ingest::sandbox::RealApi {
+                repsly_warn: Some("Oddly".into()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await;
@@ -49,8 +53,10 @@ impl Console {
         let daemon = Daemon::start_with(&config, &env);
         let inbox = dir.path().join("inbox");
         drop_three(&inbox);
+        let warned = format!("{HEADER}\nW1,Oddly Named Shop,yes,w1@example.com,,,\n");
+        std::fs::write(inbox.join("warned.csv"), warned).unwrap();
         let done = wait_until_async(Duration::from_secs(60), || {
-            files_in(&inbox.join("processed")).len() == 2
+            files_in(&inbox.join("processed")).len() == 3
                 && files_in(&inbox.join("failed")).len() == 1
         })
         .await;
@@ -63,7 +69,7 @@ impl Console {
             _sandbox: sb,
         };
         let recorded =
-            wait_until_async(Duration::from_secs(10), || console.history_len() == 3).await;
+            wait_until_async(Duration::from_secs(10), || console.history_len() == 4).await;
         assert!(recorded);
         console
     }
