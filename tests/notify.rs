@@ -1,6 +1,7 @@
 //! Notifications against the real daemon: signed webhooks with unique ids, retried through a
 //! receiver that refuses at first; the outbox across a `kill -9` with the receiver down;
-//! Slack texts; email over SMTP; a stopped connection told; secrets kept out of the logs;
+//! Slack texts; email over SMTP; a stopped connection and a full disk told; secrets kept out
+//! of the logs;
 //! and `check` refusing bad `[[notify]]` tables with their lines.
 
 #![allow(clippy::unwrap_used, reason = "tests stop at the first surprise")]
@@ -234,6 +235,57 @@ async fn email_goes_out_over_smtp() {
         "signed in with the URL's credentials"
     );
     assert!(!logs.contains(SMTP_PW), "the SMTP password reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_report_disk_is_told_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = common::tmpfs::Tmpfs::mount(&dir.path().join("reports-fs"), "256k") else {
+        return;
+    };
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let hook = Receiver::start("127.0.0.1:0", 0).await;
+    let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
+    let reports = fs.0.join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "batch = { max_rows = 10, max_wait = \"100ms\" }",
+        &format!(
+            "batch = {{ max_rows = 10, max_wait = \"100ms\" }}\nreport_dir = \"{}\"",
+            reports.display()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let events = "events = [\"disk.blocked\", \"file.rows_failed\"]";
+    append(
+        &config,
+        &format!("\n[[notify]]\nkind = \"webhook\"\nurl = \"{}/hook\"\n{events}\n", hook.url),
+    );
+    let filler = common::tmpfs::fill(&fs.0);
+    let mut rows = format!("{HEADER}\n");
+    for i in 0..200 {
+        rows.push_str(&format!(
+            "D{i},,yes,,,,a note so that each refused row takes room in the report\n"
+        ));
+    }
+    std::fs::write(dir.path().join("inbox/d.csv"), rows).unwrap();
+    let daemon = Daemon::start(&config);
+    let told =
+        wait_until_async(Duration::from_secs(30), || !hook.accepted("/hook").is_empty()).await;
+    assert!(told, "{}", daemon.log());
+    // Retried in cycles that clear the problem for a moment: still one event.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    std::fs::remove_file(filler).unwrap();
+    let done =
+        wait_until_async(Duration::from_secs(60), || hook.accepted("/hook").len() >= 2).await;
+    assert!(done, "{}", daemon.log());
+    daemon.terminate();
+    let got = hook.accepted("/hook");
+    let types: Vec<&str> = got.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["disk.blocked", "file.rows_failed"], "{got:#?}");
+    let message = got[0]["message"].as_str().unwrap();
+    assert!(message.contains(&reports.display().to_string()), "names the path: {message}");
+    assert_eq!(got[0]["pipeline"], serde_json::Value::Null);
 }
 
 #[test]

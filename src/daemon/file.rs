@@ -101,6 +101,9 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
         }
         Ok(Ok(result)) => Ran::Finished { result: Box::new(result), file_id },
         Ok(Err(e)) if is_disk_error(&e) => {
+            // Waiting for disk space is no crash: the next try must not count towards
+            // setting the file aside.
+            shared.ledger.stopped(file_id);
             Ran::Blocked { what: ctx.report_dir.display().to_string(), error: e.to_string() }
         }
         Ok(Err(e)) => {

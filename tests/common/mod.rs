@@ -8,6 +8,7 @@ pub mod console;
 pub mod moto;
 pub mod plannr;
 pub mod receiver;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
