@@ -78,6 +78,21 @@ def plan(cfg, path):
     return r
 
 
+def workbook_rss(cfg, rows_csv, kind):
+    """Peak RSS of `plan` on the generated rows as an .xlsx with inline or shared strings, and
+    what plan said (a workbook past a bound is refused, not read)."""
+    path = os.path.join(OUT, f"clients-{kind}.xlsx")
+    with open(rows_csv, "rb") as f:
+        sh(os.path.join(EXAMPLES, "gen_workbook"), path, kind, stdin=f)
+    reports = tempfile.mkdtemp(dir=OUT)
+    p = subprocess.run(["/usr/bin/time", "-v", BIN, "plan", "--config", cfg, "--pipeline", "clients",
+                        "--report-dir", reports, path], capture_output=True, text=True)
+    shutil.rmtree(reports, ignore_errors=True)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    said = re.search(r"read \d+, accepted \d+, failed \d+", p.stdout)
+    return (int(m.group(1)) if m else 0), os.path.getsize(path), (said.group(0) if said else p.stdout.strip()[-160:])
+
+
 def get_json(url):
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.load(r)
@@ -226,7 +241,8 @@ def latency():
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", "--example", "raw_count", cwd=ROOT)
+    sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", "--example", "raw_count",
+       "--example", "gen_workbook", cwd=ROOT)
     cfg = config(os.path.join(OUT, "plan"), "http://127.0.0.1:1", "20/s", "127.0.0.1:0")
     big = os.path.join(OUT, "clients-1m.csv")
     size = generate(1_000_000, big)
@@ -257,6 +273,12 @@ def main():
     _, rss_small, _ = plan(cfg, small)
     rows.append(("peak RSS, `plan` on 1 MB", f"{(rss_small or 0) / 1024:.0f} MiB", "target <= 64 MiB"))
     rows.append((f"peak RSS, `plan` on {size / 1e6:.0f} MB", f"{(plan_rss or 0) / 1024:.0f} MiB", ""))
+    wb_rows = os.path.join(OUT, "clients-200k.csv")
+    generate(200_000, wb_rows)
+    for kind in ("inline", "shared"):
+        rss, wb_size, said = workbook_rss(cfg, wb_rows, kind)
+        rows.append((f"peak RSS, `plan` on a 200,000-row .xlsx ({kind} strings, {wb_size / 1e6:.0f} MB)",
+                     f"{rss / 1024:.0f} MiB", f"target <= 64 MiB; {said}"))
     if not QUICK:
         huge = os.path.join(OUT, "clients-1gb.csv")
         hsize = generate(6_000_000, huge)

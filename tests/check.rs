@@ -282,6 +282,164 @@ fn the_scale_out_replica_config_passes() {
     assert!(out.contains("shared by every replica") && out.contains("S3 events from"), "{out}");
 }
 
+#[test]
+fn settings_of_zero_that_mean_nothing_are_refused_with_key_and_line() {
+    let text = r#"
+state_dir = "/tmp/x"
+max_files_in_flight = 0
+[connections.repsly]
+kind = "repsly"
+username = "u"
+password = "p"
+max_in_flight = 0
+burst = 0
+timeout = "0s"
+poll_interval = "0ms"
+retry = { max_attempts = 0, initial_backoff = "0s", max_backoff = "0s" }
+[pipelines.clients]
+connection = "repsly"
+target = "repsly.clients"
+source = { kind = "folder", path = "/tmp/in", rescan_interval = "0s" }
+batch = { max_rows = 0 }
+files_in_flight = 0
+[pipelines.clients.fields]
+Code = "Code"
+Name = "Name"
+"#;
+    let (code, _, err) = check(text);
+    assert_eq!(code, 2, "{err}");
+    for (key, line) in [
+        ("max_files_in_flight", 3),
+        ("connections.repsly.max_in_flight", 8),
+        ("connections.repsly.burst", 9),
+        ("connections.repsly.timeout", 10),
+        ("connections.repsly.poll_interval", 11),
+        ("connections.repsly.retry.max_attempts", 12),
+        ("connections.repsly.retry.initial_backoff", 12),
+        ("connections.repsly.retry.max_backoff", 12),
+        ("pipelines.clients.source.rescan_interval", 16),
+        ("pipelines.clients.batch.max_rows", 17),
+        ("pipelines.clients.files_in_flight", 18),
+    ] {
+        let found = err.lines().any(|l| l.contains(&format!("line {line}: `{key}` = 0")));
+        assert!(found, "{key} on line {line}: {err}");
+    }
+}
+
+#[test]
+fn check_hides_the_userinfo_of_a_base_url_and_warns_of_plain_http() {
+    let text = GOOD.replace(
+        "kind = \"repsly\"\n",
+        "kind = \"repsly\"\nbase_url = \"http://admin:s3cr3t-pw@crm.example.com/v3\"\n",
+    );
+    let (code, out, err) = check(&text);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("s3cr3t-pw") && !err.contains("s3cr3t-pw"), "{out}{err}");
+    assert!(out.contains("at http://***@crm.example.com/v3"), "{out}");
+    assert!(err.contains("warning:") && err.contains("would travel in clear"), "{err}");
+    // On this machine plain http is fine.
+    let local = GOOD.replace(
+        "kind = \"repsly\"\n",
+        "kind = \"repsly\"\nbase_url = \"http://127.0.0.1:9/v3\"\n",
+    );
+    let (_, _, err) = check(&local);
+    assert!(!err.contains("in clear"), "{err}");
+}
+
+/// `check --connect` on `text`, stopped (and failed) if it is still running after 60 s.
+fn check_connect(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text.replace("\"/tmp/in\"", &format!("\"{}/in\"", dir.path().display())))
+        .unwrap();
+    let mut child = Command::new(bin())
+        .args(["check", "--connect", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("check --connect did not return");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn with_redis(url: &str) -> String {
+    GOOD.replace(
+        "password = \"p\"\n",
+        &format!(
+            "password = \"p\"\nbase_url = \"http://127.0.0.1:9/v3\"\nshared_limit = {{ redis = \"{url}\" }}\n"
+        ),
+    )
+}
+
+#[test]
+fn check_connect_returns_when_redis_is_down_or_never_answers() {
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_port = down.local_addr().unwrap().port();
+    drop(down);
+    let (code, err) = check_connect(&with_redis(&format!("redis://127.0.0.1:{down_port}/")));
+    assert_eq!(code, 2, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("connection repsly: shared_limit Redis: cannot connect"), "{err}");
+    // A Redis that accepts and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let held: Vec<_> = hung.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let (code, err) = check_connect(&with_redis(&format!("redis://127.0.0.1:{hung_port}/")));
+    assert_eq!(code, 2, "{err}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains("connection repsly: shared_limit Redis:"), "{err}");
+    drop(held);
+}
+
+#[test]
+fn check_connect_says_when_redis_refuses_the_password() {
+    if !common::have_tool("redis-server", "apt-get install redis-server") {
+        return;
+    }
+    /// Stopped when dropped, the test failing or not.
+    struct Redis(std::process::Child);
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let port = common::free_port();
+    let redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--requirepass", "right-pw"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _redis = Redis(redis);
+    common::wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let (code, err) = check_connect(&with_redis(&format!("redis://:wrong-pw@127.0.0.1:{port}/")));
+    assert_eq!(code, 2, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("shared_limit Redis: the password was refused"), "{err}");
+    assert!(!err.contains("wrong-pw"), "{err}");
+}
+
 /// Issue 21 row 11: a refused config still says which variables `run` will need.
 #[test]
 fn a_refused_config_also_names_the_variables_run_will_need() {

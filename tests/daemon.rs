@@ -21,7 +21,7 @@ async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
     let daemon = Daemon::start(&config);
     std::fs::write(inbox.join("second.csv.part"), clean_rows("B", 15)).unwrap();
     std::fs::write(inbox.join(".hidden.csv"), clean_rows("H", 3)).unwrap();
-    std::fs::write(inbox.join("notes.txt"), "not a csv").unwrap();
+    std::fs::write(inbox.join("notes.md"), "not a csv").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     std::fs::rename(inbox.join("second.csv.part"), inbox.join("second.csv")).unwrap();
     std::fs::write(inbox.join("garbage.csv"), [0u8, 159, 146, 150, 255, 0, 1, 2]).unwrap();
@@ -53,7 +53,11 @@ async fn picks_up_files_files_them_away_and_stops_on_sigterm() {
         files_in(&inbox.join("failed")),
         vec!["empty.csv", "garbage.csv", "truncated.csv.gz", "wrong-header.csv"]
     );
-    assert_eq!(files_in(&inbox), vec![".hidden.csv", "notes.txt"], "ignored files stay");
+    assert_eq!(
+        files_in(&inbox),
+        vec![".hidden.csv", "notes.md"],
+        "ignored files stay (`*.txt` is a default pattern now: Excel's Unicode Text)"
+    );
     let mut want = codes("A", 25);
     want.extend(codes("B", 15));
     let received = sb.received().await;

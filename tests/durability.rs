@@ -34,6 +34,20 @@ fn big_file() -> (String, Vec<String>, Vec<u64>) {
     (s, good, bad_lines)
 }
 
+/// A fresh folder and config for `sb` with batches of [`BATCH`], [`IN_FLIGHT`] at once.
+fn slow_config(
+    sb: &TestSandbox,
+    shutdown_timeout: &'static str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ConfigOptions::new(&sb.url);
+    opts.max_rows = BATCH;
+    opts.max_in_flight = IN_FLIGHT;
+    opts.shutdown_timeout = shutdown_timeout;
+    let config = write_config(dir.path(), &opts);
+    (dir, config)
+}
+
 /// A sandbox with 40 ms latency and the 2,000-row file dropped into a fresh inbox.
 async fn slow_import(
     shutdown_timeout: &'static str,
@@ -44,12 +58,7 @@ async fn slow_import(
         ..Default::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = ConfigOptions::new(&sb.url);
-    opts.max_rows = BATCH;
-    opts.max_in_flight = IN_FLIGHT;
-    opts.shutdown_timeout = shutdown_timeout;
-    let config = write_config(dir.path(), &opts);
+    let (dir, config) = slow_config(&sb, shutdown_timeout);
     let (text, good, bad_lines) = big_file();
     std::fs::write(dir.path().join("inbox/big.csv"), text).unwrap();
     (sb, dir, config, good, bad_lines)
@@ -99,10 +108,7 @@ async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_max_in_flight
         assert!(reached, "the import did not reach {at} rows");
         daemon.kill9();
         kills += 1;
-        assert!(
-            files_in(&dir.path().join("inbox/.processing")).contains(&"big.csv".to_string()),
-            "killed mid-file"
-        );
+        assert!(claimed(&dir.path().join("inbox"), "big.csv"), "killed mid-file");
     }
     let daemon = Daemon::start(&config);
     let processed = dir.path().join("inbox/processed");
@@ -126,6 +132,19 @@ async fn kill_9_at_three_moments_loses_nothing_and_resends_at_most_max_in_flight
     check_complete(dir.path(), &received, &good, &bad_lines);
 }
 
+/// Starts the daemon again and stops it once `name` is in `processed/`.
+async fn restart_until_filed(config: &Path, dir: &Path, name: &str) {
+    let daemon = Daemon::start(config);
+    let processed = dir.join("inbox/processed");
+    let filed = wait_until_async(Duration::from_secs(90), || {
+        files_in(&processed).contains(&name.to_string())
+    })
+    .await;
+    let (code, _, log) = daemon.terminate();
+    assert!(filed, "{log}");
+    assert_eq!(code, Some(0), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_and_a_restart_finishes_the_file() {
     let (sb, dir, config, good, bad_lines) = slow_import("10s").await;
@@ -145,15 +164,7 @@ async fn sigterm_drains_and_a_restart_finishes_the_file() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sb.received().await.len(), after_drain, "nothing is sent after exit");
 
-    let daemon = Daemon::start(&config);
-    let processed = dir.path().join("inbox/processed");
-    assert!(
-        wait_until_async(Duration::from_secs(90), || files_in(&processed)
-            .contains(&"big.csv".to_string()))
-        .await
-    );
-    let (code, _, _) = daemon.terminate();
-    assert_eq!(code, Some(0));
+    restart_until_filed(&config, dir.path(), "big.csv").await;
     let received = sb.received().await;
     assert_eq!(duplicates(&received), 0, "a drained shutdown resends nothing");
     check_complete(dir.path(), &received, &good, &bad_lines);
@@ -253,7 +264,7 @@ async fn a_file_that_stops_the_daemon_every_time_is_set_aside() {
     for _ in 0..3 {
         let daemon = Daemon::start(&config);
         let claimed = wait_until_async(Duration::from_secs(10), || {
-            inbox.join(".processing/stuck.csv").exists() && daemon.log().contains("claimed")
+            claimed(&inbox, "stuck.csv") && daemon.log().contains("claimed")
         })
         .await;
         assert!(claimed);
@@ -268,4 +279,43 @@ async fn a_file_that_stops_the_daemon_every_time_is_set_aside() {
     let s = summary(&inbox.join("reports/stuck.summary.json"));
     let error = s["error"].as_str().unwrap();
     assert!(error.contains("3 times in a row without progress"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warnings_report_survives_a_sigterm_and_the_resume() {
+    // Every 50th row is saved with a warning: some before the stop, some after it.
+    let sb = TestSandbox::start(SandboxOptions {
+        latency: Duration::from_millis(40),
+        real: crm_ingest::sandbox::RealApi {
+            repsly_warn: Some("Odd".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (dir, config) = slow_config(&sb, "10s");
+    let mut text = String::from(HEADER);
+    text.push('\n');
+    let mut warned = Vec::new();
+    for i in 0..ROWS {
+        let note = if i % 50 == 3 { "Odd one" } else { "" };
+        text.push_str(&format!("W{i},Client {i},yes,w{i}@example.com,,,{note}\n"));
+        if !note.is_empty() {
+            warned.push(i as u64 + 2);
+        }
+    }
+    std::fs::write(dir.path().join("inbox/warned.csv"), text).unwrap();
+    let daemon = Daemon::start(&config);
+    assert!(wait_received(&sb, 600, Duration::from_secs(60)).await);
+    let (code, _, err) = daemon.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("stopped before the end"), "stopped mid-file: {err}");
+    restart_until_filed(&config, dir.path(), "warned.csv").await;
+    let reports = dir.path().join("inbox/reports");
+    let lines: Vec<u64> = lines_and_stages(&reports.join("warned.warnings.csv"))
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(lines, warned, "every warning once, those from before the stop included");
+    assert_eq!(summary(&reports.join("warned.summary.json"))["rows"]["warned"], warned.len());
 }

@@ -112,7 +112,7 @@ async fn a_244_byte_name_is_processed_and_filed_away() {
         "{:?}",
         files_in(&inbox.join(".processing"))
     );
-    assert!(files_in(&inbox.join(".processing")).is_empty());
+    assert!(!claimed(&inbox, &name));
     let reports = files_in(&inbox.join("reports"));
     assert!(reports.iter().any(|r| r.ends_with(".summary.json")), "{reports:?}");
     assert!(reports.iter().any(|r| r.ends_with(".errors.csv")), "{reports:?}");

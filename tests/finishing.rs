@@ -52,17 +52,20 @@ async fn kill_at_then_restart(step: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &ConfigOptions::new(&sb.url));
     let inbox = dir.path().join("inbox");
+    // A known owner id, so the claim's path is known: `.processing/<owner-id>/k.csv`.
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/owner-id"), "test-owner").unwrap();
     std::fs::write(inbox.join("k.csv"), file()).unwrap();
     let reports = inbox.join("reports");
     let path = match step {
         "publish" => reports.join(".k.errors.csv.partial"),
         "summary" => reports.join(".k.summary.json.tmp"),
-        "move" => inbox.join(".processing/k.csv"),
+        "move" => inbox.join(".processing/test-owner/k.csv"),
         _ => unreachable!(),
     };
     let cfg = config.clone();
     tokio::task::spawn_blocking(move || killed_at(&cfg, &path)).await.unwrap();
-    assert!(inbox.join(".processing/k.csv").exists(), "killed before the file was filed");
+    assert!(claimed(&inbox, "k.csv"), "killed before the file was filed");
 
     let daemon = Daemon::start(&config);
     let done =

@@ -90,10 +90,7 @@ async fn a_full_report_disk_pauses_the_file_until_space_is_back() {
     let (status, body) = get(&format!("{ops}/readyz")).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains(&reports.display().to_string()), "readyz names the path: {body}");
-    assert!(
-        inbox.join(".processing/d.csv").exists(),
-        "nothing is moved before its report is on disk"
-    );
+    assert!(claimed(&inbox, "d.csv"), "nothing is moved before its report is on disk");
     assert!(!inbox.join("processed/d.csv").exists());
 
     std::fs::remove_file(filler).unwrap();

@@ -24,7 +24,9 @@ async fn a_reopened_ledger_resumes_what_was_in_progress() {
     ledger.job_status(file_id, "job-1", "Completed");
     ledger.abandoned(file_id, 3);
     ledger.job_started(file_id, None, "job-2", vec![3, 4], "created").await.unwrap();
-    let mut cp = Checkpoint { watermark: 3, errors_bytes: 120, ..Default::default() };
+    // The warnings report's length is kept too: a resume cuts the report back to it.
+    let mut cp =
+        Checkpoint { watermark: 3, errors_bytes: 120, warnings_bytes: 40, ..Default::default() };
     cp.counts.read = 3;
     cp.counts.accepted = 2;
     cp.counts.failed = 1;
@@ -131,4 +133,16 @@ async fn starts_without_progress_are_counted_and_progress_resets_them() {
         1,
         "a clean stop is no crash"
     );
+}
+
+#[tokio::test]
+async fn a_state_dir_is_opened_by_one_ledger_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Ledger::open(dir.path()).unwrap();
+    let refused = Ledger::open(dir.path()).unwrap_err().to_string();
+    let want = format!("state_dir {} is in use", dir.path().display());
+    assert!(refused.contains(&want), "{refused}");
+    assert!(refused.contains(&format!("pid {}", std::process::id())), "{refused}");
+    drop(first);
+    Ledger::open(dir.path()).expect("free again once the first is closed");
 }

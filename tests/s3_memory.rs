@@ -57,7 +57,7 @@ async fn a_200_mb_object_streams_in_flat_memory() {
     let input = Input::Remote(Arc::new(S3File { client: c.clone(), bucket: "big".into(), object }));
     let settings = CsvSettings::default();
     let before = rss_kib();
-    let mut file = input.open(&settings).await.unwrap();
+    let mut file = input.open(&settings, &|_| true).await.unwrap();
     let (mut rows, mut peak) = (0u64, before);
     // The read path the pipeline uses: blocks of rows, recycled through a pool.
     let pool = BlockPool::default();

@@ -120,7 +120,7 @@ async fn two_replicas_fed_by_s3_events_import_each_object_once_and_empty_the_que
     for (i, name) in names.iter().enumerate() {
         moto::put(&c, BUCKET, &format!("{PREFIX}{name}"), clean_rows(&format!("Q{i}-"), 5)).await;
     }
-    moto::put(&c, BUCKET, &format!("{PREFIX}notes.txt"), "not a csv").await;
+    moto::put(&c, BUCKET, &format!("{PREFIX}notes.md"), "not a csv").await;
     // The bucket's own notifications name each object once (and the moves, reports and
     // leases below the prefix, which are not to be taken); each is sent once more by hand.
     let mut bodies: Vec<String> = names
@@ -129,7 +129,7 @@ async fn two_replicas_fed_by_s3_events_import_each_object_once_and_empty_the_que
         .collect();
     bodies.push(event("another-bucket", &format!("{PREFIX}c1.csv"), "ObjectCreated:Put"));
     bodies.push(event(BUCKET, "elsewhere/c1.csv", "ObjectCreated:Put"));
-    bodies.push(event(BUCKET, &format!("{PREFIX}notes.txt"), "ObjectCreated:Put"));
+    bodies.push(event(BUCKET, &format!("{PREFIX}notes.md"), "ObjectCreated:Put"));
     bodies.push(event(BUCKET, &format!("{PREFIX}processed/old.csv"), "ObjectCreated:Copy"));
     bodies.push(event(BUCKET, &format!("{PREFIX}c2.csv"), "ObjectRemoved:Delete"));
     bodies.push(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"drop"}"#.into());
@@ -168,6 +168,6 @@ async fn two_replicas_fed_by_s3_events_import_each_object_once_and_empty_the_que
     assert!(empty, "every message deleted, foreign and duplicate ones included");
     assert_eq!(taken, 6, "each object taken once, through its event");
     let all = moto::keys(&c, BUCKET, PREFIX).await;
-    assert!(all.contains(&format!("{PREFIX}notes.txt")), "a foreign object is left alone");
+    assert!(all.contains(&format!("{PREFIX}notes.md")), "a foreign object is left alone");
     assert!(!all.iter().any(|k| k.contains(".leases/")), "leases released: {all:?}");
 }

@@ -3,11 +3,13 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::config::{
     Auth, ConnectionSettings, PipelineSettings, Purpose, SourceSettings, ValueSource,
 };
 use crate::say;
+use crate::secret::redact_url;
 
 pub fn run(config: &Path) -> ExitCode {
     let settings = match super::load_config(config, Purpose::Check) {
@@ -34,7 +36,7 @@ fn connection_line(c: &ConnectionSettings) -> String {
         Auth::Bearer { account_uuid, .. } => format!("bearer token, account {account_uuid}"),
         Auth::Basic { username, .. } => format!("basic auth as {username}"),
         Auth::OAuth { token_url, account_uuid, .. } => {
-            format!("OAuth2 via {token_url}, account {account_uuid}")
+            format!("OAuth2 via {}, account {account_uuid}", redact_url(token_url))
         }
     };
     let shared = match &c.shared_limit {
@@ -45,7 +47,7 @@ fn connection_line(c: &ConnectionSettings) -> String {
         "connection {}: {} at {} ({who}); rate {}{}{shared}, up to {} requests in flight, timeout {}, {} attempts",
         c.name,
         c.kind.as_str(),
-        c.base_url,
+        redact_url(&c.base_url),
         c.rate_limit,
         if c.burst > 1 { format!(" (burst {})", c.burst) } else { String::new() },
         c.max_in_flight,
@@ -68,9 +70,10 @@ fn print_pipeline(p: &PipelineSettings) {
         }
         SourceSettings::S3(s) => match &s.queue_url {
             Some(q) => format!(
-                "s3://{}/{} (S3 events from {q}; re-listed every {})",
+                "s3://{}/{} (S3 events from {}; re-listed every {})",
                 s.bucket,
                 s.prefix,
+                redact_url(q),
                 humantime::format_duration(s.rescan_interval)
             ),
             None => format!(
@@ -149,13 +152,17 @@ fn field_row(f: &crate::config::FieldSettings) -> [String; 4] {
     ]
 }
 
-/// `check --connect`: one harmless call per connection and one list per S3 source.
+/// How long the shared budget's Redis and an S3 source get to answer `check --connect`.
+const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// `check --connect`: one harmless call per connection (and a PING to its shared budget's
+/// Redis) and one list per S3 source, all at once, each within a time limit: one line per
+/// result, so a server that never answers is reported instead of waited on.
 pub async fn connect(config: std::path::PathBuf) -> ExitCode {
     crate::logging::init_quiet();
     let Ok(settings) = crate::config::load(&config) else {
         return ExitCode::from(super::EXIT_USAGE);
     };
-    let mut ok = true;
     let connections = match crate::daemon::connections(&settings) {
         Ok(c) => c,
         Err(e) => {
@@ -163,30 +170,24 @@ pub async fn connect(config: std::path::PathBuf) -> ExitCode {
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
-    for (name, conn) in &connections {
-        match conn.probe().await {
-            Ok(()) => say!("connection {name}: reachable, credentials accepted"),
-            Err(e) => {
+    let crm = connections.iter().map(|(name, conn)| async move {
+        probe_connection(name, conn)
+            .await
+            .map(|()| format!("connection {name}: reachable, credentials accepted"))
+    });
+    let s3 = settings.pipelines.iter().filter_map(|p| match &p.source {
+        SourceSettings::S3(s) => Some(probe_s3(&settings, &p.name, s)),
+        SourceSettings::Folder(_) => None,
+    });
+    let (crm, s3) =
+        futures::future::join(futures::future::join_all(crm), futures::future::join_all(s3)).await;
+    let mut ok = true;
+    for result in crm.into_iter().chain(s3) {
+        match result {
+            Ok(line) => say!("{line}"),
+            Err(line) => {
                 ok = false;
-                eprintln!("error: connection {name}: {e}");
-            }
-        }
-    }
-    for p in &settings.pipelines {
-        if let SourceSettings::S3(s) = &p.source {
-            let source = crate::source::s3::S3Source::new(
-                s.clone(),
-                s.patterns.clone(),
-                &settings.state_dir,
-                crate::metrics::get(),
-            )
-            .await;
-            match source.probe().await {
-                Ok(()) => say!("pipeline {}: s3://{}/{} is reachable", p.name, s.bucket, s.prefix),
-                Err(e) => {
-                    ok = false;
-                    eprintln!("error: pipeline {}: {e}", p.name);
-                }
+                eprintln!("error: {line}");
             }
         }
     }
@@ -194,5 +195,80 @@ pub async fn connect(config: std::path::PathBuf) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_USAGE)
+    }
+}
+
+/// The connection's shared budget first (every request waits for it), then one call.
+async fn probe_connection(name: &str, conn: &crate::delivery::Connection) -> Result<(), String> {
+    if let Some(shared) = &conn.settings().shared_limit {
+        probe_redis(shared).await.map_err(|e| {
+            format!("connection {name}: shared_limit Redis: {e} (the CRM was not probed: every request waits for this budget)")
+        })?;
+    }
+    // Its own timeout per attempt, and a few seconds for the retries between.
+    let limit = conn.settings().timeout.min(Duration::from_secs(30)) + Duration::from_secs(5);
+    match tokio::time::timeout(limit, conn.probe()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("connection {name}: {e}")),
+        Err(_) => Err(format!(
+            "connection {name}: {} did not answer within {}s",
+            redact_url(&conn.settings().base_url),
+            limit.as_secs()
+        )),
+    }
+}
+
+/// Connects (authenticating with the URL's password) and sends PING, within [`PROBE_LIMIT`].
+async fn probe_redis(shared: &crate::config::SharedLimit) -> Result<(), String> {
+    let ping = async {
+        let client = redis::Client::open(shared.redis.expose()).map_err(redis_error)?;
+        let mut c = client.get_multiplexed_async_connection().await.map_err(redis_error)?;
+        redis::cmd("PING").query_async::<String>(&mut c).await.map_err(redis_error)?;
+        Ok(())
+    };
+    tokio::time::timeout(PROBE_LIMIT, ping)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {}s", PROBE_LIMIT.as_secs())))
+}
+
+/// A Redis error in one line, without the URL (it may hold the password).
+fn redis_error(e: redis::RedisError) -> String {
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    match e.kind() {
+        redis::ErrorKind::Io if detail.is_empty() => format!("cannot connect ({e})"),
+        redis::ErrorKind::Io => format!("cannot connect{detail}"),
+        redis::ErrorKind::AuthenticationFailed => {
+            format!("the password was refused{detail}")
+        }
+        _ if detail.contains("WRONGPASS") || detail.contains("NOAUTH") => {
+            format!("the password was refused{detail}")
+        }
+        kind => format!("{kind:?}{detail}"),
+    }
+}
+
+async fn probe_s3(
+    settings: &crate::config::Settings,
+    pipeline: &str,
+    s: &crate::config::S3Settings,
+) -> Result<String, String> {
+    let probe = async {
+        let source = crate::source::s3::S3Source::new(
+            s.clone(),
+            s.patterns.clone(),
+            &settings.state_dir,
+            crate::metrics::get(),
+        )
+        .await;
+        source.probe().await
+    };
+    let reached = format!("s3://{}/{}", s.bucket, s.prefix);
+    match tokio::time::timeout(PROBE_LIMIT * 2, probe).await {
+        Ok(Ok(())) => Ok(format!("pipeline {pipeline}: {reached} is reachable")),
+        Ok(Err(e)) => Err(format!("pipeline {pipeline}: {e}")),
+        Err(_) => Err(format!(
+            "pipeline {pipeline}: {reached} did not answer within {}s",
+            (PROBE_LIMIT * 2).as_secs()
+        )),
     }
 }

@@ -113,8 +113,7 @@ async fn wait_idle(folders: &[(String, FolderSource)]) {
                     .map(|d| d.flatten().any(|e| e.file_name().to_str().is_some_and(filter)))
                     .unwrap_or(false)
             };
-            pending(&f.settings.path, &|n| f.wants(n))
-                || pending(&f.dir(crate::source::folder::PROCESSING), &|n| !n.starts_with('.'))
+            pending(&f.settings.path, &|n| f.wants(n)) || f.holds_claims()
         });
         if !busy {
             return;

@@ -38,19 +38,7 @@ impl Ctx<'_> {
                 RateLimit { count: 120, per: std::time::Duration::from_secs(60) },
             ),
         };
-        let base_url = match &raw.base_url {
-            Some(u) => {
-                let url = self.expand("base_url", u);
-                if reqwest::Url::parse(&url).is_err() {
-                    self.problem(
-                        u.span(),
-                        format!("connection `{name}`: base_url `{url}` is not a URL"),
-                    );
-                }
-                url
-            }
-            None => default_url.to_string(),
-        };
+        let base_url = self.base_url(name, raw, default_url);
         let base_url = base_url.trim_end_matches('/').to_string();
         self.misplaced(name, kind, raw);
         let auth = match kind {
@@ -59,17 +47,31 @@ impl Ctx<'_> {
         };
         let key = |k: &str| format!("connections.{name}.{k}");
         let rate_limit = self.value(&key("rate_limit"), &raw.rate_limit).unwrap_or(default_rate);
-        let max_in_flight = match self.value(&key("max_in_flight"), &raw.max_in_flight) {
-            Some(n) => n.max(1),
-            None => default_in_flight(&rate_limit),
-        };
-        let burst = self.value(&key("burst"), &raw.burst).unwrap_or(1).max(1);
-        let timeout = self.duration(&key("timeout"), &raw.timeout, DEFAULT_TIMEOUT);
-        let poll_interval =
-            self.duration(&key("poll_interval"), &raw.poll_interval, DEFAULT_POLL_INTERVAL);
-        let poll_timeout =
-            self.duration(&key("poll_timeout"), &raw.poll_timeout, DEFAULT_POLL_TIMEOUT);
+        let never = "would never let a request be sent";
+        let max_in_flight = self
+            .at_least_one(&key("max_in_flight"), &raw.max_in_flight, never)
+            .unwrap_or_else(|| default_in_flight(&rate_limit));
+        let burst = self.at_least_one(&key("burst"), &raw.burst, never).unwrap_or(1);
+        let timeout = self.nonzero_duration(
+            &key("timeout"),
+            &raw.timeout,
+            DEFAULT_TIMEOUT,
+            "would time every request out at once",
+        );
+        let poll_interval = self.nonzero_duration(
+            &key("poll_interval"),
+            &raw.poll_interval,
+            DEFAULT_POLL_INTERVAL,
+            "would poll jobs without a pause",
+        );
+        let poll_timeout = self.nonzero_duration(
+            &key("poll_timeout"),
+            &raw.poll_timeout,
+            DEFAULT_POLL_TIMEOUT,
+            "would give every job up at once",
+        );
         let retry = self.retry(&key("retry"), raw.retry.as_ref());
+        let auth_retry = self.duration(&key("auth_retry"), &raw.auth_retry, DEFAULT_AUTH_RETRY);
         let shared_limit = raw.shared_limit.as_ref().map(|s| self.shared_limit(name, s));
         Some(ConnectionSettings {
             name: name.to_string(),
@@ -83,8 +85,34 @@ impl Ctx<'_> {
             retry,
             poll_interval,
             poll_timeout,
+            auth_retry,
             shared_limit,
         })
+    }
+
+    /// `base_url`, or the CRM's own; a plain `http://` one off this machine is warned.
+    fn base_url(&mut self, name: &str, raw: &RawConnection, default_url: &str) -> String {
+        match &raw.base_url {
+            Some(u) => {
+                let url = self.expand("base_url", u);
+                match reqwest::Url::parse(&url) {
+                    Err(_) => self.problem(
+                        u.span(),
+                        format!(
+                            "connection `{name}`: base_url `{}` is not a URL",
+                            crate::secret::redact_url(&url)
+                        ),
+                    ),
+                    Ok(parsed) if in_clear(&parsed) => self.warn(
+                        u.span(),
+                        format!("connection `{name}`: base_url `{}` is plain http:// to a host that is not this machine: the credentials would travel in clear; use https://", crate::secret::redact_url(&url)),
+                    ),
+                    Ok(_) => {}
+                }
+                url
+            }
+            None => default_url.to_string(),
+        }
     }
 
     /// `shared_limit`: a `redis://` URL (its password may come from a variable) and the key.
@@ -107,20 +135,26 @@ impl Ctx<'_> {
     fn retry(&mut self, key: &str, raw: Option<&super::raw::RawRetry>) -> RetryPolicy {
         let d = RetryPolicy::default();
         let Some(r) = raw else { return d };
+        let no_pause = "would retry without a pause";
         RetryPolicy {
             max_attempts: self
-                .value(&format!("{key}.max_attempts"), &r.max_attempts)
-                .unwrap_or(d.max_attempts)
-                .max(1),
-            initial_backoff: self.duration(
+                .at_least_one(
+                    &format!("{key}.max_attempts"),
+                    &r.max_attempts,
+                    "would never send a request",
+                )
+                .unwrap_or(d.max_attempts),
+            initial_backoff: self.nonzero_duration(
                 &format!("{key}.initial_backoff"),
                 &r.initial_backoff,
                 d.initial_backoff,
+                no_pause,
             ),
-            max_backoff: self.duration(
+            max_backoff: self.nonzero_duration(
                 &format!("{key}.max_backoff"),
                 &r.max_backoff,
                 d.max_backoff,
+                no_pause,
             ),
         }
     }
@@ -187,7 +221,16 @@ impl Ctx<'_> {
         anchor: Range<usize>,
     ) -> Auth {
         let token_url = match &o.token_url {
-            Some(u) => self.expand("oauth.token_url", u),
+            Some(u) => {
+                let url = self.expand("oauth.token_url", u);
+                if reqwest::Url::parse(&url).is_ok_and(|p| in_clear(&p)) {
+                    self.warn(
+                        u.span(),
+                        format!("oauth.token_url `{}` is plain http:// to a host that is not this machine: the client secret and tokens would travel in clear; use https://", crate::secret::redact_url(&url)),
+                    );
+                }
+                url
+            }
             None => format!("{base_url}/oauth/token"),
         };
         let client_id = self.credential("oauth.client_id", &o.client_id);
@@ -223,6 +266,15 @@ impl Ctx<'_> {
         let password = self.secret("password", &raw.password, &raw.password_file, anchor);
         Auth::Basic { username, password: password.unwrap_or_else(|| Secret::new("")) }
     }
+}
+
+/// Whether credentials sent to `url` would cross a network unencrypted: plain `http://` to
+/// a host other than this machine (loopback addresses and `localhost`).
+fn in_clear(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    url.scheme() == "http" && !local
 }
 
 /// Requests in flight when `max_in_flight` is not set: enough to fill the budget at up to

@@ -39,6 +39,7 @@ const CONNECTION: &[&str] = &[
     "retry",
     "poll_interval",
     "poll_timeout",
+    "auth_retry",
     "oauth",
     "shared_limit",
 ];
@@ -52,6 +53,7 @@ const PIPELINE: &[&str] = &[
     "report_mode",
     "csv",
     "files_in_flight",
+    "duplicates",
     "fields",
 ];
 const SOURCE: &[&str] = &[
@@ -91,7 +93,9 @@ fn known(path: &[&str]) -> Option<&'static [&'static str]> {
         ["pipelines", _] => PIPELINE,
         ["pipelines", _, "source"] => SOURCE,
         ["pipelines", _, "batch"] => &["max_rows", "max_wait"],
-        ["pipelines", _, "csv"] => &["delimiter", "encoding", "max_record_bytes", "sheet"],
+        ["pipelines", _, "csv"] => {
+            &["delimiter", "encoding", "max_record_bytes", "sheet", "header_row"]
+        }
         ["pipelines", _, "fields"] | ["pipelines", _, "fields", "CustomFields"] => return None,
         ["pipelines", _, "fields", ..] => FIELD,
         _ => return None,

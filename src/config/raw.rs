@@ -100,6 +100,8 @@ pub struct RawConnection {
     pub poll_interval: Value<HumanDuration>,
     /// Give up polling a job after this long; its rows are reported as `unconfirmed`.
     pub poll_timeout: Value<HumanDuration>,
+    /// Refused credentials are probed again after this long (doubling up to 15 min).
+    pub auth_retry: Value<HumanDuration>,
     /// Plannr OAuth2: refresh an access token instead of a fixed `token`.
     pub oauth: Option<RawOAuth>,
     /// One rate budget shared by every process on this connection, kept in Redis.
@@ -142,6 +144,8 @@ pub struct RawPipeline {
     pub csv: Option<RawCsv>,
     /// Files of this pipeline processed at once.
     pub files_in_flight: Value<usize>,
+    /// `"allow"`: rows of one file that name the same person are all sent (Plannr `store`).
+    pub duplicates: Option<Spanned<String>>,
     /// Target field = source; kept as TOML values so `CustomFields` tables and
     /// per-field tables can be told apart (see `settings::fields`).
     #[serde(default)]
@@ -179,8 +183,10 @@ pub struct RawCsv {
     pub encoding: Option<Spanned<String>>,
     /// A longer record is a `parse` failure of its row (memory stays bounded).
     pub max_record_bytes: Value<u64>,
-    /// The sheet of a workbook (`*.xlsx`) to read; default the first.
+    /// The sheet of a workbook to read; default the first.
     pub sheet: Option<String>,
+    /// The header's line (1-based) or `"auto"`.
+    pub header_row: Option<Spanned<toml::Value>>,
 }
 
 /// One entry of `[pipelines.X.fields]` in its table form.

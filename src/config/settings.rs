@@ -21,6 +21,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two status polls of a job; the first polls come sooner.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The first wait before refused credentials are probed again (it doubles up to 15 min).
+pub const DEFAULT_AUTH_RETRY: Duration = Duration::from_secs(60);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
@@ -120,6 +122,8 @@ pub struct ConnectionSettings {
     pub retry: RetryPolicy,
     pub poll_interval: Duration,
     pub poll_timeout: Duration,
+    /// The first wait before refused credentials are probed again.
+    pub auth_retry: Duration,
     /// The rate budget kept in Redis for every process on this connection, if any.
     pub shared_limit: Option<SharedLimit>,
 }
@@ -232,6 +236,8 @@ pub enum Delimiter {
 pub enum Encoding {
     Utf8,
     Windows1252,
+    /// Mac Roman.
+    Macintosh,
     Auto,
 }
 
@@ -243,6 +249,17 @@ pub struct CsvSettings {
     pub max_record_bytes: usize,
     /// The sheet of a workbook to read (`None`: the first).
     pub sheet: Option<String>,
+    /// Which line is the header (`header_row`).
+    pub header_row: HeaderRow,
+}
+
+/// `header_row`: a line number (1-based, as `_line` counts), or the first of the first 20
+/// lines that holds every mapped column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderRow {
+    #[default]
+    Auto,
+    Line(u64),
 }
 
 impl Default for CsvSettings {
@@ -252,6 +269,7 @@ impl Default for CsvSettings {
             encoding: Encoding::Auto,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             sheet: None,
+            header_row: HeaderRow::Auto,
         }
     }
 }
@@ -271,6 +289,18 @@ pub struct PipelineSettings {
     pub csv: CsvSettings,
     pub fields: Vec<FieldSettings>,
     pub files_in_flight: usize,
+    /// Rows of one file naming the same person (Plannr `store` imports): refused or allowed.
+    pub duplicates: Duplicates,
+}
+
+/// `duplicates` of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplicates {
+    /// A Plannr `store` row naming the person an earlier row named fails at `validate`.
+    #[default]
+    Refuse,
+    /// `duplicates = "allow"`: every row is sent.
+    Allow,
 }
 
 impl PipelineSettings {

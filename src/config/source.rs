@@ -31,10 +31,11 @@ impl Ctx<'_> {
         }
     }
 
-    /// `pattern`: default `*.csv`, `*.csv.gz` and `*.xlsx`.
+    /// `pattern`: default `*.csv`, `*.csv.gz`, `*.tsv`, `*.txt` and every workbook kind
+    /// (SPEC §4).
     fn patterns(&mut self, pname: &str, raw: &RawSource, span: Range<usize>) -> Vec<glob::Pattern> {
         let texts = raw.pattern.clone().map_or_else(
-            || vec!["*.csv".into(), "*.csv.gz".into(), "*.xlsx".into()],
+            || DEFAULT_PATTERNS.iter().map(|p| p.to_string()).collect(),
             OneOrMany::into_vec,
         );
         let mut patterns = Vec::new();
@@ -84,10 +85,11 @@ impl Ctx<'_> {
             path,
             patterns,
             settle: self.duration(&key("settle"), &raw.settle, DEFAULT_SETTLE),
-            rescan_interval: self.duration(
+            rescan_interval: self.nonzero_duration(
                 &key("rescan_interval"),
                 &raw.rescan_interval,
                 DEFAULT_RESCAN,
+                "would rescan the folder without a pause",
             ),
         })
     }
@@ -111,8 +113,13 @@ impl Ctx<'_> {
             prefix.push('/');
         }
         let key = |k: &str| format!("pipelines.{pname}.source.{k}");
-        let poll_interval =
-            self.duration(&key("poll_interval"), &raw.poll_interval, DEFAULT_S3_POLL);
+        let no_pause = "would list the bucket without a pause";
+        let poll_interval = self.nonzero_duration(
+            &key("poll_interval"),
+            &raw.poll_interval,
+            DEFAULT_S3_POLL,
+            no_pause,
+        );
         // With a queue, events find new objects; the listing only catches lost ones.
         let rescan_default = if queue_url.is_some() { DEFAULT_QUEUE_RESCAN } else { poll_interval };
         Some(S3Settings {
@@ -123,10 +130,11 @@ impl Ctx<'_> {
             force_path_style: raw.force_path_style.unwrap_or(endpoint.is_some()),
             endpoint,
             poll_interval,
-            rescan_interval: self.duration(
+            rescan_interval: self.nonzero_duration(
                 &key("rescan_interval"),
                 &raw.rescan_interval,
                 rescan_default,
+                no_pause,
             ),
             queue_url,
         })
@@ -148,3 +156,7 @@ impl Ctx<'_> {
         }
     }
 }
+
+/// What a folder or bucket picks up when `pattern` is not set.
+pub const DEFAULT_PATTERNS: [&str; 9] =
+    ["*.csv", "*.csv.gz", "*.tsv", "*.txt", "*.xlsx", "*.xlsm", "*.xlsb", "*.xls", "*.ods"];

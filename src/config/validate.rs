@@ -213,6 +213,41 @@ impl<'a> Ctx<'a> {
         self.value(key, v).map_or(default, |d| d.0)
     }
 
+    /// A count that means nothing at 0 (a limit of nothing at once, batches of no row): 0 is
+    /// refused, naming the key, its line and what it would do, rather than raised silently.
+    pub(super) fn at_least_one<T: Clone + PartialEq + From<u8>>(
+        &mut self,
+        key: &str,
+        v: &Value<T>,
+        would: &str,
+    ) -> Option<T> {
+        let n = self.value(key, v)?;
+        if n == T::from(0) {
+            let span = v.as_ref().map(|s| s.span()).unwrap_or_default();
+            self.problem(span, format!("`{key}` = 0 {would}: it must be at least 1"));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A duration that means nothing at zero (a timeout, a poll interval); like
+    /// [`Ctx::duration`], with zero refused as [`Ctx::at_least_one`] refuses 0.
+    pub(super) fn nonzero_duration(
+        &mut self,
+        key: &str,
+        v: &Value<HumanDuration>,
+        default: std::time::Duration,
+        would: &str,
+    ) -> std::time::Duration {
+        let d = self.duration(key, v, default);
+        if d.is_zero() {
+            let span = v.as_ref().map(|s| s.span()).unwrap_or_default();
+            self.problem(span, format!("`{key}` = 0 {would}: it must be more than zero"));
+            return default;
+        }
+        d
+    }
+
     fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
         self.problems.sort_by_key(|p| p.line);
         if self.problems.is_empty() {
@@ -271,9 +306,12 @@ impl<'a> Ctx<'a> {
             });
         }
         let max_files_in_flight = self
-            .value("max_files_in_flight", &raw.max_files_in_flight)
-            .unwrap_or(DEFAULT_MAX_FILES_IN_FLIGHT)
-            .max(1);
+            .at_least_one(
+                "max_files_in_flight",
+                &raw.max_files_in_flight,
+                "would never let a file be processed",
+            )
+            .unwrap_or(DEFAULT_MAX_FILES_IN_FLIGHT);
         let shutdown_timeout =
             self.duration("shutdown_timeout", &raw.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         let settings = Settings {
@@ -370,9 +408,13 @@ impl<'a> Ctx<'a> {
         let report_mode = self.report_mode(&pname, raw.report_mode.as_ref());
         self.pipeline_folders(&pname, source.as_ref(), report_dir.as_ref(), raw);
         let files_in_flight = self
-            .value(&format!("pipelines.{pname}.files_in_flight"), &raw.files_in_flight)
-            .unwrap_or(DEFAULT_FILES_PER_PIPELINE)
-            .max(1);
+            .at_least_one(
+                &format!("pipelines.{pname}.files_in_flight"),
+                &raw.files_in_flight,
+                "would never let a file of this pipeline be processed",
+            )
+            .unwrap_or(DEFAULT_FILES_PER_PIPELINE);
+        let duplicates = self.duplicates(&pname, raw.duplicates.as_ref());
         Some(PipelineSettings {
             name: pname,
             connection: connection?,
@@ -384,7 +426,25 @@ impl<'a> Ctx<'a> {
             csv,
             fields,
             files_in_flight,
+            duplicates,
         })
+    }
+
+    /// `duplicates = "allow" | "refuse"` (the default).
+    fn duplicates(&mut self, pname: &str, raw: Option<&Spanned<String>>) -> Duplicates {
+        match raw.map(|d| (d.get_ref().as_str(), d.span())) {
+            None | Some(("refuse", _)) => Duplicates::Refuse,
+            Some(("allow", _)) => Duplicates::Allow,
+            Some((other, span)) => {
+                self.problem(
+                    span,
+                    format!(
+                        "pipeline `{pname}`: duplicates `{other}` is not \"allow\" or \"refuse\""
+                    ),
+                );
+                Duplicates::Refuse
+            }
+        }
     }
 
     /// A folder source and the report folder must take files (claims, moves, reports).
@@ -451,9 +511,12 @@ impl<'a> Ctx<'a> {
         };
         BatchSettings {
             max_rows: self
-                .value(&format!("pipelines.{pname}.batch.max_rows"), &b.max_rows)
-                .unwrap_or(default_rows)
-                .max(1),
+                .at_least_one(
+                    &format!("pipelines.{pname}.batch.max_rows"),
+                    &b.max_rows,
+                    "would make batches of no row",
+                )
+                .unwrap_or(default_rows),
             max_wait: self.duration(
                 &format!("pipelines.{pname}.batch.max_wait"),
                 &b.max_wait,
@@ -537,13 +600,24 @@ impl<'a> Ctx<'a> {
                 }
             };
         }
+        if let Some(h) = &raw.header_row {
+            csv.header_row = match h.get_ref() {
+                toml::Value::String(s) if s == "auto" => HeaderRow::Auto,
+                toml::Value::Integer(n) if *n >= 1 => HeaderRow::Line(n.unsigned_abs()),
+                other => {
+                    self.problem(h.span(), format!("pipeline `{pname}`: header_row `{other}` must be a line number (1 or more) or \"auto\""));
+                    HeaderRow::Auto
+                }
+            };
+        }
         if let Some(e) = &raw.encoding {
             csv.encoding = match e.get_ref().to_ascii_lowercase().as_str() {
                 "utf-8" | "utf8" => Encoding::Utf8,
                 "windows-1252" | "cp1252" | "latin1" | "iso-8859-1" => Encoding::Windows1252,
+                "macintosh" | "mac-roman" | "macroman" | "x-mac-roman" => Encoding::Macintosh,
                 "auto" => Encoding::Auto,
                 other => {
-                    self.problem(e.span(), format!("pipeline `{pname}`: encoding `{other}` is not utf-8, windows-1252 or auto"));
+                    self.problem(e.span(), format!("pipeline `{pname}`: encoding `{other}` is not utf-8, windows-1252, macintosh or auto"));
                     Encoding::Auto
                 }
             };

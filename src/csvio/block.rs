@@ -123,7 +123,7 @@ impl RowBlock {
     /// a UTF-8 file, or plain ASCII in any. `None` sends cells through [`FileEncoding::decode`].
     pub fn text(&self, encoding: FileEncoding) -> Option<&str> {
         let text = simdutf8::basic::from_utf8(&self.data).ok()?;
-        (encoding != FileEncoding::Windows1252 || text.is_ascii()).then_some(text)
+        (!encoding.single_byte() || text.is_ascii()).then_some(text)
     }
 
     /// A row's cells, sliced from `text` (from [`RowBlock::text`]) when there is one.
@@ -137,13 +137,15 @@ impl RowBlock {
     }
 
     /// A parse failure when the record is flawed as a whole (too long, a quote left open,
-    /// a NUL byte) or its width differs from the header's.
-    pub fn ragged(&self, row: &BlockRow, expected: usize) -> Option<Failure> {
+    /// a NUL byte) or its width differs from the header's. The width of `sheet_rows` (a
+    /// workbook's, which stop at their last cell that is not empty, and whose cells cannot
+    /// slip into another column) is not checked.
+    pub fn ragged(&self, row: &BlockRow, expected: usize, sheet_rows: bool) -> Option<Failure> {
         if let Some(flaw) = row.flaw {
             return Some(Failure::new(Stage::Parse, None, flaw.message(row.line)));
         }
         let width = row.fields.len();
-        (width != expected).then(|| {
+        (width != expected && !sheet_rows).then(|| {
             Failure::new(
                 Stage::Parse,
                 None,
@@ -252,10 +254,10 @@ mod tests {
         push(&mut b, 2, 4, &[b"c", b"d"]);
         b.mark_nul_rows();
         let rows = b.rows().to_vec();
-        assert!(b.ragged(&rows[0], 2).is_none());
-        let f = b.ragged(&rows[1], 2).unwrap();
+        assert!(b.ragged(&rows[0], 2, false).is_none());
+        let f = b.ragged(&rows[1], 2, false).unwrap();
         assert!(f.messages[0].contains("NUL"), "{f:?}");
-        assert!(b.ragged(&rows[2], 2).is_none());
+        assert!(b.ragged(&rows[2], 2, false).is_none());
     }
 
     #[test]
@@ -274,8 +276,10 @@ mod tests {
         let fields: Vec<&[u8]> = s.raw.iter().collect();
         assert_eq!(fields, [&b"a"[..], b"", b"ccc"]);
         assert_eq!((s.seq, s.line), (0, 2));
-        assert!(b.ragged(&rows[1], 3).is_some());
-        assert!(b.ragged(&rows[0], 3).is_none());
+        assert!(b.ragged(&rows[1], 3, false).is_some());
+        assert!(b.ragged(&rows[1], 3, true).is_none(), "a short workbook row is fine");
+        assert!(b.ragged(&rows[0], 2, true).is_none(), "and so is a wider one");
+        assert!(b.ragged(&rows[0], 3, false).is_none());
         assert_eq!(b.row_bytes(&rows[0]), b"accc");
         assert_eq!(b.row_bytes(&rows[1]), b"d\xc3\xa9");
     }

@@ -5,6 +5,8 @@ use std::borrow::Cow;
 use crate::config::{Delimiter, Encoding};
 
 pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+pub const UTF16LE_BOM: &[u8] = b"\xFF\xFE";
+pub const UTF16BE_BOM: &[u8] = b"\xFE\xFF";
 const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
 
 /// How a file's bytes become text.
@@ -15,24 +17,41 @@ pub enum FileEncoding {
     /// UTF-8, but a field that is not valid UTF-8 is read as Windows-1252 (`encoding = "auto"`).
     Utf8Lenient,
     Windows1252,
+    /// Mac Roman (`encoding = "macintosh"`), what older Mac Excel saves as CSV.
+    MacRoman,
+    /// UTF-16 with a BOM (Excel's "Unicode Text"). The file is transcoded to UTF-8 as it is
+    /// read, so its fields are UTF-8 here; its reports are written back in UTF-16.
+    Utf16 {
+        big_endian: bool,
+    },
 }
 
 impl FileEncoding {
     /// Decodes one field.
     pub fn decode<'a>(self, bytes: &'a [u8]) -> Result<Cow<'a, str>, String> {
         match std::str::from_utf8(bytes) {
-            Ok(s) if self != FileEncoding::Windows1252 || s.is_ascii() => Ok(Cow::Borrowed(s)),
-            Ok(_) | Err(_) if self != FileEncoding::Utf8Strict => {
+            Ok(s) if !self.single_byte() || s.is_ascii() => Ok(Cow::Borrowed(s)),
+            _ if self == FileEncoding::MacRoman => {
+                Ok(encoding_rs::MACINTOSH.decode_without_bom_handling(bytes).0)
+            }
+            _ if matches!(self, FileEncoding::Windows1252 | FileEncoding::Utf8Lenient) => {
                 Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0)
             }
             _ => Err("is not valid UTF-8 (set encoding = \"windows-1252\" or \"auto\" for this pipeline)".into()),
         }
     }
 
-    /// Encodes text of our own (report messages) the way the source file is encoded.
+    /// A single-byte encoding: bytes past ASCII are characters of their own, never UTF-8.
+    pub fn single_byte(self) -> bool {
+        matches!(self, FileEncoding::Windows1252 | FileEncoding::MacRoman)
+    }
+
+    /// Encodes text of our own (report messages) the way the source file's fields are
+    /// encoded (UTF-8 for UTF-16 files, which are transcoded as a whole when written).
     pub fn encode(self, text: &str) -> Cow<'_, [u8]> {
         match self {
             FileEncoding::Windows1252 => encoding_rs::WINDOWS_1252.encode(text).0,
+            FileEncoding::MacRoman => encoding_rs::MACINTOSH.encode(text).0,
             _ => Cow::Borrowed(text.as_bytes()),
         }
     }
@@ -40,7 +59,58 @@ impl FileEncoding {
     pub fn name(self) -> &'static str {
         match self {
             FileEncoding::Windows1252 => "windows-1252",
-            _ => "utf-8",
+            FileEncoding::MacRoman => "macintosh",
+            FileEncoding::Utf16 { big_endian: false } => "utf-16le",
+            FileEncoding::Utf16 { big_endian: true } => "utf-16be",
+            FileEncoding::Utf8Strict | FileEncoding::Utf8Lenient => "utf-8",
+        }
+    }
+}
+
+/// How the file's lines end; its reports end theirs the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineEnd {
+    #[default]
+    Lf,
+    CrLf,
+    /// A bare CR, as classic Mac OS (and older Mac Excel) wrote.
+    Cr,
+}
+
+impl LineEnd {
+    /// The line end of the first line of `sample` (LF when it has none), and where that
+    /// line's terminator starts and how long it is.
+    pub fn of_first_line(sample: &[u8]) -> (Self, Option<(usize, usize)>) {
+        match memchr::memchr2(b'\n', b'\r', sample) {
+            None => (LineEnd::Lf, None),
+            Some(i) if sample[i] == b'\n' => (LineEnd::Lf, Some((i, 1))),
+            Some(i) if sample.get(i + 1) == Some(&b'\n') => (LineEnd::CrLf, Some((i, 2))),
+            Some(i) => (LineEnd::Cr, Some((i, 1))),
+        }
+    }
+
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            LineEnd::Lf => b"\n",
+            LineEnd::CrLf => b"\r\n",
+            LineEnd::Cr => b"\r",
+        }
+    }
+
+    /// The byte whose count is the line count: CR only in a CR-only file.
+    pub fn counted(self) -> u8 {
+        if self == LineEnd::Cr {
+            b'\r'
+        } else {
+            b'\n'
+        }
+    }
+
+    pub fn terminator(self) -> csv::Terminator {
+        match self {
+            LineEnd::Lf => csv::Terminator::Any(b'\n'),
+            LineEnd::CrLf => csv::Terminator::CRLF,
+            LineEnd::Cr => csv::Terminator::Any(b'\r'),
         }
     }
 }
@@ -56,6 +126,7 @@ pub fn sniff_encoding(
     match setting {
         Encoding::Utf8 => FileEncoding::Utf8Strict,
         Encoding::Windows1252 => FileEncoding::Windows1252,
+        Encoding::Macintosh => FileEncoding::MacRoman,
         Encoding::Auto if has_bom => FileEncoding::Utf8Lenient,
         Encoding::Auto => match std::str::from_utf8(sample) {
             Ok(_) => FileEncoding::Utf8Lenient,
@@ -162,5 +233,17 @@ mod tests {
         assert_eq!(FileEncoding::Utf8Lenient.decode(b"Zo\xEB").unwrap(), "Zoë");
         assert!(FileEncoding::Utf8Strict.decode(b"Zo\xEB").is_err());
         assert_eq!(&*FileEncoding::Windows1252.encode("Zoë"), b"Zo\xEB");
+        // Mac Roman: é is 0x8E, è 0x8F.
+        assert_eq!(FileEncoding::MacRoman.decode(b"Caf\x8E Cr\x8Fme").unwrap(), "Café Crème");
+        assert_eq!(&*FileEncoding::MacRoman.encode("Café"), b"Caf\x8E");
+        assert_eq!(sniff_encoding(Encoding::Macintosh, b"x", false, true), FileEncoding::MacRoman);
+    }
+
+    #[test]
+    fn line_ends() {
+        assert_eq!(LineEnd::of_first_line(b"a,b\r\nc"), (LineEnd::CrLf, Some((3, 2))));
+        assert_eq!(LineEnd::of_first_line(b"a,b\rc,d\r"), (LineEnd::Cr, Some((3, 1))));
+        assert_eq!(LineEnd::of_first_line(b"a,b\nc\r\n"), (LineEnd::Lf, Some((3, 1))));
+        assert_eq!(LineEnd::of_first_line(b"a,b"), (LineEnd::Lf, None));
     }
 }

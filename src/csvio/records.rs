@@ -21,6 +21,9 @@ pub enum Flaw {
     UnclosedQuote { last_line: u64 },
     /// A NUL byte: binary data, not text.
     Nul,
+    /// A workbook cell holds an error value (`#N/A`, ...): column, error code, and how many
+    /// more cells of the row do (see [`super::workbook`]).
+    CellError { col: u32, error: u8, more: u32 },
 }
 
 impl Flaw {
@@ -33,6 +36,9 @@ impl Flaw {
                 "a quote opened in this record is never closed, so lines {line} to {last_line} (the rest of the file) were read as this one record; close the quote and drop the rows again"
             ),
             Flaw::Nul => "the row holds a NUL byte (binary data, not text)".into(),
+            Flaw::CellError { col, error, more } => {
+                super::workbook::cell_error_message(line, col, error, more)
+            }
         }
     }
 }
@@ -70,6 +76,13 @@ pub struct Records {
     per_record: bool,
     /// In `per_record` mode, the last record ended on `\r`: the `\n` that follows is its own.
     eol_pending: bool,
+    /// The byte lines are counted by: `\n`, or `\r` in a file whose lines end in a bare CR.
+    eol: u8,
+    /// The line the next record starts on when no blank line comes before it.
+    next_expected: u64,
+    /// Blank lines (empty, or only delimiters) are skipped and counted, not records.
+    skip_blank: bool,
+    blank: u64,
 }
 
 impl Records {
@@ -101,14 +114,37 @@ impl Records {
             last: 0,
             per_record: false,
             eol_pending: false,
+            eol: b'\n',
+            next_expected: 1,
+            skip_blank: false,
+            blank: 0,
         }
     }
 
-    /// Numbers lines from `line` (after a `sep=` line: 2); with `per_record`, one per record.
-    pub fn starting_at(mut self, line: u64, per_record: bool) -> Self {
+    /// Numbers lines from `line` (after a `sep=` line: 2); with `per_record`, one per record;
+    /// lines are counted by `eol` (`\r` in a file of bare CR line ends, else `\n`).
+    pub fn starting_at(mut self, line: u64, per_record: bool, eol: u8) -> Self {
         self.line = line;
+        self.next_expected = line;
         self.per_record = per_record;
+        self.eol = eol;
         self
+    }
+
+    /// From here on, blank lines (empty, or holding only delimiters) are not records: they
+    /// are stepped over and counted (see [`Records::blank`]).
+    pub fn skip_blank_lines_from_here(&mut self) {
+        self.skip_blank = true;
+    }
+
+    /// Blank lines stepped over since [`Records::skip_blank_lines_from_here`].
+    pub fn blank(&self) -> u64 {
+        self.blank
+    }
+
+    /// Everything has been parsed: the last record returned ended at the end of the stream.
+    pub fn exhausted(&self) -> bool {
+        self.eof && self.pos >= self.end
     }
 
     /// The line the bytes not yet parsed start on: after [`Records::next`] fails, where the
@@ -132,8 +168,25 @@ impl Records {
     /// Reads the next record: where it starts (and its flaw, if any), or `None` at the end of
     /// the file. Its fields are then [`Records::record`] (none for an oversized record).
     pub async fn next(&mut self) -> io::Result<Option<RecordStart>> {
+        loop {
+            let Some(start) = self.next_record().await? else { return Ok(None) };
+            // Fields all empty, with nothing wrong: a line of only delimiters.
+            let blank = self.skip_blank && start.flaw.is_none() && self.used == 0;
+            if !blank {
+                return Ok(Some(start));
+            }
+            self.blank += self.next_expected.saturating_sub(start.line);
+        }
+    }
+
+    /// The next record, blank or not.
+    async fn next_record(&mut self) -> io::Result<Option<RecordStart>> {
         self.skip_blank_lines().await?;
         let line = self.line;
+        if self.skip_blank {
+            self.blank += line.saturating_sub(self.next_expected);
+        }
+        self.next_expected = line;
         let mut r = Reading { start: self.pos, ..Reading::default() };
         loop {
             self.make_room(&mut r);
@@ -141,7 +194,7 @@ impl Records {
             let (res, nin, nout, nend) =
                 self.core.read_record(input, &mut self.fields[r.used..], &mut self.ends[r.count..]);
             if !self.per_record {
-                self.line += newlines(&input[..nin]);
+                self.line += count_byte(&input[..nin], self.eol);
             }
             if nin > 0 {
                 self.last = input[nin - 1];
@@ -164,6 +217,9 @@ impl Records {
                         self.line = line + 1;
                         self.eol_pending = self.last == b'\r';
                     }
+                    // A record that ended on its line's end has counted it already.
+                    let counted = self.per_record || self.last == self.eol;
+                    self.next_expected = self.line + u64::from(!counted);
                     return Ok(Some(self.finish_record(line, r)));
                 }
                 ReadRecordResult::End => return Ok(None),
@@ -200,7 +256,7 @@ impl Records {
         (self.used, self.count) = if r.oversized { (0, 0) } else { (r.used, r.count) };
         let flaw = if unclosed {
             // The line the record's last byte is on: a final newline ends it, not starts one.
-            let ends_line = self.last == b'\n';
+            let ends_line = self.last == self.eol;
             Some(Flaw::UnclosedQuote { last_line: self.line - u64::from(ends_line) })
         } else if r.oversized {
             Some(Flaw::Oversized { bytes: r.bytes, max: self.max_record })
@@ -220,8 +276,8 @@ impl Records {
             while let Some(&b) = self.buf[..self.end].get(self.pos) {
                 match b {
                     b'\n' if self.eol_pending => self.eol_pending = false,
-                    b'\n' => self.line += 1,
-                    b'\r' => {}
+                    b'\n' | b'\r' if b == self.eol => self.line += 1,
+                    b'\n' | b'\r' => {}
                     _ => {
                         self.eol_pending = false;
                         return Ok(());
@@ -265,12 +321,12 @@ fn quotes(bytes: &[u8]) -> u64 {
     memchr::memchr_iter(b'"', bytes).count() as u64
 }
 
-/// How many `\n` bytes `bytes` holds. A record usually has one, at its end: a search per
-/// newline costs less here than memchr's counting routine, which callgrind showed at 200
-/// instructions a record.
-fn newlines(bytes: &[u8]) -> u64 {
+/// How many `eol` bytes (`\n`, or `\r` in a CR-only file) `bytes` holds. A record usually
+/// has one, at its end: a search per newline costs less here than memchr's counting routine,
+/// which callgrind showed at 200 instructions a record.
+fn count_byte(bytes: &[u8], eol: u8) -> u64 {
     let (mut n, mut rest) = (0, bytes);
-    while let Some(i) = memchr::memchr(b'\n', rest) {
+    while let Some(i) = memchr::memchr(eol, rest) {
         n += 1;
         rest = &rest[i + 1..];
     }
@@ -351,6 +407,41 @@ mod tests {
         assert_eq!(got[1].flaw, Some(Flaw::UnclosedQuote { last_line: 4 }));
         let fine = starts(b"a,b\n1,\"multi\nline\"", 1 << 20).await;
         assert_eq!(fine[1].flaw, None, "a closed quote on the last line is fine");
+    }
+
+    /// Records of `text` read with blank lines skipped after the first record: (line,
+    /// fields) of each, and the blank lines counted.
+    async fn skipping(text: &[u8], eol: u8, capacity: usize) -> (Vec<(u64, Vec<Vec<u8>>)>, u64) {
+        let stream: BoxRead = Box::pin(std::io::Cursor::new(text.to_vec()));
+        let mut records =
+            Records::new(stream, b',', Vec::new(), capacity, 1 << 20).starting_at(1, false, eol);
+        let mut out = Vec::new();
+        while let Some(r) = records.next().await.unwrap() {
+            out.push((r.line, records.fields().map(<[u8]>::to_vec).collect()));
+            records.skip_blank_lines_from_here();
+        }
+        (out, records.blank())
+    }
+
+    #[tokio::test]
+    async fn blank_lines_and_lines_of_delimiters_are_counted_not_read() {
+        let want = vec![(1, f(&["h", "i"])), (3, f(&["a", "b"])), (7, f(&["c", ""]))];
+        for eol in ["\n", "\r\n"] {
+            let text = ["h,i", "", "a,b", ",", "", "\"\",", "c,", ",", ""].join(eol);
+            for capacity in [1, 3, 1024] {
+                let (got, blank) = skipping(text.as_bytes(), b'\n', capacity).await;
+                assert_eq!(got, want, "{eol:?} {capacity}");
+                assert_eq!(blank, 5, "{eol:?} {capacity}: lines 2, 4, 5, 6 and 8");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bare_cr_line_ends_number_lines() {
+        let text = b"h,i\ra,\"x\ry\"\r\rb,c\r";
+        let (got, blank) = skipping(text, b'\r', 2).await;
+        assert_eq!(got, vec![(1, f(&["h", "i"])), (2, f(&["a", "x\ry"])), (5, f(&["b", "c"]))]);
+        assert_eq!(blank, 1);
     }
 
     #[tokio::test]

@@ -42,13 +42,36 @@ pub struct FileRun<'a> {
     pub left_by_earlier_run: bool,
 }
 
+/// Runs the file; while its connection holds (refused credentials) the file waits at its
+/// checkpoint, claimed, and goes on by itself once they are accepted.
 pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
+    loop {
+        let again = FileRun {
+            input: file.input.clone(),
+            identity: file.identity.clone(),
+            stem: file.stem.clone(),
+            ..file
+        };
+        if let Some(ran) = run_once(again, shared).await {
+            return ran;
+        }
+        let Some(conn) = &file.ctx.connection else { return Ran::Interrupted };
+        tracing::warn!(pipeline = %file.ctx.pipeline.name, file = %file.name, connection = conn.name(), "the connection's credentials were refused: the file waits at its checkpoint until they are accepted");
+        tokio::select! {
+            _ = file.ctx.stop.cancelled() => return Ran::Interrupted,
+            _ = conn.until_accepted() => {}
+        }
+    }
+}
+
+/// One run; `None` when it stopped because its connection holds.
+async fn run_once(file: FileRun<'_>, shared: &Shared) -> Option<Ran> {
     let FileRun { ctx, input, name, identity, stem, left_by_earlier_run } = file;
     let pipeline = ctx.pipeline.name.clone();
     let lf = match shared.ledger.claim(identity, stem.clone()).await {
         Ok(Claim::Finished { finished_at, .. }) => {
             crate::metrics::get().file(&pipeline, "already_imported");
-            return Ran::AlreadyDone { finished_at };
+            return Some(Ran::AlreadyDone { finished_at });
         }
         Ok(Claim::Fresh { file_id, started_at }) => {
             if left_by_earlier_run {
@@ -62,7 +85,7 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
                 resume: None,
             }
         }
-        Ok(Claim::Resume(r)) if r.attempts > MAX_STARTS => return set_aside(ctx, name, &r),
+        Ok(Claim::Resume(r)) if r.attempts > MAX_STARTS => return Some(set_aside(ctx, name, &r)),
         Ok(Claim::Resume(r)) => {
             tracing::info!(pipeline = %pipeline, file = %name, rows_settled = r.checkpoint.watermark, jobs = r.jobs.len(), "resuming where an earlier run stopped");
             LedgerFile {
@@ -74,10 +97,10 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
             }
         }
         Err(e) => {
-            return Ran::Blocked {
+            return Some(Ran::Blocked {
                 what: shared.ledger.path.display().to_string(),
                 error: e.to_string(),
-            }
+            })
         }
     };
     let file_id = lf.file_id;
@@ -91,10 +114,15 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
     };
     let joined = task.await;
     metrics.file_in_flight(&pipeline, -1);
-    match joined {
+    Some(match joined {
         Ok(Ok(result)) if result.interrupted => {
-            if ctx.stop.is_cancelled() || ctx.abort.is_cancelled() {
-                shared.ledger.stopped(file_id);
+            // Stopped in good order (shutdown, a lost lease, a source that broke off, a
+            // connection that holds): not a crash, so it never counts towards setting the
+            // file aside.
+            shared.ledger.stopped(file_id);
+            let stopping = ctx.stop.is_cancelled() || ctx.abort.is_cancelled();
+            if result.held && !stopping {
+                return None;
             }
             Ran::Interrupted
         }
@@ -113,16 +141,17 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
             write_failure_summary(ctx, name, &why, None);
             Ran::Crashed { file_id }
         }
-    }
+    })
 }
 
 /// A file started too often without progress: whatever report it has is published, and a
 /// summary says why it was set aside.
 fn set_aside(ctx: &FileContext, name: &str, r: &Resume) -> Ran {
     let why = format!(
-        "processing stopped {} times in a row without progress (the daemon was killed or crashed while on this file); it was set aside so the daemon can go on. Rows from line {} on were not processed; rows before it are counted in this summary",
+        "processing stopped {} times in a row without progress (the daemon was killed or crashed while on this file); it was set aside so the daemon can go on. Rows before line {line} are counted in this summary; rows from line {line} on are not: some of them may have reached the CRM ({} batch(es) were in flight), so check them there before dropping the file again",
         r.attempts - 1,
-        r.checkpoint.watermark + 2
+        r.jobs.len() + r.pending.len(),
+        line = r.checkpoint.watermark + 2
     );
     tracing::error!(pipeline = %ctx.pipeline.name, file = %name, "{why}");
     let (errors, _) = report::report_names(&ctx.report_dir, &r.report_stem);
@@ -162,6 +191,7 @@ pub fn write_failure_summary(
         started_at: now.clone(),
         finished_at: now,
         rows,
+        lines: Default::default(),
         failed_by_stage,
         remote_jobs: Default::default(),
         report,

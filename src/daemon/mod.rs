@@ -20,6 +20,7 @@ use crate::ops::health::Health;
 use crate::ops::server::OpsState;
 use crate::ops::systemd;
 use crate::pipeline::FileContext;
+use crate::source::claims::{Claims, SharedClaims};
 use crate::source::s3::{ClaimedObject, S3Source};
 use crate::source::{Claimed, FolderSource};
 use crate::targets;
@@ -39,25 +40,39 @@ pub struct Control {
 
 type Connections = BTreeMap<String, Arc<Connection>>;
 
-/// One [`Connection`] per configured connection, shared by the pipelines naming it. A
-/// connection whose settings did not change keeps its limiter and in-flight slots.
+/// One [`Connection`] per configured connection, shared by the pipelines naming it.
 pub fn connections(settings: &Settings) -> anyhow::Result<Connections> {
-    reuse_connections(settings, &BTreeMap::new())
+    reuse_connections(settings, &BTreeMap::new(), None)
 }
 
-fn reuse_connections(settings: &Settings, old: &Connections) -> anyhow::Result<Connections> {
-    settings
-        .connections
-        .iter()
-        .map(|(name, c)| {
-            if let Some(existing) = old.get(name).filter(|o| *o.settings == **c) {
-                return Ok((name.clone(), existing.clone()));
-            }
-            let conn = Connection::new(c.clone(), crate::metrics::get())
-                .with_context(|| format!("connection `{name}`: cannot build its HTTP client"))?;
-            Ok((name.clone(), Arc::new(conn)))
-        })
-        .collect()
+/// A connection of the same name lives on across reloads, whatever changed: it keeps its one
+/// limiter and in-flight slots, so files in flight and new ones share them (the reload then
+/// gives it the new settings: [`Running::reload`]). A new one gets a task that probes its
+/// credentials while they are refused (until `stop`), reading the config at
+/// `settings.path` afresh for them.
+fn reuse_connections(
+    settings: &Settings,
+    old: &Connections,
+    stop: Option<&CancellationToken>,
+) -> anyhow::Result<Connections> {
+    let context = |name: &str| format!("connection `{name}`: cannot build its HTTP client");
+    let mut out = Connections::new();
+    for (name, c) in &settings.connections {
+        if let Some(existing) = old.get(name) {
+            out.insert(name.clone(), existing.clone());
+            continue;
+        }
+        let conn = Arc::new(
+            Connection::new(c.clone(), crate::metrics::get()).with_context(|| context(name))?,
+        );
+        if let Some(stop) = stop {
+            let (path, name) = (settings.path.clone(), name.clone());
+            let fresh = move || crate::config::load(&path).ok()?.connections.get(&name).cloned();
+            tokio::spawn(conn.clone().recover(fresh, stop.clone()));
+        }
+        out.insert(name.clone(), conn);
+    }
+    Ok(out)
 }
 
 /// Runs until `shutdown` is cancelled, then drains.
@@ -75,6 +90,24 @@ pub(crate) struct Shared {
     global: Arc<Semaphore>,
     stop: CancellationToken,
     abort: CancellationToken,
+    /// This daemon's owner id (one per state dir): it names its claims.
+    owner: String,
+    /// Its claims folder and lock in each watched folder, kept across reloads.
+    claims: Arc<std::sync::Mutex<BTreeMap<PathBuf, SharedClaims>>>,
+}
+
+impl Shared {
+    /// This daemon's claims in `folder`, taken the first time it is watched.
+    fn claims_in(&self, folder: &std::path::Path) -> std::io::Result<SharedClaims> {
+        let mut all =
+            self.claims.lock().map_err(|_| std::io::Error::other("claims lock poisoned"))?;
+        if let Some(c) = all.get(folder) {
+            return Ok(c.clone());
+        }
+        let c = Claims::take(folder, &self.owner)?;
+        all.insert(folder.to_path_buf(), c.clone());
+        Ok(c)
+    }
 }
 
 /// The watchers of one config; cancelled on reload, while their files finish.
@@ -93,6 +126,8 @@ pub async fn run_with(settings: Settings, mut control: Control) -> anyhow::Resul
         global: Arc::new(Semaphore::new(settings.max_files_in_flight)),
         stop: CancellationToken::new(),
         abort: CancellationToken::new(),
+        owner: crate::source::owner::id(&settings.state_dir),
+        claims: Arc::default(),
     };
     let generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
     let ops_connections =
@@ -159,6 +194,14 @@ impl Running {
             Ok(next) => next,
             Err(e) => return tracing::error!(error = %format!("{e:#}"), "{refused}"),
         };
+        for (name, c) in &new.connections {
+            let Some(conn) = next.connections.get(name) else { continue };
+            if let Err(e) = conn.reconfigure(c.clone()) {
+                tracing::error!(connection = %name, error = %e, "cannot rebuild the connection's HTTP client; it keeps its old settings");
+            }
+            // A connection holding its files tries the reloaded credentials now.
+            conn.probe_now();
+        }
         self.generation.cancel.cancel();
         self.generation = next;
         self.settings = new;
@@ -218,7 +261,7 @@ async fn start(
     old: &Connections,
     first: bool,
 ) -> anyhow::Result<Generation> {
-    let connections = reuse_connections(settings, old)?;
+    let connections = reuse_connections(settings, old, Some(&shared.stop))?;
     let cancel = CancellationToken::new();
     for pipeline in &settings.pipelines {
         let ctx = |report_dir: PathBuf| FileContext {
@@ -233,19 +276,26 @@ async fn start(
         match &pipeline.source {
             SourceSettings::Folder(f) => {
                 let source = FolderSource::new(f.clone());
-                source.prepare().with_context(|| {
+                let prepare_error = || {
                     format!(
                         "pipeline `{}`: cannot prepare folder {}",
                         pipeline.name,
                         f.path.display()
                     )
-                })?;
+                };
+                source.prepare().with_context(prepare_error)?;
+                let source =
+                    source.with_claims(shared.claims_in(&f.path).with_context(prepare_error)?);
                 let ctx =
                     ctx(pipeline.default_report_dir().unwrap_or_else(|| f.path.join("reports")));
                 tracing::info!(pipeline = %pipeline.name, source = %f.path.display(), target = %pipeline.target.name(), connection = %pipeline.connection.name, "watching");
                 let (tx, rx) = mpsc::channel::<Claimed>(1);
-                let paused = shared.health.paused();
-                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first, paused));
+                // A connection that holds (refused credentials) leaves new files in the inbox.
+                let held = connections.get(&pipeline.connection.name).map(|c| c.held());
+                let paused = either(shared.health.paused(), held, cancel.clone());
+                let health = shared.health.clone();
+                let watch = source.clone().watch(slots, tx, cancel.clone(), first, health, paused);
+                tokio::spawn(watch);
                 tokio::spawn(dispatch(rx, shared.clone(), move |claimed, shared| {
                     folder::handle(ctx.clone(), source.clone(), claimed, shared)
                 }));
@@ -290,4 +340,26 @@ where
             drop(global_permit);
         });
     }
+}
+
+/// `true` while either says so (`b` absent: `a` alone), until `cancel`.
+fn either(
+    a: tokio::sync::watch::Receiver<bool>,
+    b: Option<tokio::sync::watch::Receiver<bool>>,
+    cancel: CancellationToken,
+) -> tokio::sync::watch::Receiver<bool> {
+    let Some(mut b) = b else { return a };
+    let mut a = a;
+    let (tx, rx) = tokio::sync::watch::channel(*a.borrow() || *b.borrow());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = a.changed() => if r.is_err() { return },
+                r = b.changed() => if r.is_err() { return },
+            }
+            tx.send_replace(*a.borrow() || *b.borrow());
+        }
+    });
+    rx
 }

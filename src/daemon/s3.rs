@@ -1,6 +1,7 @@
 //! A leased S3 object: streamed through the shared file runner while its lease is renewed;
-//! then reports uploaded, the ledger told, the object moved, the lease released. A broken
-//! connection mid-object reads it again from the ledger's checkpoint.
+//! then reports uploaded, the ledger told, the object moved, the lease released. A read that
+//! breaks off is read on from the byte reached (`source::s3::read`); one that keeps failing
+//! is read again from the ledger's checkpoint, and after that waits for the next listing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use super::file::{self, FileRun, Ran};
 use super::Shared;
 use crate::ledger::{FileState, Identity};
 use crate::pipeline::{FileContext, FileResult, Input};
-use crate::source::s3::{lease::Lease, ClaimedObject, S3File, S3Source};
+use crate::source::s3::{lease::Lease, ClaimedObject, Moved, S3File, S3Source};
 
 /// Reads of one object that break off before it is given up for now (the next poll retries).
 const MAX_READS: u32 = 5;
@@ -193,7 +194,11 @@ async fn moved(
     name: &str,
 ) -> bool {
     match source.file_away(object, failed).await {
-        Ok(_) => true,
+        Ok(Moved::To(_) | Moved::AlreadyGone) => true,
+        Ok(Moved::Replaced) => {
+            tracing::warn!(file = %name, "the object was replaced while it was imported: the version imported is done, and the new one stays in place to be imported on its own");
+            true
+        }
         Err(e) => {
             tracing::error!(file = %name, error = %e, "could not move the object; it is moved at the next start");
             false

@@ -31,6 +31,8 @@ pub enum LedgerError {
     Write(String),
     #[error("the ledger is closed")]
     Closed,
+    #[error("state_dir {} is in use by another crm-ingest{}: two daemons must not share a state_dir (give each its own)", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { dir: PathBuf, pid: Option<u32> },
 }
 
 /// What makes a file the same file: same pipeline, name, size and content.
@@ -123,6 +125,8 @@ pub struct Ledger {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     pub path: PathBuf,
+    /// `state_dir/lock`, held (flock) while this ledger is open: one daemon per state dir.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -133,10 +137,12 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Opens (creating and migrating) `state_dir/ledger.sqlite3`. The folder is made 0700 and
-    /// the database 0600 whatever the umask: they name the files people dropped.
+    /// the database 0600 whatever the umask: they name the files people dropped. The state
+    /// dir is locked first: a second daemon on it is refused, naming the first one's pid.
     pub fn open(state_dir: &Path) -> Result<Self, LedgerError> {
         let dir_err = |source| LedgerError::Dir { path: state_dir.to_path_buf(), source };
         private_dir(state_dir).map_err(dir_err)?;
+        let lock = lock_state_dir(state_dir)?;
         let path = state_dir.join("ledger.sqlite3");
         // Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the
         // database's own mode.
@@ -153,7 +159,7 @@ impl Ledger {
             .name("ledger".into())
             .spawn(move || owner(conn, rx))
             .map_err(|e| LedgerError::Dir { path: path.clone(), source: e })?;
-        Ok(Self { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), path })
+        Ok(Self { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), path, _lock: lock })
     }
 
     pub fn schema_version() -> usize {
@@ -322,6 +328,35 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
             reply(err.clone());
         }
     }
+}
+
+/// Takes `state_dir/lock` (an exclusive `flock`, released when the process ends however it
+/// ends) and writes this process's pid into it for whoever is refused next.
+fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, LedgerError> {
+    use std::io::{Read, Seek, Write};
+    let path = state_dir.join("lock");
+    let dir_err = |source| LedgerError::Dir { path: state_dir.to_path_buf(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(dir_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let pid = text.trim().parse().ok();
+            return Err(LedgerError::Locked { dir: state_dir.to_path_buf(), pid });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    written.map_err(dir_err)?;
+    Ok(file)
 }
 
 /// Creates `dir` if need be and makes it 0700.

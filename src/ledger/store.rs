@@ -169,6 +169,7 @@ pub fn checkpoint(tx: &Transaction<'_>, file_id: i64, cp: &Checkpoint) -> rusqli
     let counts = Counts { rows: cp.counts.clone(), failed_by_stage: cp.failed_by_stage.clone() };
     tx.execute(
         "UPDATE files SET watermark = ?2, errors_bytes = ?3, counts = ?4, updated_at = ?5,
+                warnings_bytes = ?6,
                 attempts = CASE WHEN ?2 > watermark THEN 0 ELSE attempts END
          WHERE id = ?1 AND watermark <= ?2",
         params![
@@ -176,7 +177,8 @@ pub fn checkpoint(tx: &Transaction<'_>, file_id: i64, cp: &Checkpoint) -> rusqli
             cp.watermark,
             cp.errors_bytes,
             serde_json::to_string(&counts).unwrap_or_default(),
-            now_rfc3339()
+            now_rfc3339(),
+            cp.warnings_bytes
         ],
     )?;
     Ok(())

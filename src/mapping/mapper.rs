@@ -30,16 +30,24 @@ pub trait Cells<'r> {
     }
 }
 
-/// Mapped columns that the file's header does not have, and the header it has.
+/// What keeps a header from serving the mapping: mapped columns it does not have, and mapped
+/// columns it has more than once (which one was meant cannot be told).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.describe())]
-pub struct MissingColumns(pub Vec<(String, Vec<String>)>, pub Vec<String>);
+pub struct HeaderProblems {
+    /// Target field and the column names it may come from, none of which is in the header.
+    pub missing: Vec<(String, Vec<String>)>,
+    /// Target field, the column name, and the 1-based positions it holds in the header.
+    pub repeated: Vec<(String, String, Vec<usize>)>,
+    /// The header as found.
+    pub header: Vec<String>,
+}
 
-impl MissingColumns {
+impl HeaderProblems {
     fn describe(&self) -> String {
-        let header = &self.1;
-        let parts: Vec<String> = self
-            .0
+        let header = &self.header;
+        let mut parts: Vec<String> = self
+            .missing
             .iter()
             .map(|(field, cols)| {
                 let names: Vec<String> = cols.iter().map(|c| format!("`{c}`")).collect();
@@ -54,8 +62,42 @@ impl MissingColumns {
                 )
             })
             .collect();
+        parts.extend(self.repeated.iter().map(|(field, col, at)| {
+            let at: Vec<String> = at.iter().map(usize::to_string).collect();
+            format!(
+                "column `{col}` (for field `{field}`) is in the header {} times, at positions {}: rename all but one",
+                at.len(),
+                at.join(" and ")
+            )
+        }));
         let found: Vec<String> = header.iter().map(|h| format!("`{h}`")).collect();
         format!("{}; the header found is: {}", parts.join("; "), found.join(", "))
+    }
+}
+
+/// A header name or a configured column name as compared: trimmed, in Unicode NFC (macOS
+/// writes accents decomposed, NFD; a config file holds them composed).
+fn comparable(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let name = name.trim();
+    if name.is_ascii() {
+        return name.to_string();
+    }
+    name.nfc().collect()
+}
+
+/// The header's names as compared, and where each column name is found.
+struct HeaderIndex(Vec<String>);
+
+impl HeaderIndex {
+    fn new(header: &[String]) -> Self {
+        Self(header.iter().map(|h| comparable(h)).collect())
+    }
+
+    /// Every 0-based position `name` holds.
+    fn positions(&self, name: &str) -> Vec<usize> {
+        let name = comparable(name);
+        self.0.iter().enumerate().filter(|(_, h)| **h == name).map(|(i, _)| i).collect()
     }
 }
 
@@ -140,19 +182,34 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    /// Resolves every column the fields name against `header` (names compared after trimming).
+    /// Resolves every column the fields name against `header` (names compared after
+    /// trimming, in Unicode NFC). A mapped column the header lacks, or holds twice, is refused.
     pub fn compile(
         fields: &[FieldSettings],
         schema: Schema,
         header: &[String],
-    ) -> Result<Self, MissingColumns> {
-        let find = |name: &str| header.iter().position(|h| h.trim() == name.trim());
+    ) -> Result<Self, HeaderProblems> {
+        let index = HeaderIndex::new(header);
+        let mut problems =
+            HeaderProblems { missing: Vec::new(), repeated: Vec::new(), header: header.to_vec() };
+        // The one position of `name`, or `None` (a repeat is noted as a problem).
+        let mut find = |field: &str, name: &str| -> Option<usize> {
+            let at = index.positions(name);
+            if at.len() > 1 {
+                let seen = problems.repeated.iter().any(|(f, c, _)| f == field && c == name);
+                if !seen {
+                    let at = at.iter().map(|i| i + 1).collect();
+                    problems.repeated.push((field.to_string(), name.to_string(), at));
+                }
+            }
+            at.first().copied()
+        };
         let mut missing = Vec::new();
         let mut compiled = Vec::with_capacity(fields.len());
         for f in fields {
             let source = match &f.source {
                 ValueSource::Columns(alternatives) => {
-                    match alternatives.iter().find_map(|c| find(c)) {
+                    match alternatives.iter().find_map(|c| find(&f.target, c)) {
                         Some(i) => Source::Column(i),
                         None => {
                             missing.push((f.target.clone(), alternatives.clone()));
@@ -165,7 +222,7 @@ impl Mapper {
                     for p in parts {
                         match p {
                             TemplatePart::Literal(l) => out.push(Part::Literal(l.clone())),
-                            TemplatePart::Column(c) => match find(c) {
+                            TemplatePart::Column(c) => match find(&f.target, c) {
                                 Some(i) => out.push(Part::Column(i)),
                                 None => missing.push((f.target.clone(), vec![c.clone()])),
                             },
@@ -194,10 +251,11 @@ impl Mapper {
             });
         }
         let literals_plain = fields.iter().all(|f| literals_of(f).all(plain_json));
-        if missing.is_empty() {
+        problems.missing = missing;
+        if problems.missing.is_empty() && problems.repeated.is_empty() {
             Ok(Self { fields: compiled, schema, literals_plain })
         } else {
-            Err(MissingColumns(missing, header.to_vec()))
+            Err(problems)
         }
     }
 
@@ -416,6 +474,38 @@ fn one_of(text: &str, allowed: &[&str]) -> Result<(), String> {
     Err(format!("`{text}` is not one of {}", allowed.join(", ")))
 }
 
+/// The fields that name a person to Plannr's duplicate check: first name, last name and date
+/// of birth, by their index in [`Mapper::fields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonFields([usize; 3]);
+
+/// The target fields Plannr compares, case-insensitively, to flag a "Potential Duplicate".
+pub const PERSON_FIELDS: [&str; 3] = ["first_name", "last_name", "date_of_birth"];
+
+impl PersonFields {
+    /// The three fields when the mapping has them all.
+    pub fn of(fields: &[CompiledField]) -> Option<Self> {
+        let at = |name: &str| fields.iter().position(|f| f.name == name);
+        Some(Self([at(PERSON_FIELDS[0])?, at(PERSON_FIELDS[1])?, at(PERSON_FIELDS[2])?]))
+    }
+
+    /// A hash of the row's person (the three values trimmed and lowercased); `None` when one
+    /// of them is empty (no duplicate is claimed on a part of the key).
+    pub fn hash(self, values: &Mapped<'_>) -> Option<u64> {
+        let mut key = String::with_capacity(64);
+        for i in self.0 {
+            let Some(Some(Value::Text(v))) = values.get(i) else { return None };
+            let v = v.trim();
+            if v.is_empty() {
+                return None;
+            }
+            key.extend(v.chars().flat_map(char::to_lowercase));
+            key.push('\u{1F}');
+        }
+        Some(xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+    }
+}
+
 /// The texts a field's settings write into values as they are.
 fn literals_of(f: &FieldSettings) -> impl Iterator<Item = &str> {
     let source: Vec<&str> = match &f.source {
@@ -537,6 +627,54 @@ mod tests {
         let fields = vec![field("Code", "ID", &[], &[]), field("Name", "Name", &[], &[])];
         let err = Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["Name"])).unwrap_err();
         assert!(err.to_string().contains("`ID`"), "{err}");
+    }
+
+    #[test]
+    fn a_mapped_column_held_twice_is_refused_naming_both_positions() {
+        let fields = vec![field("Code", "ID", &[], &[]), field("Name", "Name", &[], &[])];
+        let h = header(&["ID", "Name", "Note", " Name "]);
+        let err = Mapper::compile(&fields, REPSLY_CLIENTS, &h).unwrap_err();
+        assert_eq!(err.repeated, vec![("Name".into(), "Name".into(), vec![2, 4])]);
+        assert!(
+            err.to_string().contains(
+                "`Name` (for field `Name`) is in the header 2 times, at positions 2 and 4"
+            ),
+            "{err}"
+        );
+        // A repeated column nobody maps is no problem.
+        let h = header(&["ID", "Name", "Note", "Note"]);
+        assert!(Mapper::compile(&fields, REPSLY_CLIENTS, &h).is_ok());
+    }
+
+    #[test]
+    fn a_header_in_nfd_matches_the_configs_nfc_name() {
+        // "Société" as macOS writes it: `e` followed by a combining acute accent.
+        let nfd = "Socie\u{301}te\u{301}";
+        let fields = vec![field("Code", "ID", &[], &[]), field("Name", "Société", &[], &[])];
+        let m = Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["ID", nfd])).unwrap();
+        let out = m.map(&Row(vec!["1", "Acme"])).unwrap();
+        assert_eq!(out[1], Some(Value::text("Acme")));
+        // And the other way round: an NFD name in the config finds an NFC header.
+        let fields = vec![field("Code", "ID", &[], &[]), field("Name", nfd, &[], &[])];
+        assert!(Mapper::compile(&fields, REPSLY_CLIENTS, &header(&["ID", "Société"])).is_ok());
+    }
+
+    #[test]
+    fn a_person_is_the_same_whatever_the_case_and_spaces() {
+        let f = |t: &str| field(t, t, &[], &[]);
+        let fields = vec![f("first_name"), f("last_name"), f("email"), f("date_of_birth")];
+        let h = header(&["first_name", "last_name", "email", "date_of_birth"]);
+        let m = Mapper::compile(&fields, crate::schema::PLANNR_CLIENTS, &h).unwrap();
+        let person = PersonFields::of(m.fields()).unwrap();
+        let hash = |cells: Vec<&'static str>| person.hash(&m.map(&Row(cells)).unwrap());
+        let a = hash(vec!["Zoë", "Smith", "a@x.example", "01/02/1980"]);
+        assert!(a.is_some());
+        assert_eq!(a, hash(vec![" ZOË ", "smith", "b@x.example", "01/02/1980"]));
+        assert_ne!(a, hash(vec!["Zoë", "Smith", "", "02/02/1980"]));
+        assert_eq!(hash(vec!["Zoë", "Smith", "", ""]), None, "no birth date, no claim");
+        let no_dob = vec![f("first_name"), f("last_name")];
+        let m = Mapper::compile(&no_dob, crate::schema::PLANNR_CLIENTS, &h).unwrap();
+        assert_eq!(PersonFields::of(m.fields()), None);
     }
 
     #[test]

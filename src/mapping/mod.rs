@@ -9,7 +9,10 @@ mod transform;
 mod validate;
 mod value;
 
-pub use mapper::{Cells, CompiledField, Mapped, Mapper, MissingColumns, REPORT_COLUMNS};
+pub use mapper::{
+    Cells, CompiledField, HeaderProblems, Mapped, Mapper, PersonFields, PERSON_FIELDS,
+    REPORT_COLUMNS,
+};
 pub use transform::{format_in_words, Transform};
 pub use validate::{is_email, is_uuid, Validator};
 pub use value::{parse_bool, Value};

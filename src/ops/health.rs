@@ -10,13 +10,19 @@ use tokio::sync::watch;
 pub struct Health {
     /// What is wrong, by the path or resource it concerns.
     problems: Mutex<BTreeMap<String, String>>,
+    /// What is wrong without pausing intake elsewhere (an inbox folder that is missing).
+    notices: Mutex<BTreeMap<String, String>>,
     /// `true` while any problem lasts: the watchers claim nothing new.
     paused: watch::Sender<bool>,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Self { problems: Mutex::default(), paused: watch::channel(false).0 }
+        Self {
+            problems: Mutex::default(),
+            notices: Mutex::default(),
+            paused: watch::channel(false).0,
+        }
     }
 }
 
@@ -43,12 +49,29 @@ impl Health {
         self.paused.send_replace(!p.is_empty());
     }
 
-    /// Every problem, one line each.
+    /// A problem with `what` that `/readyz` names but that pauses nothing (the caller says
+    /// it in the log); [`Health::notice_cleared`] ends it.
+    pub fn notice(&self, what: &str, message: &str) {
+        if let Ok(mut n) = self.notices.lock() {
+            n.insert(what.to_string(), message.to_string());
+        }
+    }
+
+    pub fn notice_cleared(&self, what: &str) {
+        if let Ok(mut n) = self.notices.lock() {
+            n.remove(what);
+        }
+    }
+
+    /// Every problem and notice, one line each.
     pub fn problems(&self) -> Vec<String> {
-        self.problems
-            .lock()
-            .map(|p| p.iter().map(|(k, v)| format!("{k}: {v}")).collect())
-            .unwrap_or_default()
+        let line = |(k, v): (&String, &String)| format!("{k}: {v}");
+        let mut all: Vec<String> =
+            self.problems.lock().map(|p| p.iter().map(line).collect()).unwrap_or_default();
+        all.extend(
+            self.notices.lock().map(|n| n.iter().map(line).collect::<Vec<_>>()).unwrap_or_default(),
+        );
+        all
     }
 
     /// Follows whether intake is paused.

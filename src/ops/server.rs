@@ -79,6 +79,16 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-async fn status() -> impl IntoResponse {
-    Json(serde_json::json!({ "pipelines": super::status::get().snapshot() }))
+/// Per pipeline the files in flight and the last finished; per connection, what stops it
+/// from sending (refused credentials holding its files, an unreachable shared budget).
+async fn status(State(s): State<OpsState>) -> impl IntoResponse {
+    let connections = s.connections.read().map(|c| c.clone()).unwrap_or_default();
+    let connections: Vec<serde_json::Value> = connections
+        .iter()
+        .map(|c| serde_json::json!({ "name": c.name(), "problem": c.problem() }))
+        .collect();
+    Json(serde_json::json!({
+        "pipelines": super::status::get().snapshot(),
+        "connections": connections,
+    }))
 }

@@ -10,14 +10,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::RowBudget;
-use super::input::Input;
+use super::input::{Input, OpenError};
 use super::journal::FileJobs;
 use super::progress::Progress;
 use super::resume::ResumedJobs;
 use super::settle::{self, Reports, SettleMsg, Settled, Settler};
 use super::stages::{self, Mapping, ReadEnd, RouteEnd, Routes, MAP_TASKS};
-use crate::config::PipelineSettings;
-use crate::csvio::{BlockPool, CsvFile, FileError, BLOCK_ROWS};
+use crate::config::{Duplicates, ImportMode, PipelineSettings, TargetSpec};
+use crate::csvio::{BlockPool, CsvFile, FileError, LineCounts, BLOCK_ROWS};
 use crate::delivery::{Adapter, Connection, Engine, Settle, Window, WindowEnd};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
@@ -61,6 +61,9 @@ pub struct FileResult {
     pub samples: Vec<serde_json::Value>,
     /// Stopped by shutdown before the end: no summary yet; the file is resumed at next start.
     pub interrupted: bool,
+    /// Stopped because the connection's credentials were refused: no summary yet; the file
+    /// resumes once they are accepted.
+    pub held: bool,
 }
 
 /// Processes `input` end to end; reports are named after `display_name` in the context's dir.
@@ -82,6 +85,8 @@ pub async fn process_file(
     let resume = ledger.as_ref().and_then(|l| l.resume.clone());
     let on_ledger = ledger.as_ref().map(|l| (l.ledger.clone(), l.file_id));
     let jobs = Arc::new(FileJobs::new(display_name, on_ledger, resume.as_ref()));
+    let mut lines = LineCounts::default();
+    let mut held = false;
     let (ran, samples) = match open(ctx, input).await {
         Ok((file, mapper)) => {
             if let Ok(mut g) = progress.bytes_read.lock() {
@@ -92,14 +97,23 @@ pub async fn process_file(
             }
             let settler =
                 settler(ctx, &stem, &file, progress.clone(), display_name, ledger.as_ref())?;
-            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref() };
-            let (settled, read_error, samples) = run.stream(file, mapper, settler).await?;
+            let holds = ledger.is_some();
+            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref(), holds };
+            let (settled, read_end, samples, window) = run.stream(file, mapper, settler).await?;
+            lines = read_end.lines;
+            held = window.held;
+            let read_error = read_end.error;
             // A broken source connection is not the file's fault: it is read again later.
             let read_error = read_error.filter(|e| !matches!(e, FileError::Interrupted { .. }));
             let error = settled.gap.clone().or(read_error.map(|e| e.to_string()));
             ((settled, error), samples)
         }
-        Err(e) => ((Settled::default(), Some(e)), Vec::new()),
+        // The source's connection broke before the header: read again later, not failed.
+        Err(OpenError::SourceBroke(e)) => {
+            tracing::warn!(file = %display_name, error = %e, "the source connection broke before the header; the file will be read again");
+            ((Settled { interrupted: true, ..Settled::default() }, None), Vec::new())
+        }
+        Err(OpenError::File(e)) => ((Settled::default(), Some(e)), Vec::new()),
     };
     let (settled, file_error) = ran;
     let (_, summary_path) = report::report_names(&ctx.report_dir, &stem);
@@ -110,6 +124,7 @@ pub async fn process_file(
         started_at,
         finished_at: report::now_rfc3339(),
         rows: settled.counts,
+        lines,
         failed_by_stage: settled.failed_by_stage,
         remote_jobs: jobs.summary(),
         report: settled.report.as_deref().map(report::file_name),
@@ -128,6 +143,7 @@ pub async fn process_file(
         file_error,
         samples,
         interrupted: settled.interrupted,
+        held,
     })
 }
 
@@ -174,11 +190,14 @@ fn settler(
 }
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
-async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), String> {
-    let file = input.open(&ctx.pipeline.csv).await?;
+async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), OpenError> {
     let schema = ctx.pipeline.target.schema();
+    let fields = &ctx.pipeline.fields;
+    // `header_row = "auto"`: the line whose cells serve the whole mapping.
+    let is_header = |cells: &[String]| Mapper::compile(fields, schema, cells).is_ok();
+    let file = input.open(&ctx.pipeline.csv, &is_header).await?;
     let mapper = Mapper::compile(&ctx.pipeline.fields, schema, &file.dialect.header)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpenError::File(e.to_string()))?;
     Ok((file, mapper))
 }
 
@@ -187,6 +206,8 @@ struct Run<'a> {
     ctx: &'a FileContext,
     jobs: Arc<FileJobs>,
     resume: Option<&'a Resume>,
+    /// With a ledger: rows held by refused credentials wait for the resume.
+    holds: bool,
 }
 
 impl Run<'_> {
@@ -196,8 +217,10 @@ impl Run<'_> {
         file: CsvFile,
         mapper: Mapper,
         settler: Settler,
-    ) -> std::io::Result<(Settled, Option<FileError>, Vec<serde_json::Value>)> {
+    ) -> std::io::Result<(Settled, ReadEnd, Vec<serde_json::Value>, WindowEnd)> {
         let ctx = self.ctx;
+        // The file's own stop: the daemon's, or the window's when the connection holds.
+        let stop = ctx.stop.child_token();
         let budget = RowBudget::new(self.budget_units());
         let (settle_tx, settled) = settle::spawn(settler.with_budget(budget.clone()));
         let (block_tx, block_rx) = mpsc::channel(MAP_TASKS * 2);
@@ -209,23 +232,20 @@ impl Run<'_> {
         let mapping = Arc::new(Mapping {
             encoding: file.dialect.encoding,
             width: file.dialect.header.len(),
+            sheet_rows: file.dialect.from_workbook,
+            persons: refuses_repeated_persons(&ctx.pipeline)
+                .then(|| crate::mapping::PersonFields::of(mapper.fields()))
+                .flatten(),
             mapper,
             target: ctx.target.clone(),
             dry_run: ctx.connection.is_none(),
         });
         let routes = Routes { settle: settle_tx.clone(), rows: row_tx, earlier: earlier_tx };
-        let reader = stages::read(
-            file,
-            skip_below,
-            pool.clone(),
-            block_tx,
-            budget.clone(),
-            ctx.stop.clone(),
-        );
         let resumed = ResumedJobs::new(self.resume, repeatable);
-        let router =
-            stages::route(block_rx, mapping, pool, resumed, routes, budget, ctx.stop.clone());
-        let window = self.window(settle_tx.clone(), row_rx, earlier_rx);
+        let from = stages::ReadFrom { skip_below, held_below: resumed.held_below() };
+        let reader = stages::read(file, from, pool.clone(), block_tx, budget.clone(), stop.clone());
+        let router = stages::route(block_rx, mapping, pool, resumed, routes, budget, stop.clone());
+        let window = self.window(settle_tx.clone(), row_rx, earlier_rx, stop);
         let (read, route, window): (ReadEnd, RouteEnd, WindowEnd) =
             tokio::join!(reader, router, window);
         let broke = matches!(read.error, Some(FileError::Interrupted { .. }));
@@ -241,9 +261,9 @@ impl Run<'_> {
         drop(settle_tx);
         let mut settled = settled.await.map_err(std::io::Error::other)??;
         if !interrupted && (route.crashed || window.crashed_batches > 0) && settled.gap.is_none() {
-            settled.gap = Some("an internal error stopped the processing of some rows; they are in the errors report as unprocessed, and the file is kept in failed/".into());
+            settled.gap = Some("an internal error stopped the processing of some rows; they are in the errors report (unconfirmed where their batch may have reached the CRM), and the file is kept in failed/".into());
         }
-        Ok((settled, read.error, route.samples))
+        Ok((settled, read, route.samples, window))
     }
 
     /// The window of batches in flight, when there is a connection (not a dry run).
@@ -252,6 +272,7 @@ impl Run<'_> {
         settle_tx: mpsc::Sender<SettleMsg>,
         rows: mpsc::Receiver<crate::row::MappedRow>,
         earlier: mpsc::Receiver<crate::delivery::Earlier>,
+        stop: CancellationToken,
     ) -> WindowEnd {
         let ctx = self.ctx;
         let Some(conn) = ctx.connection.clone() else {
@@ -271,10 +292,11 @@ impl Run<'_> {
             engine,
             max_rows: ctx.pipeline.batch.max_rows,
             max_wait: ctx.pipeline.batch.max_wait,
-            size: Window::size_for(conn.settings.max_in_flight),
+            size: Window::size_for(conn.settings().max_in_flight),
             settle,
-            stop: ctx.stop.clone(),
+            stop,
             abort: ctx.abort.clone(),
+            holds: self.holds,
             pipeline: ctx.pipeline.name.clone(),
         };
         window.run(rows, earlier).await
@@ -286,10 +308,20 @@ impl Run<'_> {
     fn budget_units(&self) -> usize {
         let ctx = self.ctx;
         let window =
-            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings.max_in_flight));
+            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings().max_in_flight));
         let batches = 2 * window * ctx.pipeline.batch.max_rows;
         batches.max((MAP_TASKS + 1) * BLOCK_ROWS)
     }
+}
+
+/// Plannr `store` imports of clients refuse a row naming the person an earlier row of the
+/// file named (Plannr would flag a duplicate and has no merge), unless `duplicates = "allow"`.
+fn refuses_repeated_persons(pipeline: &PipelineSettings) -> bool {
+    let store_clients = matches!(
+        &pipeline.target,
+        TargetSpec::PlannrImport { import_type, mode: ImportMode::Store } if import_type == "clients"
+    );
+    store_clients && pipeline.duplicates == Duplicates::Refuse
 }
 
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.

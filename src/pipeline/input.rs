@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::config::CsvSettings;
-use crate::csvio::{BoxRead, CsvFile};
+use crate::csvio::{BoxRead, CsvFile, HeaderTest};
 
 /// A remote object that can be streamed from its start (again, after a broken connection).
 pub trait RemoteFile: Send + Sync {
@@ -14,6 +14,43 @@ pub trait RemoteFile: Send + Sync {
     fn name(&self) -> &str;
     fn size(&self) -> u64;
     fn open(&self) -> BoxFuture<'_, Result<BoxRead, String>>;
+}
+
+/// Why a file did not open: its own bytes (it fails as a whole), or the source's connection
+/// broke ([`crate::csvio::SOURCE_BROKE`]: it is read again later, not failed).
+#[derive(Debug, Clone)]
+pub enum OpenError {
+    File(String),
+    SourceBroke(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::File(m) | OpenError::SourceBroke(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<OpenError> for String {
+    fn from(e: OpenError) -> Self {
+        e.to_string()
+    }
+}
+
+impl From<crate::csvio::FileError> for OpenError {
+    fn from(e: crate::csvio::FileError) -> Self {
+        match e {
+            crate::csvio::FileError::Interrupted { .. } => OpenError::SourceBroke(e.to_string()),
+            e => OpenError::File(e.to_string()),
+        }
+    }
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> Self {
+        OpenError::File(message)
+    }
 }
 
 #[derive(Clone)]
@@ -39,18 +76,24 @@ impl Input {
         }
     }
 
-    fn xlsx(&self) -> bool {
+    /// A workbook (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`, `.ods`), by its name.
+    fn workbook(&self) -> bool {
         let name = match self {
             Input::Local(p) => p.to_string_lossy().into_owned(),
             Input::Remote(r) => r.name().to_string(),
         };
-        name.to_ascii_lowercase().ends_with(".xlsx")
+        crate::csvio::workbook::is_workbook(&name)
     }
 
-    /// Opens the bytes and reads the header; a workbook's sheet is read as CSV.
-    pub async fn open(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
-        if self.xlsx() {
-            return self.open_workbook(settings).await;
+    /// Opens the bytes and reads the header (see [`CsvFile::from_stream`] for `is_header`);
+    /// a workbook's sheet is read as CSV.
+    pub async fn open(
+        &self,
+        settings: &CsvSettings,
+        is_header: HeaderTest<'_>,
+    ) -> Result<CsvFile, OpenError> {
+        if self.workbook() {
+            return self.open_workbook(settings, is_header).await;
         }
         match self {
             Input::Local(p) => {
@@ -59,15 +102,13 @@ impl Input {
                     .map_err(|e| format!("cannot open the file: {e}"))?;
                 let follow = super::follow::Follow::new(file, p.clone());
                 let size = self.size();
-                CsvFile::from_raw(Box::pin(follow), self.gz(), settings, size)
-                    .await
-                    .map_err(|e| e.to_string())
+                Ok(CsvFile::from_raw(Box::pin(follow), self.gz(), settings, is_header, size)
+                    .await?)
             }
             Input::Remote(r) => {
                 let stream = r.open().await?;
-                CsvFile::from_raw(stream, self.gz(), settings, Some(r.size()))
-                    .await
-                    .map_err(|e| e.to_string())
+                let size = Some(r.size());
+                Ok(CsvFile::from_raw(stream, self.gz(), settings, is_header, size).await?)
             }
         }
     }
@@ -76,7 +117,11 @@ impl Input {
 impl Input {
     /// A workbook needs its whole file at hand (its index is at the end): a remote one is
     /// first copied to a temp file.
-    async fn open_workbook(&self, settings: &CsvSettings) -> Result<CsvFile, String> {
+    async fn open_workbook(
+        &self,
+        settings: &CsvSettings,
+        is_header: HeaderTest<'_>,
+    ) -> Result<CsvFile, OpenError> {
         let (path, _keep) = match self {
             Input::Local(p) => (p.clone(), None),
             Input::Remote(r) => {
@@ -84,14 +129,17 @@ impl Input {
                 let mut body = r.open().await?;
                 let mut out =
                     tokio::fs::File::create(tmp.path()).await.map_err(|e| e.to_string())?;
-                tokio::io::copy(&mut body, &mut out).await.map_err(|e| e.to_string())?;
+                tokio::io::copy(&mut body, &mut out).await.map_err(|e| match e.kind() {
+                    crate::csvio::SOURCE_BROKE => OpenError::SourceBroke(e.to_string()),
+                    _ => OpenError::File(e.to_string()),
+                })?;
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
-        let file = std::fs::File::open(&path).map_err(|e| format!("cannot open the file: {e}"))?;
-        let stream = crate::csvio::workbook::open(file, settings.sheet.clone());
+        let (stream, errors) = crate::csvio::workbook::open(&path, settings.sheet.clone())?;
         let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        CsvFile::from_stream(stream, settings, bytes_read, 1 << 20).await.map_err(|e| e.to_string())
+        let file = CsvFile::from_stream(stream, settings, is_header, bytes_read, 1 << 20).await?;
+        Ok(file.with_cell_errors(errors))
     }
 }
 

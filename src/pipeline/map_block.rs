@@ -4,7 +4,7 @@
 
 use super::budget::RowBudget;
 use crate::csvio::{FileEncoding, RowBlock};
-use crate::mapping::Mapper;
+use crate::mapping::{Mapper, PersonFields};
 use crate::row::{Failure, MappedRow, SourceRow, Stage};
 use crate::targets::{Escapes, Target};
 
@@ -22,6 +22,17 @@ pub struct MappedBlock {
     pub samples: Vec<Vec<u8>>,
     /// Mapping stopped on an internal error: the block's rows are reported `unprocessed`.
     pub crashed: bool,
+    /// The valid rows that name a person (when duplicates are refused), in order.
+    pub persons: Vec<Person>,
+}
+
+/// A valid row's person, for the check that no two rows of a file name the same one.
+pub struct Person {
+    pub seq: u64,
+    pub line: u64,
+    pub hash: u64,
+    /// The row itself in a dry run (whose valid rows are not kept otherwise), to report it.
+    pub source: Option<SourceRow>,
 }
 
 /// What every block is mapped with.
@@ -29,9 +40,13 @@ pub struct BlockMapper<'a> {
     pub mapper: &'a Mapper,
     pub target: &'a dyn Target,
     pub encoding: FileEncoding,
-    /// The header's width: a row of another width is a `parse` failure.
+    /// The header's width: a row of another width is a `parse` failure (unless the rows are
+    /// a workbook's, `sheet_rows`).
     pub width: usize,
+    pub sheet_rows: bool,
     pub dry_run: bool,
+    /// The person fields, when rows naming the same person are refused.
+    pub persons: Option<PersonFields>,
 }
 
 impl BlockMapper<'_> {
@@ -66,6 +81,7 @@ impl BlockMapper<'_> {
             ready: Vec::with_capacity(if self.dry_run { 0 } else { rows.len() }),
             samples: Vec::new(),
             crashed: false,
+            persons: Vec::new(),
         }
     }
 
@@ -77,7 +93,7 @@ impl BlockMapper<'_> {
         let mut body = Vec::with_capacity(1024);
         let mut values = Vec::with_capacity(fields.len());
         for row in block.rows() {
-            let result = match block.ragged(row, self.width) {
+            let result = match block.ragged(row, self.width, self.sheet_rows) {
                 Some(problem) => Err(problem),
                 None => mapper
                     .map_into(&block.cells(row, text, self.encoding), &mut values)
@@ -90,17 +106,24 @@ impl BlockMapper<'_> {
                         };
                         body.clear();
                         target.encode(fields, &values, escapes, &mut body);
-                        Ok((!self.dry_run)
-                            .then(|| (target.key(fields, &values), target.group(fields, &values))))
+                        Ok((!self.dry_run).then(|| {
+                            (target.key(fields, &values), target.partition(fields, &values))
+                        }))
                     }),
             };
+            if let (Ok(_), Some(p)) = (&result, self.persons) {
+                if let Some(hash) = p.hash(&values) {
+                    let source = self.dry_run.then(|| block.source_row(row));
+                    out.persons.push(Person { seq: row.seq, line: row.line, hash, source });
+                }
+            }
             match result {
                 Err(f) => out.failed.push((block.source_row(row), f)),
-                Ok(Some((key, group))) => out.ready.push(MappedRow {
+                Ok(Some((key, partition))) => out.ready.push(MappedRow {
                     source: block.source_row(row),
                     key,
                     body: body.clone(),
-                    group,
+                    partition,
                 }),
                 Ok(None) if out.samples.len() < 3 => out.samples.push(body.clone()),
                 Ok(None) => {}

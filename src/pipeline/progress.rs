@@ -127,7 +127,8 @@ mod tests {
         let csv = dir.join("in.csv");
         std::fs::write(&csv, "Code\nA\n").unwrap();
         let input = crate::pipeline::Input::Local(csv);
-        let dialect = input.open(&crate::config::CsvSettings::default()).await.unwrap().dialect;
+        let settings = crate::config::CsvSettings::default();
+        let dialect = input.open(&settings, &|_: &[String]| true).await.unwrap().dialect;
         let file = |n: &str| crate::report::ErrorsFile::new(dir.join(n), dialect.clone());
         let reports = Reports { errors: file("e.csv"), warnings: file("w.csv") };
         Settler::new(reports, progress, "p", "in.csv".into())

@@ -15,7 +15,7 @@ use super::budget::RowBudget;
 use super::map_block::{BlockMapper, MappedBlock};
 use super::resume::{Met, ResumedJobs};
 use super::settle::SettleMsg;
-use crate::csvio::{BlockPool, CsvFile, FileEncoding, FileError, RowBlock};
+use crate::csvio::{BlockPool, CsvFile, FileEncoding, FileError, LineCounts, RowBlock};
 use crate::delivery::Earlier;
 use crate::mapping::Mapper;
 use crate::row::{MappedRow, Outcome};
@@ -33,13 +33,30 @@ pub struct ReadEnd {
     pub stopped: bool,
     /// Data rows read (those below the checkpoint included).
     pub rows_read: u64,
+    /// Lines that were not records.
+    pub lines: LineCounts,
 }
 
-/// Reads blocks until the end, an error or `stop`. Rows below `skip_below` are skipped
-/// unmapped (an earlier run settled them).
+impl ReadEnd {
+    fn of(file: &CsvFile, error: Option<FileError>, stopped: bool) -> Self {
+        Self { error, stopped, rows_read: file.rows_read(), lines: file.lines() }
+    }
+}
+
+/// Where reading starts and what it must reach on a resume.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadFrom {
+    /// Rows below are skipped unmapped (an earlier run settled them).
+    pub skip_below: u64,
+    /// Rows below are read without waiting for the budget: the jobs an earlier run created
+    /// hold their rows until the last of them is read, so waiting could never end.
+    pub held_below: u64,
+}
+
+/// Reads blocks until the end, an error or `stop`.
 pub async fn read(
     mut file: CsvFile,
-    skip_below: u64,
+    from: ReadFrom,
     pool: BlockPool,
     out: mpsc::Sender<RowBlock>,
     budget: RowBudget,
@@ -48,32 +65,33 @@ pub async fn read(
     loop {
         let (block, status) = tokio::select! {
             biased;
-            _ = stop.cancelled() => return ReadEnd { error: None, stopped: true, rows_read: file.rows_read() },
-            next = file.next_block(skip_below, pool.take()) => next,
+            _ = stop.cancelled() => return ReadEnd::of(&file, None, true),
+            next = file.next_block(from.skip_below, pool.take()) => next,
         };
         if !block.is_empty() {
             let units =
                 block.rows().iter().map(|r| RowBudget::units_of(block.row_bytes(r).len())).sum();
-            let granted = tokio::select! {
-                biased;
-                _ = stop.cancelled() => false,
-                granted = budget.take(units) => granted,
-            };
+            let held = block.rows().first().is_some_and(|r| r.seq < from.held_below);
+            if held {
+                budget.take_now(units);
+            }
+            let granted = held
+                || tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => false,
+                    granted = budget.take(units) => granted,
+                };
             if !granted {
-                return ReadEnd { error: None, stopped: true, rows_read: file.rows_read() };
+                return ReadEnd::of(&file, None, true);
             }
             if out.send(block).await.is_err() {
-                return ReadEnd { error: None, stopped: false, rows_read: file.rows_read() };
+                return ReadEnd::of(&file, None, false);
             }
         }
         match status {
             Ok(true) => {}
-            Ok(false) => {
-                return ReadEnd { error: None, stopped: false, rows_read: file.rows_read() }
-            }
-            Err(e) => {
-                return ReadEnd { error: Some(e), stopped: false, rows_read: file.rows_read() }
-            }
+            Ok(false) => return ReadEnd::of(&file, None, false),
+            Err(e) => return ReadEnd::of(&file, Some(e), false),
         }
     }
 }
@@ -91,7 +109,12 @@ pub struct Mapping {
     pub target: Arc<dyn Target>,
     pub encoding: FileEncoding,
     pub width: usize,
+    /// A workbook's rows: their width is not checked (a cell cannot slip into another
+    /// column, and one past the header's is in no mapped column).
+    pub sheet_rows: bool,
     pub dry_run: bool,
+    /// Rows naming a person an earlier row named fail (Plannr `store` clients).
+    pub persons: Option<crate::mapping::PersonFields>,
 }
 
 /// How routing ended.
@@ -116,6 +139,7 @@ pub async fn route(
     stop: CancellationToken,
 ) -> RouteEnd {
     let mut end = RouteEnd::default();
+    let mut persons = SeenPersons::default();
     let mut mapped = std::pin::pin!(ReceiverStream::new(blocks)
         .map(|block| {
             let (mapping, pool) = (mapping.clone(), pool.clone());
@@ -126,7 +150,9 @@ pub async fn route(
                     target: m.target.as_ref(),
                     encoding: m.encoding,
                     width: m.width,
+                    sheet_rows: m.sheet_rows,
                     dry_run: m.dry_run,
+                    persons: m.persons,
                 };
                 let mapped = mapper.map(&block);
                 pool.give(block);
@@ -145,6 +171,7 @@ pub async fn route(
             return end;
         };
         end.crashed |= block.crashed;
+        let block = persons.refuse_repeats(block);
         let sent = if mapping.dry_run {
             dry_run(block, &mapping, &routes, &budget, &mut end.samples).await
         } else {
@@ -225,4 +252,69 @@ async fn send(
         }
     }
     true
+}
+
+/// Persons kept for the duplicate check: a hash and a line each (~20 bytes), so about 10 MiB
+/// at most. Past this many, rows are still checked against those kept, and new persons are
+/// not remembered.
+pub const MAX_PERSONS: usize = 500_000;
+
+/// The persons the rows of a file named so far (Plannr `store` clients), by hash: the line
+/// that named each first. Rows settled by an earlier run (below a checkpoint) are not read
+/// again, so after a restart only the rows read since are compared.
+#[derive(Default)]
+struct SeenPersons {
+    first_line: std::collections::HashMap<u64, u64>,
+    full: bool,
+}
+
+impl SeenPersons {
+    /// Moves the block's rows that name a person an earlier row named to its failures.
+    fn refuse_repeats(&mut self, mut block: MappedBlock) -> MappedBlock {
+        if block.persons.is_empty() {
+            return block;
+        }
+        let mut repeats = std::collections::HashMap::new();
+        for person in std::mem::take(&mut block.persons) {
+            match self.first_line.get(&person.hash) {
+                Some(&first) => {
+                    repeats.insert(person.seq, (first, person.source));
+                }
+                None if self.first_line.len() < MAX_PERSONS => {
+                    self.first_line.insert(person.hash, person.line);
+                }
+                None => {
+                    if !std::mem::replace(&mut self.full, true) {
+                        tracing::warn!(kept = MAX_PERSONS, "more persons in this file than the duplicate check keeps; later ones are checked against the first only");
+                    }
+                }
+            }
+        }
+        if repeats.is_empty() {
+            return block;
+        }
+        let failure = |first: u64| {
+            let fields = crate::mapping::PERSON_FIELDS.join(";");
+            let message = format!("same person as line {first} (first name, last name and date of birth): Plannr would create a second client, and it has no merge; remove the row, or set duplicates = \"allow\" for this pipeline");
+            crate::row::Failure {
+                stage: crate::row::Stage::Validate,
+                fields: vec![fields],
+                messages: vec![message],
+            }
+        };
+        let ready = std::mem::take(&mut block.ready);
+        for row in ready {
+            match repeats.remove(&row.source.seq) {
+                Some((first, _)) => block.failed.push((row.source, failure(first))),
+                None => block.ready.push(row),
+            }
+        }
+        for (_, (first, source)) in repeats {
+            if let Some(source) = source {
+                block.failed.push((source, failure(first)));
+            }
+        }
+        block.failed.sort_by_key(|(row, _)| row.seq);
+        block
+    }
 }

@@ -11,26 +11,70 @@ pub const STEM_MAX: usize = 160;
 /// `name` if it has at most `max` bytes; else its start (cut on a character boundary), `~`
 /// and 8 hex digits of a hash of the whole name, so two long names stay apart.
 pub fn shorten(name: &str, max: usize) -> String {
-    if name.len() <= max {
-        return name.to_string();
+    shorten_as(name, name, max)
+}
+
+/// The longest file name most file systems allow, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// Extensions a report stem drops and a stamped name keeps whole (any case).
+const EXTENSIONS: [&str; 10] =
+    [".csv.gz", ".csv", ".tsv", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".gz", ".txt"];
+
+/// `name` as its stem and its extension: one of [`EXTENSIONS`] (any case) when something
+/// comes before it, else none. The split is on a character boundary (extensions are ASCII).
+pub fn split_extension(name: &str) -> (&str, &str) {
+    let lower = name.to_ascii_lowercase();
+    for ext in EXTENSIONS {
+        if lower.ends_with(ext) && name.len() > ext.len() {
+            return name.split_at(name.len() - ext.len());
+        }
     }
-    let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as u32;
-    let mut cut = max.saturating_sub(9);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}~{hash:08x}", &name[..cut])
+    (name, "")
 }
 
 /// `clients.csv.gz` -> `clients` (shortened to [`STEM_MAX`] bytes).
 pub fn stem_of(file_name: &str) -> String {
-    let lower = file_name.to_ascii_lowercase();
-    for ext in [".csv.gz", ".csv", ".xlsx", ".gz", ".txt"] {
-        if lower.ends_with(ext) && file_name.len() > ext.len() {
-            return shorten(&file_name[..file_name.len() - ext.len()], STEM_MAX);
-        }
+    shorten(split_extension(file_name).0, STEM_MAX)
+}
+
+/// The shortest `max` [`fit_name`] takes: room for a hash and a few characters of stem.
+const FIT_MIN: usize = 24;
+
+/// A name of at most `max` bytes (at least [`FIT_MIN`]) for `name` with `tag` (a timestamp,
+/// a counter; empty for none) before its extension: `stem.tag.ext`. A stem too long is cut on
+/// a character boundary with a hash of the whole name ([`shorten`]), so two long names stay
+/// apart; the extension is kept. Every place that cuts or stamps a file name uses this.
+pub fn fit_name(name: &str, tag: &str, max: usize) -> String {
+    let max = max.max(FIT_MIN);
+    let (stem, ext) = split_extension(name);
+    let tag = if tag.is_empty() { String::new() } else { format!(".{tag}") };
+    let fixed = tag.len() + ext.len();
+    if fixed + FIT_MIN / 2 > max {
+        // Tag and extension alone leave no room for the stem: the whole name is cut.
+        return shorten(&format!("{stem}{tag}{ext}"), max);
     }
-    shorten(file_name, STEM_MAX)
+    let stem = if tag.is_empty() && name.len() <= max {
+        stem.to_string()
+    } else {
+        // The hash is of the whole name, so two long names with one stem prefix stay apart.
+        shorten_as(stem, name, max - fixed)
+    };
+    format!("{stem}{tag}{ext}")
+}
+
+/// `text` in at most `max` bytes (at least 9): itself, or its start cut on a character
+/// boundary, `~` and 8 hex digits of a hash of `whole`.
+fn shorten_as(text: &str, whole: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(whole.as_bytes()) as u32;
+    let mut cut = max.saturating_sub(9);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{hash:08x}", &text[..cut])
 }
 
 /// When `stem` is a report's (`clients.errors`, `clients.20261123T101112.123Z.warnings`: a
@@ -145,5 +189,49 @@ mod tests {
         assert_eq!(original("clients.csv"), None);
         assert_eq!(original("é.errors.csv").as_deref(), Some("é"));
         assert_eq!(stem_of("book.XLSX"), "book");
+    }
+
+    #[test]
+    fn a_stamped_name_keeps_its_extension_and_fits() {
+        assert_eq!(fit_name("a.csv.gz", "", NAME_MAX), "a.csv.gz");
+        assert_eq!(fit_name("a.csv.gz", "T1", NAME_MAX), "a.T1.csv.gz");
+        assert_eq!(fit_name("notes", "T1", NAME_MAX), "notes.T1");
+        let long = format!("{}.csv", "é".repeat(120));
+        let stamped = fit_name(&long, "20250101T000000.000Z", NAME_MAX);
+        assert!(stamped.len() <= NAME_MAX && stamped.ends_with(".20250101T000000.000Z.csv"));
+        assert_eq!(fit_name(&long, "", NAME_MAX), long, "a name that fits is kept");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fitted_names_never_panic_fit_and_keep_the_extension(
+            stem in "\\PC{0,200}",
+            ext in proptest::sample::select(vec!["", ".csv", ".CSV.gz", ".xlsx", ".txt", ".gz"]),
+            tag in "[0-9TZ.-]{0,30}",
+            max in 0usize..300,
+        ) {
+            let name = format!("{stem}{ext}");
+            let fitted = fit_name(&name, &tag, max);
+            let limit = max.max(FIT_MIN);
+            proptest::prop_assert!(fitted.len() <= limit, "{} > {limit}", fitted.len());
+            let (_, kept) = split_extension(&name);
+            let fixed = kept.len() + tag.len() + usize::from(!tag.is_empty());
+            if fixed + FIT_MIN / 2 <= limit {
+                proptest::prop_assert!(fitted.ends_with(kept));
+                if !tag.is_empty() {
+                    let tail = format!(".{tag}{kept}");
+                    proptest::prop_assert!(fitted.ends_with(&tail));
+                }
+            }
+            if tag.is_empty() && name.len() <= limit {
+                proptest::prop_assert_eq!(&fitted, &name);
+            }
+        }
+
+        #[test]
+        fn stems_and_shortened_names_never_panic_and_fit(name in "\\PC{0,300}", max in 9usize..300) {
+            proptest::prop_assert!(shorten(&name, max).len() <= max);
+            proptest::prop_assert!(stem_of(&name).len() <= STEM_MAX);
+        }
     }
 }

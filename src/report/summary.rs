@@ -23,6 +23,8 @@ pub struct Summary {
     pub started_at: String,
     pub finished_at: String,
     pub rows: RowCounts,
+    /// Lines that are not records: above the header, and blank ones (SPEC §4).
+    pub lines: crate::csvio::LineCounts,
     /// Failed rows per stage (`parse`, `map`, `validate`, `remote`); sums to `rows.failed`.
     pub failed_by_stage: BTreeMap<String, u64>,
     /// The remote jobs (imports) the file's batches created, by final status.

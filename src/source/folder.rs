@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +13,9 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::claims::{Left, SharedClaims};
 use crate::config::FolderSettings;
+use crate::ops::health::Health;
 
 pub const PROCESSING: &str = ".processing";
 pub const PROCESSED: &str = "processed";
@@ -39,6 +42,9 @@ pub enum Disposition {
 #[derive(Debug, Clone)]
 pub struct FolderSource {
     pub settings: FolderSettings,
+    /// Where this daemon claims files (`.processing/<owner-id>/`); without it (a source only
+    /// looked at, never watched) `.processing/` itself.
+    claims: Option<SharedClaims>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +52,30 @@ struct Seen {
     size: u64,
     mtime: Option<SystemTime>,
     stable_since: Instant,
+}
+
+/// The watched folder as last seen: which one it is, and the watcher on it.
+struct Presence {
+    /// Device and inode: a folder deleted and made again is another one.
+    id: Option<(u64, u64)>,
+    missing: bool,
+    watcher: Option<notify::RecommendedWatcher>,
+    pokes: mpsc::Sender<Poke>,
+}
+
+/// The folder's device and inode; `None` when it is not there (or not a folder).
+fn folder_id(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_dir())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        drop(meta);
+        Some((0, 0))
+    }
 }
 
 /// What a file event says about a name.
@@ -111,7 +141,35 @@ impl Scan {
 
 impl FolderSource {
     pub fn new(settings: FolderSettings) -> Self {
-        Self { settings }
+        Self { settings, claims: None }
+    }
+
+    /// Claims go into this daemon's own folder in `.processing/` ([`super::claims`]).
+    pub fn with_claims(mut self, claims: SharedClaims) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// Where a claimed file goes.
+    fn claims_dir(&self) -> PathBuf {
+        let own = self.claims.as_ref().and_then(|c| c.lock().ok().map(|c| c.dir.clone()));
+        own.unwrap_or_else(|| self.dir(PROCESSING))
+    }
+
+    /// Whether anything is claimed in `.processing/`, by this daemon or another.
+    pub fn holds_claims(&self) -> bool {
+        fn any_file(dir: &Path, depth: u8) -> bool {
+            let Ok(entries) = std::fs::read_dir(dir) else { return false };
+            entries.flatten().any(|e| {
+                let hidden = e.file_name().to_string_lossy().starts_with('.');
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => depth > 0 && !hidden && any_file(&e.path(), depth - 1),
+                    Ok(t) => t.is_file() && !hidden,
+                    Err(_) => false,
+                }
+            })
+        }
+        any_file(&self.dir(PROCESSING), 1)
     }
 
     pub fn dir(&self, sub: &str) -> PathBuf {
@@ -138,20 +196,27 @@ impl FolderSource {
 
     /// Watches the folder until `cancel`, sending each claimed file. A slot in `slots` is
     /// taken before a file is claimed, so files wait in the inbox while the pipeline is busy;
-    /// the next ready file is claimed as soon as a slot frees. While `paused` holds `true`
+    /// the next ready file is claimed as soon as a slot frees. While `health` pauses intake
     /// (a disk problem), nothing new is claimed. With `resume`, files an earlier run left in
     /// `.processing/` are sent first (only at start-up: after a reload they belong to the
-    /// files still in flight).
+    /// files still in flight). A folder that disappears is said once (and named by
+    /// `/readyz`), and watched again once it is back.
     pub async fn watch(
         self,
         slots: Arc<Semaphore>,
         tx: mpsc::Sender<Claimed>,
         cancel: CancellationToken,
         resume: bool,
+        health: Arc<Health>,
         mut paused: watch::Receiver<bool>,
     ) {
         let (poke_tx, mut poke_rx) = mpsc::channel::<Poke>(1024);
-        let _watcher = self.start_watcher(poke_tx);
+        let mut presence = Presence {
+            id: folder_id(&self.settings.path),
+            missing: false,
+            watcher: self.start_watcher(poke_tx.clone()),
+            pokes: poke_tx,
+        };
         if resume && !self.resume_claimed(&slots, &tx, &cancel).await {
             return;
         }
@@ -164,7 +229,9 @@ impl FolderSource {
             let claimable = !scan.queue.is_empty() && !*paused.borrow();
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = ticker.tick() => self.rescan(&mut scan),
+                _ = ticker.tick() => if self.still_there(&mut presence, &health) {
+                    self.rescan(&mut scan)
+                },
                 Some(poke) = poke_rx.recv() => {
                     let mut pokes = vec![poke];
                     while let Ok(p) = poke_rx.try_recv() {
@@ -185,6 +252,46 @@ impl FolderSource {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether the folder is there to scan. Gone: said once, named by `/readyz`. Back (or
+    /// replaced by a new one of the same name): its sub-folders and this daemon's claims
+    /// folder made again, and a new watcher on it.
+    fn still_there(&self, p: &mut Presence, health: &Health) -> bool {
+        let what = self.settings.path.display().to_string();
+        match folder_id(&self.settings.path) {
+            None => {
+                if !p.missing {
+                    p.missing = true;
+                    tracing::warn!(path = %what, "the inbox folder is missing: nothing is taken from it until it is there again");
+                    health.notice(&what, "the inbox folder is missing");
+                }
+                false
+            }
+            Some(id) if p.missing || p.id != Some(id) => {
+                if let Err(e) = self.repair() {
+                    tracing::warn!(path = %what, error = %e, "the inbox folder is back but cannot be prepared; trying again");
+                    p.missing = true;
+                    return false;
+                }
+                (p.id, p.missing) = (Some(id), false);
+                p.watcher = None;
+                p.watcher = self.start_watcher(p.pokes.clone());
+                health.notice_cleared(&what);
+                tracing::info!(path = %what, "the inbox folder is there again: watching it");
+                true
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// Makes the sub-folders and this daemon's claims folder (and lock) again.
+    fn repair(&self) -> io::Result<()> {
+        self.prepare()?;
+        match &self.claims {
+            Some(c) => c.lock().map_err(|_| io::Error::other("claims lock poisoned"))?.relock(),
+            None => Ok(()),
         }
     }
 
@@ -218,28 +325,28 @@ impl FolderSource {
         }
     }
 
-    /// Files in `.processing/` left by an earlier run are processed again.
+    /// Files in `.processing/` that are this daemon's at start-up (its own claims, and
+    /// those [`super::claims`] lets it take) are processed again.
     async fn resume_claimed(
         &self,
         slots: &Arc<Semaphore>,
         tx: &mpsc::Sender<Claimed>,
         cancel: &CancellationToken,
     ) -> bool {
-        let Ok(entries) = std::fs::read_dir(self.dir(PROCESSING)) else { return true };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(String::from))
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        for name in names {
+        let Some(claims) = &self.claims else { return true };
+        let left = match claims.lock() {
+            Ok(c) => c.left_at_start(),
+            Err(_) => return true,
+        };
+        for Left { path, name, ours } in left {
             let permit = tokio::select! {
                 _ = cancel.cancelled() => return false,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return false },
             };
-            tracing::info!(file = %name, "resuming a file an earlier run had claimed");
-            let path = self.dir(PROCESSING).join(&name);
-            let claimed = Claimed { path, name, permit, left_by_earlier_run: true };
+            if ours {
+                tracing::info!(file = %name, "resuming a file an earlier run had claimed");
+            }
+            let claimed = Claimed { path, name, permit, left_by_earlier_run: ours };
             if tx.send(claimed).await.is_err() {
                 return false;
             }
@@ -306,11 +413,20 @@ impl FolderSource {
         }
     }
 
-    /// Renames the file into `.processing/`; `None` if someone else took it first.
+    /// Renames the file into `.processing/`; `None` if someone else took it first. A claims
+    /// folder removed by hand is made again.
     fn claim(&self, name: &str, permit: OwnedSemaphorePermit) -> Option<Claimed> {
         let from = self.settings.path.join(name);
-        let to = free_name(&self.dir(PROCESSING), name);
-        match std::fs::rename(&from, &to) {
+        let mut to = free_name(&self.claims_dir(), name);
+        let mut renamed = std::fs::rename(&from, &to);
+        if renamed.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::NotFound) && from.exists() {
+            if let Err(e) = self.repair() {
+                tracing::warn!(file = %name, error = %e, "cannot make .processing/ again");
+            }
+            to = free_name(&self.claims_dir(), name);
+            renamed = std::fs::rename(&from, &to);
+        }
+        match renamed {
             Ok(()) => {
                 let name = to
                     .file_name()
@@ -326,42 +442,97 @@ impl FolderSource {
         }
     }
 
-    /// Moves a finished file to `processed/` or `failed/`; returns where it went.
-    pub fn finish(
-        &self,
-        claimed_path: &Path,
-        name: &str,
-        how: Disposition,
-    ) -> std::io::Result<PathBuf> {
+    /// Moves a finished file to `processed/` or `failed/`; says where it went, or that it
+    /// was not there to move (removed by hand). Idempotent: a copy an earlier, interrupted
+    /// move left there is recognised, not copied again under a stamped name. Across file
+    /// systems (`EXDEV`) the file is copied, synced, renamed into place, then removed.
+    pub fn finish(&self, claimed_path: &Path, name: &str, how: Disposition) -> io::Result<Filed> {
+        let source = match std::fs::symlink_metadata(claimed_path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Filed::Gone),
+            Err(e) => return Err(e),
+        };
         let dir = self.dir(match how {
             Disposition::Processed => PROCESSED,
             Disposition::Failed => FAILED,
         });
         std::fs::create_dir_all(&dir)?;
-        let to = free_name(&dir, name);
-        std::fs::rename(claimed_path, &to)?;
-        Ok(to)
+        // Stamped with the file's own mtime, so a retried move looks at the same names.
+        let mtime = source.modified().unwrap_or_else(|_| SystemTime::now());
+        let stamp = super::names::stamp(mtime.into());
+        for candidate in super::names::candidates(name, &stamp) {
+            let to = dir.join(candidate);
+            match std::fs::symlink_metadata(&to) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    place(claimed_path, &to, mtime)?;
+                    return Ok(Filed::To(to));
+                }
+                Err(e) => return Err(e),
+                Ok(there) if same_file(&source, claimed_path, &there, &to) => {
+                    std::fs::remove_file(claimed_path)?;
+                    return Ok(Filed::To(to));
+                }
+                Ok(_) => {}
+            }
+        }
+        Err(io::Error::other(format!("no free name for {name} in {}", dir.display())))
     }
 }
 
-/// `dir/name`, or with a timestamp before the extension when that name is taken.
+/// Where [`FolderSource::finish`] put a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filed {
+    To(PathBuf),
+    /// It was no longer in `.processing/` (someone removed it).
+    Gone,
+}
+
+/// Renames `from` to `to`; across file systems copies it (mtime kept, synced), renames the
+/// copy into place and removes `from`.
+fn place(from: &Path, to: &Path, mtime: SystemTime) -> io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(EXDEV) => {}
+        other => return other,
+    }
+    let temp = crate::report::names::temp_beside(to);
+    std::fs::copy(from, &temp)?;
+    let copy = std::fs::File::options().write(true).open(&temp)?;
+    copy.set_modified(mtime)?;
+    copy.sync_all()?;
+    std::fs::rename(&temp, to)?;
+    if let Some(dir) = to.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    std::fs::remove_file(from)
+}
+
+/// `EXDEV`: a rename across file systems.
+const EXDEV: i32 = 18;
+
+/// Whether `there` is a copy of `here` an earlier move made: same size, same mtime (a copy
+/// keeps it) and same content.
+fn same_file(
+    here: &std::fs::Metadata,
+    here_path: &Path,
+    there: &std::fs::Metadata,
+    there_path: &Path,
+) -> bool {
+    if !there.is_file()
+        || there.len() != here.len()
+        || there.modified().ok() != here.modified().ok()
+    {
+        return false;
+    }
+    let hash = |p: &Path| super::identity::hash_file(p).ok();
+    hash(here_path).is_some_and(|h| Some(h) == hash(there_path))
+}
+
+/// `dir/name`, or with a timestamp before the extension when that name is taken (cut on
+/// character boundaries to fit the file system, see [`super::names`]).
 pub fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let candidate = dir.join(name);
-    if !candidate.exists() {
-        return candidate;
-    }
-    let stem = crate::report::stem_of(name);
-    let ext = &name[stem.len()..];
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let mut n = 0;
-    loop {
-        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
-        let p = dir.join(format!("{stem}.{stamp}{suffix}{ext}"));
-        if !p.exists() {
-            return p;
-        }
-        n += 1;
-    }
+    let stamp = super::names::stamp(chrono::Utc::now());
+    let free = super::names::candidates(name, &stamp).map(|n| dir.join(n)).find(|p| !p.exists());
+    free.unwrap_or_else(|| dir.join(name))
 }
 
 #[cfg(test)]
@@ -402,5 +573,16 @@ mod tests {
             name.starts_with("a.") && name.ends_with(".csv.gz") && name != "a.csv.gz",
             "{name}"
         );
+    }
+
+    #[test]
+    fn a_long_non_ascii_name_that_clashes_is_cut_on_a_character_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("{}.csv", "é".repeat(120));
+        std::fs::write(dir.path().join(&name), b"x").unwrap();
+        let p = free_name(dir.path(), &name);
+        let fitted = p.file_name().unwrap().to_str().unwrap();
+        assert!(fitted.len() <= 255 && fitted.ends_with(".csv") && fitted != name, "{fitted}");
+        std::fs::write(&p, b"y").unwrap();
     }
 }

@@ -14,7 +14,7 @@ pub async fn of_file(pipeline: &str, name: &str, path: &Path) -> std::io::Result
     Ok(Identity { pipeline: pipeline.to_string(), name: name.to_string(), size, hash })
 }
 
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];

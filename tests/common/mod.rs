@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
 #![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
+pub mod faults;
 pub mod moto;
 pub mod plannr;
 pub mod service;
@@ -21,6 +22,13 @@ pub fn bin() -> &'static str {
 /// Runs the binary to completion (on a blocking thread when called from async tests).
 pub fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).env_remove("RUST_LOG").output().expect("the binary runs")
+}
+
+/// `plan` of `file` on `pipeline`, its reports in `reports`.
+pub fn plan_into(config: &Path, pipeline: &str, reports: &Path, file: &Path) -> Output {
+    let args = ["plan", "--config", &config.to_string_lossy(), "--pipeline", pipeline];
+    let rest = ["--report-dir", &reports.to_string_lossy(), &file.to_string_lossy()];
+    run(&[&args[..], &rest[..]].concat())
 }
 
 pub async fn run_async(args: Vec<String>) -> Output {
@@ -203,6 +211,11 @@ pub async fn wait_until_async(limit: Duration, mut cond: impl FnMut() -> bool) -
     cond()
 }
 
+/// Waits until the sandbox has received at least `n` distinct rows.
+pub async fn wait_received(sb: &TestSandbox, n: usize, limit: Duration) -> bool {
+    wait_until_async(limit, || futures::executor::block_on(sb.received()).len() >= n).await
+}
+
 /// The real daemon as a child process; its stderr is drained as it comes (a full pipe would
 /// block the daemon's logging) and kept.
 pub struct Daemon(pub std::process::Child, pub std::sync::Arc<std::sync::Mutex<String>>);
@@ -294,6 +307,16 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Whether `name` is claimed in `inbox/.processing/` (in a daemon's own claims folder,
+/// `.processing/<owner-id>/`, or directly there).
+pub fn claimed(inbox: &Path, name: &str) -> bool {
+    let processing = inbox.join(".processing");
+    processing.join(name).is_file()
+        || std::fs::read_dir(&processing)
+            .map(|d| d.flatten().any(|e| e.path().join(name).is_file()))
+            .unwrap_or(false)
 }
 
 /// Whether an optional tool is on PATH. Without it the calling test skips, saying why on one

@@ -140,3 +140,21 @@ Email = "Email"
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Waits until `prefix` holds at least `n` keys (or `limit` passes); returns them.
+pub async fn wait_for_keys(
+    c: &Client,
+    bucket: &str,
+    prefix: &str,
+    n: usize,
+    limit: Duration,
+) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let k = keys(c, bucket, prefix).await;
+        if k.len() >= n || started.elapsed() > limit {
+            return k;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

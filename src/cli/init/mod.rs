@@ -119,7 +119,8 @@ async fn read_sample(path: &Path) -> Result<Sample, String> {
     if !path.is_file() {
         return Err("no such file".into());
     }
-    let mut file = Input::Local(path.to_path_buf()).open(&CsvSettings::default()).await?;
+    let mut file =
+        Input::Local(path.to_path_buf()).open(&CsvSettings::default(), &|_| true).await?;
     let header = file.dialect.header.clone();
     let encoding = file.dialect.encoding;
     let mut columns = vec![Vec::new(); header.len()];
@@ -128,7 +129,11 @@ async fn read_sample(path: &Path) -> Result<Sample, String> {
     read.map_err(|e| e.to_string())?;
     let text = block.text(encoding);
     let width = header.len();
-    let rows = block.rows().iter().take(SAMPLE_ROWS).filter(|r| block.ragged(r, width).is_none());
+    let rows = block
+        .rows()
+        .iter()
+        .take(SAMPLE_ROWS)
+        .filter(|r| block.ragged(r, width, file.dialect.from_workbook).is_none());
     let mut count = 0;
     let mut lines = Vec::new();
     for row in rows {

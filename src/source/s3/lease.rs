@@ -122,22 +122,3 @@ impl Leases {
         }
     }
 }
-
-/// This daemon's owner id: kept in `state_dir/owner-id` so a restart recognises its leases.
-pub fn owner_id(state_dir: &std::path::Path) -> String {
-    let path = state_dir.join("owner-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        if !id.trim().is_empty() {
-            return id.trim().to_string();
-        }
-    }
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let id = format!("{host}-{:016x}", fastrand::u64(..));
-    let _ = std::fs::create_dir_all(state_dir);
-    let _ = std::fs::write(&path, &id);
-    id
-}

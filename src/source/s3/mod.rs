@@ -3,26 +3,26 @@
 //! reports under `<prefix>reports/`. Every finishing step is idempotent, so a crash between
 //! them is finished at the next start.
 
+mod archive;
 mod discover;
 pub mod lease;
 pub mod queue;
+pub mod read;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::S3Settings;
-use crate::csvio::{BoxRead, SOURCE_BROKE};
+use crate::csvio::BoxRead;
 use crate::pipeline::RemoteFile;
+pub use archive::Moved;
 use lease::{Lease, Leases};
 
 pub const PROCESSED: &str = "processed/";
@@ -145,7 +145,7 @@ impl S3Source {
         let leases = Leases {
             client: client.clone(),
             bucket: settings.bucket.clone(),
-            owner: lease::owner_id(state_dir),
+            owner: crate::source::owner::id(state_dir),
             ttl: LEASE_TTL,
         };
         Self { settings, client, leases, patterns, in_flight: Arc::default(), queue, metrics }
@@ -232,45 +232,6 @@ impl S3Source {
         }
     }
 
-    /// `dir/name`, or with a timestamp before the extension when that key exists.
-    async fn free_key(&self, dir: &str, name: &str) -> Result<String, String> {
-        let key = format!("{}{dir}{name}", self.settings.prefix);
-        if !self.exists(&key).await? {
-            return Ok(key);
-        }
-        let stem = crate::report::stem_of(name);
-        let ext = &name[stem.len()..];
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        Ok(format!("{}{dir}{stem}.{stamp}{ext}", self.settings.prefix))
-    }
-
-    /// Moves the object into `processed/` or `failed/` (copy, then delete the original).
-    /// Idempotent: an object already gone was moved by an earlier, interrupted call.
-    pub async fn file_away(&self, object: &Object, failed: bool) -> Result<String, String> {
-        if !self.exists(&object.key).await? {
-            return Ok(String::new());
-        }
-        let dir = if failed { FAILED } else { PROCESSED };
-        let to = self.free_key(dir, &object.name).await?;
-        let source = format!("{}/{}", self.settings.bucket, encode_key(&object.key));
-        self.client
-            .copy_object()
-            .bucket(&self.settings.bucket)
-            .copy_source(source)
-            .key(&to)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        self.client
-            .delete_object()
-            .bucket(&self.settings.bucket)
-            .key(&object.key)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        Ok(to)
-    }
-
     /// Uploads a local report file to `<prefix>reports/<name>`.
     pub async fn upload_report(&self, local: &Path) -> Result<(), String> {
         let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -324,7 +285,8 @@ impl S3Source {
     }
 }
 
-/// An object streamed from S3, from its start each time it is opened.
+/// An object streamed from S3, from its start each time it is opened, through transport
+/// faults ([`read::healing`]).
 pub struct S3File {
     pub client: Client,
     pub bucket: String,
@@ -341,45 +303,8 @@ impl RemoteFile for S3File {
     }
 
     fn open(&self) -> BoxFuture<'_, Result<BoxRead, String>> {
-        async move {
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&self.object.key)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "cannot read s3://{}/{}: {}",
-                        self.bucket,
-                        self.object.key,
-                        describe(&e)
-                    )
-                })?;
-            let body: BoxRead = Box::pin(Broke(out.body.into_async_read()));
-            Ok(body)
-        }
-        .boxed()
-    }
-}
-
-/// Marks every error of the body stream as "the source connection broke" ([`SOURCE_BROKE`]),
-/// so the file is read again from its checkpoint rather than failed.
-struct Broke<R>(R);
-
-impl<R: AsyncRead + Unpin> AsyncRead for Broke<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match Pin::new(&mut self.0).poll_read(cx, buf) {
-            Poll::Ready(Err(e)) => {
-                Poll::Ready(Err(std::io::Error::new(SOURCE_BROKE, e.to_string())))
-            }
-            other => other,
-        }
+        let body = read::healing(self.client.clone(), self.bucket.clone(), self.object.clone());
+        async move { Ok(body) }.boxed()
     }
 }
 

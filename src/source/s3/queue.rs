@@ -11,6 +11,8 @@ use aws_sdk_sqs::Client;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::secret::redact_url;
+
 /// How long a received message stays invisible; renewed every third of it while its
 /// object is worked on.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
@@ -112,7 +114,11 @@ impl Queue {
             .await
             .map_err(|e| {
                 let full = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                format!("cannot receive from {}: {}", self.url, full.replace('\n', " "))
+                format!(
+                    "cannot receive from {}: {}",
+                    redact_url(&self.url),
+                    full.replace('\n', " ")
+                )
             })?;
         Ok(out
             .messages()
@@ -132,7 +138,7 @@ impl Queue {
         self.client.get_queue_attributes().queue_url(&self.url).send().await.map(|_| ()).map_err(
             |e| {
                 let full = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                format!("{}: {}", self.url, full.replace('\n', " "))
+                format!("{}: {}", redact_url(&self.url), full.replace('\n', " "))
             },
         )
     }
@@ -142,7 +148,7 @@ impl Queue {
             self.client.delete_message().queue_url(&self.url).receipt_handle(receipt).send().await;
         if let Err(e) = sent {
             let e = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string().replace('\n', " ");
-            tracing::warn!(queue = %self.url, error = %e, "could not delete a message; it comes back and is found finished");
+            tracing::warn!(queue = %redact_url(&self.url), error = %e, "could not delete a message; it comes back and is found finished");
         }
     }
 
@@ -158,7 +164,7 @@ impl Queue {
             .await;
         if let Err(e) = sent {
             let e = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string().replace('\n', " ");
-            tracing::debug!(queue = %self.url, error = %e, "could not change a message's visibility");
+            tracing::debug!(queue = %redact_url(&self.url), error = %e, "could not change a message's visibility");
         }
     }
 }
