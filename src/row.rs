@@ -95,8 +95,35 @@ pub struct MappedRow {
     pub key: String,
     /// The row as the target sends it (a JSON object for Repsly).
     pub body: Vec<u8>,
-    /// Rows of one group can share a create (see `Target::group`).
-    pub group: u64,
+    /// Only rows of one partition share a create (see `Target::partition`).
+    pub partition: Partition,
+}
+
+/// Which rows may share one create: the engine never puts rows of two partitions in one
+/// batch. Plannr update imports partition rows by the set of fields they carry (an import's
+/// columns are the same for all its rows, and an empty cell would clear the field); every
+/// other target has one partition. A bit set, exact for any number of fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Partition(Box<[u64]>);
+
+impl Partition {
+    /// The partition of the fields whose positions `carried` yields (in any order).
+    pub fn of_fields(carried: impl Iterator<Item = usize>) -> Self {
+        let mut words: Vec<u64> = Vec::new();
+        for i in carried {
+            let (word, bit) = (i / 64, i % 64);
+            if words.len() <= word {
+                words.resize(word + 1, 0);
+            }
+            words[word] |= 1 << bit;
+        }
+        Self(words.into_boxed_slice())
+    }
+
+    /// Whether field `i` is in this partition's set.
+    pub fn carries(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
 }
 
 /// A remote job or import the CRM created for a batch; recorded before it is polled.

@@ -244,6 +244,7 @@ source = { kind = "folder", path = "/tmp/in" }
 [pipelines.p.fields]
 first_name = "First"
 favourite_colour = "Colour"
+send_welcome_email = { value = "false" }
 "#;
     let (code, _, err) = check(text);
     assert_eq!(code, 0, "{err}");
@@ -449,4 +450,57 @@ fn check_connect_says_when_redis_refuses_the_password() {
     assert_eq!(lines.len(), 1, "{err}");
     assert!(lines[0].contains("shared_limit Redis: the password was refused"), "{err}");
     assert!(!err.contains("wrong-pw"), "{err}");
+}
+
+/// Issue 21 row 11: a refused config still says which variables `run` will need.
+#[test]
+fn a_refused_config_also_names_the_variables_run_will_need() {
+    let text = GOOD.replace("password = \"p\"", "password = \"${REPSLY_PW_NOT_SET}\"").replace(
+        "state_dir = \"/tmp/x\"",
+        "state_dir = \"/tmp/x\"\nshutdown_timeout = \"soon\"\nstat_dir = 1",
+    );
+    let (code, _, err) = check(&text);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("error:") && err.contains("invalid duration `soon`"), "{err}");
+    assert!(err.contains("stat_dir"), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("needs REPSLY_PW_NOT_SET to run"),
+        "the variable is named too: {err}"
+    );
+}
+
+/// Issue 21 row 10: a key set twice is named, with its table and first line.
+#[test]
+fn a_duplicate_key_names_the_key() {
+    let (code, _, err) =
+        check(&GOOD.replace("password = \"p\"", "password = \"p\"\npassword = \"q\""));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "line 7: duplicate key `password` in `[connections.repsly]`, first set on line 6"
+        ),
+        "{err}"
+    );
+}
+
+/// Issue 21 row 5: a state or report folder this user cannot write (or create) is refused by
+/// `check`, which is the unit's ExecStartPre: `run` would only fail after starting. /proc
+/// takes no new folders, whoever asks.
+#[test]
+fn a_state_or_report_folder_that_cannot_be_written_is_refused() {
+    let text = GOOD
+        .replace("state_dir = \"/tmp/x\"", "state_dir = \"/proc/crm-ingest-state\"")
+        .replace("source = {", "report_dir = \"/proc/crm-ingest-reports\"\nsource = {");
+    let (code, _, err) = check(&text);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 2: `state_dir` (where the ledger is kept) /proc/crm-ingest-state: cannot be created: /proc cannot be written"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "pipeline `clients`: report folder /proc/crm-ingest-reports: cannot be created"
+        ),
+        "{err}"
+    );
 }

@@ -173,7 +173,9 @@ fn the_unit_file_verifies() {
     for needed in [
         "Type=notify",
         "WatchdogSec=",
-        "ExecStartPre=/usr/local/bin/crm-ingest check --config",
+        "ExecStartPre=crm-ingest check --config",
+        "StartLimitBurst=",
+        "User=crm-ingest",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "DynamicUser=yes",
         "StateDirectory=crm-ingest",
@@ -190,10 +192,11 @@ fn the_unit_file_verifies() {
     if !have_tool("systemd-analyze", "Debian package systemd") {
         return;
     }
-    // systemd-analyze resolves ExecStart: point it at the binary under test.
+    // systemd-analyze resolves ExecStart (a bare name: /usr/local/bin, then /usr/bin): point
+    // it at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crm-ingest.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/crm-ingest", bin())).unwrap();
+    std::fs::write(&path, unit.replace("=crm-ingest ", &format!("={} ", bin()))).unwrap();
     let out = std::process::Command::new("systemd-analyze")
         .args(["verify"])
         .arg(&path)
@@ -218,7 +221,7 @@ fn the_dockerfile_is_multi_stage_non_root_and_healthchecked() {
     let user = d.lines().find(|l| l.starts_with("USER ")).unwrap();
     assert!(!user.contains("root") && user != "USER 0", "{user}");
     for needed in [
-        "VOLUME [\"/var/lib/crm-ingest\"]",
+        "VOLUME [\"/var/lib/crm-ingest\"",
         "HEALTHCHECK",
         "/etc/crm-ingest/config.toml",
         "ENTRYPOINT [\"crm-ingest\"]",

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use crm_ingest::sandbox::{Budget, SandboxOptions};
 
+/// The tests that measure pace run one at a time: two at once on two cores measure the CPU.
+static PACED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A `redis-server` on loopback with nothing saved, stopped when dropped.
 struct Redis {
     child: Child,
@@ -64,6 +67,29 @@ fn replica(dir: &Path, sandbox: &str, rate: &'static str, redis_port: u16) -> Pa
     config
 }
 
+/// `n` daemons at 10/s sharing the budget in the Redis on `port`, each with a file of `rows`
+/// clients whose Codes start with `prefix` and the replica's number.
+fn replicas(
+    n: usize,
+    sandbox: &str,
+    port: u16,
+    prefix: &str,
+    rows: usize,
+) -> (Vec<tempfile::TempDir>, Vec<Daemon>) {
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let daemons = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let config = replica(d.path(), sandbox, "10/s", port);
+            let file = clean_rows(&format!("{prefix}{i}-"), rows);
+            std::fs::write(d.path().join("inbox/r.csv"), file).unwrap();
+            Daemon::start(&config)
+        })
+        .collect();
+    (dirs, daemons)
+}
+
 /// The most requests the sandbox saw in any one-second window, and the average rate from
 /// the first request to the last.
 fn pace(times: &[u64]) -> (usize, f64) {
@@ -79,6 +105,7 @@ fn pace(times: &[u64]) -> (usize, f64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_share_one_budget_through_redis() {
+    let _one_at_a_time = PACED.lock().await;
     let port = free_port();
     let Some(_redis) = Redis::start_or_skip(port) else { return };
     let sb = TestSandbox::start(SandboxOptions {
@@ -86,17 +113,7 @@ async fn three_replicas_share_one_budget_through_redis() {
         ..Default::default()
     })
     .await;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let daemons: Vec<_> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let config = replica(d.path(), &sb.url, "10/s", port);
-            std::fs::write(d.path().join("inbox/r.csv"), clean_rows(&format!("R{i}-"), 60))
-                .unwrap();
-            Daemon::start(&config)
-        })
-        .collect();
+    let (dirs, daemons) = replicas(3, &sb.url, port, "R", 60);
     let done = wait_until_async(Duration::from_secs(120), || {
         dirs.iter().all(|d| files_in(&d.path().join("inbox/processed")).len() == 1)
     })
@@ -151,4 +168,42 @@ async fn without_redis_nothing_is_sent_and_readyz_says_why() {
     assert_eq!(code, 200, "ready again");
     assert_eq!(sb.received().await.len(), 5);
     assert!(log.contains("Redis cannot be reached") && !log.contains("redis://"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flushall_or_a_redis_restart_does_not_let_a_burst_through() {
+    let _one_at_a_time = PACED.lock().await;
+    let port = free_port();
+    let Some(redis) = Redis::start_or_skip(port) else { return };
+    let sb = TestSandbox::start(SandboxOptions {
+        rate_limit: Some(Budget::parse("100/s").unwrap()),
+        pending_polls: 0,
+        ..Default::default()
+    })
+    .await;
+    let (dirs, daemons) = replicas(2, &sb.url, port, "F", 100);
+    let flush = || {
+        let out = Command::new("redis-cli").args(["-p", &port.to_string(), "FLUSHALL"]).output();
+        assert!(out.is_ok_and(|o| o.status.success()), "redis-cli FLUSHALL");
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    flush();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    flush();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // An instant restart: the same port, nothing kept.
+    drop(redis);
+    let _redis = Redis::start(port);
+    let done = wait_until_async(Duration::from_secs(120), || {
+        dirs.iter().all(|d| files_in(&d.path().join("inbox/processed")).len() == 1)
+    })
+    .await;
+    let logs: Vec<String> = daemons.into_iter().map(|d| d.terminate().2).collect();
+    assert!(done, "both replicas finished: {logs:?}");
+    let times: Vec<u64> =
+        sb.requests().await.iter().map(|r| r["at_ms"].as_u64().unwrap()).collect();
+    let (most, average) = pace(&times);
+    eprintln!("2 replicas at 10/s across 2 FLUSHALLs and a restart: at most {most} in 1 s, {average:.2}/s");
+    assert!(most <= 11, "no burst after the resets: at most 11 in any one second, saw {most}");
+    assert_eq!(sb.received().await.len(), 200, "every row arrived");
 }

@@ -344,3 +344,86 @@ async fn an_oauth_token_is_refreshed_and_once_more_after_a_401() {
     let refused = requests.iter().filter(|q| q["status"] == 401).count();
     assert!(refreshes >= 2 && refused >= 1, "refreshed {refreshes} times after {refused} 401s");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_import_with_empty_mobiles_clears_no_stored_phone() {
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = plannr_config(dir.path(), &sb.url, "store", "sandbox-token");
+    let with_phone = std::fs::read_to_string(&cfg).unwrap().replace(
+        "date_of_birth = { column = \"DOB\", transform = [\"date:%d/%m/%Y\"] }",
+        "date_of_birth = { column = \"DOB\", transform = [\"date:%d/%m/%Y\"] }\nphone = \"Mobile\"",
+    );
+    std::fs::write(&cfg, &with_phone).unwrap();
+    let file = dir.path().join("new.csv");
+    let mut rows = String::from("First Name,Surname,Email,Welcome,DOB,Mobile\n");
+    for i in 0..30 {
+        rows.push_str(&format!(
+            "Person{i},Surname{i},person{i}@example.com,no,01/02/1980,0770090{i:04}\n"
+        ));
+    }
+    std::fs::write(&file, rows).unwrap();
+    assert_eq!(plannr_once(&cfg, "clients", dir.path(), &file).await.0, 0);
+    let records = sb.records().await["plannr"]["records"]["clients"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 30);
+    let uuid_of = |i: usize| {
+        let r = records.iter().find(|r| r["email"] == format!("person{i}@example.com")).unwrap();
+        r["uuid"].as_str().unwrap().to_string()
+    };
+    // An update: a new surname for each; every third row without a Mobile (must keep its
+    // phone), the others with a new one. The first row of each batch has a Mobile.
+    let text = with_phone.replace("mode = \"store\"", "mode = \"update\"").replace(
+        "first_name = { column = \"First Name\", transform = [\"trim\"] }",
+        "uuid = \"Id\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let update = dir.path().join("update.csv");
+    let mut rows = String::from("Id,Surname,Email,Welcome,DOB,Mobile\n");
+    for i in 0..30 {
+        let mobile = if i % 3 == 1 { String::new() } else { format!("0770091{i:04}") };
+        rows.push_str(&format!("{},Newname{i},,,,{mobile}\n", uuid_of(i)));
+    }
+    std::fs::write(&update, rows).unwrap();
+    let (code, out) = plannr_once(&cfg, "clients", dir.path(), &update).await;
+    assert_eq!(code, 0, "{out}");
+    let s = summary(&dir.path().join("reports/update.summary.json"));
+    assert_eq!(counts(&s), (30, 0, 0), "{s}");
+    let after = sb.records().await["plannr"]["records"]["clients"].as_array().unwrap().clone();
+    let mut kept = 0;
+    for i in 0..30 {
+        let r = after.iter().find(|r| r["uuid"] == uuid_of(i)).unwrap();
+        assert_eq!(r["last_name"], format!("Newname{i}"), "{r}");
+        let want = if i % 3 == 1 { format!("0770090{i:04}") } else { format!("0770091{i:04}") };
+        assert_eq!(r["phone"], want, "row {i}: an empty Mobile cleared nothing: {r}");
+        kept += usize::from(i % 3 == 1);
+    }
+    assert_eq!(kept, 10, "10 of 30 rows had no Mobile and kept their phone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_twice_in_a_file_goes_in_two_batches_and_the_later_row_is_a_warning() {
+    // 50 clients; line 40 repeats the Code of line 3 (D1), line 6 that of line 5 (D3).
+    let mut rows = clean_rows("D", 50);
+    rows = rows.replacen("D38,Client 38", "D1,Client 38 again", 1);
+    rows = rows.replacen("D4,Client 4", "D3,Client 4 again", 1);
+    let (sb, dir, s, failed) = repsly_case(RealApi::default(), rows).await;
+    assert_eq!(counts(&s), (50, 0, 0), "{s}");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(s["rows"]["warned"], 2, "{s}");
+    let warnings = read_report(&dir.path().join("reports/r.warnings.csv"));
+    let message = warnings[0].iter().position(|h| h == "_message").unwrap();
+    let lines: Vec<(String, String)> =
+        warnings[1..].iter().map(|r| (r[r.len() - 4].clone(), r[message].clone())).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0].0, "6");
+    assert!(lines[0].1.contains("line 5"), "{lines:?}");
+    assert_eq!(lines[1].0, "40");
+    assert!(lines[1].1.contains("line 3"), "{lines:?}");
+    let requests = sb.requests().await;
+    let refused = requests.iter().filter(|q| q["status"] == 400).count();
+    assert_eq!(refused, 0, "no batch held a Code twice, so none was refused and split");
+    let received = sb.received().await;
+    assert_eq!((received["D1"], received["D3"]), (2, 2), "both rows of each Code were sent");
+    let d1 = sb.records().await["repsly"]["clients"]["D1"].clone();
+    assert_eq!(d1["Name"], "Client 38 again", "the later row's values are kept: {d1}");
+}

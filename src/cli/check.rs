@@ -200,19 +200,19 @@ pub async fn connect(config: std::path::PathBuf) -> ExitCode {
 
 /// The connection's shared budget first (every request waits for it), then one call.
 async fn probe_connection(name: &str, conn: &crate::delivery::Connection) -> Result<(), String> {
-    if let Some(shared) = &conn.settings.shared_limit {
+    if let Some(shared) = &conn.settings().shared_limit {
         probe_redis(shared).await.map_err(|e| {
             format!("connection {name}: shared_limit Redis: {e} (the CRM was not probed: every request waits for this budget)")
         })?;
     }
     // Its own timeout per attempt, and a few seconds for the retries between.
-    let limit = conn.settings.timeout.min(Duration::from_secs(30)) + Duration::from_secs(5);
+    let limit = conn.settings().timeout.min(Duration::from_secs(30)) + Duration::from_secs(5);
     match tokio::time::timeout(limit, conn.probe()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("connection {name}: {e}")),
         Err(_) => Err(format!(
             "connection {name}: {} did not answer within {}s",
-            redact_url(&conn.settings.base_url),
+            redact_url(&conn.settings().base_url),
             limit.as_secs()
         )),
     }

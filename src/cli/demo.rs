@@ -65,11 +65,12 @@ async fn demo(watch: bool, dir: &Path) -> anyhow::Result<ExitCode> {
     for (sub, name, text) in EXAMPLES {
         std::fs::write(inbox.join(sub).join(name), text)?;
     }
-    say!("sandbox CRM at {url} (what it holds: {url}/_sandbox/records)");
     say!("examples copied into {}", inbox.display());
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(crate::daemon::run(settings.clone(), shutdown.clone()));
     if watch {
+        // The sandbox lives as long as the demo: its address is worth printing only here.
+        say!("sandbox CRM at {url} (what it holds: {url}/_sandbox/records)");
         say!("watching; drop CSV files into the inbox folders, Ctrl-C to stop");
         tokio::spawn(super::run::signals(shutdown.clone()));
     } else {

@@ -11,7 +11,12 @@ use crate::say;
 pub async fn run(url: String) -> ExitCode {
     let body = match fetch(&url).await {
         Ok(b) => b,
-        Err(e) => {
+        Err(Fetch::NoAnswer(e)) => {
+            eprintln!("error: {url}: no daemon answers ({e})");
+            eprintln!("{NO_DAEMON_HINT}");
+            return ExitCode::FAILURE;
+        }
+        Err(Fetch::Bad(e)) => {
             eprintln!("error: {url}: {e}");
             return ExitCode::FAILURE;
         }
@@ -51,16 +56,30 @@ pub async fn run(url: String) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn fetch(url: &str) -> Result<Value, String> {
+/// What to check when nothing answers: the daemon runs only its endpoints with `[server]`.
+const NO_DAEMON_HINT: &str = "hint: is `crm-ingest run` running? It answers `status` only when its config has\n  [server]\n  listen = \"127.0.0.1:9464\"\n(add it and restart the daemon; give `--url http://HOST:PORT/status` for another address)";
+
+/// Why `/status` could not be read: nothing answered, or what answered was not a status.
+enum Fetch {
+    NoAnswer(String),
+    Bad(String),
+}
+
+async fn fetch(url: &str) -> Result<Value, Fetch> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| e.to_string())?;
-    let reply = client.get(url).send().await.map_err(|e| format!("no daemon answers ({e})"))?;
-    if !reply.status().is_success() {
-        return Err(format!("the daemon answered {}", reply.status()));
+        .map_err(|e| Fetch::Bad(e.to_string()))?;
+    let mut request = client.get(url);
+    // With `[server] token` set, /status needs it too.
+    if let Ok(token) = std::env::var("CRM_INGEST_TOKEN") {
+        request = request.bearer_auth(token);
     }
-    reply.json().await.map_err(|e| format!("not a status reply: {e}"))
+    let reply = request.send().await.map_err(|e| Fetch::NoAnswer(e.to_string()))?;
+    if !reply.status().is_success() {
+        return Err(Fetch::Bad(format!("the daemon answered {}", reply.status())));
+    }
+    reply.json().await.map_err(|e| Fetch::Bad(format!("not a status reply: {e}")))
 }
 
 fn row(cells: &[&str]) -> Vec<String> {

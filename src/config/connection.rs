@@ -71,6 +71,7 @@ impl Ctx<'_> {
             "would give every job up at once",
         );
         let retry = self.retry(&key("retry"), raw.retry.as_ref());
+        let auth_retry = self.duration(&key("auth_retry"), &raw.auth_retry, DEFAULT_AUTH_RETRY);
         let shared_limit = raw.shared_limit.as_ref().map(|s| self.shared_limit(name, s));
         Some(ConnectionSettings {
             name: name.to_string(),
@@ -84,6 +85,7 @@ impl Ctx<'_> {
             retry,
             poll_interval,
             poll_timeout,
+            auth_retry,
             shared_limit,
         })
     }

@@ -9,7 +9,7 @@ use super::raw::RawFieldTable;
 use super::settings::*;
 use super::validate::Ctx;
 use crate::mapping::{Transform, Validator};
-use crate::schema::{schema_for, Lookup, UnknownFields};
+use crate::schema::{Lookup, UnknownFields};
 
 impl Ctx<'_> {
     pub(super) fn fields(
@@ -19,7 +19,7 @@ impl Ctx<'_> {
         raw: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
         anchor: Range<usize>,
     ) -> Vec<FieldSettings> {
-        let schema = schema_for(&target.name());
+        let schema = target.schema();
         let mut out = Vec::new();
         for (key, value) in raw {
             let name = key.get_ref();

@@ -20,6 +20,8 @@ const TOP: &[&str] = &[
     "max_files_in_flight",
     "server",
     "log",
+    "history_keep",
+    "notify",
     "connections",
     "pipelines",
 ];
@@ -39,6 +41,7 @@ const CONNECTION: &[&str] = &[
     "retry",
     "poll_interval",
     "poll_timeout",
+    "auth_retry",
     "oauth",
     "shared_limit",
 ];
@@ -49,6 +52,7 @@ const PIPELINE: &[&str] = &[
     "source",
     "batch",
     "report_dir",
+    "report_mode",
     "csv",
     "files_in_flight",
     "duplicates",
@@ -69,13 +73,27 @@ const SOURCE: &[&str] = &[
     "queue_url",
     "lease_ttl",
 ];
+const NOTIFY: &[&str] = &[
+    "kind",
+    "url",
+    "secret",
+    "secret_file",
+    "smtp_url",
+    "from",
+    "to",
+    "events",
+    "pipelines",
+    "retry",
+];
 const FIELD: &[&str] = &["column", "template", "value", "transform", "validate", "empty"];
 
 /// The keys a table at `path` takes; `None`: any key (names of connections, pipelines, fields).
 fn known(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => TOP,
-        ["server"] => &["listen"],
+        ["server"] => &["listen", "token", "token_file", "public_url"],
+        ["notify"] => NOTIFY,
+        ["notify", "retry"] => &["initial_backoff", "max_backoff"],
         ["log"] => &["format", "level"],
         ["connections" | "pipelines"] => return None,
         ["connections", _] => CONNECTION,
@@ -123,14 +141,31 @@ fn walk<'i>(table: &DeTable<'i>, path: &mut Vec<String>, out: &mut Vec<Unknown>)
                 } else {
                     format!("{}.{name}", path.join("."))
                 };
-                out.push(Unknown { span: key.span(), path: full, suggestion: closest(name, keys) });
+                out.push(Unknown {
+                    span: key.span(),
+                    path: full,
+                    suggestion: closest_of(name, keys),
+                });
                 continue;
             }
         }
-        if let DeValue::Table(inner) = value.get_ref() {
-            path.push(name.to_string());
-            walk(inner, path, out);
-            path.pop();
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                path.push(name.to_string());
+                walk(inner, path, out);
+                path.pop();
+            }
+            // `[[notify]]`: each table of the array is checked like a table of its own.
+            DeValue::Array(items) => {
+                path.push(name.to_string());
+                for item in items {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        walk(inner, path, out);
+                    }
+                }
+                path.pop();
+            }
+            _ => {}
         }
     }
 }
@@ -158,9 +193,9 @@ fn find(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
     false
 }
 
-/// The known key within two edits of `name`, if one is.
-fn closest(name: &str, keys: &[&'static str]) -> Option<&'static str> {
-    keys.iter().map(|k| (edits(name, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+/// The name of `known` within two edits of `name`, if one is.
+pub fn closest_of<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known.iter().map(|k| (edits(name, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
 }
 
 /// Levenshtein distance.

@@ -64,6 +64,11 @@ pub struct RawConfig {
     pub max_files_in_flight: Value<usize>,
     pub server: Option<RawServer>,
     pub log: Option<RawLog>,
+    /// How long the ledger keeps finished files' summaries (`history`, the console).
+    pub history_keep: Value<HumanDuration>,
+    /// `[[notify]]` tables: where events are sent.
+    #[serde(default)]
+    pub notify: Vec<RawNotify>,
     #[serde(default)]
     pub connections: BTreeMap<Spanned<String>, RawConnection>,
     #[serde(default)]
@@ -73,6 +78,32 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 pub struct RawServer {
     pub listen: Spanned<String>,
+    /// The console's (and `/status`'s) bearer token; uploads and retries need one.
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    /// The console's address as receivers of notifications reach it.
+    pub public_url: Option<Spanned<String>>,
+}
+
+/// One `[[notify]]` table; which keys apply depends on `kind` (checked in `config::notify`).
+#[derive(Debug, Deserialize)]
+pub struct RawNotify {
+    pub kind: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub smtp_url: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<OneOrMany>>,
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
+    pub pipelines: Option<Spanned<Vec<Spanned<String>>>>,
+    pub retry: Option<RawNotifyRetry>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawNotifyRetry {
+    pub initial_backoff: Value<HumanDuration>,
+    pub max_backoff: Value<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +131,8 @@ pub struct RawConnection {
     pub poll_interval: Value<HumanDuration>,
     /// Give up polling a job after this long; its rows are reported as `unconfirmed`.
     pub poll_timeout: Value<HumanDuration>,
+    /// Refused credentials are probed again after this long (doubling up to 15 min).
+    pub auth_retry: Value<HumanDuration>,
     /// Plannr OAuth2: refresh an access token instead of a fixed `token`.
     pub oauth: Option<RawOAuth>,
     /// One rate budget shared by every process on this connection, kept in Redis.
@@ -137,6 +170,8 @@ pub struct RawPipeline {
     pub source: Spanned<RawSource>,
     pub batch: Option<RawBatch>,
     pub report_dir: Option<Spanned<String>>,
+    /// Octal permissions of the report files (`"0640"`); default 0600.
+    pub report_mode: Option<Spanned<String>>,
     pub csv: Option<RawCsv>,
     /// Files of this pipeline processed at once.
     pub files_in_flight: Value<usize>,

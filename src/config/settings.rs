@@ -12,6 +12,8 @@ use crate::secret::Secret;
 
 use super::rate::RateLimit;
 
+/// Finished files' summaries are kept this long (`history_keep`).
+pub const DEFAULT_HISTORY_KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Files at once across pipelines: small files spend most of their time waiting on the CRM,
 /// so several are in flight to keep its budget used.
@@ -21,6 +23,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two status polls of a job; the first polls come sooner.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The first wait before refused credentials are probed again (it doubles up to 15 min).
+pub const DEFAULT_AUTH_RETRY: Duration = Duration::from_secs(60);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
@@ -45,6 +49,10 @@ pub struct Settings {
     pub max_files_in_flight: usize,
     pub server: Option<ServerSettings>,
     pub log: LogSettings,
+    /// How long finished files stay in the ledger's history.
+    pub history_keep: Duration,
+    /// Where events go (`[[notify]]`), in the file's order.
+    pub notify: Vec<super::notify::SinkSettings>,
     pub connections: BTreeMap<String, Arc<ConnectionSettings>>,
     pub pipelines: Vec<Arc<PipelineSettings>>,
     /// Accepted but worth telling (e.g. a field Plannr does not document).
@@ -60,6 +68,11 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Needed by every route but `/healthz`, `/readyz` and `/metrics` once set; without it
+    /// the console only reads, and uploads and retries are refused.
+    pub token: Option<Secret>,
+    /// The console's base URL for links in notifications, without a trailing slash.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +137,8 @@ pub struct ConnectionSettings {
     pub retry: RetryPolicy,
     pub poll_interval: Duration,
     pub poll_timeout: Duration,
+    /// The first wait before refused credentials are probed again.
+    pub auth_retry: Duration,
     /// The rate budget kept in Redis for every process on this connection, if any.
     pub shared_limit: Option<SharedLimit>,
 }
@@ -169,6 +184,18 @@ impl TargetSpec {
             TargetSpec::PlannrContactDetails => "plannr.contact_details".into(),
             TargetSpec::RepslyClients => "repsly.clients".into(),
         }
+    }
+
+    /// The target's schema for the way this pipeline writes (Plannr `update` names records by
+    /// `uuid`; every other mode creates them).
+    pub fn schema(&self) -> crate::schema::Schema {
+        let writes = match self {
+            TargetSpec::PlannrImport { mode: ImportMode::Update, .. } => {
+                crate::schema::Writes::Update
+            }
+            _ => crate::schema::Writes::Create,
+        };
+        crate::schema::schema_of(&self.name(), writes)
     }
 
     pub fn crm(&self) -> CrmKind {
@@ -274,6 +301,9 @@ pub struct PipelineSettings {
     pub batch: BatchSettings,
     /// Explicit report folder; `None` means the source's default (`<folder>/reports`).
     pub report_dir: Option<PathBuf>,
+    /// Permissions of the report files: [`crate::report::atomic::PRIVATE`] unless
+    /// `report_mode` widens it for the report folder's group.
+    pub report_mode: u32,
     pub csv: CsvSettings,
     pub fields: Vec<FieldSettings>,
     pub files_in_flight: usize,

@@ -17,9 +17,30 @@ pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
-/// The `${NAME}`s a text names.
+/// The `${NAME}`s a text names without a default (`${NAME:-default}` needs nothing set).
 fn variables(text: &str) -> impl Iterator<Item = &str> {
-    text.split("${").skip(1).filter_map(|part| part.split_once('}').map(|(name, _)| name))
+    text.split("${")
+        .skip(1)
+        .filter_map(|part| part.split_once('}').map(|(inner, _)| var_ref(inner)))
+        .filter_map(|(name, default)| default.is_none().then_some(name))
+}
+
+/// `NAME` or `NAME:-default` (the default used when NAME is unset or empty, as in a shell).
+fn var_ref(inner: &str) -> (&str, Option<&str>) {
+    match inner.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (inner, None),
+    }
+}
+
+/// Why `name` is not a target: the closest known one, and the known ones.
+pub fn unknown_target(name: &str) -> String {
+    let names = crate::schema::target_names();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hint = super::keys::closest_of(name, &refs)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    format!("unknown target `{name}`{hint}; known targets: {}", names.join(", "))
 }
 
 /// What a config is loaded for: `run` needs everything; `check` and `plan` send nothing, so
@@ -80,12 +101,22 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// A problem of the file as a whole (a default that does not work here), without a line.
+    pub(super) fn problem_without_line(&mut self, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            path: self.path.to_path_buf(),
+            line: None,
+            message: message.into(),
+        });
+    }
+
     pub(super) fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
         let line = line_of(self.text, span.start);
         self.warnings.push(format!("{} line {}: {}", self.path.display(), line, message.into()));
     }
 
-    /// Replaces each `${VAR}`; a missing variable is a problem naming it and the key.
+    /// Replaces each `${VAR}` (`${VAR:-default}`: the default when VAR is unset or empty); a
+    /// missing variable without a default is a problem naming it and the key.
     pub(super) fn expand(&mut self, key: &str, value: &Spanned<String>) -> String {
         let text = value.get_ref();
         let mut out = String::with_capacity(text.len());
@@ -97,10 +128,11 @@ impl<'a> Ctx<'a> {
                 self.problem(value.span(), format!("`{key}` has an unclosed `${{`"));
                 return out;
             };
-            let name = &after[..end];
-            match (self.vars)(name) {
-                Some(v) => out.push_str(&v),
-                None => self.problem(
+            let (name, default) = var_ref(&after[..end]);
+            match ((self.vars)(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => self.problem(
                     value.span(),
                     format!("`{key}` needs environment variable {name}, which is not set"),
                 ),
@@ -221,7 +253,7 @@ impl<'a> Ctx<'a> {
         if self.problems.is_empty() {
             Ok(value)
         } else {
-            Err(ConfigError(self.problems))
+            Err(ConfigError(self.problems, self.warnings))
         }
     }
 
@@ -233,25 +265,11 @@ impl<'a> Ctx<'a> {
             }
             None => PathBuf::from("/var/lib/crm-ingest"),
         };
+        let state_what = "`state_dir` (where the ledger is kept)";
+        self.writable(state_what, &state_dir, raw.state_dir.as_ref().map(|s| s.span()));
         let log = self.log(raw.log.as_ref());
-        let server = match &raw.server {
-            Some(s) => {
-                let listen = self.expand("listen", &s.listen);
-                match listen.parse::<std::net::SocketAddr>() {
-                    Err(_) => self.problem(
-                        s.listen.span(),
-                        format!("`listen` = `{listen}` is not an address like 127.0.0.1:9464"),
-                    ),
-                    Ok(a) if !a.ip().is_loopback() => self.warn(
-                        s.listen.span(),
-                        format!("[server] listen = {listen} is not a loopback address: /status and /metrics name files and pipelines to anyone who can reach it and have no authentication; bind 127.0.0.1 or put an authenticating proxy in front"),
-                    ),
-                    Ok(_) => {}
-                }
-                Some(ServerSettings { listen })
-            }
-            None => None,
-        };
+        let server = self.server(raw.server.as_ref());
+        let history_keep = self.duration("history_keep", &raw.history_keep, DEFAULT_HISTORY_KEEP);
         let mut connections = BTreeMap::new();
         for (name, conn) in &raw.connections {
             if let Some(c) = self.connection(name.get_ref(), conn) {
@@ -271,6 +289,8 @@ impl<'a> Ctx<'a> {
                 message: "no [pipelines.NAME] table: nothing would run".into(),
             });
         }
+        let names: Vec<String> = raw.pipelines.keys().map(|k| k.get_ref().clone()).collect();
+        let notify = self.notify(&raw.notify, &names);
         let max_files_in_flight = self
             .at_least_one(
                 "max_files_in_flight",
@@ -287,9 +307,11 @@ impl<'a> Ctx<'a> {
             max_files_in_flight,
             server,
             log,
+            history_keep,
+            notify,
             connections,
             pipelines,
-            warnings: std::mem::take(&mut self.warnings),
+            warnings: self.warnings.clone(),
         };
         self.finish(settings)
     }
@@ -371,6 +393,8 @@ impl<'a> Ctx<'a> {
             let d = self.expand("report_dir", d);
             self.relative(&d)
         });
+        let report_mode = self.report_mode(&pname, raw.report_mode.as_ref());
+        self.pipeline_folders(&pname, source.as_ref(), report_dir.as_ref(), raw);
         let files_in_flight = self
             .at_least_one(
                 &format!("pipelines.{pname}.files_in_flight"),
@@ -386,6 +410,7 @@ impl<'a> Ctx<'a> {
             source: source?,
             batch,
             report_dir,
+            report_mode,
             csv,
             fields,
             files_in_flight,
@@ -406,6 +431,54 @@ impl<'a> Ctx<'a> {
                     ),
                 );
                 Duplicates::Refuse
+            }
+        }
+    }
+
+    /// A folder source and the report folder must take files (claims, moves, reports).
+    fn pipeline_folders(
+        &mut self,
+        pname: &str,
+        source: Option<&SourceSettings>,
+        report_dir: Option<&PathBuf>,
+        raw: &RawPipeline,
+    ) {
+        let folder = match source {
+            Some(SourceSettings::Folder(f)) if f.path.is_dir() => Some(&f.path),
+            _ => None,
+        };
+        if let Some(path) = folder {
+            let what = format!("pipeline `{pname}`: source folder");
+            self.writable(&what, path, Some(raw.source.span()));
+        }
+        let reports = report_dir.cloned().or_else(|| folder.map(|f| f.join("reports")));
+        if let Some(dir) = reports {
+            let span = raw.report_dir.as_ref().map_or(raw.source.span(), |d| d.span());
+            self.writable(&format!("pipeline `{pname}`: report folder"), &dir, Some(span));
+        }
+    }
+
+    /// `report_mode = "0640"`: octal, read and write for the owner, at most read and write
+    /// beyond; reading for every user is allowed with a warning (reports hold personal data).
+    fn report_mode(&mut self, pname: &str, raw: Option<&Spanned<String>>) -> u32 {
+        let private = crate::report::atomic::PRIVATE;
+        let Some(raw) = raw else { return private };
+        let text = raw.get_ref().trim();
+        let key = format!("pipelines.{pname}.report_mode");
+        match u32::from_str_radix(text, 8) {
+            Ok(mode)
+                if (3..=4).contains(&text.len())
+                    && mode & !0o666 == 0
+                    && mode & private == private =>
+            {
+                if mode & 0o006 != 0 {
+                    self.warn(raw.span(), format!("`{key}` = \"{text}\" lets every user of this machine read the reports, which hold personal data; \"0640\" with a group is the usual choice"));
+                }
+                mode
+            }
+            _ => {
+                self.problem(raw.span(), format!("`{key}` = \"{text}\" is not a file mode like \"0600\" or \"0640\" (octal; the owner reads and writes; no execute or special bits)"));
+                private
             }
         }
     }
@@ -444,10 +517,11 @@ impl<'a> Ctx<'a> {
         let t = raw.target.get_ref().as_str();
         let mode = raw.mode.as_ref();
         let spec = if let Some(import_type) = t.strip_prefix("plannr.import.") {
-            if import_type.is_empty()
-                || !import_type.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            {
-                self.problem(raw.target.span(), format!("pipeline `{pname}`: `{t}` needs an import type such as plannr.import.clients"));
+            if !crate::schema::is_target(t) {
+                self.problem(
+                    raw.target.span(),
+                    format!("pipeline `{pname}`: {}", unknown_target(t)),
+                );
                 return None;
             }
             let mode = match mode.map(|m| m.get_ref().as_str()) {
@@ -473,7 +547,7 @@ impl<'a> Ctx<'a> {
                 _ => {
                     self.problem(
                         raw.target.span(),
-                        format!("pipeline `{pname}`: unknown target `{t}` (expected plannr.import.<type>, plannr.contact_details or repsly.clients)"),
+                        format!("pipeline `{pname}`: {}", unknown_target(t)),
                     );
                     return None;
                 }

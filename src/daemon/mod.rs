@@ -15,8 +15,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, SourceSettings};
 use crate::delivery::Connection;
+use crate::health::Health;
 use crate::ledger::Ledger;
-use crate::ops::health::Health;
 use crate::ops::server::OpsState;
 use crate::ops::systemd;
 use crate::pipeline::FileContext;
@@ -26,6 +26,7 @@ use crate::source::{Claimed, FolderSource};
 use crate::targets;
 
 mod file;
+mod finished;
 mod folder;
 mod s3;
 
@@ -40,25 +41,39 @@ pub struct Control {
 
 type Connections = BTreeMap<String, Arc<Connection>>;
 
-/// One [`Connection`] per configured connection, shared by the pipelines naming it. A
-/// connection whose settings did not change keeps its limiter and in-flight slots.
+/// One [`Connection`] per configured connection, shared by the pipelines naming it.
 pub fn connections(settings: &Settings) -> anyhow::Result<Connections> {
-    reuse_connections(settings, &BTreeMap::new())
+    reuse_connections(settings, &BTreeMap::new(), None)
 }
 
-fn reuse_connections(settings: &Settings, old: &Connections) -> anyhow::Result<Connections> {
-    settings
-        .connections
-        .iter()
-        .map(|(name, c)| {
-            if let Some(existing) = old.get(name).filter(|o| *o.settings == **c) {
-                return Ok((name.clone(), existing.clone()));
-            }
-            let conn = Connection::new(c.clone(), crate::metrics::get())
-                .with_context(|| format!("connection `{name}`: cannot build its HTTP client"))?;
-            Ok((name.clone(), Arc::new(conn)))
-        })
-        .collect()
+/// A connection of the same name lives on across reloads, whatever changed: it keeps its one
+/// limiter and in-flight slots, so files in flight and new ones share them (the reload then
+/// gives it the new settings: [`Running::reload`]). A new one gets a task that probes its
+/// credentials while they are refused (until `stop`), reading the config at
+/// `settings.path` afresh for them.
+fn reuse_connections(
+    settings: &Settings,
+    old: &Connections,
+    stop: Option<&CancellationToken>,
+) -> anyhow::Result<Connections> {
+    let context = |name: &str| format!("connection `{name}`: cannot build its HTTP client");
+    let mut out = Connections::new();
+    for (name, c) in &settings.connections {
+        if let Some(existing) = old.get(name) {
+            out.insert(name.clone(), existing.clone());
+            continue;
+        }
+        let conn = Arc::new(
+            Connection::new(c.clone(), crate::metrics::get()).with_context(|| context(name))?,
+        );
+        if let Some(stop) = stop {
+            let (path, name) = (settings.path.clone(), name.clone());
+            let fresh = move || crate::config::load(&path).ok()?.connections.get(&name).cloned();
+            tokio::spawn(conn.clone().recover(fresh, stop.clone()));
+        }
+        out.insert(name.clone(), conn);
+    }
+    Ok(out)
 }
 
 /// Runs until `shutdown` is cancelled, then drains.
@@ -72,6 +87,8 @@ pub(crate) struct Shared {
     ledger: Arc<Ledger>,
     /// Disk problems: while one lasts intake is paused and `/readyz` says so.
     health: Arc<Health>,
+    /// Finished files go into the history and their events into the outbox through it.
+    notify: Arc<crate::notify::Notifier>,
     files: TaskTracker,
     global: Arc<Semaphore>,
     stop: CancellationToken,
@@ -104,10 +121,16 @@ struct Generation {
 
 pub async fn run_with(settings: Settings, mut control: Control) -> anyhow::Result<()> {
     let ledger = Arc::new(Ledger::open(&settings.state_dir).context("cannot open the ledger")?);
+    let reader = crate::ledger::Reader::open(&settings.state_dir)
+        .context("cannot read the ledger")?
+        .map(Arc::new)
+        .context("the ledger vanished after it was opened")?;
     let health = Arc::new(Health::default());
+    let notify = crate::notify::Notifier::new(ledger.clone(), &settings);
     let shared = Shared {
         ledger: ledger.clone(),
         health: health.clone(),
+        notify: notify.clone(),
         files: TaskTracker::new(),
         global: Arc::new(Semaphore::new(settings.max_files_in_flight)),
         stop: CancellationToken::new(),
@@ -118,16 +141,27 @@ pub async fn run_with(settings: Settings, mut control: Control) -> anyhow::Resul
     let generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
     let ops_connections =
         Arc::new(RwLock::new(generation.connections.values().cloned().collect::<Vec<_>>()));
+    let ops_settings = Arc::new(RwLock::new(Arc::new(settings.clone())));
     let ops_stop = CancellationToken::new();
+    let state = OpsState {
+        ledger: ledger.clone(),
+        connections: ops_connections.clone(),
+        health,
+        reader: reader.clone(),
+        settings: ops_settings.clone(),
+        notify: notify.clone(),
+    };
     if let Some(server) = &settings.server {
-        let state =
-            OpsState { ledger: ledger.clone(), connections: ops_connections.clone(), health };
-        let addr = crate::ops::server::spawn(&server.listen, state, ops_stop.clone()).await?;
-        tracing::info!(listen = %addr, "operator endpoints: /healthz /readyz /metrics /status");
+        let addr =
+            crate::ops::server::spawn(&server.listen, state.clone(), ops_stop.clone()).await?;
+        tracing::info!(listen = %addr, "console at / and operator endpoints: /healthz /readyz /metrics /status");
     }
+    tokio::spawn(crate::notify::sender::run(notify, reader, ops_stop.clone()));
+    tokio::spawn(crate::ops::alerts::watch(state, ops_stop.clone()));
+    tokio::spawn(finished::keep_history(shared.clone(), ops_settings.clone(), ops_stop.clone()));
     announce(&settings);
     systemd::ready(&running(&settings));
-    let mut running = Running { settings, generation, shared, ops_connections };
+    let mut running = Running { settings, generation, shared, ops_connections, ops_settings };
     running.serve(&mut control).await;
     running.drain().await;
     ops_stop.cancel();
@@ -140,6 +174,8 @@ struct Running {
     generation: Generation,
     shared: Shared,
     ops_connections: Arc<RwLock<Vec<Arc<Connection>>>>,
+    /// The config the console and the history's upkeep read; swapped on reload.
+    ops_settings: Arc<RwLock<Arc<Settings>>>,
 }
 
 impl Running {
@@ -180,12 +216,24 @@ impl Running {
             Ok(next) => next,
             Err(e) => return tracing::error!(error = %format!("{e:#}"), "{refused}"),
         };
+        for (name, c) in &new.connections {
+            let Some(conn) = next.connections.get(name) else { continue };
+            if let Err(e) = conn.reconfigure(c.clone()) {
+                tracing::error!(connection = %name, error = %e, "cannot rebuild the connection's HTTP client; it keeps its old settings");
+            }
+            // A connection holding its files tries the reloaded credentials now.
+            conn.probe_now();
+        }
         self.generation.cancel.cancel();
         self.generation = next;
         self.settings = new;
         if let Ok(mut c) = self.ops_connections.write() {
             *c = self.generation.connections.values().cloned().collect();
         }
+        if let Ok(mut s) = self.ops_settings.write() {
+            *s = Arc::new(self.settings.clone());
+        }
+        self.shared.notify.reconfigure(&self.settings);
         tracing::info!(config = %self.settings.path.display(), pipelines = self.settings.pipelines.len(), "config reloaded");
         announce(&self.settings);
         systemd::status(&running(&self.settings));
@@ -239,7 +287,7 @@ async fn start(
     old: &Connections,
     first: bool,
 ) -> anyhow::Result<Generation> {
-    let connections = reuse_connections(settings, old)?;
+    let connections = reuse_connections(settings, old, Some(&shared.stop))?;
     let cancel = CancellationToken::new();
     for pipeline in &settings.pipelines {
         let ctx = |report_dir: PathBuf| FileContext {
@@ -268,8 +316,12 @@ async fn start(
                     ctx(pipeline.default_report_dir().unwrap_or_else(|| f.path.join("reports")));
                 tracing::info!(pipeline = %pipeline.name, source = %f.path.display(), target = %pipeline.target.name(), connection = %pipeline.connection.name, "watching");
                 let (tx, rx) = mpsc::channel::<Claimed>(1);
+                // A connection that holds (refused credentials) leaves new files in the inbox.
+                let held = connections.get(&pipeline.connection.name).map(|c| c.held());
+                let paused = either(shared.health.paused(), held, cancel.clone());
                 let health = shared.health.clone();
-                tokio::spawn(source.clone().watch(slots, tx, cancel.clone(), first, health));
+                let watch = source.clone().watch(slots, tx, cancel.clone(), first, health, paused);
+                tokio::spawn(watch);
                 tokio::spawn(dispatch(rx, shared.clone(), move |claimed, shared| {
                     folder::handle(ctx.clone(), source.clone(), claimed, shared)
                 }));
@@ -314,4 +366,26 @@ where
             drop(global_permit);
         });
     }
+}
+
+/// `true` while either says so (`b` absent: `a` alone), until `cancel`.
+fn either(
+    a: tokio::sync::watch::Receiver<bool>,
+    b: Option<tokio::sync::watch::Receiver<bool>>,
+    cancel: CancellationToken,
+) -> tokio::sync::watch::Receiver<bool> {
+    let Some(mut b) = b else { return a };
+    let mut a = a;
+    let (tx, rx) = tokio::sync::watch::channel(*a.borrow() || *b.borrow());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = a.changed() => if r.is_err() { return },
+                r = b.changed() => if r.is_err() { return },
+            }
+            tx.send_replace(*a.borrow() || *b.borrow());
+        }
+    });
+    rx
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::file::{self, FileRun, Ran};
+use super::finished::Ended;
 use super::Shared;
 use crate::ledger::{Claim, FileState, Identity, LedgerError, Resume};
 use crate::pipeline::{FileContext, FileResult, Input};
@@ -157,7 +158,15 @@ impl ObjectRun<'_> {
                     return Ran::Interrupted;
                 }
             };
-            let ran = file::run_claimed(run, claim, shared).await;
+            let Some(ran) = file::run_claimed(run, claim, shared).await else {
+                // The connection holds: the object waits at its checkpoint, then is claimed
+                // again (a hold is no broken read).
+                reads -= 1;
+                if !file::until_accepted(ctx, &self.object.name).await {
+                    return Ran::Interrupted;
+                }
+                continue;
+            };
             if let Ran::Blocked { what, error } = &ran {
                 // The disk refused: wait and read again (the state is in the ledger).
                 shared.health.problem(what, error);
@@ -241,7 +250,7 @@ impl ObjectRun<'_> {
                     _ => Err(e),
                 })
             } else {
-                report::atomic::write_private(&path, &bytes)
+                report::atomic::write_private(&path, &bytes, report::atomic::PRIVATE)
             };
             wrote.map_err(|e| NotAdopted(format!("{}: {e}", path.display())))?;
         }
@@ -286,7 +295,14 @@ impl ObjectRun<'_> {
                 self.moved(true).await
             }
             Ran::SetAside { file_id: None, why } => {
-                file::write_failure_summary(ctx, &object.name, &why, None);
+                file::write_failure_summary(
+                    ctx,
+                    shared,
+                    Ended::set_aside(None),
+                    &object.name,
+                    &why,
+                    None,
+                );
                 self.moved(true).await
             }
         }
@@ -324,7 +340,8 @@ impl ObjectRun<'_> {
             return false;
         }
         let ok = self.moved(failed).await;
-        file::log_done(ctx, name, &result, if failed { "failed/" } else { "processed/" });
+        let to = if failed { "failed/" } else { "processed/" };
+        file::log_done(ctx, self.shared, file_id, name, &result, to);
         ok
     }
 

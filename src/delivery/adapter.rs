@@ -43,14 +43,24 @@ pub struct JobReport {
     pub saved: Option<u64>,
     /// Rows the CRM counts as refused, when it counts them.
     pub invalid: Option<u64>,
-    /// `refused` is known to name every refused row (else rows it does not name are in doubt
-    /// unless the counts settle them).
+    /// The CRM's own count says `refused` names every refused row (Plannr: `failed_jobs` is 0
+    /// and nothing is listed). A list being short is no proof of it; without it, rows
+    /// `refused` does not name are in doubt unless the counts settle them.
     pub complete: bool,
-    /// Where the full list of refused rows can be fetched when `refused` may be cut short.
+    /// Where the full list of refused rows can be fetched (Plannr's error report).
     pub more: Option<Call>,
+    /// That list, once fetched: it can only add refusals (see [`Fetched`]).
+    pub fetched: Option<Fetched>,
     /// The id of the record a create made (a contact detail), kept in the ledger.
     pub record: Option<String>,
 }
+
+/// A list of refusals fetched after the job's answer (an error report). Reconciliation uses
+/// it only to add refusals to the inline ones, and takes it as the whole list only when it
+/// names at least one row and every row the inline list names: an empty or partial report
+/// proves nothing, so it can lower confidence in a row but never raise it.
+#[derive(Debug, Clone)]
+pub struct Fetched(pub Vec<RowNote>);
 
 /// A job's state as a status answer reads.
 #[derive(Debug, Clone)]
@@ -67,7 +77,7 @@ pub enum Created {
     /// A job to follow.
     Job(String),
     /// The answer is final (a per-record target): the report for the batch.
-    Done(JobReport),
+    Done(Box<JobReport>),
     /// The batch was refused as a whole, maybe for one row's sake: split it to find out.
     Refused(String),
     /// The batch was refused for a reason splitting would not change.
@@ -112,7 +122,7 @@ pub trait Adapter: Send + Sync {
     fn read_status(&self, base: &str, reply: &Reply) -> Result<JobState, String>;
 
     /// Reads the full list of refused rows fetched from [`JobReport::more`].
-    fn read_more(&self, _reply: &Reply) -> Result<Vec<RowNote>, String> {
+    fn read_more(&self, _reply: &Reply) -> Result<Fetched, String> {
         Err("this target has no list to fetch".into())
     }
 

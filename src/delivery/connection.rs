@@ -3,7 +3,7 @@
 //! [`Connection::call`]; how often a call is retried depends on what it does ([`Safety`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::auth::Credentials;
 use super::call::{message_of, origin, Call, CallError, Reply};
+use super::hold::Hold;
 use super::pace::Pace;
 use super::retry::{classify, parse_wait, Action, Attempt};
 use super::signals::{Seen, ServerBudget, Verdict};
@@ -33,30 +34,44 @@ pub struct ConnectionStats {
 }
 
 pub struct Connection {
-    pub settings: Arc<ConnectionSettings>,
-    transport: Arc<dyn Transport>,
-    credentials: Credentials,
-    pace: Pace,
-    slots: Semaphore,
+    name: String,
+    /// What the config says now, with what is built from it; replaced on reload (a call in
+    /// flight keeps the one it started with).
+    setup: RwLock<Arc<Setup>>,
+    /// One rate budget for the connection's whole life: reloads keep it (a changed rate
+    /// replaces what is inside, for every file at once).
+    pace: RwLock<Arc<Pace>>,
+    slots: Arc<Semaphore>,
     /// Held from a batch's write-ahead record until its job id is recorded: after a
     /// `kill -9`, at most `max_in_flight` batches per connection have an unknown outcome.
     creates: Arc<Semaphore>,
+    /// How many permits `slots` and `creates` hold now (`max_in_flight`).
+    in_flight: Mutex<usize>,
     /// A server-requested pause (Retry-After, exhausted rate budget) for the whole connection.
     paused_until: Mutex<Option<Instant>>,
     /// What the CRM's budget headers said; a gap between requests while its budget runs low.
     server_budget: Mutex<ServerBudget>,
-    /// Set when the CRM refused the credentials: no further request is sent.
-    auth_failure: Mutex<Option<String>>,
+    /// Refused credentials: the latch, the probes that lift it, and who waits for that.
+    pub(super) hold: Hold,
     /// The last probe of the credentials after a 403: when, and whether they were refused.
     probed: tokio::sync::Mutex<Option<(Instant, bool)>>,
-    own_origin: Option<String>,
     metrics: &'static Metrics,
     pub stats: ConnectionStats,
 }
 
+/// A connection's settings and what is built from them.
+struct Setup {
+    settings: Arc<ConnectionSettings>,
+    transport: Arc<dyn Transport>,
+    /// The transport is this connection's own HTTP client (rebuilt when `timeout` changes).
+    http: bool,
+    credentials: Arc<Credentials>,
+    own_origin: Option<String>,
+}
+
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("name", &self.settings.name).finish_non_exhaustive()
+        f.debug_struct("Connection").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -67,7 +82,7 @@ impl Connection {
         metrics: &'static Metrics,
     ) -> Result<Self, reqwest::Error> {
         let http = Http::new(settings.timeout)?;
-        Ok(Self::with_transport(settings, Arc::new(http), metrics))
+        Ok(Self::build(settings, Arc::new(http), true, metrics))
     }
 
     /// A connection over any transport (the engine's tests script one).
@@ -76,29 +91,125 @@ impl Connection {
         transport: Arc<dyn Transport>,
         metrics: &'static Metrics,
     ) -> Self {
+        Self::build(settings, transport, false, metrics)
+    }
+
+    fn build(
+        settings: Arc<ConnectionSettings>,
+        transport: Arc<dyn Transport>,
+        http: bool,
+        metrics: &'static Metrics,
+    ) -> Self {
+        let n = settings.max_in_flight;
         Self {
-            pace: Pace::new(&settings),
-            slots: Semaphore::new(settings.max_in_flight),
-            creates: Arc::new(Semaphore::new(settings.max_in_flight)),
-            credentials: Credentials::new(&settings.auth),
-            transport,
+            name: settings.name.clone(),
+            pace: RwLock::new(Arc::new(Pace::new(&settings))),
+            slots: Arc::new(Semaphore::new(n)),
+            creates: Arc::new(Semaphore::new(n)),
+            in_flight: Mutex::new(n),
             paused_until: Mutex::new(None),
             server_budget: Mutex::default(),
-            auth_failure: Mutex::new(None),
+            hold: Hold::default(),
             probed: tokio::sync::Mutex::new(None),
-            own_origin: origin(&settings.base_url),
             metrics,
             stats: ConnectionStats::default(),
-            settings,
+            setup: RwLock::new(Arc::new(Setup {
+                credentials: Arc::new(Credentials::new(&settings.auth)),
+                own_origin: origin(&settings.base_url),
+                transport,
+                http,
+                settings,
+            })),
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.settings.name
+    fn current(&self) -> Arc<Setup> {
+        match self.setup.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.settings.base_url
+    fn pace(&self) -> Arc<Pace> {
+        match self.pace.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<ConnectionSettings> {
+        self.current().settings.clone()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn base_url(&self) -> String {
+        self.current().settings.base_url.clone()
+    }
+
+    /// Takes the settings of a reloaded config, keeping this connection's limiter, in-flight
+    /// slots and pauses: files in flight and new ones share them. Only what changed is
+    /// rebuilt: the HTTP client for a new `timeout`, the credentials for new ones, the rate
+    /// budget's quota for a new rate.
+    pub fn reconfigure(&self, new: Arc<ConnectionSettings>) -> Result<(), reqwest::Error> {
+        let old = self.current();
+        if *old.settings == *new {
+            return Ok(());
+        }
+        let transport: Arc<dyn Transport> = match old.http && old.settings.timeout != new.timeout {
+            true => Arc::new(Http::new(new.timeout)?),
+            false => old.transport.clone(),
+        };
+        let credentials = match old.settings.auth != new.auth {
+            true => Arc::new(Credentials::new(&new.auth)),
+            false => old.credentials.clone(),
+        };
+        let o = &old.settings;
+        if (o.rate_limit, o.burst, &o.shared_limit)
+            != (new.rate_limit, new.burst, &new.shared_limit)
+        {
+            if let Ok(mut p) = self.pace.write() {
+                *p = Arc::new(Pace::new(&new));
+            }
+        }
+        self.resize(new.max_in_flight);
+        let setup = Setup {
+            own_origin: origin(&new.base_url),
+            settings: new,
+            transport,
+            http: old.http,
+            credentials,
+        };
+        if let Ok(mut s) = self.setup.write() {
+            *s = Arc::new(setup);
+        }
+        Ok(())
+    }
+
+    /// `max_in_flight` changed: the slots follow (permits in use are taken back as they
+    /// come free).
+    fn resize(&self, to: usize) {
+        let Ok(mut now) = self.in_flight.lock() else { return };
+        let from = std::mem::replace(&mut *now, to);
+        for sem in [&self.slots, &self.creates] {
+            if to > from {
+                sem.add_permits(to - from);
+            } else if to < from {
+                let owed = (from - to).saturating_sub(sem.forget_permits(from - to));
+                let Ok(owed) = u32::try_from(owed) else { continue };
+                if owed > 0 {
+                    let sem = sem.clone();
+                    tokio::spawn(async move {
+                        if let Ok(p) = sem.acquire_many_owned(owed).await {
+                            p.forget();
+                        }
+                    });
+                }
+            }
+        }
     }
 
     /// The right to create one remote job; hold it until the job's id is recorded.
@@ -115,35 +226,37 @@ impl Connection {
         }
     }
 
-    fn probe_call(&self) -> Call {
-        let url = match self.settings.kind {
-            CrmKind::Plannr => format!("{}/api/v1/import?per_page=1", self.base_url()),
-            CrmKind::Repsly => format!("{}/export/importStatus/0", self.base_url()),
+    pub(super) fn probe_call(&self) -> Call {
+        let setup = self.current();
+        let base = &setup.settings.base_url;
+        let url = match setup.settings.kind {
+            CrmKind::Plannr => format!("{base}/api/v1/import?per_page=1"),
+            CrmKind::Repsly => format!("{base}/export/importStatus/0"),
         };
         Call::get("probe", url)
     }
 
     /// The credentials problem that stopped this connection, if any.
     pub fn auth_failure(&self) -> Option<String> {
-        self.auth_failure.lock().ok().and_then(|g| g.clone())
+        self.hold.failure()
     }
 
     /// Why this connection sends nothing now: refused credentials, or a shared budget that
     /// cannot be reached.
     pub fn problem(&self) -> Option<String> {
-        self.auth_failure().or_else(|| self.pace.problem())
+        self.auth_failure().or_else(|| self.pace().problem())
     }
 
     /// Sends `call` within the connection's limits, retrying what its safety allows.
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
-        let policy = self.settings.retry;
+        let policy = self.settings().retry;
         let mut last = String::new();
         let mut refreshed = false;
         let mut attempt = 0;
         while attempt < policy.max_attempts {
             attempt += 1;
             if let Some(detail) = self.auth_failure() {
-                return Err(CallError::Auth { connection: self.settings.name.clone(), detail });
+                return Err(CallError::Auth { connection: self.name.clone(), detail });
             }
             let (reply, action) = self.attempt(&call).await;
             let server_wait = match (action, reply) {
@@ -181,7 +294,7 @@ impl Connection {
                 break;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            self.metrics.retry(&self.settings.name, call.endpoint);
+            self.metrics.retry(&self.name, call.endpoint);
             let wait = match server_wait {
                 Some(w) => {
                     self.pause_for(w);
@@ -189,7 +302,7 @@ impl Connection {
                 }
                 None => policy.backoff(attempt),
             };
-            tracing::warn!(connection = %self.settings.name, endpoint = call.endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %last, "retrying");
+            tracing::warn!(connection = %self.name, endpoint = call.endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %last, "retrying");
             tokio::time::sleep(wait).await;
         }
         Err(CallError::Exhausted { endpoint: call.endpoint, attempts: policy.max_attempts, last })
@@ -198,10 +311,12 @@ impl Connection {
     /// A 401 with credentials that can be renewed (OAuth): renewed, and the call tried once
     /// more before the 401 counts as a refusal.
     async fn refresh_after_401(&self) -> bool {
-        match self.credentials.refresh(self.transport.as_ref()).await {
+        let setup = self.current();
+        let pace = self.pace();
+        match setup.credentials.refresh(setup.transport.as_ref(), &pace, &self.name).await {
             Some(Ok(())) => true,
             Some(Err(e)) => {
-                tracing::warn!(connection = %self.settings.name, error = %e, "could not refresh the access token");
+                tracing::warn!(connection = %self.name, error = %e, "could not refresh the access token");
                 false
             }
             None => false,
@@ -228,37 +343,37 @@ impl Connection {
         rejected(call.endpoint, reply)
     }
 
-    /// Records a credentials refusal so no further request is sent, and says so once.
+    /// Records a credentials refusal so no further request is sent (the connection holds its
+    /// files until a probe is accepted), and says so once.
     fn refused(&self, endpoint: &'static str, reply: &Reply) -> CallError {
         let detail =
             format!("{endpoint} answered HTTP {}: {}", reply.status, message_of(&reply.body));
-        if let Ok(mut g) = self.auth_failure.lock() {
-            if g.is_none() {
-                tracing::error!(connection = %self.settings.name, endpoint, status = reply.status, "authentication refused; no more requests are sent on this connection until the config is fixed and reloaded");
-            }
-            *g = Some(detail.clone());
+        if self.hold.refuse(&detail) {
+            tracing::error!(connection = %self.name, endpoint, status = reply.status, "authentication refused; this connection holds its files and sends nothing until its credentials are accepted (probed every auth_retry, and on SIGHUP)");
         }
-        CallError::Auth { connection: self.settings.name.clone(), detail }
+        CallError::Auth { connection: self.name.clone(), detail }
     }
 
     /// One request: wait for a slot, any pause, the rate limiter; then send and read the
     /// answer. The error side is a description of why no answer came.
-    async fn attempt(&self, call: &Call) -> (Result<Reply, String>, Action) {
+    pub(super) async fn attempt(&self, call: &Call) -> (Result<Reply, String>, Action) {
         let Ok(_slot) = self.slots.acquire().await else {
             return (Err("connection closed".into()), Action::Retry { after: None });
         };
         self.wait_for_pause().await;
+        let setup = self.current();
+        let pace = self.pace();
         let started = Instant::now();
-        self.pace.until_ready(&self.settings.name).await;
+        pace.until_ready(&self.name).await;
         let waited = started.elapsed();
         self.stats.limiter_wait_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-        self.metrics.limiter_wait(&self.settings.name, waited);
+        self.metrics.limiter_wait(&self.name, waited);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // Credentials go only to the CRM's own origin: a presigned storage URL refuses a
         // second auth mechanism, and a token must never reach another host.
-        let same_origin = self.own_origin.is_some() && origin(&call.url) == self.own_origin;
+        let same_origin = setup.own_origin.is_some() && origin(&call.url) == setup.own_origin;
         let auth = if same_origin {
-            match self.credentials.current(self.transport.as_ref()).await {
+            match setup.credentials.current(setup.transport.as_ref(), &pace, &self.name).await {
                 Ok(a) => Some(a),
                 Err(e) => return (Err(e), Action::Retry { after: None }),
             }
@@ -266,24 +381,24 @@ impl Connection {
             None
         };
         let sent = Instant::now();
-        let result = self.transport.send(call, auth.as_ref()).await;
+        let result = setup.transport.send(call, auth.as_ref()).await;
         let took = sent.elapsed();
         match result {
             Err(no) => {
-                self.metrics.request(&self.settings.name, call.endpoint, None, took);
+                self.metrics.request(&self.name, call.endpoint, None, took);
                 let attempt = Attempt::NoAnswer { maybe_sent: no.maybe_sent };
                 (Err(no.message), classify(attempt, call.safety, call.expect))
             }
             Ok(reply) => {
-                self.metrics.request(&self.settings.name, call.endpoint, Some(reply.status), took);
-                let action = self.judge(call, &reply);
+                self.metrics.request(&self.name, call.endpoint, Some(reply.status), took);
+                let action = self.judge(call, &reply, &setup.settings);
                 (Ok(reply), action)
             }
         }
     }
 
     /// The retry decision for an answer, noting what it says about the budget.
-    fn judge(&self, call: &Call, reply: &Reply) -> Action {
+    fn judge(&self, call: &Call, reply: &Reply, settings: &ConnectionSettings) -> Action {
         let now = SystemTime::now();
         let status = reply.status;
         let headers = &reply.headers;
@@ -295,14 +410,14 @@ impl Connection {
         if status == 429 {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
         }
-        self.note_remaining(headers, now);
+        self.note_remaining(headers, now, settings);
         let json_body = reply.is_json();
         classify(Attempt::Response { status, json_body, retry_after }, call.safety, call.expect)
     }
 
     /// `X-Ratelimit-Remaining`: at 0 the next call would be refused, so wait for the window;
     /// running low, keep a gap that spreads what is left to the reset.
-    fn note_remaining(&self, headers: &HeaderMap, now: SystemTime) {
+    fn note_remaining(&self, headers: &HeaderMap, now: SystemTime, s: &ConnectionSettings) {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let number = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
         let Some(remaining) = number("x-ratelimit-remaining") else { return };
@@ -311,7 +426,6 @@ impl Connection {
             reset: header("x-ratelimit-reset").and_then(|v| parse_wait(v, now)),
             limit: number("x-ratelimit-limit"),
         };
-        let s = &self.settings;
         let verdict = self.server_budget.lock().map(|mut b| {
             let own_gap = s.rate_limit.interval();
             b.observe(seen, s.rate_limit.per, own_gap, s.max_in_flight as u64, Instant::now())
@@ -347,10 +461,15 @@ impl Connection {
 }
 
 fn rejected(endpoint: &'static str, reply: Reply) -> CallError {
-    CallError::Rejected {
-        endpoint,
-        status: reply.status,
-        message: message_of(&reply.body),
-        body: reply.body,
-    }
+    let message = match reply.status {
+        300..=399 => {
+            let to = reply.headers.get("location").and_then(|l| l.to_str().ok());
+            format!(
+                "a redirect to {}; it is not followed, since it would send the request (its rows, its credentials) to another address: set base_url to the address the CRM answers at",
+                to.unwrap_or("an address not given")
+            )
+        }
+        _ => message_of(&reply.body),
+    };
+    CallError::Rejected { endpoint, status: reply.status, message, body: reply.body }
 }

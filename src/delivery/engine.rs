@@ -35,14 +35,15 @@ pub trait Journal: Send + Sync {
     /// knows their fate is unknown. `Err` when it cannot be recorded (the create waits).
     fn sending<'a>(&'a self, seqs: &'a [u64]) -> BoxFuture<'a, Result<Token, String>>;
     /// The create made job (or record) `id` for those rows; durable before anything waits
-    /// on the job. Ends the write-ahead record.
+    /// on the job. Ends the write-ahead record. `Err` when it cannot be recorded: the engine
+    /// tries again and does not go on with the job until it holds.
     fn created<'a>(
         &'a self,
         token: Token,
         id: &'a str,
         seqs: &'a [u64],
         status: &'a str,
-    ) -> BoxFuture<'a, ()>;
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// The create ended without anything remote to follow (refused, or settled).
     fn abandoned(&self, token: Token);
     /// A job's status changed (a step done, its end).
@@ -55,43 +56,70 @@ pub struct Engine {
     pub journal: Arc<dyn Journal>,
 }
 
+/// One outcome per row of a batch, in order; `None` for a row left unsettled because the
+/// connection's credentials were refused (the file holds at its checkpoint and resumes once
+/// they are accepted: SPEC §6).
+pub type Outcomes = Vec<Option<Outcome>>;
+
 /// What a create came to.
 enum Create {
     Adapter(Created),
-    /// Outcomes the engine decides itself (credentials refused, fate unknown, retries out).
+    /// Outcomes the engine decides itself (fate unknown, retries out).
     Outcomes(Vec<Outcome>),
+    /// The credentials were refused: nothing was created, the rows wait.
+    Held,
+}
+
+/// Why following a job stopped before its report.
+enum Stop {
+    /// The credentials were refused: the job is in the ledger, a resume follows it.
+    Held,
+    /// Every row of the job ends so.
+    Failed(Stage, String),
 }
 
 impl Engine {
-    fn base(&self) -> &str {
+    fn base(&self) -> String {
         self.conn.base_url()
     }
 
-    /// Sends `rows`; every row gets exactly one outcome, in order. A batch the CRM refuses as
-    /// a whole is halved until the refused row stands alone.
-    pub fn deliver<'a>(&'a self, rows: &'a [MappedRow]) -> BoxFuture<'a, Vec<Outcome>> {
+    /// Sends `rows`; every row gets exactly one outcome, in order (or is held). A batch the
+    /// CRM refuses as a whole is halved until the refused row stands alone: at most
+    /// ceil(log2(rows)) levels.
+    pub fn deliver<'a>(&'a self, rows: &'a [MappedRow]) -> BoxFuture<'a, Outcomes> {
+        self.deliver_within(rows, split_levels(rows.len()))
+    }
+
+    fn deliver_within<'a>(&'a self, rows: &'a [MappedRow], levels: u32) -> BoxFuture<'a, Outcomes> {
         async move {
             match self.create(rows).await {
-                Create::Outcomes(o) => o,
+                Create::Held => vec![None; rows.len()],
+                Create::Outcomes(o) => settled(o),
                 Create::Adapter(Created::Job(id)) => self.follow(&id, CREATED, rows).await,
-                Create::Adapter(Created::Done(report)) => {
-                    reconcile::outcomes("(record)", rows, &report, &|r| self.adapter.echo(r))
-                }
-                Create::Adapter(Created::Refused(msg)) if rows.len() > 1 => {
+                Create::Adapter(Created::Done(report)) => settled(reconcile::outcomes(
+                    "(record)",
+                    rows,
+                    &report,
+                    &|r| self.adapter.echo(r),
+                )),
+                Create::Adapter(Created::Refused(msg)) if rows.len() > 1 && levels > 0 => {
                     tracing::info!(connection = self.conn.name(), rows = rows.len(), reason = %msg, "batch refused as a whole; splitting it to isolate the row");
                     let (left, right) = rows.split_at(rows.len() / 2);
-                    let (mut l, r) = futures::join!(self.deliver(left), self.deliver(right));
+                    let (mut l, r) = futures::join!(
+                        self.deliver_within(left, levels - 1),
+                        self.deliver_within(right, levels - 1)
+                    );
                     l.extend(r);
                     l
                 }
                 Create::Adapter(Created::Refused(msg) | Created::Failed(msg)) => {
-                    all(rows.len(), Stage::Remote, &msg)
+                    settled(all(rows.len(), Stage::Remote, &msg))
                 }
-                Create::Adapter(Created::Unclear(msg)) => all(
+                Create::Adapter(Created::Unclear(msg)) => settled(all(
                     rows.len(),
                     Stage::Unconfirmed,
                     &format!("{msg}; the CRM may have taken this row: check it before dropping it again"),
-                ),
+                )),
             }
         }
         .boxed()
@@ -99,9 +127,9 @@ impl Engine {
 
     /// Finishes a job an earlier run created (found in the ledger with the last status it
     /// reached), without sending its rows again.
-    pub async fn resume(&self, id: &str, status: &str, rows: &[MappedRow]) -> Vec<Outcome> {
+    pub async fn resume(&self, id: &str, status: &str, rows: &[MappedRow]) -> Outcomes {
         if status == RECORDED {
-            return rows.iter().map(|_| Outcome::Accepted).collect();
+            return rows.iter().map(|_| Some(Outcome::Accepted)).collect();
         }
         self.follow(id, status, rows).await
     }
@@ -111,12 +139,10 @@ impl Engine {
         let _permit = self.conn.create_permit().await;
         let seqs: Vec<u64> = rows.iter().map(|r| r.source.seq).collect();
         let token = self.write_ahead(&seqs).await;
-        let answer = self.conn.call(self.adapter.create(self.base(), rows)).await;
+        let answer = self.conn.call(self.adapter.create(&self.base(), rows)).await;
         let n = rows.len();
         let created = match &answer {
-            Err(e @ CallError::Auth { .. }) => {
-                Create::Outcomes(all(n, Stage::Unprocessed, &e.to_string()))
-            }
+            Err(CallError::Auth { .. }) => Create::Held,
             Err(e @ CallError::Unknown { .. }) => Create::Outcomes(all(
                 n,
                 Stage::Unconfirmed,
@@ -131,15 +157,26 @@ impl Engine {
             Ok(reply) => Create::Adapter(self.adapter.created(rows, Ok(reply))),
         };
         match &created {
-            Create::Adapter(Created::Job(id)) => {
-                self.journal.created(token, id, &seqs, CREATED).await;
-            }
-            Create::Adapter(Created::Done(JobReport { record: Some(id), .. })) => {
-                self.journal.created(token, id, &seqs, RECORDED).await;
+            Create::Adapter(Created::Job(id)) => self.record(token, id, &seqs, CREATED).await,
+            Create::Adapter(Created::Done(report)) if report.record.is_some() => {
+                let id = report.record.as_deref().unwrap_or_default();
+                self.record(token, id, &seqs, RECORDED).await
             }
             _ => self.journal.abandoned(token),
         }
         created
+    }
+
+    /// What a create made, recorded, tried until it holds: nothing waits on a job a restart
+    /// would not know. Stopped at the shutdown deadline, the rows are left as a kill would
+    /// leave them: the write-ahead record stands, and the resume decides.
+    async fn record(&self, token: Token, id: &str, seqs: &[u64], status: &str) {
+        let mut wait = Duration::from_millis(500);
+        while let Err(e) = self.journal.created(token, id, seqs, status).await {
+            tracing::error!(connection = self.conn.name(), job = id, error = %e, "cannot record the job just created; waiting before going on with it");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
     }
 
     /// The write-ahead record, tried until it holds: nothing is sent that a restart could
@@ -159,29 +196,33 @@ impl Engine {
     }
 
     /// Runs the job's remaining steps, polls it to its end and reads each row's outcome.
-    async fn follow(&self, id: &str, done: &str, rows: &[MappedRow]) -> Vec<Outcome> {
+    async fn follow(&self, id: &str, done: &str, rows: &[MappedRow]) -> Outcomes {
         let n = rows.len();
-        if let Err(outcomes) = self.steps(id, done, rows).await {
-            return outcomes;
-        }
-        let mut report = match self.poll(id).await {
-            Ok(report) => report,
-            Err((stage, message)) => {
-                self.journal.status(id, "unknown", n);
-                return all(n, stage, &message);
-            }
+        let report = async {
+            self.steps(id, done, rows).await?;
+            let mut report = self.poll(id).await?;
+            self.fetch_more(id, &mut report).await?;
+            Ok(report)
         };
-        self.fetch_more(id, &mut report).await;
-        self.journal.status(id, &report.status, n);
-        reconcile::outcomes(id, rows, &report, &|r| self.adapter.echo(r))
+        match report.await {
+            Ok(report) => {
+                self.journal.status(id, &report.status, n);
+                settled(reconcile::outcomes(id, rows, &report, &|r| self.adapter.echo(r)))
+            }
+            Err(Stop::Held) => vec![None; n],
+            Err(Stop::Failed(stage, message)) => {
+                self.journal.status(id, "unknown", n);
+                settled(all(n, stage, &message))
+            }
+        }
     }
 
     /// The steps after `done` (all of them after the create). A step refused or unanswered is
     /// checked against the job's status: if the job runs, the step had taken effect (a
     /// retried start answered "already started"); if it never started, nothing was imported.
-    async fn steps(&self, id: &str, done: &str, rows: &[MappedRow]) -> Result<(), Vec<Outcome>> {
+    async fn steps(&self, id: &str, done: &str, rows: &[MappedRow]) -> Result<(), Stop> {
         let n = rows.len();
-        let steps = self.adapter.steps(self.base(), id, rows);
+        let steps = self.adapter.steps(&self.base(), id, rows);
         let from = match steps.iter().position(|s| s.name == done) {
             Some(i) => i + 1,
             None if done == CREATED || done.eq_ignore_ascii_case("pending") => 0,
@@ -196,7 +237,7 @@ impl Engine {
                 Err(e) => e,
             };
             if let CallError::Auth { .. } = err {
-                return Err(all(n, Stage::Unprocessed, &err.to_string()));
+                return Err(Stop::Held);
             }
             match self.status_settled(id).await {
                 Ok(JobState::NotStarted) => {
@@ -204,15 +245,16 @@ impl Engine {
                         "job {id} could not {}: {err}; nothing of it was imported",
                         step.name
                     );
-                    return Err(all(n, Stage::Remote, &msg));
+                    return Err(Stop::Failed(Stage::Remote, msg));
                 }
                 Ok(_) => {
                     tracing::info!(job = id, step = step.name, error = %err, "the step had already taken effect");
                     self.journal.status(id, step.name, n);
                 }
+                Err(_) if self.conn.auth_failure().is_some() => return Err(Stop::Held),
                 Err(e) => {
                     let msg = format!("job {id}: {} failed ({err}) and its status cannot be read ({e}); check it in the CRM before dropping this row again", step.name);
-                    return Err(all(n, Stage::Unconfirmed, &msg));
+                    return Err(Stop::Failed(Stage::Unconfirmed, msg));
                 }
             }
         }
@@ -228,7 +270,7 @@ impl Engine {
                 Ok(state) => return Ok(state),
                 Err(e) => last = e,
             }
-            tokio::time::sleep(FIRST_POLL.min(self.conn.settings.poll_interval)).await;
+            tokio::time::sleep(FIRST_POLL.min(self.conn.settings().poll_interval)).await;
         }
         Err(last)
     }
@@ -236,16 +278,16 @@ impl Engine {
     async fn status_once(&self, id: &str) -> Result<JobState, String> {
         let reply = self
             .conn
-            .call(self.adapter.status(self.base(), id))
+            .call(self.adapter.status(&self.base(), id))
             .await
             .map_err(|e| e.to_string())?;
-        self.adapter.read_status(self.base(), &reply)
+        self.adapter.read_status(&self.base(), &reply)
     }
 
     /// Polls until the job ends: quick first polls, then further apart. A job that cannot be
     /// followed leaves its rows `unconfirmed`, never sent again.
-    async fn poll(&self, id: &str) -> Result<JobReport, (Stage, String)> {
-        let settings = &self.conn.settings;
+    async fn poll(&self, id: &str) -> Result<JobReport, Stop> {
+        let settings = self.conn.settings();
         let max = settings.poll_interval;
         let mut wait = FIRST_POLL.min(max);
         let started = Instant::now();
@@ -262,36 +304,47 @@ impl Engine {
                     last = e;
                 }
             }
-            if failures >= POLL_FAILURES || self.conn.auth_failure().is_some() {
-                return Err((Stage::Unconfirmed, format!("job {id} was created but its status could not be read ({last}); it is not sent again: check in the CRM whether this row arrived before dropping it again")));
+            if self.conn.auth_failure().is_some() {
+                return Err(Stop::Held);
+            }
+            if failures >= POLL_FAILURES {
+                return Err(Stop::Failed(Stage::Unconfirmed, format!("job {id} was created but its status could not be read ({last}); it is not sent again: check in the CRM whether this row arrived before dropping it again")));
             }
             if started.elapsed() + wait > settings.poll_timeout {
                 let waited =
                     humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
-                return Err((Stage::Unconfirmed, format!("job {id} was still running after {waited}; check in the CRM whether this row arrived before dropping it again")));
+                return Err(Stop::Failed(Stage::Unconfirmed, format!("job {id} was still running after {waited}; check in the CRM whether this row arrived before dropping it again")));
             }
         }
     }
 
-    /// The full list of refusals, when the answer says the inline one may be cut short. If it
-    /// cannot be fetched, the report stays incomplete and the rows it does not name are
-    /// `unconfirmed` rather than accepted.
-    async fn fetch_more(&self, id: &str, report: &mut JobReport) {
-        let Some(call) = report.more.take().filter(|_| !report.complete) else { return };
+    /// The full list of refusals, when the answer says where it is. It only adds to the inline
+    /// one ([`super::Fetched`]); if it cannot be fetched, the rows no list names are
+    /// `unconfirmed` unless the counts settle them.
+    async fn fetch_more(&self, id: &str, report: &mut JobReport) -> Result<(), Stop> {
+        let Some(call) = report.more.take() else { return Ok(()) };
         let read = match self.conn.call(call).await {
             Ok(reply) => self.adapter.read_more(&reply),
+            Err(CallError::Auth { .. }) => return Err(Stop::Held),
             Err(e) => Err(e.to_string()),
         };
         match read {
-            Ok(list) => {
-                report.refused = list;
-                report.complete = true;
-            }
+            Ok(list) => report.fetched = Some(list),
             Err(e) => {
                 tracing::warn!(job = id, error = %e, "could not read the job's full list of refused rows; the rows it does not name are reported unconfirmed")
             }
         }
+        Ok(())
     }
+}
+
+/// How many times a batch of `rows` may be halved: enough for every row to stand alone.
+fn split_levels(rows: usize) -> u32 {
+    rows.max(1).next_power_of_two().trailing_zeros()
+}
+
+fn settled(outcomes: Vec<Outcome>) -> Outcomes {
+    outcomes.into_iter().map(Some).collect()
 }
 
 /// The same outcome for every row of a batch.

@@ -5,9 +5,11 @@
 
 pub mod adapter;
 mod auth;
+pub mod batcher;
 pub mod call;
 mod connection;
 pub mod engine;
+mod hold;
 mod pace;
 pub mod reconcile;
 pub mod retry;
@@ -17,7 +19,7 @@ mod tests;
 pub mod transport;
 pub mod window;
 
-pub use adapter::{Adapter, Created, JobReport, JobState, RowNote, RowRef, Step};
+pub use adapter::{Adapter, Created, Fetched, JobReport, JobState, RowNote, RowRef, Step};
 pub use call::{message_of, Call, CallError, Reply, Safety};
 pub use connection::{Connection, ConnectionStats};
 pub use engine::{Engine, Journal, Token};

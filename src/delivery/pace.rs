@@ -22,19 +22,33 @@ const REDIS_RETRY: Duration = Duration::from_secs(1);
 /// interval on, and the caller waits until its slot (less the burst tolerance). Redis's
 /// clock is used, so the replicas' clocks do not matter. Times are microseconds; a double
 /// holds them exactly (2^53 µs is 285 years).
+///
+/// `ARGV[3]` is the latest TAT this process has seen and `ARGV[4]` when it saw it: slots
+/// reserved before a FLUSHALL or a Redis restart still fire. A key only expires a second
+/// after its TAT, so a key missing while the TAT seen lies ahead was lost: the budget then
+/// restarts past the TAT seen, plus the time since (the other replicas' reservations moved
+/// it on at most that fast while they were being paced), not from now; and the key is
+/// written back for the others. Returns the wait, the new TAT and Redis's time.
 const GCRA: &str = r"
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local seen = tonumber(ARGV[3])
+local seen_at = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+local stored = redis.call('GET', KEYS[1])
+-- A TAT seen more than a minute ahead is another clock's (Redis moved): not this budget's.
+if seen > now + 60000000 or seen_at > now then seen = 0 end
+if not stored and seen > now then seen = seen + (now - seen_at) end
+local tat = tonumber(stored or 0)
+if tat < seen then tat = seen end
 if tat < now then tat = now end
 local next_tat = tat + interval
 local ttl = math.ceil((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', ttl)
 local wait = tat - tolerance - now
 if wait < 0 then wait = 0 end
-return wait
+return {wait, next_tat, now}
 ";
 
 pub enum Pace {
@@ -84,20 +98,24 @@ pub struct SharedPace {
     tolerance_us: u64,
     script: redis::Script,
     problem: Mutex<Option<String>>,
+    /// The latest TAT Redis answered and Redis's time then (µs, Redis's clock): where the
+    /// budget stands even if Redis loses the key.
+    seen: Mutex<(u64, u64)>,
 }
 
 impl SharedPace {
     fn new(shared: &SharedLimit, interval: Duration, burst: u32) -> Self {
-        let interval_us = (interval.as_micros() as u64).max(1);
+        let interval_us = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX).max(1);
         Self {
             client: redis::Client::open(shared.redis.expose())
                 .map_err(|e| format!("shared_limit.redis is not usable: {}", describe(e))),
             connection: tokio::sync::Mutex::new(None),
             key: shared.key.clone(),
             interval_us,
-            tolerance_us: interval_us * u64::from(burst - 1),
+            tolerance_us: interval_us.saturating_mul(u64::from(burst.saturating_sub(1))),
             script: redis::Script::new(GCRA),
             problem: Mutex::new(None),
+            seen: Mutex::new((0, 0)),
         }
     }
 
@@ -135,14 +153,25 @@ impl SharedPace {
             }
         };
         drop(guard);
-        let wait: u64 = self
+        let (seen, seen_at) = match self.seen.lock() {
+            Ok(s) => *s,
+            Err(_) => (0, 0),
+        };
+        let (wait, tat, now): (u64, u64, u64) = self
             .script
             .key(&self.key)
             .arg(self.interval_us)
             .arg(self.tolerance_us)
+            .arg(seen)
+            .arg(seen_at)
             .invoke_async(&mut connection)
             .await
             .map_err(describe)?;
+        if let Ok(mut s) = self.seen.lock() {
+            if tat > s.0 {
+                *s = (tat, now);
+            }
+        }
         Ok(Duration::from_micros(wait))
     }
 

@@ -65,18 +65,20 @@ pub fn classify(attempt: Attempt, safety: Safety, expect: Expect) -> Action {
 }
 
 /// `Retry-After` as seconds or an HTTP date; `X-RateLimit-Reset` as seconds or a Unix time.
+/// Whatever the server wrote, the answer is at most [`MAX_RETRY_AFTER`]: a number of any size
+/// or form (`1e30`, past `u64`) is clamped before it becomes a duration; a negative or
+/// non-finite one is no wait at all.
 pub fn parse_wait(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(n) = value.parse::<u64>() {
-        let unix_now = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
-        // Large numbers are absolute Unix times (X-RateLimit-Reset), small ones are seconds.
-        let secs = if n > 1_000_000_000 { n.saturating_sub(unix_now) } else { n };
-        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-    }
-    if let Ok(f) = value.parse::<f64>() {
-        if f.is_finite() && f >= 0.0 {
-            return Some(Duration::from_secs_f64(f).min(MAX_RETRY_AFTER));
+    let cap = MAX_RETRY_AFTER.as_secs_f64();
+    if let Ok(n) = value.parse::<f64>() {
+        if !n.is_finite() || n < 0.0 {
+            return None;
         }
+        let unix_now = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs_f64();
+        // Large numbers are absolute Unix times (X-RateLimit-Reset), small ones are seconds.
+        let secs = if n > 1_000_000_000.0 { (n - unix_now).max(0.0) } else { n };
+        return Duration::try_from_secs_f64(secs.min(cap)).ok();
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
@@ -144,5 +146,39 @@ mod tests {
         let date = httpdate::fmt_http_date(now + Duration::from_secs(9));
         assert_eq!(parse_wait(&date, now), Some(Duration::from_secs(9)));
         assert_eq!(parse_wait("soon", now), None);
+        assert_eq!(parse_wait("1e30", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_wait("99999999999999999999999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_wait("-5", now), None);
+        assert_eq!(parse_wait("NaN", now), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_wait_header_is_read_without_panic_and_capped(value in ".{0,40}", unix in 0u64..4_000_000_000) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(unix);
+            if let Some(wait) = parse_wait(&value, now) {
+                proptest::prop_assert!(wait <= MAX_RETRY_AFTER);
+            }
+        }
+
+        #[test]
+        fn numbers_of_any_size_are_capped(n in proptest::num::f64::ANY, big in proptest::num::u128::ANY) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+            for text in [n.to_string(), format!("{n:e}"), big.to_string()] {
+                if let Some(wait) = parse_wait(&text, now) {
+                    proptest::prop_assert!(wait <= MAX_RETRY_AFTER, "{text}");
+                }
+            }
+        }
+
+        #[test]
+        fn seconds_and_dates_round_trip(secs in 0u64..=3600, ahead in 0u64..=3600) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+            proptest::prop_assert_eq!(parse_wait(&secs.to_string(), now), Some(Duration::from_secs(secs)));
+            let date = httpdate::fmt_http_date(now + Duration::from_secs(ahead));
+            proptest::prop_assert_eq!(parse_wait(&date, now), Some(Duration::from_secs(ahead)));
+            let reset = (2_000_000_000 + ahead).to_string();
+            proptest::prop_assert_eq!(parse_wait(&reset, now), Some(Duration::from_secs(ahead)));
+        }
     }
 }

@@ -52,17 +52,19 @@ impl ServerBudget {
         let new_window = match self.last_remaining {
             // Answers to concurrent requests arrive out of order: only a jump beyond that
             // is a new window.
-            Some(last) => seen.remaining > last + in_flight,
-            None => seen.limit.is_some_and(|l| seen.remaining + 1 >= l),
+            Some(last) => seen.remaining > last.saturating_add(in_flight),
+            None => seen.limit.is_some_and(|l| seen.remaining.saturating_add(1) >= l),
         };
         if new_window {
             self.window_start = Some(now);
             self.gap = None;
         }
         self.last_remaining = Some(seen.remaining);
-        let left = seen
-            .reset
-            .or_else(|| self.window_start.map(|s| (s + window).saturating_duration_since(now)));
+        let left = seen.reset.or_else(|| {
+            self.window_start.map(|s| {
+                s.checked_add(window).map_or(window, |end| end.saturating_duration_since(now))
+            })
+        });
         if seen.remaining == 0 {
             return Verdict::Exhausted(left.unwrap_or(window.min(MAX_UNKNOWN_RESET)));
         }

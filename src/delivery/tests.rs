@@ -183,6 +183,8 @@ impl Adapter for Widgets {
 #[derive(Default)]
 struct Log {
     events: Mutex<Vec<String>>,
+    /// How many times `created` fails before it holds (a full state disk).
+    refuse_created: std::sync::atomic::AtomicU32,
 }
 
 impl Journal for Log {
@@ -196,9 +198,22 @@ impl Journal for Log {
         id: &'a str,
         _s: &'a [u64],
         status: &'a str,
-    ) -> BoxFuture<'a, ()> {
-        self.events.lock().unwrap().push(format!("created {id} {status}"));
-        async {}.boxed()
+    ) -> BoxFuture<'a, Result<(), String>> {
+        use std::sync::atomic::Ordering;
+        let refused = self
+            .refuse_created
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let event = if refused { "cannot record" } else { "created" };
+        self.events.lock().unwrap().push(format!("{event} {id} {status}"));
+        async move {
+            if refused {
+                Err("disk full".to_string())
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
     }
     fn abandoned(&self, _t: Token) {
         self.events.lock().unwrap().push("abandoned".into());
@@ -225,6 +240,7 @@ fn settings(max_attempts: u32) -> Arc<ConnectionSettings> {
         },
         poll_interval: Duration::from_secs(2),
         poll_timeout: Duration::from_secs(600),
+        auth_retry: Duration::from_secs(60),
         shared_limit: None,
     })
 }
@@ -243,17 +259,18 @@ fn rows(keys: &[&str]) -> Vec<MappedRow> {
             source: SourceRow { seq: i as u64, line: i as u64 + 2, raw: Default::default() },
             key: k.to_string(),
             body: Vec::new(),
-            group: 0,
+            partition: Default::default(),
         })
         .collect()
 }
 
-fn stages(o: &[Outcome]) -> Vec<&'static str> {
+fn stages(o: &[Option<Outcome>]) -> Vec<&'static str> {
     o.iter()
         .map(|o| match o {
-            Outcome::Accepted => "accepted",
-            Outcome::Warned(_) => "warned",
-            Outcome::Failed(f) => f.stage.as_str(),
+            None => "held",
+            Some(Outcome::Accepted) => "accepted",
+            Some(Outcome::Warned(_)) => "warned",
+            Some(Outcome::Failed(f)) => f.stage.as_str(),
         })
         .collect()
 }
@@ -288,10 +305,10 @@ async fn a_job_settles_each_row_by_the_crms_own_counts() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_batch_refused_as_a_whole_is_split_until_the_bad_row_stands_alone() {
-    // The job id is the number of rows it holds, and all of them are saved.
-    let script = Script::new(|s, _| match (s.method, s.path.as_str()) {
+/// A server refusing any batch that holds the key `poison`; a job's id is the number of rows
+/// it holds, and all of them are saved.
+fn splitting_server() -> Arc<Script> {
+    Script::new(|s, _| match (s.method, s.path.as_str()) {
         (Method::Post, "/widgets") if s.body.contains("poison") => {
             reply(400, json!({"message": "no"}))
         }
@@ -300,7 +317,12 @@ async fn a_batch_refused_as_a_whole_is_split_until_the_bad_row_stands_alone() {
             200,
             json!({"state": "done", "saved": s.path.trim_start_matches("/widgets/").parse::<u64>().unwrap(), "refused": []}),
         ),
-    });
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_refused_as_a_whole_is_split_until_the_bad_row_stands_alone() {
+    let script = splitting_server();
     let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
     let out = engine.deliver(&rows(&["a", "poison", "c", "d"])).await;
     assert_eq!(stages(&out), ["accepted", "remote", "accepted", "accepted"]);
@@ -346,15 +368,37 @@ async fn a_low_server_budget_is_spread_to_its_reset() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn refused_credentials_stop_the_connection_and_keep_rows_unprocessed() {
-    let script = Script::new(|_, _| reply(401, json!({"message": "Unauthenticated."})));
+async fn refused_credentials_hold_the_rows_until_a_probe_is_accepted() {
+    // 401 until the password is "right"; the probe is a GET.
+    let right = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let script = {
+        let right = right.clone();
+        Script::new(move |s, _| match right.load(std::sync::atomic::Ordering::SeqCst) {
+            false => reply(401, json!({"message": "Unauthenticated."})),
+            true => done_job(s),
+        })
+    };
     let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
     let out = engine.deliver(&rows(&["a", "b"])).await;
-    assert_eq!(stages(&out), ["unprocessed", "unprocessed"]);
+    assert_eq!(stages(&out), ["held", "held"], "left unsettled, never unprocessed");
     let out = engine.deliver(&rows(&["c"])).await;
-    assert_eq!(stages(&out), ["unprocessed"]);
+    assert_eq!(stages(&out), ["held"]);
     assert_eq!(script.seen().len(), 1, "after the first 401 nothing more is sent");
     assert!(engine.conn.auth_failure().is_some());
+    let conn = engine.conn.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let prober = tokio::spawn(conn.clone().recover(|| None, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(60 + 120 + 1)).await;
+    let probes = script.count("/export/importStatus/0", Method::Get);
+    assert_eq!(probes, 2, "probed after auth_retry (60 s), then after twice that");
+    right.store(true, std::sync::atomic::Ordering::SeqCst);
+    conn.probe_now();
+    tokio::time::timeout(Duration::from_secs(1), conn.until_accepted()).await.unwrap();
+    assert!(conn.auth_failure().is_none(), "a probe asked for now was accepted");
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    stop.cancel();
+    prober.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -379,7 +423,7 @@ async fn a_403_about_one_record_fails_that_record_only() {
 
     let denied = Script::new(|_, _| reply(403, json!({"message": "This action is unauthorized."})));
     let (engine, _) = setup(&denied, Widgets { safety: Safety::Once, launch: false });
-    assert_eq!(stages(&engine.deliver(&rows(&["a"])).await), ["unprocessed"]);
+    assert_eq!(stages(&engine.deliver(&rows(&["a"])).await), ["held"]);
     assert!(engine.conn.auth_failure().is_some(), "the probe was refused too: the credentials are");
 }
 
@@ -458,4 +502,147 @@ async fn a_resumed_job_is_followed_not_sent() {
     let out = engine.resume("J9", "launched", &rows(&["a", "bad", "c"])).await;
     assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
     assert_eq!(script.count("/widgets", Method::Post), 0, "no create, no step");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_cannot_be_recorded_is_not_followed_until_it_is() {
+    let script = Script::new(|s, _| done_job(s));
+    let (engine, log) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    log.refuse_created.store(3, std::sync::atomic::Ordering::SeqCst);
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+    let events = log.events.lock().unwrap().clone();
+    assert_eq!(
+        &events[1..5],
+        [
+            "cannot record J1 created",
+            "cannot record J1 created",
+            "cannot record J1 created",
+            "created J1 created"
+        ]
+    );
+    let seen = script.seen();
+    assert_eq!(script.count("/widgets", Method::Post), 1, "the create is not sent again");
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_millis(3500),
+        "no poll before the job is recorded (3 waits: 0.5 + 1 + 2 s)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_batch_is_split_at_most_log2_levels_deep() {
+    let script = splitting_server();
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let keys: Vec<String> =
+        (0..500).map(|i| if i == 321 { "poison".into() } else { format!("k{i}") }).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let out = engine.deliver(&rows(&keys)).await;
+    let failed: Vec<usize> = stages(&out)
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s != "accepted")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, [321]);
+    let creates = script.count("/widgets", Method::Post);
+    assert!(creates <= 1 + 2 * 9, "ceil(log2(500)) = 9 levels, two creates each: {creates}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn absurd_waits_from_the_server_do_not_panic() {
+    for (header, value) in [
+        ("retry-after", "1e30"),
+        ("retry-after", "99999999999999999999999999"),
+        ("retry-after", "-5"),
+        ("x-ratelimit-reset", "1e30"),
+    ] {
+        let script = Script::new(move |s, n| match n {
+            0 => with_headers(
+                429,
+                json!({"message": "slow down"}),
+                &[(header, value), ("x-ratelimit-remaining", "0")],
+            ),
+            _ => done_job(s),
+        });
+        let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+        let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+        assert_eq!(stages(&out), ["accepted", "remote", "accepted"], "{header}: {value}");
+        let seen = script.seen();
+        assert!(
+            seen[1].at - seen[0].at <= super::retry::MAX_RETRY_AFTER + Duration::from_secs(1),
+            "the wait is capped: {header}: {value}"
+        );
+    }
+}
+
+/// A target whose answer reading panics, after the create went out.
+struct Panics;
+
+impl Adapter for Panics {
+    fn create_is_repeatable(&self) -> bool {
+        true
+    }
+    fn create(&self, base: &str, rows: &[MappedRow]) -> Call {
+        Widgets { safety: Safety::Repeatable, launch: false }.create(base, rows)
+    }
+    fn created(&self, _rows: &[MappedRow], _answer: Result<&Reply, &CallError>) -> Created {
+        panic!("a bug reading the answer")
+    }
+    fn status(&self, base: &str, job: &str) -> Call {
+        Call::get("widgets/status", format!("{base}/widgets/{job}"))
+    }
+    fn read_status(&self, _base: &str, _reply: &Reply) -> Result<JobState, String> {
+        Err("unused".into())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_that_panics_leaves_its_rows_unconfirmed() {
+    use super::window::{Settle, Window};
+    let script = Script::new(|s, _| done_job(s));
+    let conn = Connection::with_transport(settings(4), script.clone(), crate::metrics::get());
+    let engine = Engine {
+        conn: Arc::new(conn),
+        adapter: Arc::new(Panics),
+        journal: Arc::new(Log::default()),
+    };
+    let settled: Arc<Mutex<Vec<(u64, Outcome)>>> = Arc::default();
+    let settle: Settle = {
+        let settled = settled.clone();
+        Arc::new(move |rows| {
+            let mut all = settled.lock().unwrap();
+            all.extend(rows.into_iter().map(|(r, o)| (r.seq, o)));
+            async {}.boxed()
+        })
+    };
+    let window = Window {
+        engine: Arc::new(engine),
+        max_rows: 10,
+        max_wait: Duration::from_millis(100),
+        size: 4,
+        settle,
+        stop: Default::default(),
+        abort: Default::default(),
+        holds: true,
+        pipeline: "p".into(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(10);
+    let (_etx, erx) = tokio::sync::mpsc::channel(1);
+    for r in rows(&["a", "b"]) {
+        tx.send(r).await.unwrap();
+    }
+    drop(tx);
+    drop(_etx);
+    let end = window.run(rx, erx).await;
+    assert_eq!(end.crashed_batches, 1);
+    let settled = settled.lock().unwrap().clone();
+    let stages: Vec<&str> = settled
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Failed(f) => f.stage.as_str(),
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(stages, ["unconfirmed", "unconfirmed"], "its create went out: {settled:?}");
+    assert_eq!(script.count("/widgets", Method::Post), 1);
 }

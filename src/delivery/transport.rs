@@ -8,6 +8,10 @@ use futures::FutureExt;
 
 use super::call::{Body, Call, Method, Part, Reply};
 
+/// The largest answer read: an API answer or an error report is far smaller, and a body past
+/// this (a broken or hostile server) fails the call instead of filling memory.
+pub const MAX_BODY: usize = 64 << 20;
+
 /// The credentials a call carries; only sent to the CRM's own origin.
 #[derive(Clone)]
 pub enum Authorization {
@@ -43,6 +47,9 @@ impl Http {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("crm-ingest/", env!("CARGO_PKG_VERSION")))
+            // A redirect would send the rows (307/308) and the account header to another
+            // address: it is answered as it comes, and the call fails on it.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self { client })
     }
@@ -96,12 +103,29 @@ impl Transport for Http {
         auth: Option<&'a Authorization>,
     ) -> BoxFuture<'a, Result<Reply, NoAnswer>> {
         async move {
-            let response =
+            let mut response =
                 self.request(call, auth).send().await.map_err(|e| no_answer(call, &e))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(|e| no_answer(call, &e))?;
-            Ok(Reply { status, headers, body })
+            let too_large = || NoAnswer {
+                maybe_sent: true,
+                message: format!(
+                    "{} answered with a body of more than {} MiB; it was not read",
+                    call.endpoint,
+                    MAX_BODY >> 20
+                ),
+            };
+            if response.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(too_large());
+            }
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| no_answer(call, &e))? {
+                if body.len().saturating_add(chunk.len()) > MAX_BODY {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Reply { status, headers, body: body.freeze() })
         }
         .boxed()
     }

@@ -1,21 +1,22 @@
-//! Batching and the in-flight window: rows become batches at `max_rows` or `max_wait`, up to
-//! `size` batches are in flight at once, and each batch's outcomes go to the settler. A batch
-//! task that panics is caught here: its rows are settled `unprocessed`, never lost.
+//! The in-flight window: rows become batches ([`Batcher`]: by partition, at `max_rows` or
+//! `max_wait`, never one upsert key twice), up to `size` batches are in flight at once, and
+//! each batch's outcomes go to the settler. A batch task that panics is caught here: its
+//! rows are settled `unconfirmed` (its create may have gone out), never lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{all, Engine};
-use crate::row::{MappedRow, Outcome, SourceRow, Stage};
+use super::batcher::{Batch, Batcher};
+use super::engine::{all, Engine, Outcomes};
+use crate::row::{Failure, MappedRow, Outcome, SourceRow, Stage};
 
 /// Where settled rows go (the file's settler).
 pub type Settle = Arc<dyn Fn(Vec<(SourceRow, Outcome)>) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -32,8 +33,19 @@ pub struct Earlier {
 pub struct WindowEnd {
     /// Rows were left unsettled (shutdown): the file resumes later.
     pub interrupted: bool,
-    /// Batches that stopped on a bug; their rows were settled `unprocessed`.
+    /// Batches that stopped on a bug; their rows were settled `unconfirmed`.
     pub crashed_batches: u64,
+    /// The connection's credentials were refused: rows were left unsettled, and the file
+    /// holds at its checkpoint until they are accepted.
+    pub held: bool,
+}
+
+/// What the batches in flight tell the window.
+#[derive(Default)]
+struct Flags {
+    /// Rows were left unsettled (shutdown, or held).
+    dropped: AtomicBool,
+    held: AtomicBool,
 }
 
 pub struct Window {
@@ -43,10 +55,14 @@ pub struct Window {
     /// Batches in flight at once.
     pub size: usize,
     pub settle: Settle,
-    /// Stop taking new batches (shutdown).
+    /// Stop taking new batches (shutdown). Cancelled by the window itself when the
+    /// connection holds (refused credentials), so the file's reader stops too.
     pub stop: CancellationToken,
     /// Give up on batches in flight (the shutdown deadline): left unsettled for resume.
     pub abort: CancellationToken,
+    /// Rows held by refused credentials can wait for a resume (the daemon, with its ledger).
+    /// Without one (`once`), they are settled `unprocessed`, saying why.
+    pub holds: bool,
     pub pipeline: String,
 }
 
@@ -59,97 +75,189 @@ impl Window {
 
     pub async fn run(
         self,
-        rows: mpsc::Receiver<MappedRow>,
-        earlier: mpsc::Receiver<Earlier>,
+        mut rows: mpsc::Receiver<MappedRow>,
+        mut earlier: mpsc::Receiver<Earlier>,
     ) -> WindowEnd {
         let this = Arc::new(self);
         let max_rows =
             this.engine.adapter.max_rows().map_or(this.max_rows, |m| m.min(this.max_rows));
+        let mut batcher = Batcher::new(max_rows, this.max_wait);
         let slots = Arc::new(Semaphore::new(this.size.max(1)));
-        let mut batches = std::pin::pin!(tokio_stream::StreamExt::chunks_timeout(
-            ReceiverStream::new(rows),
-            max_rows.max(1),
-            this.max_wait
-        ));
-        let mut earlier = ReceiverStream::new(earlier);
         let mut running = Running::default();
-        let dropped = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(Flags::default());
+        let mut reading = true;
         loop {
-            let (job, rows) = tokio::select! {
-                Some(rows) = batches.next() => (Job::New, rows),
-                Some(e) = earlier.next() => (Job::Earlier { id: e.id, status: e.status }, e.rows),
+            let close_at = batcher.next_close();
+            let ready: Vec<Job> = tokio::select! {
+                row = rows.recv(), if reading => match row {
+                    Some(row) => batcher.push(row, Instant::now()).map(Job::New).into_iter().collect(),
+                    None => {
+                        reading = false;
+                        batcher.drain().into_iter().map(Job::New).collect()
+                    }
+                },
+                _ = tokio::time::sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
+                    batcher.due(Instant::now()).into_iter().map(Job::New).collect()
+                }
+                Some(e) = earlier.recv() => vec![Job::Earlier { id: e.id, status: e.status, rows: e.rows }],
                 Some(done) = running.tasks.join_next_with_id(), if !running.tasks.is_empty() => {
                     running.done(done, &this.settle).await;
                     continue;
                 }
                 else => break,
             };
-            if this.stop.is_cancelled() {
-                // Shutting down: batches in flight finish, new ones are not started.
-                dropped.store(true, Ordering::Relaxed);
-                continue;
-            }
-            let Ok(slot) = slots.clone().acquire_owned().await else { break };
-            let rows = Arc::new(rows);
-            let task = {
-                let (this, rows, dropped) = (this.clone(), rows.clone(), dropped.clone());
-                async move {
-                    this.one(job, &rows, &dropped).await;
-                    drop(slot);
+            for job in ready {
+                if this.stop.is_cancelled() {
+                    // Shutting down: batches in flight finish, new ones are not started.
+                    flags.dropped.store(true, Ordering::Relaxed);
+                    continue;
                 }
-            };
-            let handle = running.tasks.spawn(task);
-            running.rows.insert(handle.id(), rows);
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                running.spawn(job, slot, &this, &flags);
+            }
         }
         while let Some(done) = running.tasks.join_next_with_id().await {
             running.done(done, &this.settle).await;
         }
         WindowEnd {
-            interrupted: dropped.load(Ordering::Relaxed) || this.abort.is_cancelled(),
+            interrupted: flags.dropped.load(Ordering::Relaxed) || this.abort.is_cancelled(),
             crashed_batches: running.crashed.load(Ordering::Relaxed),
+            held: flags.held.load(Ordering::Relaxed),
         }
     }
 
     /// One batch to its outcomes; at the shutdown deadline it is left unsettled.
-    async fn one(&self, job: Job, rows: &[MappedRow], dropped: &AtomicBool) {
+    async fn one(&self, job: &Job, waits: Vec<CancellationToken>, flags: &Flags) {
         let metrics = crate::metrics::get();
         metrics.batch_in_flight(&self.pipeline, 1);
+        let rows = job.rows();
         let outcomes = tokio::select! {
             _ = self.abort.cancelled() => None,
             o = async {
-                match &job {
-                    Job::New => self.engine.deliver(rows).await,
-                    Job::Earlier { id, status } => self.engine.resume(id, status, rows).await,
+                for w in waits {
+                    w.cancelled().await;
+                }
+                match job {
+                    Job::New(batch) => with_repeats(batch, self.engine.deliver(&batch.rows).await),
+                    Job::Earlier { id, status, rows } => self.engine.resume(id, status, rows).await,
                 }
             } => Some(o),
         };
         metrics.batch_in_flight(&self.pipeline, -1);
-        match outcomes {
-            Some(o) => (self.settle)(pair(rows, o)).await,
-            None => dropped.store(true, Ordering::Relaxed),
+        let Some(outcomes) = outcomes else {
+            flags.dropped.store(true, Ordering::Relaxed);
+            return;
+        };
+        let held = outcomes.iter().any(Option::is_none);
+        if held && !self.holds {
+            let why = self.engine.conn.auth_failure().unwrap_or_default();
+            let msg = format!("connection `{}` was refused authentication ({why}); fix its credentials and drop this row again", self.engine.conn.name());
+            let unprocessed = Outcome::Failed(Failure::new(Stage::Unprocessed, None, msg));
+            let settled = rows.iter().zip(outcomes);
+            let settled =
+                settled.map(|(r, o)| (r.source.clone(), o.unwrap_or(unprocessed.clone())));
+            return (self.settle)(settled.collect()).await;
+        }
+        let settled: Vec<(SourceRow, Outcome)> =
+            rows.iter().zip(outcomes).filter_map(|(r, o)| Some((r.source.clone(), o?))).collect();
+        if !settled.is_empty() {
+            (self.settle)(settled).await;
+        }
+        if held {
+            // Refused credentials: the rest of the file waits with these rows.
+            flags.held.store(true, Ordering::Relaxed);
+            flags.dropped.store(true, Ordering::Relaxed);
+            self.stop.cancel();
         }
     }
 }
 
 /// What to do with a batch's rows.
 enum Job {
-    New,
+    New(Batch),
     /// Follow the job an earlier run created for them.
     Earlier {
         id: String,
         status: String,
+        rows: Vec<MappedRow>,
     },
+}
+
+impl Job {
+    fn rows(&self) -> &[MappedRow] {
+        match self {
+            Job::New(batch) => &batch.rows,
+            Job::Earlier { rows, .. } => rows,
+        }
+    }
+}
+
+/// A repeated key's row that arrived is saved with a warning naming the earlier line.
+fn with_repeats(batch: &Batch, mut outcomes: Outcomes) -> Outcomes {
+    for &(seq, first_line) in &batch.repeats {
+        let Some(i) = batch.rows.iter().position(|r| r.source.seq == seq) else { continue };
+        let Some(Some(outcome)) = outcomes.get_mut(i) else { continue };
+        let note = format!(
+            "the same key `{}` as line {first_line}: both were sent, this row after that one, so its values are the ones kept",
+            batch.rows[i].key
+        );
+        *outcome = match std::mem::replace(outcome, Outcome::Accepted) {
+            Outcome::Accepted => Outcome::Warned(Failure::new(Stage::Warning, None, note)),
+            Outcome::Warned(mut w) => {
+                w.messages.push(note);
+                Outcome::Warned(w)
+            }
+            failed => failed,
+        };
+    }
+    outcomes
 }
 
 /// Batches in flight, with their rows kept so a batch that panics can still be settled.
 #[derive(Default)]
 struct Running {
     tasks: JoinSet<()>,
-    rows: HashMap<tokio::task::Id, Arc<Vec<MappedRow>>>,
+    rows: HashMap<tokio::task::Id, Arc<Job>>,
+    /// New batches not yet ended, by number: fired when each ends.
+    open: BTreeMap<u64, CancellationToken>,
     crashed: AtomicU64,
 }
 
 impl Running {
+    fn spawn(
+        &mut self,
+        job: Job,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        window: &Arc<Window>,
+        flags: &Arc<Flags>,
+    ) {
+        self.open.retain(|_, ended| !ended.is_cancelled());
+        let (waits, ended) = match &job {
+            Job::New(batch) => {
+                let waits = match batch.repeats.is_empty() {
+                    true => Vec::new(),
+                    false => self.open.range(..batch.number).map(|(_, t)| t.clone()).collect(),
+                };
+                let ended = CancellationToken::new();
+                self.open.insert(batch.number, ended.clone());
+                (waits, Some(ended))
+            }
+            Job::Earlier { .. } => (Vec::new(), None),
+        };
+        let job = Arc::new(job);
+        let task = {
+            let (window, job, flags) = (window.clone(), job.clone(), flags.clone());
+            async move {
+                // Fires however the task ends, a panic included.
+                let _ended = ended.map(CancellationToken::drop_guard);
+                window.one(&job, waits, &flags).await;
+                drop(slot);
+            }
+        };
+        let handle = self.tasks.spawn(task);
+        self.rows.insert(handle.id(), job);
+    }
+
     async fn done(
         &mut self,
         done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
@@ -159,15 +267,16 @@ impl Running {
             Ok((id, ())) => (id, None),
             Err(e) => (e.id(), Some(e)),
         };
-        let rows = self.rows.remove(&id);
-        let (Some(e), Some(rows)) = (failed, rows) else { return };
+        let job = self.rows.remove(&id);
+        let (Some(e), Some(job)) = (failed, job) else { return };
         if e.is_cancelled() {
             return;
         }
+        let rows = job.rows();
         self.crashed.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(error = %e, rows = rows.len(), "a batch stopped on an internal error; its rows are reported unprocessed");
-        let msg = format!("an internal error stopped this row's batch ({e}); whether it reached the CRM is not known: check before dropping it again");
-        settle(pair(&rows, all(rows.len(), Stage::Unprocessed, &msg))).await;
+        tracing::error!(error = %e, rows = rows.len(), "a batch stopped on an internal error; its rows are reported unconfirmed");
+        let msg = format!("an internal error stopped this row's batch ({e}); it may have reached the CRM: check before dropping it again");
+        settle(pair(rows, all(rows.len(), Stage::Unconfirmed, &msg))).await;
     }
 }
 

@@ -7,9 +7,16 @@
 //! Calls that a next step depends on (a claim, a job id, finishing) wait for their commit.
 //! A file may also have a [`Mirror`] (an S3 object's lease): its records go there too.
 
+mod history;
 mod mirror;
+mod outbox;
+mod reader;
 mod schema;
 mod store;
+
+pub use history::{HistoryEntry, HistoryFilter, NewHistory, Outcome};
+pub use outbox::{Due, OutboxRow};
+pub use reader::Reader;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -38,6 +45,8 @@ pub enum LedgerError {
     Mirror(String),
     #[error("state_dir {} is in use by another crm-ingest{}: two daemons must not share a state_dir (give each its own)", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { dir: PathBuf, pid: Option<u32> },
+    #[error("{0}")]
+    Read(String),
 }
 
 /// What makes a file the same file: same pipeline, name, size and content.
@@ -117,6 +126,11 @@ pub enum Claim {
 
 type Ack<T> = oneshot::Sender<Result<T, LedgerError>>;
 
+/// What runs after the commit of the transaction that ran a [`Work`], with its error if any.
+type Reply = Box<dyn FnOnce(Option<String>) + Send>;
+/// SQL of the history and the outbox, run in the owner's transaction.
+type Work = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Reply> + Send>;
+
 enum Msg {
     Claim(Identity, String, Ack<Claim>),
     Sending(i64, u64, Vec<u64>, Ack<()>),
@@ -129,6 +143,7 @@ enum Msg {
     Adopt(Resume, Ack<()>),
     Finish(i64, FileState, Ack<()>),
     Sync(Ack<()>),
+    Work(Work),
 }
 
 pub struct Ledger {
@@ -380,6 +395,7 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
                         replies.push(unit_reply(ack));
                     }
                     Msg::Sync(ack) => replies.push(unit_reply(ack)),
+                    Msg::Work(work) => replies.push(work(&tx)?),
                 }
             }
             tx.commit()

@@ -13,6 +13,6 @@ pub use mapper::{
     Cells, CompiledField, HeaderProblems, Mapped, Mapper, PersonFields, PERSON_FIELDS,
     REPORT_COLUMNS,
 };
-pub use transform::Transform;
+pub use transform::{format_in_words, Transform};
 pub use validate::{is_email, is_uuid, Validator};
 pub use value::{parse_bool, Value};

@@ -3,15 +3,32 @@
 //! table of common regions; anything it does not know goes to the `phonenumber` crate
 //! (libphonenumber's rules), which is ~20x slower and serialises threads (NOTES.md), so it
 //! only sees what the fast path cannot settle. A number neither accepts is refused.
+//!
+//! The fast path accepts a number only when its length fits its region's numbering plan for
+//! the digits it starts with (UK mobiles `7...` have 10 national digits, so `07700 90012` is
+//! no number); a start it has no rule for, or a length that does not fit, goes to
+//! libphonenumber, which decides.
 
-/// A region's calling code, trunk prefix and national number lengths.
+/// National numbers whose first digit is `first` and second within `second` have between
+/// `len.0` and `len.1` digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub first: u8,
+    pub second: (u8, u8),
+    pub len: (usize, usize),
+}
+
+/// A region's calling code, trunk prefix and numbering plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
     pub code: &'static str,
     pub calling: &'static str,
     /// The national trunk prefix dropped in international form (`0` in the UK).
     pub trunk: Option<char>,
-    pub nsn_len: (usize, usize),
+    /// The lengths of national (significant) numbers by their first two digits, from
+    /// libphonenumber's metadata for the common kinds (fixed lines, mobiles); a start with no
+    /// rule is left to libphonenumber.
+    pub plan: &'static [Rule],
     /// National numbers may start with 0 and keep it in international form (Italy's
     /// landlines: `06 6982` is `+39 06 6982`).
     pub leading_zero: bool,
@@ -21,28 +38,145 @@ const fn region_of(
     code: &'static str,
     calling: &'static str,
     trunk: Option<char>,
-    nsn_len: (usize, usize),
+    plan: &'static [Rule],
 ) -> Region {
-    Region { code, calling, trunk, nsn_len, leading_zero: false }
+    Region { code, calling, trunk, plan, leading_zero: false }
 }
 
+/// National numbers starting with `first`, any second digit, of `lo` to `hi` digits.
+const fn any(first: u8, lo: usize, hi: usize) -> Rule {
+    Rule { first, second: (b'0', b'9'), len: (lo, hi) }
+}
+
+/// National numbers starting with `first` then a digit from `s_lo` to `s_hi`.
+const fn then(first: u8, (s_lo, s_hi): (u8, u8), lo: usize, hi: usize) -> Rule {
+    Rule { first, second: (s_lo, s_hi), len: (lo, hi) }
+}
+
+// Lengths from libphonenumber's metadata (PhoneNumberMetadata.xml, 9.0.33) for the starts
+// whose fixed lines and mobiles all have them. Starts left out go to the full parser: GB `1`
+// numbers of 9 digits (a few areas), German landlines (5 to 15 digits), Irish and Australian
+// special ranges, ...
+const GB_PLAN: &[Rule] = &[
+    any(b'1', 10, 10),
+    any(b'2', 10, 10),
+    any(b'3', 10, 10),
+    any(b'5', 10, 10),
+    any(b'7', 10, 10),
+    any(b'8', 10, 10),
+    any(b'9', 10, 10),
+];
+const IE_PLAN: &[Rule] = &[any(b'1', 8, 9), then(b'8', (b'3', b'9'), 9, 9)];
+const NANP_PLAN: &[Rule] = &[
+    then(b'2', (b'0', b'9'), 10, 10),
+    any(b'3', 10, 10),
+    any(b'4', 10, 10),
+    any(b'5', 10, 10),
+    any(b'6', 10, 10),
+    any(b'7', 10, 10),
+    any(b'8', 10, 10),
+    any(b'9', 10, 10),
+];
+const AU_PLAN: &[Rule] =
+    &[any(b'2', 9, 9), any(b'3', 9, 9), any(b'4', 9, 9), any(b'7', 9, 9), any(b'8', 9, 9)];
+const NZ_PLAN: &[Rule] = &[
+    then(b'2', (b'0', b'2'), 8, 10),
+    then(b'2', (b'7', b'9'), 8, 10),
+    then(b'3', (b'2', b'7'), 8, 8),
+    then(b'3', (b'9', b'9'), 8, 8),
+    then(b'4', (b'2', b'9'), 8, 8),
+    then(b'6', (b'2', b'3'), 8, 8),
+    then(b'6', (b'5', b'9'), 8, 8),
+    then(b'7', (b'2', b'5'), 8, 8),
+    then(b'7', (b'7', b'9'), 8, 8),
+    then(b'9', (b'2', b'9'), 8, 8),
+];
+const FR_PLAN: &[Rule] = &[
+    any(b'1', 9, 9),
+    any(b'2', 9, 9),
+    any(b'3', 9, 9),
+    any(b'4', 9, 9),
+    any(b'5', 9, 9),
+    any(b'6', 9, 9),
+    any(b'7', 9, 9),
+    any(b'8', 9, 9),
+    any(b'9', 9, 9),
+];
+const DE_PLAN: &[Rule] = &[then(b'1', (b'5', b'5'), 11, 11), then(b'1', (b'6', b'7'), 10, 11)];
+const NL_PLAN: &[Rule] = &[
+    any(b'1', 9, 9),
+    any(b'2', 9, 9),
+    any(b'3', 9, 9),
+    any(b'4', 9, 9),
+    any(b'5', 9, 9),
+    any(b'6', 9, 9),
+    any(b'7', 9, 9),
+];
+const ES_PLAN: &[Rule] =
+    &[any(b'5', 9, 9), any(b'6', 9, 9), any(b'7', 9, 9), any(b'8', 9, 9), any(b'9', 9, 9)];
+const IT_PLAN: &[Rule] = &[any(b'0', 6, 11), then(b'3', (b'2', b'9'), 9, 10)];
+const ZA_PLAN: &[Rule] = &[
+    any(b'1', 9, 9),
+    any(b'2', 9, 9),
+    any(b'3', 9, 9),
+    any(b'4', 9, 9),
+    any(b'5', 9, 9),
+    any(b'6', 9, 9),
+    any(b'7', 9, 9),
+    then(b'8', (b'0', b'0'), 9, 9),
+    // Mobiles `8[1-4]` run from 5 to 9 digits.
+    then(b'8', (b'1', b'4'), 5, 9),
+];
+const IN_PLAN: &[Rule] = &[
+    any(b'2', 10, 10),
+    any(b'3', 10, 10),
+    any(b'4', 10, 10),
+    any(b'5', 10, 10),
+    any(b'6', 10, 10),
+    any(b'7', 10, 10),
+    any(b'8', 10, 10),
+    any(b'9', 10, 10),
+];
+
 const REGIONS: &[Region] = &[
-    region_of("GB", "44", Some('0'), (9, 10)),
-    region_of("IE", "353", Some('0'), (7, 9)),
-    region_of("US", "1", Some('1'), (10, 10)),
-    region_of("CA", "1", Some('1'), (10, 10)),
-    region_of("AU", "61", Some('0'), (9, 9)),
-    region_of("NZ", "64", Some('0'), (8, 10)),
-    region_of("FR", "33", Some('0'), (9, 9)),
-    region_of("DE", "49", Some('0'), (6, 13)),
-    region_of("NL", "31", Some('0'), (9, 9)),
-    region_of("ES", "34", None, (9, 9)),
-    Region { leading_zero: true, ..region_of("IT", "39", None, (6, 11)) },
-    region_of("ZA", "27", Some('0'), (9, 9)),
-    region_of("IN", "91", Some('0'), (10, 10)),
+    region_of("GB", "44", Some('0'), GB_PLAN),
+    region_of("IE", "353", Some('0'), IE_PLAN),
+    region_of("US", "1", Some('1'), NANP_PLAN),
+    region_of("CA", "1", Some('1'), NANP_PLAN),
+    region_of("AU", "61", Some('0'), AU_PLAN),
+    region_of("NZ", "64", Some('0'), NZ_PLAN),
+    region_of("FR", "33", Some('0'), FR_PLAN),
+    region_of("DE", "49", Some('0'), DE_PLAN),
+    region_of("NL", "31", Some('0'), NL_PLAN),
+    region_of("ES", "34", None, ES_PLAN),
+    Region { leading_zero: true, ..region_of("IT", "39", None, IT_PLAN) },
+    region_of("ZA", "27", Some('0'), ZA_PLAN),
+    region_of("IN", "91", Some('0'), IN_PLAN),
 ];
 
 pub const GB: Region = REGIONS[0];
+
+impl Region {
+    /// Whether a national number of this region fits its plan: a rule for its start whose
+    /// lengths it has. `false` leaves it to libphonenumber.
+    fn fits(&self, nsn: &[u8]) -> bool {
+        let (Some(&first), Some(&second)) = (nsn.first(), nsn.get(1)) else { return false };
+        if first == b'0' && !self.leading_zero {
+            return false;
+        }
+        let rule = self
+            .plan
+            .iter()
+            .find(|r| r.first == first && (r.second.0..=r.second.1).contains(&second));
+        rule.is_some_and(|r| in_range(nsn.len(), r.len))
+    }
+}
+
+/// The region of the table whose calling code starts `digits` (international form), with the
+/// national number after it.
+fn by_calling_code(digits: &[u8]) -> Option<(&'static Region, &[u8])> {
+    REGIONS.iter().find_map(|r| digits.strip_prefix(r.calling.as_bytes()).map(|nsn| (r, nsn)))
+}
 
 /// The region for a two-letter code (`GB`, `US`, ...).
 pub fn region(code: &str) -> Option<Region> {
@@ -122,8 +256,7 @@ pub fn fast(text: &str, default: Region) -> Option<String> {
         (&[], digits)
     } else if let Some(rest) = trunk.and_then(|t| digits.strip_prefix(&[t][..])) {
         (calling, rest)
-    } else if digits.starts_with(calling) && in_range(digits.len() - calling.len(), default.nsn_len)
-    {
+    } else if digits.strip_prefix(calling).is_some_and(|nsn| default.fits(nsn)) {
         // `447700900123`: the calling code written without the plus.
         (&[][..], digits)
     } else {
@@ -131,16 +264,15 @@ pub fn fast(text: &str, default: Region) -> Option<String> {
         (calling, digits)
     };
     let len = prefix.len() + rest.len();
-    let first = prefix.iter().chain(rest).next();
-    if !(8..=15).contains(&len) || first == Some(&b'0') {
+    if !(8..=15).contains(&len) {
         return None;
     }
-    let nsn = if prefix.is_empty() { rest.strip_prefix(calling) } else { Some(rest) };
-    if let Some(nsn) = nsn {
-        let zero_ok = default.leading_zero;
-        if !in_range(nsn.len(), default.nsn_len) || (nsn.starts_with(b"0") && !zero_ok) {
-            return None;
-        }
+    // The region the number belongs to and its national number: the default for a national
+    // form, the one its calling code names for an international one (none known: the full
+    // parser's business).
+    let (region, nsn) = if prefix.is_empty() { by_calling_code(rest)? } else { (&default, rest) };
+    if !region.fits(nsn) {
+        return None;
     }
     let mut out = Vec::with_capacity(len + 1);
     out.push(b'+');
@@ -230,6 +362,89 @@ mod tests {
         assert_eq!(tested.len(), REGIONS.len(), "every region has a row");
     }
 
+    /// The numbers: one digit short of the UK plan, accepted before.
+    #[test]
+    fn numbers_one_digit_short_of_the_uk_plan_are_refused() {
+        for bad in
+            ["07700 90012", "020 7946 095", "+44 7700 90012", "+44 20 7946 095", "447700 90012"]
+        {
+            assert_eq!(to_e164(bad, GB), None, "{bad}");
+        }
+    }
+
+    /// Every region's too-short and too-long forms (national and international) are refused,
+    /// libphonenumber agreeing.
+    #[test]
+    fn every_region_refuses_its_too_short_and_too_long_numbers() {
+        let table: &[(&str, &str, &str)] = &[
+            ("GB", "07400 12345", "07400 1234567"),
+            ("GB", "020 7946 095", "020 7946 09581"),
+            ("IE", "087 123 456", "087 123 45678"),
+            ("US", "(201) 555-012", "(201) 555-01234"),
+            ("CA", "(613) 555-019", "(613) 555-01991"),
+            ("AU", "0412 345 67", "0412 345 6789"),
+            ("AU", "02 9876 543", "02 9876 54321"),
+            ("NZ", "09 379 123", "09 379 12345"),
+            ("FR", "06 12 34 56 7", "06 12 34 56 789"),
+            ("DE", "01512 345678", "01512 34567890"),
+            ("NL", "06 1234567", "06 123456789"),
+            ("ES", "612 34 56 7", "612 34 56 789"),
+            ("IT", "312 345 67", "312 345 6789012"),
+            ("ZA", "021 123 456", "021 123 45678"),
+            ("IN", "098765 4321", "098765 432101"),
+        ];
+        for (code, short, long) in table {
+            let r = region(code).unwrap();
+            for text in [short.to_string(), long.to_string()] {
+                let international = format!("+{} {}", r.calling, text.trim_start_matches('0'));
+                for t in [text.clone(), international] {
+                    assert_eq!(full(&t, r), None, "libphonenumber refuses {code} {t}");
+                    assert_eq!(to_e164(&t, r), None, "{code} {t}");
+                }
+            }
+        }
+        let tested: std::collections::BTreeSet<&str> = table.iter().map(|t| t.0).collect();
+        assert_eq!(tested.len(), REGIONS.len(), "every region has a row");
+    }
+
+    /// libphonenumber's own example numbers of every kind for every region, as written
+    /// nationally and internationally, and one digit short and one long of each: whatever
+    /// the fast path accepts, libphonenumber accepts the same way.
+    #[test]
+    fn the_fast_path_never_accepts_what_libphonenumber_refuses_on_its_examples() {
+        use phonenumber::metadata::DATABASE;
+        let mut compared = 0;
+        for r in REGIONS {
+            let meta = DATABASE.by_id(r.code).unwrap();
+            let d = meta.descriptors();
+            let kinds = [
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.shared_cost(),
+                d.personal_number(),
+                d.voip(),
+                d.uan(),
+                d.pager(),
+            ];
+            for example in kinds.into_iter().flatten().filter_map(|k| k.example()) {
+                let trunk = r.trunk.map(String::from).unwrap_or_default();
+                let forms = [format!("{trunk}{example}"), format!("+{} {example}", r.calling)];
+                for form in forms {
+                    let short = &form[..form.len() - 1];
+                    for t in [form.clone(), short.to_string(), format!("{form}5")] {
+                        if let Some(f) = fast(&t, *r) {
+                            compared += 1;
+                            assert_eq!(Some(f), full(&t, *r), "{} {t}", r.code);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 100, "the fast path took most examples: {compared}");
+    }
+
     #[test]
     fn shapes_the_fast_path_does_not_know_go_to_the_full_parser() {
         // A vanity-free but unusual punctuation the fast path refuses.
@@ -237,6 +452,17 @@ mod tests {
         assert_eq!(fast("tel:+44-20-7946-0958", GB), None);
         assert_eq!(to_e164("tel:+44-20-7946-0958", GB).as_deref(), Some("+442079460958"));
         assert_eq!(to_e164("not a phone", GB), None);
+    }
+
+    proptest::proptest! {
+        /// Any text, in any region: no panic, and an answer is `+` and 8 to 15 digits.
+        #[test]
+        fn any_text_is_refused_or_a_plain_e164_number(text in "[0-9 +()./\\-]{0,30}|\\PC{0,30}", r in 0..REGIONS.len()) {
+            if let Some(n) = fast(&text, REGIONS[r]) {
+                proptest::prop_assert!(n.starts_with('+') && (9..=16).contains(&n.len()), "{}", n);
+                proptest::prop_assert!(n[1..].bytes().all(|b| b.is_ascii_digit()), "{}", n);
+            }
+        }
     }
 
     #[test]

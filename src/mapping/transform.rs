@@ -164,11 +164,52 @@ impl Transform {
             Transform::PhoneE164(region) => {
                 format!("`{s}` is not a phone number ({} by default)", region.code)
             }
-            Transform::Date(fmt) => format!("`{s}` is not a date in the format `{fmt}`"),
+            Transform::Date(fmt) => {
+                format!("`{s}` is not a date written {}", format_in_words(fmt))
+            }
             Transform::Bool => format!("`{s}` is not a yes/no value"),
             _ => format!("`{s}` was refused"),
         }
     }
+}
+
+/// A strftime format as people write it: `%d/%m/%Y` is `dd/mm/yyyy`, `%Y-%m-%dT%H:%M` is
+/// `yyyy-mm-ddThh:mm`. A directive without a common written form is kept as it is.
+pub fn format_in_words(fmt: &str) -> String {
+    let mut out = String::with_capacity(fmt.len() + 4);
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let Some(d) = chars.next() else {
+            out.push('%');
+            break;
+        };
+        out.push_str(match d {
+            'd' => "dd",
+            'e' => "d",
+            'm' => "mm",
+            'Y' => "yyyy",
+            'y' => "yy",
+            'b' | 'h' => "mon",
+            'B' => "month",
+            'a' => "day",
+            'A' => "weekday",
+            'H' | 'I' => "hh",
+            'M' => "mm",
+            'S' => "ss",
+            'p' => "AM/PM",
+            '%' => "%",
+            other => {
+                out.push('%');
+                out.push(other);
+                continue;
+            }
+        });
+    }
+    out
 }
 
 /// `A | B||C` -> `[A, B, C]`, borrowing from the text when it is borrowed.
@@ -218,6 +259,16 @@ mod tests {
             Value::Text(s) => s.into_owned(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn date_formats_read_as_people_write_them() {
+        assert_eq!(format_in_words("%d/%m/%Y"), "dd/mm/yyyy");
+        assert_eq!(format_in_words("%Y-%m-%dT%H:%M:%S"), "yyyy-mm-ddThh:mm:ss");
+        assert_eq!(format_in_words("%e %B %Y"), "d month yyyy");
+        assert_eq!(format_in_words("%j%"), "%j%", "no common word: kept");
+        let err = run("date:%d/%m/%Y", "1980-31-01").unwrap_err();
+        assert_eq!(err, "`1980-31-01` is not a date written dd/mm/yyyy");
     }
 
     #[test]

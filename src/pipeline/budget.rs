@@ -78,6 +78,19 @@ impl RowBudget {
         }
     }
 
+    /// Takes what is free of `units` now, without waiting: for rows an earlier run's jobs
+    /// wait for, which must be read whatever the budget (their rows cannot settle until the
+    /// last of them is read; they were all in memory in the run that created the jobs, maybe
+    /// with a larger budget). What was not taken is not given back either ([`give`] caps).
+    ///
+    /// [`give`]: RowBudget::give
+    pub fn take_now(&self, units: u32) {
+        let free = u32::try_from(self.units.available_permits()).unwrap_or(u32::MAX).min(units);
+        if let Ok(p) = self.units.try_acquire_many(free) {
+            p.forget();
+        }
+    }
+
     /// No more rows will be settled: whoever waits for units stops waiting.
     pub fn close(&self) {
         self.units.close();

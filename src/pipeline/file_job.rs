@@ -22,7 +22,6 @@ use crate::delivery::{Adapter, Connection, Engine, Settle, Window, WindowEnd};
 use crate::ledger::{Ledger, Resume};
 use crate::mapping::Mapper;
 use crate::report::{self, atomic, ErrorsFile, Summary};
-use crate::schema::schema_for;
 use crate::targets::Target;
 
 /// Everything a file needs besides itself.
@@ -62,6 +61,9 @@ pub struct FileResult {
     pub samples: Vec<serde_json::Value>,
     /// Stopped by shutdown before the end: no summary yet; the file is resumed at next start.
     pub interrupted: bool,
+    /// Stopped because the connection's credentials were refused: no summary yet; the file
+    /// resumes once they are accepted.
+    pub held: bool,
 }
 
 /// Processes `input` end to end; reports are named after `display_name` in the context's dir.
@@ -84,6 +86,7 @@ pub async fn process_file(
     let on_ledger = ledger.as_ref().map(|l| (l.ledger.clone(), l.file_id));
     let jobs = Arc::new(FileJobs::new(display_name, on_ledger, resume.as_ref()));
     let mut lines = LineCounts::default();
+    let mut held = false;
     let (ran, samples) = match open(ctx, input).await {
         Ok((file, mapper)) => {
             if let Ok(mut g) = progress.bytes_read.lock() {
@@ -94,9 +97,11 @@ pub async fn process_file(
             }
             let settler =
                 settler(ctx, &stem, &file, progress.clone(), display_name, ledger.as_ref())?;
-            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref() };
-            let (settled, read_end, samples) = run.stream(file, mapper, settler).await?;
+            let holds = ledger.is_some();
+            let run = Run { ctx, jobs: jobs.clone(), resume: resume.as_ref(), holds };
+            let (settled, read_end, samples, window) = run.stream(file, mapper, settler).await?;
             lines = read_end.lines;
+            held = window.held;
             let read_error = read_end.error;
             // A broken source connection is not the file's fault: it is read again later.
             let read_error = read_error.filter(|e| !matches!(e, FileError::Interrupted { .. }));
@@ -128,7 +133,7 @@ pub async fn process_file(
     };
     if !settled.interrupted {
         let json = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other)?;
-        atomic::write_private(&summary_path, &json)?;
+        atomic::write_private(&summary_path, &json, ctx.pipeline.report_mode)?;
     }
     Ok(FileResult {
         summary,
@@ -138,6 +143,7 @@ pub async fn process_file(
         file_error,
         samples,
         interrupted: settled.interrupted,
+        held,
     })
 }
 
@@ -155,10 +161,11 @@ fn settler(
     let warnings_partial = report::warnings_partial_name(&ctx.report_dir, stem);
     let dialect = &file.dialect;
     let pipeline = &ctx.pipeline.name;
+    let mode = ctx.pipeline.report_mode;
     let Some(l) = ledger else {
         let reports = Reports {
-            errors: ErrorsFile::new(errors_path, dialect.clone()),
-            warnings: ErrorsFile::new(warnings_path, dialect.clone()),
+            errors: ErrorsFile::new(errors_path, dialect.clone()).with_mode(mode),
+            warnings: ErrorsFile::new(warnings_path, dialect.clone()).with_mode(mode),
         };
         return Ok(Settler::new(reports, progress, pipeline, label.to_string()));
     };
@@ -166,8 +173,9 @@ fn settler(
     let partial = report::partial_name(&ctx.report_dir, stem);
     let (eb, wb) = checkpoint.map_or((0, 0), |c| (c.errors_bytes, c.warnings_bytes));
     let reports = Reports {
-        errors: ErrorsFile::resumable(errors_path, partial, dialect.clone(), eb)?,
-        warnings: ErrorsFile::resumable(warnings_path, warnings_partial, dialect.clone(), wb)?,
+        errors: ErrorsFile::resumable(errors_path, partial, dialect.clone(), eb)?.with_mode(mode),
+        warnings: ErrorsFile::resumable(warnings_path, warnings_partial, dialect.clone(), wb)?
+            .with_mode(mode),
     };
     let (store, file_id) = (l.ledger.clone(), l.file_id);
     let sink = Box::new(move |cp, wait| {
@@ -183,7 +191,7 @@ fn settler(
 
 /// Opens the file and compiles the mapping against its header; an error fails the whole file.
 async fn open(ctx: &FileContext, input: &Input) -> Result<(CsvFile, Mapper), OpenError> {
-    let schema = schema_for(&ctx.pipeline.target.name());
+    let schema = ctx.pipeline.target.schema();
     let fields = &ctx.pipeline.fields;
     // `header_row = "auto"`: the line whose cells serve the whole mapping.
     let is_header = |cells: &[String]| Mapper::compile(fields, schema, cells).is_ok();
@@ -198,6 +206,8 @@ struct Run<'a> {
     ctx: &'a FileContext,
     jobs: Arc<FileJobs>,
     resume: Option<&'a Resume>,
+    /// With a ledger: rows held by refused credentials wait for the resume.
+    holds: bool,
 }
 
 impl Run<'_> {
@@ -207,8 +217,10 @@ impl Run<'_> {
         file: CsvFile,
         mapper: Mapper,
         settler: Settler,
-    ) -> std::io::Result<(Settled, ReadEnd, Vec<serde_json::Value>)> {
+    ) -> std::io::Result<(Settled, ReadEnd, Vec<serde_json::Value>, WindowEnd)> {
         let ctx = self.ctx;
+        // The file's own stop: the daemon's, or the window's when the connection holds.
+        let stop = ctx.stop.child_token();
         let budget = RowBudget::new(self.budget_units());
         let (settle_tx, settled) = settle::spawn(settler.with_budget(budget.clone()));
         let (block_tx, block_rx) = mpsc::channel(MAP_TASKS * 2);
@@ -229,18 +241,11 @@ impl Run<'_> {
             dry_run: ctx.connection.is_none(),
         });
         let routes = Routes { settle: settle_tx.clone(), rows: row_tx, earlier: earlier_tx };
-        let reader = stages::read(
-            file,
-            skip_below,
-            pool.clone(),
-            block_tx,
-            budget.clone(),
-            ctx.stop.clone(),
-        );
         let resumed = ResumedJobs::new(self.resume, repeatable);
-        let router =
-            stages::route(block_rx, mapping, pool, resumed, routes, budget, ctx.stop.clone());
-        let window = self.window(settle_tx.clone(), row_rx, earlier_rx);
+        let from = stages::ReadFrom { skip_below, held_below: resumed.held_below() };
+        let reader = stages::read(file, from, pool.clone(), block_tx, budget.clone(), stop.clone());
+        let router = stages::route(block_rx, mapping, pool, resumed, routes, budget, stop.clone());
+        let window = self.window(settle_tx.clone(), row_rx, earlier_rx, stop);
         let (read, route, window): (ReadEnd, RouteEnd, WindowEnd) =
             tokio::join!(reader, router, window);
         let broke = matches!(read.error, Some(FileError::Interrupted { .. }));
@@ -256,9 +261,9 @@ impl Run<'_> {
         drop(settle_tx);
         let mut settled = settled.await.map_err(std::io::Error::other)??;
         if !interrupted && (route.crashed || window.crashed_batches > 0) && settled.gap.is_none() {
-            settled.gap = Some("an internal error stopped the processing of some rows; they are in the errors report as unprocessed, and the file is kept in failed/".into());
+            settled.gap = Some("an internal error stopped the processing of some rows; they are in the errors report (unconfirmed where their batch may have reached the CRM), and the file is kept in failed/".into());
         }
-        Ok((settled, read, route.samples))
+        Ok((settled, read, route.samples, window))
     }
 
     /// The window of batches in flight, when there is a connection (not a dry run).
@@ -267,6 +272,7 @@ impl Run<'_> {
         settle_tx: mpsc::Sender<SettleMsg>,
         rows: mpsc::Receiver<crate::row::MappedRow>,
         earlier: mpsc::Receiver<crate::delivery::Earlier>,
+        stop: CancellationToken,
     ) -> WindowEnd {
         let ctx = self.ctx;
         let Some(conn) = ctx.connection.clone() else {
@@ -286,10 +292,11 @@ impl Run<'_> {
             engine,
             max_rows: ctx.pipeline.batch.max_rows,
             max_wait: ctx.pipeline.batch.max_wait,
-            size: Window::size_for(conn.settings.max_in_flight),
+            size: Window::size_for(conn.settings().max_in_flight),
             settle,
-            stop: ctx.stop.clone(),
+            stop,
             abort: ctx.abort.clone(),
+            holds: self.holds,
             pipeline: ctx.pipeline.name.clone(),
         };
         window.run(rows, earlier).await
@@ -301,7 +308,7 @@ impl Run<'_> {
     fn budget_units(&self) -> usize {
         let ctx = self.ctx;
         let window =
-            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings.max_in_flight));
+            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings().max_in_flight));
         let batches = 2 * window * ctx.pipeline.batch.max_rows;
         batches.max((MAP_TASKS + 1) * BLOCK_ROWS)
     }
@@ -320,8 +327,11 @@ fn refuses_repeated_persons(pipeline: &PipelineSettings) -> bool {
 /// `NAME`, or `NAME.<timestamp>` when a report of that name is already there.
 pub fn unique_stem(dir: &Path, stem: &str) -> String {
     let (_, summary) = report::report_names(dir, stem);
-    if !summary.exists() {
+    // A report dropped back in is named after its original, always with a timestamp: the
+    // original may still be in flight, its summary not yet written.
+    let original = report::redropped(stem);
+    if original.is_none() && !summary.exists() {
         return stem.to_string();
     }
-    format!("{stem}.{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+    format!("{}.{}", original.unwrap_or(stem), chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
 }

@@ -96,18 +96,19 @@ impl Journal for FileJobs {
         id: &'a str,
         seqs: &'a [u64],
         status: &'a str,
-    ) -> BoxFuture<'a, ()> {
+    ) -> BoxFuture<'a, Result<(), String>> {
         async move {
-            let record = status == crate::delivery::engine::RECORDED;
-            if !record {
+            if let Some((ledger, file_id)) = &self.ledger {
+                ledger
+                    .job_started(*file_id, Some(token), id, seqs.to_vec(), status)
+                    .await
+                    .map_err(|e| format!("the ledger did not record job {id}: {e}"))?;
+            }
+            if status != crate::delivery::engine::RECORDED {
                 tracing::debug!(file = %self.file, job = %id, rows = seqs.len(), "remote job created");
                 self.set(id, status, seqs.len());
             }
-            if let Some((ledger, file_id)) = &self.ledger {
-                if let Err(e) = ledger.job_started(*file_id, Some(token), id, seqs.to_vec(), status).await {
-                    tracing::error!(file = %self.file, job = %id, error = %e, "could not record the job in the ledger");
-                }
-            }
+            Ok(())
         }
         .boxed()
     }

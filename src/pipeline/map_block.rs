@@ -106,8 +106,9 @@ impl BlockMapper<'_> {
                         };
                         body.clear();
                         target.encode(fields, &values, escapes, &mut body);
-                        Ok((!self.dry_run)
-                            .then(|| (target.key(fields, &values), target.group(fields, &values))))
+                        Ok((!self.dry_run).then(|| {
+                            (target.key(fields, &values), target.partition(fields, &values))
+                        }))
                     }),
             };
             if let (Ok(_), Some(p)) = (&result, self.persons) {
@@ -118,11 +119,11 @@ impl BlockMapper<'_> {
             }
             match result {
                 Err(f) => out.failed.push((block.source_row(row), f)),
-                Ok(Some((key, group))) => out.ready.push(MappedRow {
+                Ok(Some((key, partition))) => out.ready.push(MappedRow {
                     source: block.source_row(row),
                     key,
                     body: body.clone(),
-                    group,
+                    partition,
                 }),
                 Ok(None) if out.samples.len() < 3 => out.samples.push(body.clone()),
                 Ok(None) => {}

@@ -10,6 +10,8 @@ pub mod progress;
 mod resume;
 pub mod settle;
 mod stages;
+#[cfg(test)]
+mod tests;
 
 pub use file_job::{process_file, unique_stem, FileContext, FileResult, LedgerFile};
 pub use input::{Input, RemoteFile};

@@ -117,4 +117,62 @@ mod tests {
         rows.store(390, Ordering::Relaxed);
         assert_eq!(p.rows_total(), (390, true));
     }
+
+    /// A settler over a one-line CSV's dialect, reporting into `dir`.
+    async fn settler(
+        dir: &std::path::Path,
+        progress: Arc<Progress>,
+    ) -> super::super::settle::Settler {
+        use super::super::settle::{Reports, Settler};
+        let csv = dir.join("in.csv");
+        std::fs::write(&csv, "Code\nA\n").unwrap();
+        let input = crate::pipeline::Input::Local(csv);
+        let settings = crate::config::CsvSettings::default();
+        let dialect = input.open(&settings, &|_: &[String]| true).await.unwrap().dialect;
+        let file = |n: &str| crate::report::ErrorsFile::new(dir.join(n), dialect.clone());
+        let reports = Reports { errors: file("e.csv"), warnings: file("w.csv") };
+        Settler::new(reports, progress, "p", "in.csv".into())
+    }
+
+    fn row(seq: u64) -> crate::row::SourceRow {
+        crate::row::SourceRow { seq, line: seq + 2, raw: csv_async::ByteRecord::new() }
+    }
+
+    /// Rows count as settled once their fate is known, even while an earlier batch is still
+    /// out (the reports wait for it, the progress does not).
+    #[tokio::test]
+    async fn rows_settled_ahead_of_a_slow_batch_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let progress = Arc::new(Progress::default());
+        let mut s = settler(dir.path(), progress.clone()).await;
+        for seq in 10..40 {
+            s.settle(row(seq), crate::row::Outcome::Accepted).unwrap();
+        }
+        s.settle_span(40, 60, 101, Vec::new(), 0).unwrap();
+        assert_eq!(progress.rows_done.load(Ordering::Relaxed), 90, "rows 0..10 are still out");
+        for seq in 0..10 {
+            s.settle(row(seq), crate::row::Outcome::Accepted).unwrap();
+        }
+        assert_eq!(progress.rows_done.load(Ordering::Relaxed), 100, "each row once");
+    }
+
+    /// After a restart the rows settled before it count from the start.
+    #[tokio::test]
+    async fn a_resumed_file_counts_the_rows_settled_before_the_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let progress = Arc::new(Progress::default());
+        let checkpoint = crate::ledger::Checkpoint { watermark: 500, ..Default::default() };
+        let mut s = settler(dir.path(), progress.clone())
+            .await
+            .resuming(Some(&checkpoint), Box::new(|_, _| Ok(())));
+        assert_eq!(progress.rows_done.load(Ordering::Relaxed), 500);
+        s.settle(row(3), crate::row::Outcome::Accepted).unwrap();
+        assert_eq!(
+            progress.rows_done.load(Ordering::Relaxed),
+            500,
+            "a row below the watermark is not counted twice"
+        );
+        s.settle(row(500), crate::row::Outcome::Accepted).unwrap();
+        assert_eq!(progress.rows_done.load(Ordering::Relaxed), 501);
+    }
 }

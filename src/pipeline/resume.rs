@@ -69,6 +69,11 @@ impl ResumedJobs {
         }))
     }
 
+    /// One past the highest row an earlier run's job holds (0: none).
+    pub fn held_below(&self) -> u64 {
+        self.by_seq.keys().max().map_or(0, |s| s.saturating_add(1))
+    }
+
     /// Whether a job an earlier run created is still gathering its rows.
     pub fn waiting(&self) -> bool {
         self.groups.iter().any(|g| !g.3.is_empty())

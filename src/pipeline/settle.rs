@@ -133,6 +133,8 @@ impl Settler {
     /// Continues from an earlier run's checkpoint, recording new ones in `sink`.
     pub fn resuming(mut self, from: Option<&Checkpoint>, sink: CheckpointSink) -> Self {
         if let Some(cp) = from {
+            // Rows settled before the restart count as settled in the progress too.
+            self.progress.rows_done(cp.watermark);
             self.watermark = cp.watermark;
             self.counts = cp.counts.clone();
             self.by_stage = cp.failed_by_stage.clone();
@@ -178,6 +180,12 @@ impl Settler {
     }
 
     fn park_or_apply(&mut self, seq: u64, parked: Parked) -> io::Result<()> {
+        // Progress counts a row once its fate is known, whether or not the rows before it
+        // have settled yet (the reports and the checkpoint wait for those).
+        self.progress.rows_done(match &parked {
+            Parked::Row(..) => 1,
+            Parked::Span { count, .. } => *count,
+        });
         if seq == self.watermark && self.ahead.is_empty() {
             // In order, as most rows are: no need to park it.
             self.apply_parked(parked)?;
@@ -264,9 +272,9 @@ impl Settler {
         self.reports.errors.write(row.line, &row.raw, f)
     }
 
-    /// Progress after `rows` more rows, the last on `line`; a progress line every few seconds.
+    /// `rows` more rows past the watermark, the last on `line`; a progress line every few
+    /// seconds.
     fn done(&mut self, rows: u64, line: u64) {
-        self.progress.rows_done(rows);
         // The clock is read every 1024 rows or so, not for each.
         self.since_clock += rows;
         if self.since_clock >= 1024 {

@@ -43,11 +43,20 @@ impl ReadEnd {
     }
 }
 
-/// Reads blocks until the end, an error or `stop`. Rows below `skip_below` are skipped
-/// unmapped (an earlier run settled them).
+/// Where reading starts and what it must reach on a resume.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadFrom {
+    /// Rows below are skipped unmapped (an earlier run settled them).
+    pub skip_below: u64,
+    /// Rows below are read without waiting for the budget: the jobs an earlier run created
+    /// hold their rows until the last of them is read, so waiting could never end.
+    pub held_below: u64,
+}
+
+/// Reads blocks until the end, an error or `stop`.
 pub async fn read(
     mut file: CsvFile,
-    skip_below: u64,
+    from: ReadFrom,
     pool: BlockPool,
     out: mpsc::Sender<RowBlock>,
     budget: RowBudget,
@@ -57,16 +66,21 @@ pub async fn read(
         let (block, status) = tokio::select! {
             biased;
             _ = stop.cancelled() => return ReadEnd::of(&file, None, true),
-            next = file.next_block(skip_below, pool.take()) => next,
+            next = file.next_block(from.skip_below, pool.take()) => next,
         };
         if !block.is_empty() {
             let units =
                 block.rows().iter().map(|r| RowBudget::units_of(block.row_bytes(r).len())).sum();
-            let granted = tokio::select! {
-                biased;
-                _ = stop.cancelled() => false,
-                granted = budget.take(units) => granted,
-            };
+            let held = block.rows().first().is_some_and(|r| r.seq < from.held_below);
+            if held {
+                budget.take_now(units);
+            }
+            let granted = held
+                || tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => false,
+                    granted = budget.take(units) => granted,
+                };
             if !granted {
                 return ReadEnd::of(&file, None, true);
             }

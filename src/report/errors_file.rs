@@ -76,13 +76,30 @@ pub struct ErrorsFile {
     extra_in_header: usize,
     /// Cells past the header's width of the widest row written.
     widest_extra: usize,
+    /// The published file's mode (`report_mode`).
+    mode: u32,
 }
 
 impl ErrorsFile {
     /// A report that publishes to `target`; a random hidden temp file holds it meanwhile.
     pub fn new(target: PathBuf, dialect: Dialect) -> Self {
         let partial = temp_beside(&target);
-        Self { target, partial, dialect, open: None, rows: 0, extra_in_header: 0, widest_extra: 0 }
+        Self {
+            target,
+            partial,
+            dialect,
+            open: None,
+            rows: 0,
+            extra_in_header: 0,
+            widest_extra: 0,
+            mode: super::atomic::PRIVATE,
+        }
+    }
+
+    /// Published with `mode` rather than 0600 (`report_mode`).
+    pub fn with_mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// A report kept in `partial` across restarts: its first `bytes` bytes are kept (rows an
@@ -193,7 +210,7 @@ impl ErrorsFile {
         let out = writer.into_inner().map_err(|e| e.into_error())?;
         let file = out.into_file()?;
         if self.widest_extra <= self.extra_in_header {
-            publish(file, &self.partial, &self.target)?;
+            publish(file, &self.partial, &self.target, self.mode)?;
             return Ok(Some(self.target.clone()));
         }
         drop(file);
@@ -203,7 +220,7 @@ impl ErrorsFile {
             let _ = std::fs::remove_file(&widened);
         }
         let file = result?;
-        publish(file, &widened, &self.target)?;
+        publish(file, &widened, &self.target, self.mode)?;
         std::fs::remove_file(&self.partial)?;
         Ok(Some(self.target.clone()))
     }

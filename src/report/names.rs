@@ -77,6 +77,47 @@ fn shorten_as(text: &str, whole: &str, max: usize) -> String {
     format!("{}~{hash:08x}", &text[..cut])
 }
 
+/// When `stem` is a report's (`clients.errors`, `clients.20261123T101112.123Z.warnings`: a
+/// fixed errors file dropped back in), the stem of the file it reports on (`clients`), which
+/// its own reports are named after (never `clients.errors.errors.csv`).
+pub fn redropped(stem: &str) -> Option<&str> {
+    let original = original_of(stem);
+    (original.len() < stem.len()).then_some(original)
+}
+
+/// A report's stem without what the reports add to the original's: `.errors` or `.warnings`,
+/// then the timestamp a second report of the same name got (`.20261123T101112.123Z`). Only
+/// ASCII is cut, so every cut is on a character boundary; any other stem is kept whole.
+fn original_of(stem: &str) -> &str {
+    let Some(base) = [".errors", ".warnings"]
+        .iter()
+        .find_map(|s| stem.strip_suffix(s).filter(|b| !b.is_empty()))
+    else {
+        return stem;
+    };
+    // `.20261123T101112.123Z`: 21 ASCII bytes.
+    let cut = base.len().saturating_sub(21);
+    match (base.get(..cut), base.get(cut..)) {
+        (Some(before), Some(stamp)) if !before.is_empty() && is_stamp(stamp) => before,
+        _ => base,
+    }
+}
+
+/// `.YYYYMMDDTHHMMSS.mmmZ`, the suffix a second report of the same name gets.
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.len() == 21
+        && b[0] == b'.'
+        && digits(1..9)
+        && b[9] == b'T'
+        && digits(10..16)
+        && b[16] == b'.'
+        && digits(17..20)
+        && b[20] == b'Z'
+}
+
 /// `NAME.errors.csv` and `NAME.summary.json` for a report stem.
 pub fn report_names(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{stem}.errors.csv")), dir.join(format!("{stem}.summary.json")))
@@ -124,6 +165,34 @@ mod tests {
             stem_of(&format!("{}b.csv", "x".repeat(300)))
         );
         assert_eq!(stem_of("clients.csv.gz"), "clients");
+    }
+
+    proptest::proptest! {
+        /// Any file name: no panic, a stem that fits, and an original that starts the stem.
+        #[test]
+        fn any_name_gives_a_stem_and_maybe_an_original(name in "\\PC{0,300}(\\.[0-9TZ]{0,21})?(\\.errors|\\.warnings)?\\.(csv|xlsx|gz)") {
+            let stem = stem_of(&name);
+            proptest::prop_assert!(stem.len() <= STEM_MAX);
+            if let Some(original) = redropped(&stem) {
+                proptest::prop_assert!(stem.starts_with(original) && original.len() < stem.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_report_dropped_back_in_is_known_by_its_original() {
+        let original = |name: &str| redropped(&stem_of(name)).map(str::to_string);
+        assert_eq!(original("clients.errors.csv").as_deref(), Some("clients"));
+        assert_eq!(original("clients.20261123T101112.123Z.errors.csv").as_deref(), Some("clients"));
+        assert_eq!(original("clients.warnings.csv").as_deref(), Some("clients"));
+        assert_eq!(
+            original("x.1.errors.csv").as_deref(),
+            Some("x.1"),
+            "only our own timestamp is cut"
+        );
+        assert_eq!(original(".errors.csv"), None, "nothing before the suffix");
+        assert_eq!(original("clients.csv"), None);
+        assert_eq!(original("é.errors.csv").as_deref(), Some("é"));
         assert_eq!(stem_of("book.XLSX"), "book");
     }
 

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::claims::{Left, SharedClaims};
 use crate::config::FolderSettings;
-use crate::ops::health::Health;
+use crate::health::Health;
 
 pub const PROCESSING: &str = ".processing";
 pub const PROCESSED: &str = "processed";
@@ -208,8 +208,8 @@ impl FolderSource {
         cancel: CancellationToken,
         resume: bool,
         health: Arc<Health>,
+        mut paused: watch::Receiver<bool>,
     ) {
-        let mut paused = health.paused();
         let (poke_tx, mut poke_rx) = mpsc::channel::<Poke>(1024);
         let mut presence = Presence {
             id: folder_id(&self.settings.path),

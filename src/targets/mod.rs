@@ -15,7 +15,7 @@ use crate::mapping::{CompiledField, Mapped};
 use crate::row::Failure;
 
 pub use crate::mapping::json::Escapes;
-pub use crate::row::{MappedRow, RemoteJob};
+pub use crate::row::{MappedRow, Partition, RemoteJob};
 
 /// A target: row encoding (the hot path) on top of the protocol the engine drives.
 pub trait Target: Adapter {
@@ -38,10 +38,10 @@ pub trait Target: Adapter {
         String::new()
     }
 
-    /// Rows that can share one create have the same group (Plannr update imports: the same
-    /// set of fields present).
-    fn group(&self, _fields: &[CompiledField], _values: &Mapped) -> u64 {
-        0
+    /// Rows that can share one create have the same partition (Plannr update imports: the
+    /// same set of fields present); the delivery engine never mixes partitions in a batch.
+    fn partition(&self, _fields: &[CompiledField], _values: &Mapped) -> Partition {
+        Partition::default()
     }
 
     /// Rules across fields that the schema cannot state (a contact detail's value must suit

@@ -147,28 +147,30 @@ impl Adapter for ContactDetails {
     fn created(&self, rows: &[MappedRow], answer: Result<&Reply, &CallError>) -> Created {
         let refused = |failure: Failure| {
             let row = rows.first().map_or(RowRef::Unknown, |r| RowRef::Seq(r.source.seq));
-            Created::Done(JobReport {
+            Created::Done(Box::new(JobReport {
                 status: "refused".into(),
                 refused: vec![RowNote { row, failure }],
                 saved: Some(0),
                 invalid: Some(1),
                 complete: true,
                 ..JobReport::default()
-            })
+            }))
         };
         match answer {
             Ok(reply) => {
                 let uuid = resource(reply).ok().and_then(|r| r.get("uuid").and_then(Value::as_str).map(String::from));
-                if uuid.is_none() {
+                // Recorded even without its uuid, so a restart never creates it again.
+                let record = uuid.or_else(|| {
                     tracing::warn!("Plannr created a contact detail but its answer has no uuid");
-                }
-                Created::Done(JobReport {
+                    rows.first().map(|r| format!("(no uuid: data row {})", r.source.seq))
+                });
+                Created::Done(Box::new(JobReport {
                     status: "created".into(),
                     saved: Some(1),
                     complete: true,
-                    record: uuid,
+                    record,
                     ..JobReport::default()
-                })
+                }))
             }
             Err(CallError::Rejected { status: 422, body, .. }) => refused(failure_from_422(body, "refused by Plannr")),
             Err(CallError::Rejected { status: 403, message, .. }) => refused(Failure::new(
@@ -190,5 +192,30 @@ impl Adapter for ContactDetails {
 
     fn read_status(&self, _base: &str, _reply: &Reply) -> Result<JobState, String> {
         Err("a contact detail has no status to follow".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row::SourceRow;
+
+    #[test]
+    fn a_201_without_a_uuid_is_still_recorded() {
+        let rows = [MappedRow {
+            source: SourceRow { seq: 7, line: 9, raw: Default::default() },
+            key: String::new(),
+            body: Vec::new(),
+            partition: Default::default(),
+        }];
+        let reply = Reply {
+            status: 201,
+            headers: Default::default(),
+            body: Bytes::from_static(br#"{"data": {"type": "email"}}"#),
+        };
+        let Created::Done(report) = ContactDetails::new().created(&rows, Ok(&reply)) else {
+            panic!("a 201 is a record made")
+        };
+        assert!(report.record.is_some_and(|id| id.contains("7")), "kept in the ledger");
     }
 }

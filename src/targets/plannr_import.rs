@@ -1,19 +1,19 @@
 //! `plannr.import.<type>`: each batch is one Plannr import: create (CSV upload) -> map ->
 //! start -> poll to its end. Failed rows come back by their data (at most 25 inline, all in
 //! the error report, which is a file: CSV, JSON or XLSX). In `update` mode a row never sends a
-//! cell for a value it does not have (Plannr would clear the field): rows are grouped by the
-//! fields they carry, one import per group.
+//! cell for a value it does not have (Plannr would clear the field): each row's partition is
+//! the set of fields it carries, and the engine puts only rows of one partition in an import.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::plannr_common::{resource, text_of};
 use super::report_file::{self, json_entries};
-use super::Target;
+use super::{Partition, Target};
 use crate::config::{ImportMode, TargetSpec};
 use crate::delivery::call::{message_of, Body, Call, CallError, Part, Reply, Safety};
 use crate::delivery::reconcile::CORRELATION;
-use crate::delivery::{Adapter, Created, JobReport, JobState, RowNote, RowRef, Step};
+use crate::delivery::{Adapter, Created, Fetched, JobReport, JobState, RowNote, RowRef, Step};
 use crate::mapping::{CompiledField, Mapped, Value as Cell};
 use crate::row::MappedRow;
 use crate::schema::FieldType;
@@ -36,8 +36,6 @@ const TERMINAL: &[&str] = &[
 const FAILED: &[&str] = &["failed", "error", "errored", "cancelled", "canceled"];
 /// Statuses of an import that has not been started.
 const NOT_STARTED: &[&str] = &["pending", "created", "uploaded", "mapped", "new", "draft"];
-/// Inline `errors` hold at most this many entries: that many means the list may be cut short.
-const INLINE_MAX: usize = 25;
 
 pub struct PlannrImport {
     spec: TargetSpec,
@@ -57,12 +55,15 @@ impl PlannrImport {
         Self { spec, import_type, mode, fields }
     }
 
-    /// The columns a batch uploads: every field, or in `update` mode those its rows carry
-    /// (the rows of a batch share a group, see [`Target::group`]).
+    /// The columns a batch uploads: every field, or in `update` mode those its rows carry.
+    /// The engine batches rows of one partition only ([`Target::partition`]); a column is
+    /// left out unless every row of the batch carries it, so even a mixed batch could never
+    /// send an empty cell that clears a field.
     fn columns(&self, rows: &[MappedRow]) -> Vec<usize> {
-        let group = rows.first().map_or(u64::MAX, |r| r.group);
         (0..self.fields.len())
-            .filter(|&i| self.mode != ImportMode::Update || carried(group, i))
+            .filter(|&i| {
+                self.mode != ImportMode::Update || rows.iter().all(|r| r.partition.carries(i))
+            })
             .collect()
     }
 
@@ -88,11 +89,6 @@ impl PlannrImport {
     fn import_url(&self, base: &str, what: &str, uuid: &str) -> String {
         format!("{base}/api/v1/import/{what}{uuid}")
     }
-}
-
-/// Whether field `i` is in a row group (a bit per field; fields past 63 are always carried).
-fn carried(group: u64, i: usize) -> bool {
-    i >= 64 || group & (1 << i) != 0
 }
 
 impl Target for PlannrImport {
@@ -134,16 +130,11 @@ impl Target for PlannrImport {
 
     /// In `update` mode, the fields a row carries: a value, or an empty one sent on purpose
     /// (`empty = "clear"`). Other modes send every column.
-    fn group(&self, _fields: &[CompiledField], values: &Mapped) -> u64 {
+    fn partition(&self, _fields: &[CompiledField], values: &Mapped) -> Partition {
         if self.mode != ImportMode::Update {
-            return 0;
+            return Partition::default();
         }
-        values
-            .iter()
-            .enumerate()
-            .take(64)
-            .filter(|(_, v)| v.is_some())
-            .fold(0, |g, (i, _)| g | (1 << i))
+        Partition::of_fields(values.iter().enumerate().filter(|(_, v)| v.is_some()).map(|(i, _)| i))
     }
 
     fn preview(&self, body: &[u8]) -> Value {
@@ -253,12 +244,14 @@ impl Adapter for PlannrImport {
         Ok(JobState::Finished(Box::new(report(&import, &status, base))))
     }
 
-    fn read_more(&self, reply: &Reply) -> Result<Vec<RowNote>, String> {
+    fn read_more(&self, reply: &Reply) -> Result<Fetched, String> {
         let entries = report_file::read(&reply.body)?;
-        Ok(entries
-            .into_iter()
-            .map(|(row, failure)| RowNote { row: RowRef::Data(row), failure })
-            .collect())
+        Ok(Fetched(
+            entries
+                .into_iter()
+                .map(|(row, failure)| RowNote { row: RowRef::Data(row), failure })
+                .collect(),
+        ))
     }
 
     fn echo(&self, row: &MappedRow) -> Vec<(String, String)> {
@@ -284,21 +277,17 @@ fn finished(import: &Map<String, Value>, status: &str) -> bool {
 }
 
 /// What a finished import says: its inline refusals (a list, or an object keyed by index),
-/// and whether they are all of them. The inline list holds at most 25 entries; when it is
-/// full, or `failed_jobs` says more failed than it lists, or jobs failed but none are listed,
-/// the error report is fetched.
+/// and where its error report is. The inline list is the whole list only on a count: nothing
+/// listed and `failed_jobs` 0 (at most 25 entries are inline, and `failed_jobs` counts jobs,
+/// not rows). Otherwise the error report is fetched, and rows neither names stay in doubt.
 fn report(import: &Map<String, Value>, status: &str, base: &str) -> JobReport {
     let entries = json_entries(import.get("errors").filter(|e| !e.is_null()));
-    let failed_jobs = number(import.get("failed_jobs"));
-    let listed = entries.len() as u64;
-    let complete = (listed as usize) < INLINE_MAX
-        && failed_jobs.is_none_or(|f| f <= listed)
-        && !(failed_jobs.unwrap_or(0) > 0 && listed == 0);
     let url =
         import.get("error_report").and_then(|r| r.get("download_url")).and_then(Value::as_str);
     let more = url
         .filter(|u| !u.is_empty())
         .map(|u| Call::download("import/error_report", absolute(base, u)));
+    let complete = entries.is_empty() && number(import.get("failed_jobs")) == Some(0);
     JobReport {
         status: status.to_string(),
         failed: FAILED.contains(&status),
@@ -306,7 +295,7 @@ fn report(import: &Map<String, Value>, status: &str, base: &str) -> JobReport {
             .into_iter()
             .map(|(row, failure)| RowNote { row: RowRef::Data(row), failure })
             .collect(),
-        complete,
+        complete: complete && more.is_none(),
         more,
         ..JobReport::default()
     }
@@ -321,15 +310,22 @@ fn absolute(base: &str, url: &str) -> String {
     }
 }
 
-/// A count as a number or numeric text (`100`, `"100"`, `"100%"`); `null` is absent.
+/// A count as a number or numeric text (`100`, `"100"`, `"100%"`); `null` is absent, and so
+/// is anything negative, not finite or past `u64`.
 fn number(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f.round() as u64)),
-        Value::String(s) => {
-            s.trim().trim_end_matches('%').trim().parse::<f64>().ok().map(|f| f.round() as u64)
-        }
-        _ => None,
-    }
+    let f = match v? {
+        Value::Number(n) => return n.as_u64().or_else(|| n.as_f64().and_then(whole)),
+        Value::String(s) => s.trim().trim_end_matches('%').trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    whole(f)
+}
+
+/// `f` rounded, when it is a count a u64 holds.
+fn whole(f: f64) -> Option<u64> {
+    let f = f.round();
+    // 2^64 as a double: every finite double below it converts exactly.
+    (f.is_finite() && (0.0..18_446_744_073_709_551_616.0).contains(&f)).then_some(f as u64)
 }
 
 fn parse_line(body: &[u8]) -> Vec<String> {
@@ -375,15 +371,26 @@ mod tests {
         assert!(!f(json!({"status": "completed", "jobs_remaining": 2, "failed_jobs": 0})));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_count_is_read_without_panic(f in proptest::num::f64::ANY, text in ".{0,30}", n in proptest::num::u64::ANY) {
+            let _ = number(serde_json::Number::from_f64(f).map(Value::Number).as_ref());
+            let _ = number(Some(&Value::String(text)));
+            let _ = number(Some(&Value::String(f.to_string())));
+            proptest::prop_assert_eq!(number(Some(&json!(n))), Some(n));
+            proptest::prop_assert_eq!(number(Some(&Value::String(format!("{}%", n % 101)))), Some(n % 101));
+        }
+    }
+
     #[test]
-    fn the_inline_list_is_complete_only_when_nothing_says_otherwise() {
+    fn the_inline_list_is_complete_only_on_a_count() {
         let entry = json!({"client": {"first_name": "A"}, "errors": {"email": ["bad"]}});
         let r = report(
             &obj(json!({"errors": [entry.clone()], "failed_jobs": 1})),
             "complete",
             "http://x",
         );
-        assert!(r.complete);
+        assert!(!r.complete, "one entry of 25 possible proves nothing");
         let r = report(
             &obj(json!({"errors": {"0": entry.clone(), "7": entry.clone()}, "failed_jobs": 1})),
             "complete",
@@ -398,10 +405,14 @@ mod tests {
             "complete",
             "http://x",
         );
-        assert!(!r.complete, "25 entries may be cut short");
+        assert!(!r.complete);
         assert_eq!(r.more.unwrap().url, "http://x/files/r.csv");
         let r = report(&obj(json!({"errors": [], "failed_jobs": 2})), "complete", "http://x");
         assert!(!r.complete, "jobs failed but none are listed");
+        let r = report(&obj(json!({"errors": [], "failed_jobs": 0})), "complete", "http://x");
+        assert!(r.complete, "nothing failed, by Plannr's own count");
+        let r = report(&obj(json!({"errors": []})), "complete", "http://x");
+        assert!(!r.complete, "no count, no proof");
     }
 
     #[test]
@@ -412,20 +423,25 @@ mod tests {
             ImportMode::Update,
             vec!["uuid".into(), "email".into(), "phone".into()],
         );
-        let row = |body: &str, group| MappedRow {
+        let row = |body: &str, fields: &[usize]| MappedRow {
             source: crate::row::SourceRow { seq: 3, line: 5, raw: Default::default() },
             key: String::new(),
             body: body.as_bytes().to_vec(),
-            group,
+            partition: Partition::of_fields(fields.iter().copied()),
         };
-        let rows = [row("u1,a@b.c,", 0b011)];
+        let rows = [row("u1,a@b.c,", &[0, 1])];
         let csv = String::from_utf8(t.csv(&rows, &t.columns(&rows)).to_vec()).unwrap();
         assert_eq!(
             csv, "uuid,email,crm_ingest_row\nu1,a@b.c,3\n",
             "no phone column, so nothing is cleared"
         );
+        let mixed = [row("u1,a@b.c,", &[0, 1]), row("u2,,07700900001", &[0, 2])];
+        assert_eq!(t.columns(&mixed), vec![0], "only what every row carries");
         let text = |s: &'static str| Some(Cell::Text(s.into()));
-        assert_eq!(t.group(&[], &vec![text("u"), None, text("")]), 0b101);
+        let p = t.partition(&[], &vec![text("u"), None, text("")]);
+        assert_eq!(p, Partition::of_fields([2, 0].into_iter()));
+        assert!(p.carries(0) && !p.carries(1) && p.carries(2) && !p.carries(200));
+        assert!(Partition::of_fields([70].into_iter()).carries(70), "past 64 fields too");
     }
 
     #[test]

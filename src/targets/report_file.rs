@@ -176,4 +176,30 @@ mod tests {
         assert_eq!(e[0].1.messages.len(), 2);
         assert!(read(b"a,b\n1,2\n").is_err(), "no errors column");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_report_is_read_without_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..600), text in ".{0,200}") {
+            let _ = read(&body);
+            let _ = read(text.as_bytes());
+            let mut zip = b"PK\x03\x04".to_vec();
+            zip.extend_from_slice(&body);
+            let _ = read(&zip);
+        }
+
+        #[test]
+        fn a_csv_report_round_trips(names in proptest::collection::vec("[A-Za-z]{1,8}", 1..5), reason in "[A-Za-z][A-Za-z ]{0,29}") {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(["first_name", "errors"]).unwrap();
+            for n in &names {
+                w.write_record([n.as_str(), reason.as_str()]).unwrap();
+            }
+            let entries = read(&w.into_inner().unwrap()).unwrap();
+            proptest::prop_assert_eq!(entries.len(), names.len());
+            for ((row, failure), n) in entries.iter().zip(&names) {
+                proptest::prop_assert_eq!(row["first_name"].as_str(), Some(n.as_str()));
+                proptest::prop_assert_eq!(&failure.messages, &vec![reason.trim().to_string()]);
+            }
+        }
+    }
 }

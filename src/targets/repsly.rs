@@ -201,7 +201,8 @@ impl Adapter for RepslyClients {
         let count = |k: &str| field(&v, k).and_then(Json::as_u64);
         let saved = match (count("RowsInserted"), count("RowsUpdated")) {
             (None, None) => count("RowsTotal"),
-            (i, u) => Some(i.unwrap_or(0) + u.unwrap_or(0)),
+            // A sum past u64 is no count at all (its rows are then unconfirmed).
+            (i, u) => i.unwrap_or(0).checked_add(u.unwrap_or(0)),
         };
         Ok(JobState::Finished(Box::new(JobReport {
             status: status.to_string(),
@@ -212,6 +213,7 @@ impl Adapter for RepslyClients {
             invalid: count("RowsInvalid"),
             complete: false,
             more: None,
+            fetched: None,
             record: None,
         })))
     }
@@ -269,6 +271,26 @@ mod tests {
         assert_eq!(job_id("Client import job added under ID: added"), None, "a hex-looking word");
         assert_eq!(job_id("Client import job started asynchronously under ID: cafe"), None);
         assert_eq!(job_id("started under ID: 42."), Some("42".into()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_is_read_without_panic(message in ".{0,120}") {
+            if let Some(id) = job_id(&message) {
+                proptest::prop_assert!(is_integer(&id) || is_guid(&id));
+            }
+        }
+
+        #[test]
+        fn job_ids_round_trip(n in proptest::num::u64::ANY, g in proptest::num::u128::ANY) {
+            let int = n.to_string();
+            let message = format!("Client import job started asynchronously under ID: {int}");
+            proptest::prop_assert_eq!(job_id(&message), Some(int));
+            let h = format!("{g:032x}");
+            let guid = format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]);
+            let message = format!("Client import job started asynchronously under ID: {guid}");
+            proptest::prop_assert_eq!(job_id(&message), Some(guid));
+        }
     }
 
     struct Row(Vec<&'static str>);

@@ -17,6 +17,15 @@ use crate::schema::{schema_for, Schema};
 /// Rows read from the sample to suggest transforms.
 const SAMPLE_ROWS: usize = 200;
 
+/// Where the ledger goes and where `crm-ingest status` finds the daemon. `STATE_DIRECTORY` is
+/// what systemd sets for the unit's `StateDirectory=` (and the Docker image for its volume).
+const STATE_AND_SERVER: &str = r#"state_dir = "${STATE_DIRECTORY:-state}"  # the ledger: the service's state folder when STATE_DIRECTORY is set (systemd, the image), else state/ beside this file
+
+[server]                            # what `crm-ingest status` asks; loopback only
+listen = "127.0.0.1:9464"
+
+"#;
+
 /// The CRM a target belongs to, and how its connection is written.
 struct Crm {
     connection: &'static str,
@@ -48,14 +57,14 @@ rate_limit = "120/min"              # Repsly publishes no limit: a conservative 
 struct Sample {
     header: Vec<String>,
     columns: Vec<Vec<String>>,
+    /// The line each sampled row is on, for the comments that name odd values.
+    lines: Vec<u64>,
     rows: usize,
 }
 
 pub async fn run(target: String, sample: PathBuf, output: Option<PathBuf>) -> ExitCode {
     let Some(crm) = crm_of(&target) else {
-        eprintln!(
-            "error: unknown target `{target}` (expected repsly.clients, plannr.import.<type> or plannr.contact_details)"
-        );
+        eprintln!("error: {}", crate::config::unknown_target(&target));
         return ExitCode::from(super::EXIT_USAGE);
     };
     let read = match read_sample(&sample).await {
@@ -79,13 +88,12 @@ pub async fn run(target: String, sample: PathBuf, output: Option<PathBuf>) -> Ex
     }
 }
 
+/// The CRM of a known target (`None` for a name no pipeline may use).
 fn crm_of(target: &str) -> Option<&'static Crm> {
-    match target {
-        "repsly.clients" => Some(&REPSLY),
-        "plannr.contact_details" => Some(&PLANNR),
-        t if t.strip_prefix("plannr.import.").is_some_and(|s| !s.is_empty()) => Some(&PLANNR),
-        _ => None,
+    if !crate::schema::is_target(target) {
+        return None;
     }
+    Some(if target.starts_with("repsly.") { &REPSLY } else { &PLANNR })
 }
 
 /// Writes the config to a new file (an existing one is never overwritten) and says what next.
@@ -127,14 +135,16 @@ async fn read_sample(path: &Path) -> Result<Sample, String> {
         .take(SAMPLE_ROWS)
         .filter(|r| block.ragged(r, width, file.dialect.from_workbook).is_none());
     let mut count = 0;
+    let mut lines = Vec::new();
     for row in rows {
         count += 1;
+        lines.push(row.line);
         let cells = block.cells(row, text, encoding);
         for (i, column) in columns.iter_mut().enumerate() {
             column.push(cells.cell(i).map(|c| c.into_owned()).unwrap_or_default());
         }
     }
-    Ok(Sample { header, columns, rows: count })
+    Ok(Sample { header, columns, lines, rows: count })
 }
 
 /// `repsly.clients` → `repsly_clients`, `plannr.import.clients` → `plannr_clients`.
@@ -157,11 +167,16 @@ fn config_text(target: &str, crm: &Crm, sample: &Path, folder: &Path, read: &Sam
     );
     let _ = writeln!(out, "#   crm-ingest check --config THIS_FILE");
     let _ = writeln!(out, "#   crm-ingest plan  --config THIS_FILE --pipeline {pipeline} SAMPLE");
-    out.push_str("state_dir = \"state\"                 # the ledger, beside this file\n\n");
+    out.push_str(STATE_AND_SERVER);
     let _ = writeln!(out, "[connections.{}]\n{}", crm.connection, crm.lines);
     let _ = writeln!(out, "[pipelines.{pipeline}]");
     let _ = writeln!(out, "connection = \"{}\"", crm.connection);
     let _ = writeln!(out, "target = {}", quote(target));
+    if target.starts_with("plannr.import.") {
+        out.push_str(
+            "mode = \"store\"                      # store (create records) | update (by uuid) | validate (check only)\n",
+        );
+    }
     let _ = writeln!(
         out,
         "source = {{ kind = \"folder\", path = {} }}  # the sample's folder: change it to where exports are dropped",
@@ -180,11 +195,15 @@ fn field_lines(schema: &Schema, read: &Sample) -> String {
     for (field, column) in &matches {
         let Some(c) = column else { continue };
         let def = schema.fields.iter().find(|d| d.name == *field);
-        let (transforms, validators) = values::suggest(&read.columns[*c], def, field);
+        let values = values::Column { values: &read.columns[*c], lines: &read.lines };
+        let s = values::suggest(&values, def, field);
+        if let Some(note) = &s.note {
+            let _ = writeln!(out, "# {field}: {note}");
+        }
         let _ = writeln!(
             out,
             "{field} = {}{}",
-            source(&read.header[*c], &transforms, &validators),
+            source(&read.header[*c], &s.transforms, &s.validators),
             example(&read.columns[*c])
         );
     }
@@ -192,11 +211,7 @@ fn field_lines(schema: &Schema, read: &Sample) -> String {
         if matches.iter().any(|(f, c)| *f == def.name && c.is_some()) {
             continue;
         }
-        let _ = writeln!(
-            out,
-            "{} = {{ value = \"\" }}  # REQUIRED, but no column matched: name the column that holds it, e.g. {} = \"Column\"",
-            def.name, def.name
-        );
+        out.push_str(&unmatched_required(def.name));
     }
     let used: Vec<usize> = matches.iter().filter_map(|(_, c)| *c).collect();
     let left: Vec<usize> = (0..read.header.len()).filter(|i| !used.contains(i)).collect();
@@ -217,6 +232,19 @@ fn field_lines(schema: &Schema, read: &Sample) -> String {
         };
     }
     out
+}
+
+/// The line for a required field no column matched: a constant where one fits every row
+/// (written as a guess to read), else an empty value that fails each row until it is named.
+fn unmatched_required(field: &str) -> String {
+    match field {
+        "send_welcome_email" => format!(
+            "{field} = {{ value = \"false\" }}  # REQUIRED by Plannr; a guess: \"true\" emails every new client a portal invitation\n"
+        ),
+        _ => format!(
+            "{field} = {{ value = \"\" }}  # REQUIRED, but no column matched: name the column that holds it, e.g. {field} = \"Column\"\n"
+        ),
+    }
 }
 
 /// A field's source: the bare column name, or a table with its transforms and validators.
@@ -278,6 +306,7 @@ mod tests {
                 col(&["07700 900123", "020 7946 0958"]),
                 col(&["Gold", "Silver"]),
             ],
+            lines: vec![2, 3],
             rows: 2,
         };
         let text = config_text(
@@ -299,9 +328,18 @@ mod tests {
 
     #[test]
     fn an_unmatched_required_field_is_a_visible_line() {
-        let read =
-            Sample { header: vec!["Company".into()], columns: vec![vec!["Acme".into()]], rows: 1 };
+        let read = Sample {
+            header: vec!["Company".into()],
+            columns: vec![vec!["Acme".into()]],
+            lines: vec![2],
+            rows: 1,
+        };
         let text = field_lines(&crate::schema::REPSLY_CLIENTS, &read);
         assert!(text.contains("Code = { value = \"\" }  # REQUIRED"), "{text}");
+        let text = field_lines(&crate::schema::PLANNR_CLIENTS, &read);
+        assert!(
+            text.contains("send_welcome_email = { value = \"false\" }  # REQUIRED by Plannr"),
+            "a visible constant: {text}"
+        );
     }
 }

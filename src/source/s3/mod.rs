@@ -105,7 +105,7 @@ pub fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(
 }
 
 /// Percent-encodes a key for `x-amz-copy-source` (slashes stay).
-fn encode_key(key: &str) -> String {
+pub fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         match b {
@@ -267,9 +267,14 @@ impl S3Source {
     pub async fn report_stem(&self, name: &str) -> String {
         let stem = crate::report::stem_of(name);
         let key = format!("{}{REPORTS}{stem}.summary.json", self.settings.prefix);
+        // A report dropped back in: named after its original, always with a timestamp.
+        let stamped = |s: &str| format!("{s}.{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+        if let Some(original) = crate::report::redropped(&stem) {
+            return stamped(original);
+        }
         match self.exists(&key).await {
             Ok(false) => stem,
-            _ => format!("{stem}.{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")),
+            _ => stamped(&stem),
         }
     }
 
