@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::faults::{Fault, FaultProxy};
 use common::moto::{self, s3_config, Moto, AWS_ENV};
 use common::*;
-use crm_ingest::sandbox::SandboxOptions;
+use crm_ingest::sandbox::{RealApi, SandboxOptions};
 
 const BUCKET: &str = "drop";
 const OBJECT: &str = "incoming/big.csv";
@@ -281,8 +281,13 @@ async fn a_repsly_object_taken_over_after_kill_9_resends_only_what_the_lease_had
 async fn a_replica_whose_renewals_fail_stops_sending_before_its_lease_expires() {
     let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
+    // The error reports on file storage, as Plannr keeps them: a report URL the sandbox made
+    // from the owner's proxy would reach the other daemon through that proxy, without the
+    // token the sandbox wants on its own origin.
+    let real = RealApi { plannr_report_elsewhere: true, ..RealApi::default() };
     let sb = TestSandbox::start(SandboxOptions {
         latency: Duration::from_millis(10),
+        real,
         ..Default::default()
     })
     .await;
@@ -314,6 +319,41 @@ async fn a_replica_whose_renewals_fail_stops_sending_before_its_lease_expires() 
     );
     check_stored_once(&sb.records().await, rows, &bad);
     check_report(&c, rows, &bad, &log_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_finds_its_lease_taken_leaves_the_object_quietly() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let options = SandboxOptions { refuse: Some("REFUSE".into()), ..Default::default() };
+    let sb = TestSandbox::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repsly_config(dir.path(), &sb.url, &moto.endpoint, "60/s");
+    let rows = 1500;
+    let (file, bad) = repsly_clients(rows);
+    moto::put(&c, BUCKET, OBJECT, file).await;
+    let daemon = Daemon::start_with(&cfg, AWS_ENV);
+    assert!(wait_received(&sb, rows / 3, Duration::from_secs(60)).await, "{}", daemon.log());
+    // Another daemon takes the lease (written over, as after an expiry): the holder's next
+    // conditional write of its progress fails.
+    let mut taken = lease(&c).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    taken["owner"] = "other-host".into();
+    taken["expires_at_ms"] = (now.as_millis() as u64 + 600_000).into();
+    moto::put(&c, BUCKET, LEASE, taken.to_string()).await;
+    let said = |d: &Daemon| d.log().contains("no report or move from here");
+    assert!(wait_until_async(Duration::from_secs(30), || said(&daemon)).await, "{}", daemon.log());
+    let (code, _, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("the lease was taken by another daemon"), "{log}");
+    let all = moto::keys(&c, BUCKET, "incoming/").await;
+    assert!(all.contains(&OBJECT.to_string()), "the object left in place: {all:?}");
+    let filed = ["incoming/reports/", "incoming/processed/", "incoming/failed/"];
+    let out: Vec<_> = all.iter().filter(|k| filed.iter().any(|f| k.starts_with(f))).collect();
+    assert!(out.is_empty(), "no report, no move: {out:?}");
+    assert_eq!(lease(&c).await.unwrap(), taken, "the other daemon's lease left as it wrote it");
+    let sent = sb.received().await.len();
+    assert!(sent < rows - bad.len(), "stopped before the end: {sent} rows sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -117,6 +117,13 @@ pub async fn run_claimed(
             shared.ledger.stopped(file_id);
             Ran::Blocked { what: ctx.report_dir.display().to_string(), error: e.to_string() }
         }
+        Ok(Err(e)) if ctx.stop.is_cancelled() || ctx.abort.is_cancelled() => {
+            // Stopped while its last checkpoint was written (shutdown, or an S3 lease lost:
+            // its checkpoint could not reach the lease): resumed later, no summary from here.
+            tracing::info!(pipeline = %pipeline, file = %name, error = %e, "stopped while its checkpoint was written");
+            shared.ledger.stopped(file_id);
+            Ran::Interrupted
+        }
         Ok(Err(e)) => {
             let why =
                 format!("its report could not be written in {}: {e}", ctx.report_dir.display());
