@@ -158,6 +158,27 @@ async fn plannr_a_third_in(
     (owner, other, [a, b], bad)
 }
 
+const REPSLY_ROWS: usize = 1500;
+
+/// The Repsly object of [`REPSLY_ROWS`] put (its failing rows refused by the sandbox) and one
+/// daemon of `dir` on it, a third of its rows received. Returns the sandbox, the daemon's
+/// config, the daemon and the lines that must be reported.
+async fn repsly_a_third_in(
+    c: &aws_sdk_s3::Client,
+    moto: &Moto,
+    dir: &Path,
+) -> (TestSandbox, PathBuf, Daemon, BTreeSet<u64>) {
+    let options = SandboxOptions { refuse: Some("REFUSE".into()), ..Default::default() };
+    let sb = TestSandbox::start(options).await;
+    let cfg = repsly_config(dir, &sb.url, &moto.endpoint, "60/s");
+    let (file, bad) = repsly_clients(REPSLY_ROWS);
+    moto::put(c, BUCKET, OBJECT, file).await;
+    let daemon = Daemon::start_with(&cfg, AWS_ENV);
+    let third = wait_received(&sb, REPSLY_ROWS / 3, Duration::from_secs(60)).await;
+    assert!(third, "{}", daemon.log());
+    (sb, cfg, daemon, bad)
+}
+
 /// Clients Plannr has stored.
 fn stored(sb: &TestSandbox) -> usize {
     common::plannr::stored(&futures::executor::block_on(sb.records())).len()
@@ -325,15 +346,9 @@ async fn a_replica_whose_renewals_fail_stops_sending_before_its_lease_expires() 
 async fn a_replica_that_finds_its_lease_taken_leaves_the_object_quietly() {
     let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
-    let options = SandboxOptions { refuse: Some("REFUSE".into()), ..Default::default() };
-    let sb = TestSandbox::start(options).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = repsly_config(dir.path(), &sb.url, &moto.endpoint, "60/s");
-    let rows = 1500;
-    let (file, bad) = repsly_clients(rows);
-    moto::put(&c, BUCKET, OBJECT, file).await;
-    let daemon = Daemon::start_with(&cfg, AWS_ENV);
-    assert!(wait_received(&sb, rows / 3, Duration::from_secs(60)).await, "{}", daemon.log());
+    let (sb, _, daemon, bad) = repsly_a_third_in(&c, &moto, dir.path()).await;
+    let rows = REPSLY_ROWS;
     // Another daemon takes the lease (written over, as after an expiry): the holder's next
     // conditional write of its progress fails.
     let mut taken = lease(&c).await.unwrap();
@@ -360,15 +375,9 @@ async fn a_replica_that_finds_its_lease_taken_leaves_the_object_quietly() {
 async fn one_daemon_killed_and_started_again_resumes_its_object() {
     let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
-    let options = SandboxOptions { refuse: Some("REFUSE".into()), ..Default::default() };
-    let sb = TestSandbox::start(options).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = repsly_config(dir.path(), &sb.url, &moto.endpoint, "60/s");
-    let rows = 1500;
-    let (file, bad) = repsly_clients(rows);
-    moto::put(&c, BUCKET, OBJECT, file).await;
-    let first = Daemon::start_with(&cfg, AWS_ENV);
-    assert!(wait_received(&sb, rows / 3, Duration::from_secs(60)).await);
+    let (sb, cfg, first, bad) = repsly_a_third_in(&c, &moto, dir.path()).await;
+    let rows = REPSLY_ROWS;
     first.kill9();
     let at_kill = lease(&c).await.unwrap();
     let log = finishes(&c, Daemon::start_with(&cfg, AWS_ENV)).await;
