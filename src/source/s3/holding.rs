@@ -5,10 +5,10 @@
 //!   writer task writes them into the lease, always conditionally (`If-Match` on the ETag it
 //!   last wrote), so only the holder can. Writes are coalesced: one write carries everything
 //!   recorded before it, and a write happens only when something waits on it (the
-//!   write-ahead record of a create, a job before its steps, the last checkpoint), after
-//!   every [`CHECKPOINTS_PER_WRITE`] checkpoints that moved the settled line (the ledger
-//!   takes one every 250 ms while rows settle), or when the lease is due for renewal
-//!   (every third of `lease_ttl`). A create goes out only once
+//!   write-ahead record of a create, a job before its steps, a checkpoint that moved the
+//!   settled line, the last checkpoint), or when the lease is due for renewal (every third
+//!   of `lease_ttl`). So the lease has every checkpoint the ledger takes (one every 250 ms
+//!   at most while rows settle), one write at a time. A create goes out only once
 //!   its write-ahead record is in the bucket, so a takeover always knows what may have been
 //!   sent.
 //! - **Fencing.** The lease is valid until `t0 + lease_ttl - margin`, `t0` being when its
@@ -47,9 +47,6 @@ use crate::row::RemoteJob;
 pub const TAIL_MAX: usize = 16 << 10;
 /// Bytes of a local partial report read at once.
 const READ_CHUNK: u64 = 1 << 20;
-/// Checkpoints that moved the settled line after which the lease is written even if nothing
-/// waits on it: about every 2 s while rows settle, at the settler's pace.
-pub const CHECKPOINTS_PER_WRITE: u32 = 8;
 /// How long a stopping file (shutdown) waits for its last checkpoint to reach the lease; the
 /// ledger has it either way.
 const STOPPING_WAIT: Duration = Duration::from_secs(5);
@@ -145,8 +142,6 @@ struct Record {
     pending: BTreeMap<u64, Ranges>,
     /// Jobs all of whose rows are settled: counted for the summary.
     earlier: RemoteJobs,
-    /// Checkpoints that moved the settled line since the last write.
-    unwritten_moves: u32,
 }
 
 /// A partial report as the lease holds it: segments written, then the tail.
@@ -465,7 +460,6 @@ impl Holding {
     /// The record as a progress (report parts still to fill in); jobs and write-ahead
     /// records wholly below the settled line are dropped from the record for good.
     fn snapshot(&self, r: &mut Record) -> Progress {
-        r.unwritten_moves = 0;
         let cp = &r.checkpoint;
         let line = cp.watermark;
         let settled: Vec<String> = r
@@ -602,12 +596,9 @@ impl Mirror for Holding {
     }
 
     fn checkpoint(&self, cp: &Checkpoint) {
-        let due = {
-            let s = self.lock();
-            let moved = cp.watermark > s.record.checkpoint.watermark;
-            moved && s.record.unwritten_moves + 1 >= CHECKPOINTS_PER_WRITE
-        };
-        self.change(due, |r| record_checkpoint(r, cp));
+        // Written as often as the ledger's own checkpoint (coalesced with any write under way).
+        let moved = cp.watermark > self.lock().record.checkpoint.watermark;
+        self.change(moved, |r| record_checkpoint(r, cp));
     }
 
     fn checkpoint_committed(&self, cp: &Checkpoint) -> Result<(), String> {
@@ -633,9 +624,6 @@ impl Mirror for Holding {
 fn record_checkpoint(r: &mut Record, cp: &Checkpoint) {
     if cp.watermark > r.start_watermark {
         r.attempts = 0;
-    }
-    if cp.watermark > r.checkpoint.watermark {
-        r.unwritten_moves += 1;
     }
     r.checkpoint = cp.clone();
 }
@@ -782,21 +770,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_settled_line_is_written_after_a_few_checkpoints_that_moved_it() {
-        let store = Arc::new(FakeStore::default());
+    async fn each_checkpoint_that_moves_the_settled_line_is_written_one_write_at_a_time() {
+        let store =
+            Arc::new(FakeStore { latency: Duration::from_millis(40), ..Default::default() });
         let dir = tempfile::tempdir().unwrap();
         let (h, _) = holding(&store, dir.path());
         begun(&h, None).await;
-        for line in 1..=2 * CHECKPOINTS_PER_WRITE as u64 {
+        for line in 1..=4 {
             h.checkpoint(&Checkpoint { watermark: line, ..Default::default() });
-            // One that does not move the line does not count.
+            // One that does not move the line is not written by itself.
             h.checkpoint(&Checkpoint { watermark: line, ..Default::default() });
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Moves made while nothing was written yet go out together, in one write.
+        for line in 5..=7 {
+            h.checkpoint(&Checkpoint { watermark: line, ..Default::default() });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let lines: Vec<u64> =
             store.writes().iter().map(|w| w.1["progress"]["watermark"].as_u64().unwrap()).collect();
-        let every = CHECKPOINTS_PER_WRITE as u64;
-        assert_eq!(lines, [every, 2 * every], "one write per {every} moves, before any renewal");
+        assert_eq!(lines, [1, 2, 3, 4, 7], "every move written, before any renewal");
     }
 
     #[tokio::test(start_paused = true)]
