@@ -372,6 +372,45 @@ async fn a_replica_that_finds_its_lease_taken_leaves_the_object_quietly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_object_whose_credentials_are_refused_waits_holding_its_lease_then_goes_on() {
+    let Some(moto) = Moto::start_or_skip().await else { return };
+    let c = moto.bucket(BUCKET).await;
+    let sb = TestSandbox::start(SandboxOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repsly_config(dir.path(), &sb.url, &moto.endpoint, "1000/s");
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "wrong\n").unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "password = \"sandbox\"",
+        &format!("password_file = \"{}\"\nauth_retry = \"1s\"", secret.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    moto::put(&c, BUCKET, OBJECT, clean_rows("H", 40)).await;
+    let daemon = Daemon::start_with(&cfg, AWS_ENV);
+    let held = |d: &Daemon| d.log().contains("the file waits at its checkpoint");
+    assert!(wait_until_async(Duration::from_secs(30), || held(&daemon)).await, "{}", daemon.log());
+    // While it waits, the lease stays this daemon's and is renewed (no other replica takes
+    // the object from under it), and the object stays in place.
+    let before = lease(&c).await.unwrap();
+    let started = std::time::Instant::now();
+    let later = loop {
+        let now = lease(&c).await.unwrap();
+        if now["expires_at_ms"] != before["expires_at_ms"] || started.elapsed().as_secs() > 10 {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(later["expires_at_ms"], before["expires_at_ms"], "renewed while it waits");
+    assert_eq!(later["owner"], owner_of(dir.path()));
+    assert!(moto::keys(&c, BUCKET, "incoming/processed/").await.is_empty());
+    std::fs::write(&secret, "sandbox\n").unwrap();
+    let log = finishes(&c, daemon).await;
+    let received = sb.received().await;
+    assert_eq!(received.len(), 40, "every row arrived: {log}");
+    assert!(received.values().all(|n| *n == 1), "once each: {received:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn one_daemon_killed_and_started_again_resumes_its_object() {
     let Some(moto) = Moto::start_or_skip().await else { return };
     let c = moto.bucket(BUCKET).await;
