@@ -130,7 +130,8 @@ impl ObjectRun<'_> {
     }
 
     /// Runs the object until it ends; a read that breaks off is tried again from the
-    /// checkpoint, a disk that refuses writes is waited for.
+    /// checkpoint, a disk that refuses writes and a connection that holds (refused
+    /// credentials) are waited for, the lease held meanwhile.
     async fn until_done(&self) -> Ran {
         let (ctx, shared) = (self.ctx, self.shared);
         let input = Input::Remote(Arc::new(S3File {
