@@ -6,6 +6,7 @@
 //! the last one may be lost on power loss, which resume tolerates by redoing a little work).
 //! Calls that a next step depends on (a claim, a job id, finishing) wait for their commit.
 
+mod pace;
 mod schema;
 mod store;
 
@@ -119,6 +120,10 @@ enum Msg {
     Identity(i64, u64, String),
     Finish(i64, FileState, Ack<()>),
     Sync(Ack<()>),
+    /// Keep a connection and target's estimate of the CRM's pace.
+    Pace(String, String, String),
+    /// The estimates kept for a connection.
+    Paces(String, Ack<Vec<(String, String)>>),
 }
 
 pub struct Ledger {
@@ -243,6 +248,17 @@ impl Ledger {
         self.ask(|ack| Msg::Finish(file_id, state, ack)).await
     }
 
+    /// Keeps what was learned of a CRM's pace for `connection` and `target`; without waiting.
+    pub fn save_pace(&self, connection: &str, target: &str, estimate: &str) {
+        let msg = Msg::Pace(connection.to_string(), target.to_string(), estimate.to_string());
+        let _ = self.send(msg);
+    }
+
+    /// What was learned of the CRM's pace for `connection`: (target, estimate).
+    pub async fn paces(&self, connection: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        self.ask(|ack| Msg::Paces(connection.to_string(), ack)).await
+    }
+
     /// Waits until everything sent so far is committed (readiness checks, shutdown).
     pub async fn sync(&self) -> Result<(), LedgerError> {
         self.ask(Msg::Sync).await
@@ -315,6 +331,15 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
                         replies.push(unit_reply(ack));
                     }
                     Msg::Sync(ack) => replies.push(unit_reply(ack)),
+                    Msg::Pace(connection, target, estimate) => {
+                        pace::save(&tx, &connection, &target, &estimate)?
+                    }
+                    Msg::Paces(connection, ack) => {
+                        let kept = pace::load(&tx, &connection)?;
+                        replies.push(Box::new(move |err| {
+                            let _ = ack.send(err.map_or(Ok(kept), |e| Err(LedgerError::Write(e))));
+                        }));
+                    }
                 }
             }
             tx.commit()

@@ -43,6 +43,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (file_id, token)
     );
     ALTER TABLE files ADD COLUMN warnings_bytes INTEGER NOT NULL DEFAULT 0;",
+    // 4: what each CRM's pace was learned to be, per connection and target.
+    super::pace::MIGRATION,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
