@@ -6,9 +6,16 @@
 //! the last one may be lost on power loss, which resume tolerates by redoing a little work).
 //! Calls that a next step depends on (a claim, a job id, finishing) wait for their commit.
 
+mod history;
+mod outbox;
 mod pace;
+mod reader;
 mod schema;
 mod store;
+
+pub use history::{HistoryEntry, HistoryFilter, NewHistory, Outcome};
+pub use outbox::{Due, OutboxRow};
+pub use reader::Reader;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +41,8 @@ pub enum LedgerError {
     Closed,
     #[error("state_dir {} is in use by another crm-ingest{}: two daemons must not share a state_dir (give each its own)", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { dir: PathBuf, pid: Option<u32> },
+    #[error("{0}")]
+    Read(String),
 }
 
 /// What makes a file the same file: same pipeline, name, size and content.
@@ -109,6 +118,11 @@ pub enum Claim {
 
 type Ack<T> = oneshot::Sender<Result<T, LedgerError>>;
 
+/// What runs after the commit of the transaction that ran a [`Work`], with its error if any.
+type Reply = Box<dyn FnOnce(Option<String>) + Send>;
+/// SQL of the history and the outbox, run in the owner's transaction.
+type Work = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Reply> + Send>;
+
 enum Msg {
     Claim(Identity, String, Ack<Claim>),
     Sending(i64, u64, Vec<u64>, Ack<()>),
@@ -120,10 +134,7 @@ enum Msg {
     Identity(i64, u64, String),
     Finish(i64, FileState, Ack<()>),
     Sync(Ack<()>),
-    /// Keep a connection and target's estimate of the CRM's pace.
-    Pace(String, String, String),
-    /// The estimates kept for a connection.
-    Paces(String, Ack<Vec<(String, String)>>),
+    Work(Work),
 }
 
 pub struct Ledger {
@@ -248,17 +259,6 @@ impl Ledger {
         self.ask(|ack| Msg::Finish(file_id, state, ack)).await
     }
 
-    /// Keeps what was learned of a CRM's pace for `connection` and `target`; without waiting.
-    pub fn save_pace(&self, connection: &str, target: &str, estimate: &str) {
-        let msg = Msg::Pace(connection.to_string(), target.to_string(), estimate.to_string());
-        let _ = self.send(msg);
-    }
-
-    /// What was learned of the CRM's pace for `connection`: (target, estimate).
-    pub async fn paces(&self, connection: &str) -> Result<Vec<(String, String)>, LedgerError> {
-        self.ask(|ack| Msg::Paces(connection.to_string(), ack)).await
-    }
-
     /// Waits until everything sent so far is committed (readiness checks, shutdown).
     pub async fn sync(&self) -> Result<(), LedgerError> {
         self.ask(Msg::Sync).await
@@ -331,15 +331,7 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
                         replies.push(unit_reply(ack));
                     }
                     Msg::Sync(ack) => replies.push(unit_reply(ack)),
-                    Msg::Pace(connection, target, estimate) => {
-                        pace::save(&tx, &connection, &target, &estimate)?
-                    }
-                    Msg::Paces(connection, ack) => {
-                        let kept = pace::load(&tx, &connection)?;
-                        replies.push(Box::new(move |err| {
-                            let _ = ack.send(err.map_or(Ok(kept), |e| Err(LedgerError::Write(e))));
-                        }));
-                    }
+                    Msg::Work(work) => replies.push(work(&tx)?),
                 }
             }
             tx.commit()

@@ -2,8 +2,9 @@
 //! estimate, kept as its own text): read back at start-up so a restart starts warm. Nothing
 //! else depends on it; a row that cannot be read is learned again.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Transaction};
 
+use super::{Ledger, LedgerError, Msg};
 use crate::report::now_rfc3339;
 
 /// The migration that adds the table (appended to the schema's list).
@@ -15,13 +16,7 @@ pub const MIGRATION: &str = "CREATE TABLE pace (
         PRIMARY KEY (connection, target)
     );";
 
-/// Keeps `estimate` for `connection` and `target`, replacing the one kept before.
-pub fn save(
-    tx: &Transaction<'_>,
-    connection: &str,
-    target: &str,
-    estimate: &str,
-) -> rusqlite::Result<()> {
+fn save(tx: &Transaction<'_>, connection: &str, target: &str, estimate: &str) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO pace (connection, target, estimate, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (connection, target) DO UPDATE SET estimate = excluded.estimate, updated_at = excluded.updated_at",
@@ -30,10 +25,40 @@ pub fn save(
     Ok(())
 }
 
-/// The estimates kept for `connection`: (target, estimate).
-pub fn load(conn: &Connection, connection: &str) -> rusqlite::Result<Vec<(String, String)>> {
+fn load(tx: &Transaction<'_>, connection: &str) -> rusqlite::Result<Vec<(String, String)>> {
     let mut stmt =
-        conn.prepare("SELECT target, estimate FROM pace WHERE connection = ?1 ORDER BY target")?;
+        tx.prepare_cached("SELECT target, estimate FROM pace WHERE connection = ?1 ORDER BY target")?;
     let rows = stmt.query_map(params![connection], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
+}
+
+impl Ledger {
+    /// Keeps what was learned of a CRM's pace for `connection` and `target`, replacing what
+    /// was kept before; without waiting (it is committed with whatever else is queued).
+    pub fn save_pace(&self, connection: &str, target: &str, estimate: &str) {
+        let (connection, target, estimate) =
+            (connection.to_string(), target.to_string(), estimate.to_string());
+        let _ = self.send(Msg::Work(Box::new(move |tx| {
+            save(tx, &connection, &target, &estimate)?;
+            Ok(Box::new(|err: Option<String>| {
+                if let Some(e) = err {
+                    tracing::warn!(error = %e, "could not keep the estimate of the CRM's pace");
+                }
+            }))
+        })));
+    }
+
+    /// What was learned of the CRM's pace for `connection`: (target, estimate).
+    pub async fn paces(&self, connection: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        let connection = connection.to_string();
+        self.ask(|ack| {
+            Msg::Work(Box::new(move |tx| {
+                let kept = load(tx, &connection)?;
+                Ok(Box::new(move |err: Option<String>| {
+                    let _ = ack.send(err.map_or(Ok(kept), |e| Err(LedgerError::Write(e))));
+                }))
+            }))
+        })
+        .await
+    }
 }

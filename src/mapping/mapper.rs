@@ -459,15 +459,19 @@ impl Mapper {
                     ));
                 }
             }
-            FieldType::OneOf(allowed) => {
-                if !allowed.contains(&text::trim(text)) {
-                    return Err(format!("`{text}` is not one of {}", allowed.join(", ")));
-                }
-            }
+            FieldType::OneOf(allowed) => one_of(text, allowed)?,
             FieldType::List { .. } => {}
         }
         Ok(())
     }
+}
+
+/// A value from a documented list, exactly as the list writes it.
+fn one_of(text: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&text::trim(text)) {
+        return Ok(());
+    }
+    Err(format!("`{text}` is not one of {}", allowed.join(", ")))
 }
 
 /// The fields that name a person to Plannr's duplicate check: first name, last name and date
