@@ -22,9 +22,13 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "crm-ingest")
-EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
+# BENCH_PROFILE=debug measures a debug build (the pace figures depend on the CRM's latency
+# and rate, not on the client's CPU).
+PROFILE = os.environ.get("BENCH_PROFILE", "release")
+BIN = os.path.join(ROOT, "target", PROFILE, "crm-ingest")
+EXAMPLES = os.path.join(ROOT, "target", PROFILE, "examples")
 QUICK = "--quick" in sys.argv
+PACE = "--pace" in sys.argv
 OUT = os.environ.get("BENCH_OUT") or tempfile.mkdtemp(prefix="crm-ingest-bench-")
 
 
@@ -148,6 +152,69 @@ def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
                 p.wait()
 
 
+def pace_run(rows, rate_per_s, job_time):
+    """The daemon on a folder against the sandbox in timed-jobs mode (a job takes `job_time`,
+    BASE+PER_ROW[,FROM:BASE+PER_ROW]), 100 ms of latency, limited to the daemon's rate: polls
+    per job, the delay between a job's end and the poll that saw it (at the sandbox), 429s,
+    and the wall time (first request to last) against the floor, creates plus one poll per
+    job divided by the rate."""
+    d = tempfile.mkdtemp(dir=OUT)
+    port, ops = free_port(), free_port()
+    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s",
+                                "--latency", "100ms", "--job-time", job_time],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_sandbox/records")
+        cfg = config(d, url, f"{rate_per_s}/s", f"127.0.0.1:{ops}")
+        daemon = subprocess.Popen([BIN, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{ops}/healthz")
+        inbox = os.path.join(d, "inbox")
+        with open(os.path.join(inbox, "pace.csv.part"), "wb") as f:
+            sh(os.path.join(EXAMPLES, "gen_clients"), str(rows), "7", stdout=f)
+        os.rename(os.path.join(inbox, "pace.csv.part"), os.path.join(inbox, "pace.csv"))
+        while not os.path.exists(os.path.join(inbox, "processed", "pace.csv")):
+            time.sleep(0.2)
+        log = get_json(url + "/_sandbox/requests")
+        jobs = get_json(url + "/_sandbox/jobs")
+        times = [r["at_ms"] for r in log]
+        wall = (max(times) - min(times)) / 1000.0
+        floor = 2 * len(jobs) / rate_per_s
+        delays = [j["seen_ms"] - j["ends_ms"] for j in jobs if j["seen_ms"] is not None]
+        return {
+            "jobs": len(jobs),
+            "polls": sum(j["polls"] for j in jobs) / max(len(jobs), 1),
+            "mean_ms": sum(delays) / max(len(delays), 1),
+            "max_ms": max(delays, default=0),
+            "unseen": len(jobs) - len(delays),
+            "throttled": sum(1 for r in log if r["status"] == 429),
+            "wall": wall,
+            "floor": floor,
+        }
+    finally:
+        for p in (daemon, sandbox):
+            if p:
+                p.terminate()
+                p.wait()
+
+
+def pace_rows():
+    """The pace figures (issue 26): Repsly at 100/s, jobs of 400 ms + 4 ms per row, then
+    the same with jobs slowing from 0.5 s to 3.2 s half-way."""
+    out = []
+    cases = [("Repsly, 20,000 rows at 100/s, jobs 400 ms + 4 ms/row", 20_000, "400ms+4ms"),
+             ("the same, jobs slowing from 0.5 s to 3.2 s half-way", 20_000, "500ms+0ms,200:3200ms+0ms")]
+    for name, rows, job_time in cases:
+        r = pace_run(rows, 100, job_time)
+        unseen = f", {r['unseen']} never seen finished" if r["unseen"] else ""
+        out.append((name, f"{r['polls']:.2f} polls per job",
+                    f"{r['jobs']} jobs; a finished job seen {r['mean_ms']:.0f} ms / {r['max_ms']} ms late "
+                    f"(mean / max, at the CRM){unseen}; wall {r['wall']:.1f} s = {r['wall'] / r['floor']:.2f}x "
+                    f"the floor ({r['floor']:.1f} s); {r['throttled']} x 429"))
+    return out
+
+
 def idle_cpu():
     """CPU an idle daemon uses watching an empty folder (inotify), over 5 s."""
     d = tempfile.mkdtemp(dir=OUT)
@@ -239,7 +306,23 @@ def latency():
                 p.wait()
 
 
+def main_pace():
+    """`--pace`: only the pace figures (a debug build will do: BENCH_PROFILE=debug)."""
+    os.makedirs(OUT, exist_ok=True)
+    if PROFILE == "release":
+        sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", cwd=ROOT)
+    rows = pace_rows()
+    print(f"\nMachine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; {PROFILE} build; 100 ms CRM latency\n")
+    print("| figure | measured | notes |")
+    print("|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    shutil.rmtree(OUT, ignore_errors=True) if not os.environ.get("BENCH_OUT") else None
+
+
 def main():
+    if PACE:
+        return main_pace()
     os.makedirs(OUT, exist_ok=True)
     sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", "--example", "raw_count",
        "--example", "gen_workbook", cwd=ROOT)
@@ -293,6 +376,8 @@ def main():
         n, span, used, throttled, rps = rate_run(n_rows if not QUICK else n_rows // 3, rate, "100ms", "1")
         rows.append((f"budget used at {rate}/s, 100 ms latency", f"{used * 100:.1f} %",
                      f"{n} requests in {span:.0f} s, {throttled} x 429, {rps:.0f} rows/s (target >= 90 %, 0)"))
+    if not QUICK:
+        rows.extend(pace_rows())
     idle = idle_cpu()
     rows.append(("idle daemon CPU (empty inbox, inotify)", f"{idle * 100:.2f} % of a core", "target < 1 %"))
     n_small = 2_000 if QUICK else 10_000

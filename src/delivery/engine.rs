@@ -328,14 +328,16 @@ impl Engine {
         };
         let mut failures = 0;
         let mut last = String::new();
+        // The last poll is made at the timeout, however late the estimate would place it: the
+        // estimate never makes a job give up sooner than the fixed schedule would.
+        let deadline = begun + settings.poll_timeout;
         loop {
-            let at = pace.next_at(settings.poll_interval);
-            if at.saturating_duration_since(begun) > settings.poll_timeout {
+            if Instant::now() >= deadline {
                 let waited =
                     humantime::format_duration(Duration::from_secs(begun.elapsed().as_secs()));
                 return Err(Stop::Failed(Stage::Unconfirmed, format!("job {id} was still running after {waited}; check in the CRM whether this row arrived before dropping it again")));
             }
-            wait_for_poll(&mut pace, settings.poll_interval).await;
+            wait_for_poll(&mut pace, settings.poll_interval, deadline).await;
             let call = self.adapter.status(&self.base(), id);
             let (answer, trip) = self.conn.call_timed(call, Urgency::Follow).await;
             if let Some(trip) = trip {
@@ -389,18 +391,18 @@ impl Engine {
     }
 }
 
-/// Waits until the job's next poll is due; the estimate may move it while it waits (when
-/// other jobs end, or the CRM's pace changed).
-async fn wait_for_poll(pace: &mut Following, poll_interval: Duration) {
+/// Waits until the job's next poll is due, or `deadline`; the estimate may move it while it
+/// waits (when other jobs end, or the CRM's pace changed).
+async fn wait_for_poll(pace: &mut Following, poll_interval: Duration, deadline: Instant) {
     let Some(pacer) = pace.pacer() else {
-        let at = pace.next_at(poll_interval);
+        let at = pace.next_at(poll_interval).min(deadline);
         return tokio::time::sleep_until(at).await;
     };
     loop {
         let changed = pacer.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let at = pace.next_at(poll_interval);
+        let at = pace.next_at(poll_interval).min(deadline);
         if at <= Instant::now() {
             return;
         }
