@@ -333,7 +333,7 @@ impl Estimate {
         past.sort_by(|x, y| y.total_cmp(x));
         if first && job.sentinel.is_none() {
             self.made_to_wait += 1;
-            job.sentinel = Some(self.made_to_wait % SENTINEL_EVERY == 0);
+            job.sentinel = Some(self.made_to_wait.is_multiple_of(SENTINEL_EVERY));
         }
         if first && job.sentinel == Some(true) {
             return None;
@@ -499,7 +499,7 @@ impl Estimate {
     /// towards none when the rows hardly vary, and never negative.
     fn regress(&mut self, ys: &[f64], ws: &[f64]) {
         let total: f64 = ws.iter().sum();
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             return;
         }
         let xs: Vec<f64> = self.jobs.iter().map(|j| j.rows).collect();
@@ -532,7 +532,7 @@ fn moments(m: f64, s: f64, lo: Option<f64>, hi: f64) -> (f64, f64) {
         None => (0.0, 0.0, 0.0),
     };
     let mass = cdf(beta) - cdf_lo;
-    if !(mass > 1e-9) {
+    if mass.is_nan() || mass <= 1e-9 {
         let y = match lo {
             Some(lo) => (lo.max(0.0) + hi) / 2.0,
             None => hi,

@@ -881,7 +881,8 @@ async fn an_estimate_past_the_timeout_still_polls_at_the_timeout() {
     // Jobs of 5 s are learned; then, on a connection whose poll_timeout is 3 s, a job ends
     // after 2.9 s. The estimate would first ask at about 5 s: the last poll is made at the
     // timeout instead, sees the job finished, and its rows are accepted.
-    let time: Arc<JobTime> = Arc::new(|n, _| Duration::from_millis(if n < 12 { 5000 } else { 2900 }));
+    let time: Arc<JobTime> =
+        Arc::new(|n, _| Duration::from_millis(if n < 12 { 5000 } else { 2900 }));
     let (script, clock) = timed_server(time);
     let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
     for _ in 0..12 {
@@ -890,8 +891,11 @@ async fn an_estimate_past_the_timeout_still_polls_at_the_timeout() {
     assert!(engine.pacer.estimate().quantile(50.0) > 4.0);
     let mut short = (*settings(4)).clone();
     short.poll_timeout = Duration::from_secs(3);
-    let conn =
-        Arc::new(Connection::with_transport(Arc::new(short), script.clone(), crate::metrics::get()));
+    let conn = Arc::new(Connection::with_transport(
+        Arc::new(short),
+        script.clone(),
+        crate::metrics::get(),
+    ));
     let impatient = Engine { conn, ..engine };
     let out = impatient.deliver(&rows(&as_strs(&keys(50)))).await;
     assert!(stages(&out).iter().all(|s| *s == "accepted"), "{:?}", stages(&out));

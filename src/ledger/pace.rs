@@ -16,7 +16,12 @@ pub const MIGRATION: &str = "CREATE TABLE pace (
         PRIMARY KEY (connection, target)
     );";
 
-fn save(tx: &Transaction<'_>, connection: &str, target: &str, estimate: &str) -> rusqlite::Result<()> {
+fn save(
+    tx: &Transaction<'_>,
+    connection: &str,
+    target: &str,
+    estimate: &str,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO pace (connection, target, estimate, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (connection, target) DO UPDATE SET estimate = excluded.estimate, updated_at = excluded.updated_at",
@@ -26,8 +31,9 @@ fn save(tx: &Transaction<'_>, connection: &str, target: &str, estimate: &str) ->
 }
 
 fn load(tx: &Transaction<'_>, connection: &str) -> rusqlite::Result<Vec<(String, String)>> {
-    let mut stmt =
-        tx.prepare_cached("SELECT target, estimate FROM pace WHERE connection = ?1 ORDER BY target")?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT target, estimate FROM pace WHERE connection = ?1 ORDER BY target",
+    )?;
     let rows = stmt.query_map(params![connection], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }

@@ -31,7 +31,10 @@ impl JobTime {
                 let (from, times) = l
                     .split_once(':')
                     .ok_or_else(|| format!("`{l}` is not FROM_JOB:BASE+PER_ROW"))?;
-                let from = from.trim().parse::<u64>().map_err(|_| format!("`{from}` is not a job count"))?;
+                let from = from
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("`{from}` is not a job count"))?;
                 let (b, p) = pair(times)?;
                 Some((from, b, p))
             }
