@@ -702,6 +702,24 @@ fn timed_server(time: Arc<JobTime>) -> (Arc<Script>, Arc<Clock>) {
     (script, clock)
 }
 
+/// The fake connection's settings with a budget so large that the rate limiter never waits:
+/// it waits on the real clock, and while it does, paused tokio time jumps to the next timer,
+/// which would move the jobs' clocks under a loaded machine.
+fn timed_settings() -> Arc<ConnectionSettings> {
+    let mut s = (*settings(4)).clone();
+    s.rate_limit = RateLimit { count: 1_000_000, per: Duration::from_secs(1) };
+    s.burst = 1_000_000;
+    Arc::new(s)
+}
+
+fn timed_setup(script: &Arc<Script>, settings: Arc<ConnectionSettings>) -> (Engine, Arc<Log>) {
+    let conn =
+        Arc::new(Connection::with_transport(settings, script.clone(), crate::metrics::get()));
+    let log = Arc::new(Log::default());
+    let adapter = Arc::new(Widgets { safety: Safety::Repeatable, launch: false });
+    (Engine { pacer: conn.pacer("widgets"), conn, adapter, journal: log.clone() }, log)
+}
+
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("k{i}")).collect()
 }
@@ -726,7 +744,7 @@ async fn the_estimate_converges_to_the_crms_pace() {
     // 400 ms + 4 ms per row, batches of 20, 50 and 100 rows in turn.
     let time: Arc<JobTime> = Arc::new(|_, rows| Duration::from_millis(400 + 4 * rows as u64));
     let (script, clock) = timed_server(time);
-    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let (engine, _) = timed_setup(&script, timed_settings());
     let sizes = [20, 50, 100];
     for i in 0..45 {
         let keys = keys(sizes[i % 3]);
@@ -757,7 +775,7 @@ async fn a_sudden_slowdown_is_followed_without_a_storm_of_polls() {
     let time: Arc<JobTime> =
         Arc::new(|n, _| Duration::from_millis(if n < 40 { 500 } else { 3200 }));
     let (script, clock) = timed_server(time);
-    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let (engine, _) = timed_setup(&script, timed_settings());
     let engine = Arc::new(engine);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
@@ -788,8 +806,11 @@ async fn a_sudden_slowdown_is_followed_without_a_storm_of_polls() {
 
 /// An engine on a connection that keeps its estimates in `ledger` (as the daemon's do).
 async fn remembering(script: &Arc<Script>, ledger: &Arc<crate::ledger::Ledger>) -> Engine {
-    let conn =
-        Arc::new(Connection::with_transport(settings(4), script.clone(), crate::metrics::get()));
+    let conn = Arc::new(Connection::with_transport(
+        timed_settings(),
+        script.clone(),
+        crate::metrics::get(),
+    ));
     assert!(!conn.remembers());
     conn.remember(ledger.clone(), ledger.paces("fake").await.unwrap());
     let widgets = Widgets { safety: Safety::Repeatable, launch: false };
@@ -884,19 +905,15 @@ async fn an_estimate_past_the_timeout_still_polls_at_the_timeout() {
     let time: Arc<JobTime> =
         Arc::new(|n, _| Duration::from_millis(if n < 12 { 5000 } else { 2900 }));
     let (script, clock) = timed_server(time);
-    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    let (engine, _) = timed_setup(&script, timed_settings());
     for _ in 0..12 {
         engine.deliver(&rows(&as_strs(&keys(50)))).await;
     }
     assert!(engine.pacer.estimate().quantile(50.0) > 4.0);
-    let mut short = (*settings(4)).clone();
+    let mut short = (*timed_settings()).clone();
     short.poll_timeout = Duration::from_secs(3);
-    let conn = Arc::new(Connection::with_transport(
-        Arc::new(short),
-        script.clone(),
-        crate::metrics::get(),
-    ));
-    let impatient = Engine { conn, ..engine };
+    let (impatient, _) = timed_setup(&script, Arc::new(short));
+    let impatient = Engine { pacer: engine.pacer.clone(), ..impatient };
     let out = impatient.deliver(&rows(&as_strs(&keys(50)))).await;
     assert!(stages(&out).iter().all(|s| *s == "accepted"), "{:?}", stages(&out));
     assert_eq!(clock.jobs()[12].polls, 1, "one poll, at the timeout");
