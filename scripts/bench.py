@@ -44,8 +44,8 @@ def free_port():
     return port
 
 
-def config(bench_dir, sandbox, rate, ops):
-    text = open(os.path.join(ROOT, "benches", "bench.toml")).read()
+def config(bench_dir, sandbox, rate, ops, toml="bench.toml"):
+    text = open(os.path.join(ROOT, "benches", toml)).read()
     for k, v in {"BENCH_DIR": bench_dir, "SANDBOX_URL": sandbox, "RATE": rate, "OPS_LISTEN": ops}.items():
         text = text.replace("${" + k + "}", v)
     # The folder source must exist before the daemon starts.
@@ -113,31 +113,41 @@ def wait_http(url, limit=20):
     return False
 
 
-def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
-    """The daemon on a folder against the sandbox limited to the same rate, with the
-    connection's defaults (no `max_in_flight`, no `poll_interval`): the share of the budget
-    used, 429s, and rows/s."""
+def one_file(rows, rate, sandbox_args, read, toml="bench.toml"):
+    """The daemon on a folder (the pipeline of `benches/<toml>`) against the sandbox limited to
+    the same `rate` (N/s or N/min; with `sandbox_args`), with the connection's defaults (no `max_in_flight`,
+    no `poll_interval`): a generated file of `rows` rows is dropped and imported; returns
+    `read(sandbox_url, wall_seconds)`, called before both stop."""
     d = tempfile.mkdtemp(dir=OUT)
     port, ops = free_port(), free_port()
-    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s",
-                                "--pending-polls", pending_polls, "--latency", latency],
+    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", rate, *sandbox_args],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     daemon = None
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/_sandbox/records")
-        cfg = config(d, url, f"{rate_per_s}/s", f"127.0.0.1:{ops}")
+        cfg = config(d, url, rate, f"127.0.0.1:{ops}", toml)
         daemon = subprocess.Popen([BIN, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{ops}/healthz")
         inbox = os.path.join(d, "inbox")
-        with open(os.path.join(inbox, "rate.csv.part"), "wb") as f:
+        with open(os.path.join(inbox, "bench.csv.part"), "wb") as f:
             sh(os.path.join(EXAMPLES, "gen_clients"), str(rows), "7", stdout=f)
         started = time.perf_counter()
-        os.rename(os.path.join(inbox, "rate.csv.part"), os.path.join(inbox, "rate.csv"))
-        processed = os.path.join(inbox, "processed", "rate.csv")
+        os.rename(os.path.join(inbox, "bench.csv.part"), os.path.join(inbox, "bench.csv"))
+        processed = os.path.join(inbox, "processed", "bench.csv")
         while not os.path.exists(processed):
             time.sleep(0.2)
-        wall = time.perf_counter() - started
+        return read(url, time.perf_counter() - started)
+    finally:
+        for p in (daemon, sandbox):
+            if p:
+                p.terminate()
+                p.wait()
+
+
+def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
+    """The share of the budget used, 429s, and rows/s ([`one_file`])."""
+    def read(url, wall):
         log = get_json(url + "/_sandbox/requests")
         times = [r["at_ms"] for r in log]
         throttled = sum(1 for r in log if r["status"] == 429)
@@ -145,73 +155,56 @@ def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
         # N requests at a perfect pace span (N - 1) intervals.
         used = (len(times) - 1) / (span * rate_per_s) if span > 0 else 0.0
         return len(times), span, used, throttled, rows / wall
-    finally:
-        for p in (daemon, sandbox):
-            if p:
-                p.terminate()
-                p.wait()
+    return one_file(rows, f"{rate_per_s}/s", ["--pending-polls", pending_polls, "--latency", latency], read)
 
 
-def pace_run(rows, rate_per_s, job_time):
-    """The daemon on a folder against the sandbox in timed-jobs mode (a job takes `job_time`,
-    BASE+PER_ROW[,FROM:BASE+PER_ROW]), 100 ms of latency, limited to the daemon's rate: polls
-    per job, the delay between a job's end and the poll that saw it (at the sandbox), 429s,
-    and the wall time (first request to last) against the floor, creates plus one poll per
-    job divided by the rate."""
-    d = tempfile.mkdtemp(dir=OUT)
-    port, ops = free_port(), free_port()
-    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s",
-                                "--latency", "100ms", "--job-time", job_time],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    daemon = None
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/_sandbox/records")
-        cfg = config(d, url, f"{rate_per_s}/s", f"127.0.0.1:{ops}")
-        daemon = subprocess.Popen([BIN, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(f"http://127.0.0.1:{ops}/healthz")
-        inbox = os.path.join(d, "inbox")
-        with open(os.path.join(inbox, "pace.csv.part"), "wb") as f:
-            sh(os.path.join(EXAMPLES, "gen_clients"), str(rows), "7", stdout=f)
-        os.rename(os.path.join(inbox, "pace.csv.part"), os.path.join(inbox, "pace.csv"))
-        while not os.path.exists(os.path.join(inbox, "processed", "pace.csv")):
-            time.sleep(0.2)
+def pace_run(rows, rate, job_time, toml="bench.toml", steps=1):
+    """The sandbox in timed-jobs mode (a job takes `job_time`, BASE+PER_ROW[,FROM:BASE+PER_ROW])
+    with 100 ms of latency ([`one_file`]): polls per job, requests per job, the delay between a
+    job's end and the poll that saw it (at the sandbox), 429s, and the wall time (first request
+    to last) against the floor: each job's create and `steps` (Plannr: create, map and start
+    count as 3) plus one poll, divided by the rate."""
+    def read(url, _wall):
         log = get_json(url + "/_sandbox/requests")
         jobs = get_json(url + "/_sandbox/jobs")
         times = [r["at_ms"] for r in log]
-        wall = (max(times) - min(times)) / 1000.0
-        floor = 2 * len(jobs) / rate_per_s
         delays = [j["seen_ms"] - j["ends_ms"] for j in jobs if j["seen_ms"] is not None]
+        n = max(len(jobs), 1)
         return {
             "jobs": len(jobs),
-            "polls": sum(j["polls"] for j in jobs) / max(len(jobs), 1),
+            "polls": sum(j["polls"] for j in jobs) / n,
+            "requests": len(log) / n,
             "mean_ms": sum(delays) / max(len(delays), 1),
             "max_ms": max(delays, default=0),
             "unseen": len(jobs) - len(delays),
             "throttled": sum(1 for r in log if r["status"] == 429),
-            "wall": wall,
-            "floor": floor,
+            "wall": (max(times) - min(times)) / 1000.0,
+            "floor": (steps + 1) * len(jobs) / per_second(rate),
         }
-    finally:
-        for p in (daemon, sandbox):
-            if p:
-                p.terminate()
-                p.wait()
+    return one_file(rows, rate, ["--latency", "100ms", "--job-time", job_time], read, toml)
+
+
+def per_second(rate):
+    """`N/s` or `N/min` as requests per second."""
+    n, unit = rate.split("/")
+    return int(n) / {"s": 1, "min": 60}[unit]
 
 
 def pace_rows():
-    """The pace figures (issue 26): Repsly at 100/s, jobs of 400 ms + 4 ms per row, then
-    the same with jobs slowing from 0.5 s to 3.2 s half-way."""
+    """The pace figures (issue 26): Repsly at 100/s, jobs of 400 ms + 4 ms per row; the same
+    with jobs slowing from 0.5 s to 3.2 s half-way; Plannr client imports at 500/min, 2 s +
+    1 ms per row."""
     out = []
-    cases = [("Repsly, 20,000 rows at 100/s, jobs 400 ms + 4 ms/row", 20_000, "400ms+4ms"),
-             ("the same, jobs slowing from 0.5 s to 3.2 s half-way", 20_000, "500ms+0ms,200:3200ms+0ms")]
-    for name, rows, job_time in cases:
-        r = pace_run(rows, 100, job_time)
+    cases = [("Repsly, 20,000 rows at 100/s, jobs 400 ms + 4 ms/row", 20_000, "100/s", "400ms+4ms", "bench.toml", 1),
+             ("the same, jobs slowing from 0.5 s to 3.2 s half-way", 20_000, "100/s", "500ms+0ms,200:3200ms+0ms", "bench.toml", 1),
+             ("Plannr clients, 5,000 rows at 500/min, imports 2 s + 1 ms/row", 5_000, "500/min", "2s+1ms", "bench-plannr.toml", 3)]
+    for name, rows, rate, job_time, toml, steps in cases:
+        r = pace_run(rows, rate, job_time, toml, steps)
         unseen = f", {r['unseen']} never seen finished" if r["unseen"] else ""
         out.append((name, f"{r['polls']:.2f} polls per job",
-                    f"{r['jobs']} jobs; a finished job seen {r['mean_ms']:.0f} ms / {r['max_ms']} ms late "
-                    f"(mean / max, at the CRM){unseen}; wall {r['wall']:.1f} s = {r['wall'] / r['floor']:.2f}x "
-                    f"the floor ({r['floor']:.1f} s); {r['throttled']} x 429"))
+                    f"{r['jobs']} jobs, {r['requests']:.2f} requests per job; a finished job seen {r['mean_ms']:.0f} ms / "
+                    f"{r['max_ms']} ms late (mean / max, at the CRM){unseen}; wall {r['wall']:.1f} s = "
+                    f"{r['wall'] / r['floor']:.2f}x the floor ({r['floor']:.1f} s); {r['throttled']} x 429"))
     return out
 
 

@@ -339,7 +339,7 @@ impl Engine {
             }
             wait_for_poll(&mut pace, settings.poll_interval, deadline).await;
             let call = self.adapter.status(&self.base(), id);
-            let (answer, trip) = self.conn.call_timed(call, Urgency::Follow).await;
+            let (answer, trip) = self.conn.call_timed(call, Urgency::Poll).await;
             if let Some(trip) = trip {
                 self.pacer.trip(trip);
             }

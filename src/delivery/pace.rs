@@ -2,7 +2,8 @@
 //! with `shared_limit` one kept in Redis for every process on the connection, so N replicas
 //! together stay within `rate_limit`. When Redis cannot be reached nothing is sent: the
 //! budget is never exceeded for want of a way to share it. Requests wait their turn in a
-//! [`Queue`] where those that follow a job already made (polls, steps) go before new creates.
+//! [`Queue`] where a job's polls go first, then the other requests about jobs already made
+//! (steps, lists of refusals), then new creates.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -206,16 +207,18 @@ fn describe(e: redis::RedisError) -> String {
 /// Which requests go first when several wait for the budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Urgency {
-    /// A request about a job already made (a poll, a step, its list of refusals): its rows,
-    /// and the file's end, wait on it.
+    /// A job's status poll: a finished job's rows, and the file's end, wait on it.
+    Poll,
+    /// Another request about a job already made (a step, its list of refusals).
     Follow,
     /// A new create: it can wait for the others.
     Create,
 }
 
 /// The line in front of a connection's slots and rate budget: one request at a time waits
-/// for them (the rate lets one through at a time anyway), and the next is the oldest
-/// [`Urgency::Follow`] one if any, else the oldest create.
+/// for them (the rate lets one through at a time anyway), and the next is the oldest poll if
+/// any, else the oldest [`Urgency::Follow`] one, else the oldest create. Polls cannot starve
+/// the others: a job is polled about once, and only after its steps.
 #[derive(Default)]
 pub struct Queue {
     state: Mutex<Line>,
@@ -225,6 +228,7 @@ pub struct Queue {
 struct Line {
     /// A request holds the turn.
     busy: bool,
+    poll: VecDeque<oneshot::Sender<()>>,
     follow: VecDeque<oneshot::Sender<()>>,
     create: VecDeque<oneshot::Sender<()>>,
 }
@@ -276,6 +280,7 @@ impl Queue {
             }
             let (tx, rx) = oneshot::channel();
             match urgency {
+                Urgency::Poll => line.poll.push_back(tx),
                 Urgency::Follow => line.follow.push_back(tx),
                 Urgency::Create => line.create.push_back(tx),
             }
@@ -289,17 +294,12 @@ impl Queue {
         Turn { queue: self }
     }
 
-    /// Hands the turn to the next request waiting, follow-ups first.
+    /// Hands the turn to the next request waiting: polls, then follow-ups, then creates.
     fn pass(&self) {
         let mut line = self.line();
         loop {
-            let next = match line.follow.pop_front() {
-                Some(tx) => tx,
-                None => match line.create.pop_front() {
-                    Some(tx) => tx,
-                    None => break,
-                },
-            };
+            let next = line.poll.pop_front().or_else(|| line.follow.pop_front());
+            let Some(next) = next.or_else(|| line.create.pop_front()) else { break };
             if next.send(()).is_ok() {
                 return;
             }

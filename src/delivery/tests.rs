@@ -857,7 +857,7 @@ async fn a_restart_reads_the_estimate_back() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn polls_go_before_creates_when_both_wait() {
+async fn polls_go_before_steps_and_steps_before_creates_when_all_wait() {
     use super::pace::Urgency;
     let script = Script::new(|s, _| done_job(s));
     let mut slow = (*settings(1)).clone();
@@ -865,36 +865,35 @@ async fn polls_go_before_creates_when_both_wait() {
     let conn =
         Arc::new(Connection::with_transport(Arc::new(slow), script.clone(), crate::metrics::get()));
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..6 {
+    let send = |tasks: &mut tokio::task::JoinSet<bool>, call: Call, urgency: Urgency| {
         let conn = conn.clone();
-        let call = Call::post_json(
-            "widgets",
-            format!("http://fake/widgets?create={i}"),
-            Bytes::from("[]"),
-            Safety::Repeatable,
-        );
-        tasks.spawn(async move { conn.call_timed(call, Urgency::Create).await.0.is_ok() });
+        tasks.spawn(async move { conn.call_timed(call, urgency).await.0.is_ok() });
+    };
+    for i in 0..6 {
+        let url = format!("http://fake/widgets?create={i}");
+        let call = Call::post_json("widgets", url, Bytes::from("[]"), Safety::Repeatable);
+        send(&mut tasks, call, Urgency::Create);
     }
-    // The creates are queued behind the first; now a poll comes.
+    // The creates are queued behind the first; now a step of another job, then a poll.
     tokio::time::sleep(Duration::from_millis(1)).await;
-    let conn2 = conn.clone();
-    tasks.spawn(async move {
-        conn2
-            .call_timed(
-                Call::get("widgets/status", "http://fake/widgets/J1".into()),
-                Urgency::Follow,
-            )
-            .await
-            .0
-            .is_ok()
-    });
+    let step = Call::post_json(
+        "widgets/start",
+        "http://fake/widgets/J2/start".into(),
+        Bytes::new(),
+        Safety::Repeatable,
+    );
+    send(&mut tasks, step, Urgency::Follow);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    send(&mut tasks, Call::get("widgets/status", "http://fake/widgets/J1".into()), Urgency::Poll);
     while let Some(done) = tasks.join_next().await {
         assert!(done.unwrap());
     }
     let order: Vec<String> = script.seen().iter().map(|s| s.path.clone()).collect();
-    let poll = order.iter().position(|p| p == "/widgets/J1").unwrap();
+    let at = |path: &str| order.iter().position(|p| p == path).unwrap();
+    let (poll, step) = (at("/widgets/J1"), at("/widgets/J2/start"));
     assert!(poll <= 2, "the poll went before the creates waiting with it: {order:?}");
-    assert_eq!(order.len(), 7);
+    assert_eq!(step, poll + 1, "then the step, before the creates: {order:?}");
+    assert_eq!(order.len(), 8);
 }
 
 #[tokio::test(start_paused = true)]
