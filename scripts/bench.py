@@ -2,13 +2,16 @@
 """Whole-process benchmarks for crm-ingest (issue 6/6). Prints one Markdown table.
 
     scripts/bench.sh            # everything (about 5 minutes; the 1 GB file needs ~2 GB disk)
-    scripts/bench.sh --quick    # skip the 1 GB file and the 100-second rate run
+    scripts/bench.sh --quick    # skip the 1 GB file, the 100-second rate run and the pace runs
+    BENCH_PROFILE=debug scripts/bench.sh --pace   # only the pace figures (issue 26), ~2 minutes
 
 Figures: `plan` (parse + map + validate + serialise) rows/s and MB/s on a generated
 1,000,000-row client file, its ratio to the `csv` crate's raw ByteRecord count of the same file
 in the same run, a Python peer (csv.DictReader + the same mapping), peak RSS of `plan` on 1 MB
 and 1 GB inputs, end-to-end use of a 20/s rate limit against `crm-ingest sandbox` (50,000 rows),
-and start-up / first-request latency.
+start-up / first-request latency, and the pace figures: against the sandbox's timed jobs
+(`--job-time`), polls and requests per job, how late a finished job is seen, and the wall time
+against the floor (each job's requests with one poll, divided by the rate).
 """
 import json
 import os
@@ -304,8 +307,12 @@ def main_pace():
     os.makedirs(OUT, exist_ok=True)
     if PROFILE == "release":
         sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", cwd=ROOT)
-    rows = pace_rows()
-    print(f"\nMachine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; {PROFILE} build; 100 ms CRM latency\n")
+    table(pace_rows(), "100 ms CRM latency")
+
+
+def table(rows, about):
+    """Prints the figures as one Markdown table, and removes the scratch folder."""
+    print(f"\nMachine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; {PROFILE} build; {about}\n")
     print("| figure | measured | notes |")
     print("|---|---|---|")
     for r in rows:
@@ -379,13 +386,7 @@ def main():
     ready, first = latency()
     rows.append(("start-up to READY=1", f"{ready * 1000:.0f} ms", "target < 200 ms"))
     rows.append(("file dropped to first CRM request", f"{first * 1000:.0f} ms", "target < 1 s"))
-
-    print(f"\nMachine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; release build; file {size / 1e6:.0f} MB\n")
-    print("| figure | measured | notes |")
-    print("|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} |")
-    shutil.rmtree(OUT, ignore_errors=True) if not os.environ.get("BENCH_OUT") else None
+    table(rows, f"file {size / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":
