@@ -917,3 +917,29 @@ async fn an_estimate_past_the_timeout_still_polls_at_the_timeout() {
     assert!(stages(&out).iter().all(|s| *s == "accepted"), "{:?}", stages(&out));
     assert_eq!(clock.jobs()[12].polls, 1, "one poll, at the timeout");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_known_pace_puts_more_batches_in_flight_within_the_slots() {
+    // Jobs of 3 s: once that is known, the window holds as many batches as keep the rate
+    // busy with one poll each, up to MOST_PER_SLOT per request slot (before: 4 per slot).
+    use super::window::{Window, MOST_PER_SLOT};
+    let time: Arc<JobTime> = Arc::new(|_, _| Duration::from_secs(3));
+    let (script, _) = timed_server(time);
+    let mut two = (*timed_settings()).clone();
+    two.max_in_flight = 2;
+    let (engine, _) = timed_setup(&script, Arc::new(two));
+    assert_eq!(Window::size_for(&engine.conn, "widgets", 50), 8, "nothing known: 4 per slot");
+    engine.deliver(&rows(&as_strs(&keys(50)))).await;
+    assert_eq!(Window::size_for(&engine.conn, "widgets", 50), 2 * MOST_PER_SLOT);
+    assert_eq!(Window::size_for(&engine.conn, "other", 50), 8, "per target");
+    // At 6 requests a second, 3 creates a second over jobs of about 3 s: about 12 in flight
+    // (Little's law, a quarter more for the spread), between 4 and 8 per slot.
+    let (script, _) = timed_server(Arc::new(|_, _| Duration::from_secs(3)));
+    let mut slow = (*timed_settings()).clone();
+    (slow.max_in_flight, slow.burst) = (2, 1);
+    slow.rate_limit = RateLimit { count: 6, per: Duration::from_secs(1) };
+    let (engine, _) = timed_setup(&script, Arc::new(slow));
+    engine.deliver(&rows(&as_strs(&keys(50)))).await;
+    let size = Window::size_for(&engine.conn, "widgets", 50);
+    assert!((10..=15).contains(&size), "{size} batches in flight");
+}
