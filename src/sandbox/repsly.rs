@@ -205,6 +205,9 @@ fn import(sb: &Sandbox, clients: &[Value]) -> Response {
     repsly.next_job += 1;
     let id = 1000 + repsly.next_job;
     repsly.jobs.insert(id, job);
+    if !stalled {
+        state.timed.start(sb.options.job_time, sb.started, id.to_string(), clients.len());
+    }
     let template = sb.options.real.repsly_job_message.as_deref();
     let message = template.unwrap_or("Client import job started asynchronously under ID: {id}");
     axum::Json(json!({"Code": 0, "Message": message.replace("{id}", &id.to_string())}))
@@ -300,8 +303,9 @@ pub async fn import_status(
         )
             .into_response();
     };
-    if job.polls_left > 0 {
-        job.polls_left -= 1;
+    let running = state.timed.running(sb.started, &id);
+    if running.unwrap_or(job.polls_left > 0) {
+        job.polls_left = job.polls_left.saturating_sub(1);
         return axum::Json(json!({"ImportStatus": "Pending", "RowsInserted": 0, "RowsUpdated": 0, "RowsInvalid": 0, "RowsTotal": 0, "Warnings": [], "Errors": []})).into_response();
     }
     let job = job.clone();
