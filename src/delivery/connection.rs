@@ -473,7 +473,13 @@ impl Connection {
             }
             Ok(reply) => {
                 self.metrics.request(&self.name, call.endpoint, Some(reply.status), took);
-                let action = self.judge(call, &reply, &setup.settings);
+                let action = match self.judge(call, &reply, &setup.settings) {
+                    // Sent without credentials (another origin, e.g. a report's storage
+                    // URL): a 401/403 refuses this one request, not the connection's
+                    // credentials.
+                    Action::Unauthorized | Action::Forbidden if auth.is_none() => Action::Reject,
+                    action => action,
+                };
                 (Ok(reply), action, trip)
             }
         }

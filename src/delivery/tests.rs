@@ -430,6 +430,25 @@ async fn a_403_about_one_record_fails_that_record_only() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_401_from_another_host_refuses_that_request_not_the_credentials() {
+    // A report's storage URL is on another host and gets no credentials: its 401 or 403 says
+    // nothing about the connection's own.
+    let script = Script::new(|s, _| match s.path.as_str() {
+        "http://storage.invalid/report.csv" => reply(401, json!({"message": "expired"})),
+        "http://storage.invalid/other.csv" => reply(403, json!({"message": "denied"})),
+        _ => done_job(s),
+    });
+    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    for url in ["http://storage.invalid/report.csv", "http://storage.invalid/other.csv"] {
+        let answer = engine.conn.call(Call::get("report", url.to_string())).await;
+        assert!(matches!(answer, Err(CallError::Rejected { .. })), "{url}: {answer:?}");
+    }
+    assert!(engine.conn.auth_failure().is_none(), "the connection does not hold");
+    let out = engine.deliver(&rows(&["a", "bad", "c"])).await;
+    assert_eq!(stages(&out), ["accepted", "remote", "accepted"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_once_create_whose_answer_was_lost_is_never_sent_again() {
     let script = Script::new(|_, _| reset());
     let (engine, log) = setup(&script, Widgets { safety: Safety::Once, launch: false });
