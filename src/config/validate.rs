@@ -359,6 +359,9 @@ impl<'a> Ctx<'a> {
     ) -> Option<PipelineSettings> {
         let pname = name.get_ref().clone();
         let target = self.target(&pname, raw);
+        if let Some(notice) = target.as_ref().and_then(|t| t.schema().notice) {
+            self.warn(raw.target.span(), format!("pipeline `{pname}`: {notice}"));
+        }
         let connection = match connections.get(raw.connection.get_ref()) {
             Some(c) => Some(c.clone()),
             None => {
@@ -502,10 +505,7 @@ impl<'a> Ctx<'a> {
         raw: Option<&RawBatch>,
         target: Option<&TargetSpec>,
     ) -> BatchSettings {
-        let default_rows = match target {
-            Some(TargetSpec::RepslyClients | TargetSpec::PlannrContactDetails) => 50,
-            _ => 500,
-        };
+        let default_rows = target.map_or(500, |t| crate::schema::batch_rows(&t.name()));
         let Some(b) = raw else {
             return BatchSettings { max_rows: default_rows, max_wait: DEFAULT_MAX_WAIT };
         };
@@ -553,17 +553,11 @@ impl<'a> Ctx<'a> {
             };
             TargetSpec::PlannrImport { import_type: import_type.to_string(), mode }
         } else {
-            let spec = match t {
-                "plannr.contact_details" => TargetSpec::PlannrContactDetails,
-                "repsly.clients" => TargetSpec::RepslyClients,
-                _ => {
-                    self.problem(
-                        raw.target.span(),
-                        format!("pipeline `{pname}`: {}", unknown_target(t)),
-                    );
-                    return None;
-                }
+            let Some(info) = crate::schema::target(t) else {
+                self.problem(raw.target.span(), format!("pipeline `{pname}`: {}", unknown_target(t)));
+                return None;
             };
+            let spec = TargetSpec::Named(info.name);
             if let Some(m) = mode {
                 self.problem(
                     m.span(),
