@@ -13,6 +13,9 @@
 //! - [`pipeline`] wires one file through all of the above and settles each row exactly once.
 //! - [`report`] writes `NAME.errors.csv` and `NAME.summary.json` atomically.
 //! - [`daemon`] runs every pipeline until shutdown; [`sandbox`] simulates both CRM APIs.
+//! - [`ops`] serves the operator endpoints and the console, and raises alerts; [`notify`]
+//!   delivers them from the ledger's outbox; [`health`] holds what makes the daemon not ready
+//!   (a disk that refuses writes, a missing inbox), shared by the sources and the endpoints.
 //!
 //! [`config`] parses and validates the TOML file into [`config::Settings`]; [`cli`] maps the
 //! subcommands onto all of this, so `main.rs` stays a few lines.
@@ -22,10 +25,12 @@ pub mod config;
 pub mod csvio;
 pub mod daemon;
 pub mod delivery;
+pub mod health;
 pub mod ledger;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod pipeline;
 pub mod report;

@@ -182,11 +182,10 @@ async fn the_docker_image_starts_as_written() {
     let env: Vec<(String, String)> =
         image.env.iter().map(|(k, v)| (k.clone(), root.map(v, &prefixes))).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (uid, gid) = image.user;
+    let user = User { uid: image.user.0, gid: image.user.1, groups: &[], umask: "022" };
 
     let config_path = root.at(to);
-    let check =
-        run_as(uid, gid, &[], "022", &env, &["check", "--config", config_path.to_str().unwrap()]);
+    let check = user.run(&env, &["check", "--config", config_path.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let volume = root.at("/var/lib/crm-ingest");
@@ -198,7 +197,7 @@ async fn the_docker_image_starts_as_written() {
     let cmd: Vec<String> = image.cmd.iter().map(|a| root.map(a, &prefixes)).collect();
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().chain(CREDENTIALS).copied().collect();
-    starts_and_stops(command_as(uid, gid, &[], "022", &env, &cmd), &volume, port).await;
+    starts_and_stops(user.command(&env, &cmd), &volume, port).await;
 }
 
 /// The unit's `[Service]` keys, one value each (the last one written).
@@ -255,11 +254,11 @@ async fn the_systemd_unit_runs_a_config_init_wrote() {
         std::os::unix::fs::chown(&config, Some(0), Some(0)).unwrap();
     }
 
-    let umask = &unit["UMask"];
+    let user = User { uid: service.0, gid: service.1, groups: &[], umask: &unit["UMask"] };
     let env = [("STATE_DIRECTORY", state.to_str().unwrap())];
     let check = unit_args(&root, &unit["ExecStartPre"]);
     let check: Vec<&str> = check.iter().map(String::as_str).collect();
-    let out = run_as(service.0, service.1, &[], umask, &env, &check);
+    let out = user.run(&env, &check);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "ExecStartPre: {}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(&format!("state_dir: {}\n", state.display())), "{text}");
@@ -267,12 +266,11 @@ async fn the_systemd_unit_runs_a_config_init_wrote() {
     let start = unit_args(&root, &unit["ExecStart"]);
     let start: Vec<&str> = start.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().chain(CREDENTIALS).copied().collect();
-    starts_and_stops(command_as(service.0, service.1, &[], umask, &env, &start), &state, port)
-        .await;
+    starts_and_stops(user.command(&env, &start), &state, port).await;
 
     if is_root() {
         // Without the unit's STATE_DIRECTORY the ledger would go beside the config, in /etc.
-        let out = run_as(service.0, service.1, &[], umask, &[], &check);
+        let out = user.run(&[], &check);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
@@ -291,4 +289,48 @@ fn the_dockerfile_lints_clean() {
     }
     let out = std::process::Command::new("hadolint").arg(repo("Dockerfile")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The Debian package `cargo deb` built (CI builds it before the tests; elsewhere this skips
+/// without one): it holds the binary, the unit, the service config as a conffile and the
+/// maintainer scripts that create the user and folders; its config passes `check` with the
+/// paths it uses put under a temp root. CI also installs it for real (`dpkg -i`, see .ci/run).
+#[test]
+fn the_debian_package_holds_the_service() {
+    let debs: Vec<PathBuf> = std::fs::read_dir(repo("target/debian"))
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")).collect())
+        .unwrap_or_default();
+    let Some(deb) = debs.iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()) else {
+        assert!(
+            std::env::var_os("CRM_INGEST_REQUIRE_TOOLS").is_none(),
+            "no target/debian/*.deb: .ci/run builds it (`cargo deb --no-build`) before the tests"
+        );
+        eprintln!("skipped: no target/debian/*.deb (`cargo deb` builds one; CI does)");
+        return;
+    };
+    let contents = std::process::Command::new("dpkg-deb").arg("--contents").arg(deb).output().unwrap();
+    let contents = String::from_utf8_lossy(&contents.stdout);
+    for path in ["./usr/bin/crm-ingest", "./etc/crm-ingest/config.toml", "crm-ingest.service", "./usr/share/doc/crm-ingest/README.md"] {
+        assert!(contents.contains(path), "{path} not in the package:\n{contents}");
+    }
+    let root = Root::new();
+    let control = root.at("/DEBIAN");
+    let ok = std::process::Command::new("dpkg-deb").arg("--extract").arg(deb).arg(root.0.path()).status().unwrap();
+    assert!(ok.success());
+    std::process::Command::new("dpkg-deb").arg("--control").arg(deb).arg(&control).status().unwrap();
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
+    assert!(conffiles.contains("/etc/crm-ingest/config.toml"), "{conffiles}");
+    let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
+    assert!(postinst.contains("adduser --system") && postinst.contains("/var/lib/crm-ingest"), "{postinst}");
+    // The folders postinst makes, then the packaged config's check, as root would run it.
+    let prefixes = ["/var/lib/crm-ingest".to_string(), "/srv/crm-ingest".to_string(), "/etc/crm-ingest".to_string()];
+    for dir in ["/var/lib/crm-ingest", "/srv/crm-ingest/repsly-clients", "/srv/crm-ingest/plannr-clients"] {
+        std::fs::create_dir_all(root.at(dir)).unwrap();
+    }
+    let config = root.at("/etc/crm-ingest/config.toml");
+    let text = root.map(&std::fs::read_to_string(&config).unwrap(), &prefixes);
+    std::fs::write(&config, text).unwrap();
+    let packaged = root.at("/usr/bin/crm-ingest");
+    let out = std::process::Command::new(&packaged).args(["check", "--config"]).arg(&config).env_remove("STATE_DIRECTORY").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

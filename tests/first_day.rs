@@ -378,7 +378,7 @@ fn report_mode_lets_the_report_folders_group_read_the_reports() {
             reports.to_str().unwrap(),
             file.to_str().unwrap(),
         ];
-        let out = run_as(user, user, &[team], "077", &[], &args);
+        let out = User { uid: user, gid: user, groups: &[team], umask: "077" }.run(&[], &args);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     plan_as(&config, &private);

@@ -3,10 +3,12 @@
 
 mod check;
 mod demo;
+mod history;
 mod init;
 mod once;
 pub mod out;
 mod plan;
+mod retry;
 mod run;
 mod sandbox;
 mod status;
@@ -104,13 +106,27 @@ pub enum Command {
         url: String,
     },
     /// Show a running daemon's files in flight (rows settled, rate, ETA) and the last
-    /// files finished with their counts; exit 1 when no daemon answers.
+    /// files finished with their counts; exit 1 when no daemon answers. With `[server]
+    /// token` set, give it in CRM_INGEST_TOKEN.
     #[command(
         after_help = "Example:\n  crm-ingest status\n  crm-ingest status --url http://10.0.0.5:9464/status"
     )]
     Status {
         #[arg(long, default_value = "http://127.0.0.1:9464/status")]
         url: String,
+    },
+    /// The files the ledger knows, newest first: when, pipeline, file, outcome, rows, report.
+    History(history::HistoryArgs),
+    /// Put a file from failed/ back into its pipeline's inbox, to be imported again
+    /// (exit 1 when there is nothing to retry).
+    #[command(after_help = "Example:
+  crm-ingest retry --config /etc/crm-ingest/config.toml 42
+  crm-ingest retry --config /etc/crm-ingest/config.toml clients-march.csv")]
+    Retry {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A history id (`crm-ingest history`), a file name, or a path in `failed/`.
+        file_or_id: String,
     },
     /// Start the sandbox and the daemon on the shipped example files, print each summary.
     #[command(
@@ -146,6 +162,8 @@ pub fn main() -> ExitCode {
         Command::Init { target, output, sample } => with_runtime(init::run(target, sample, output)),
         Command::Health { url } => with_runtime(health(url)),
         Command::Status { url } => with_runtime(status::run(url)),
+        Command::History(args) => history::run(args),
+        Command::Retry { config, file_or_id } => with_runtime(retry::run(config, file_or_id)),
     }
 }
 

@@ -70,7 +70,12 @@ async fn fetch(url: &str) -> Result<Value, Fetch> {
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| Fetch::Bad(e.to_string()))?;
-    let reply = client.get(url).send().await.map_err(|e| Fetch::NoAnswer(e.to_string()))?;
+    let mut request = client.get(url);
+    // With `[server] token` set, /status needs it too.
+    if let Ok(token) = std::env::var("CRM_INGEST_TOKEN") {
+        request = request.bearer_auth(token);
+    }
+    let reply = request.send().await.map_err(|e| Fetch::NoAnswer(e.to_string()))?;
     if !reply.status().is_success() {
         return Err(Fetch::Bad(format!("the daemon answered {}", reply.status())));
     }

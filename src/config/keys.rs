@@ -20,6 +20,8 @@ const TOP: &[&str] = &[
     "max_files_in_flight",
     "server",
     "log",
+    "history_keep",
+    "notify",
     "connections",
     "pipelines",
 ];
@@ -70,6 +72,18 @@ const SOURCE: &[&str] = &[
     "force_path_style",
     "queue_url",
 ];
+const NOTIFY: &[&str] = &[
+    "kind",
+    "url",
+    "secret",
+    "secret_file",
+    "smtp_url",
+    "from",
+    "to",
+    "events",
+    "pipelines",
+    "retry",
+];
 const FIELD: &[&str] =
     &["column", "template", "value", "transform", "validate", "empty", "format", "lookup"];
 
@@ -77,7 +91,9 @@ const FIELD: &[&str] =
 fn known(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => TOP,
-        ["server"] => &["listen"],
+        ["server"] => &["listen", "token", "token_file", "public_url"],
+        ["notify"] => NOTIFY,
+        ["notify", "retry"] => &["initial_backoff", "max_backoff"],
         ["log"] => &["format", "level"],
         ["connections" | "pipelines"] => return None,
         ["connections", _] => CONNECTION,
@@ -135,10 +151,23 @@ fn walk<'i>(table: &DeTable<'i>, path: &mut Vec<String>, out: &mut Vec<Unknown>)
                 continue;
             }
         }
-        if let DeValue::Table(inner) = value.get_ref() {
-            path.push(name.to_string());
-            walk(inner, path, out);
-            path.pop();
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                path.push(name.to_string());
+                walk(inner, path, out);
+                path.pop();
+            }
+            // `[[notify]]`: each table of the array is checked like a table of its own.
+            DeValue::Array(items) => {
+                path.push(name.to_string());
+                for item in items {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        walk(inner, path, out);
+                    }
+                }
+                path.pop();
+            }
+            _ => {}
         }
     }
 }

@@ -5,9 +5,11 @@
 mod connection;
 mod fields;
 mod keys;
+pub mod notify;
 pub mod rate;
 pub mod raw;
 mod retry;
+mod server;
 pub mod settings;
 mod source;
 mod validate;
@@ -17,6 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use connection::default_in_flight;
+pub use notify::{EventKind, SinkKind, SinkSettings};
 pub use retry::RetryPolicy;
 pub use settings::*;
 

@@ -64,6 +64,11 @@ pub struct RawConfig {
     pub max_files_in_flight: Value<usize>,
     pub server: Option<RawServer>,
     pub log: Option<RawLog>,
+    /// How long the ledger keeps finished files' summaries (`history`, the console).
+    pub history_keep: Value<HumanDuration>,
+    /// `[[notify]]` tables: where events are sent.
+    #[serde(default)]
+    pub notify: Vec<RawNotify>,
     #[serde(default)]
     pub connections: BTreeMap<Spanned<String>, RawConnection>,
     #[serde(default)]
@@ -73,6 +78,32 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 pub struct RawServer {
     pub listen: Spanned<String>,
+    /// The console's (and `/status`'s) bearer token; uploads and retries need one.
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    /// The console's address as receivers of notifications reach it.
+    pub public_url: Option<Spanned<String>>,
+}
+
+/// One `[[notify]]` table; which keys apply depends on `kind` (checked in `config::notify`).
+#[derive(Debug, Deserialize)]
+pub struct RawNotify {
+    pub kind: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub smtp_url: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<OneOrMany>>,
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
+    pub pipelines: Option<Spanned<Vec<Spanned<String>>>>,
+    pub retry: Option<RawNotifyRetry>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawNotifyRetry {
+    pub initial_backoff: Value<HumanDuration>,
+    pub max_backoff: Value<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]

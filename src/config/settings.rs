@@ -12,6 +12,8 @@ use crate::secret::Secret;
 
 use super::rate::RateLimit;
 
+/// Finished files' summaries are kept this long (`history_keep`).
+pub const DEFAULT_HISTORY_KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Files at once across pipelines: small files spend most of their time waiting on the CRM,
 /// so several are in flight to keep its budget used.
@@ -43,6 +45,10 @@ pub struct Settings {
     pub max_files_in_flight: usize,
     pub server: Option<ServerSettings>,
     pub log: LogSettings,
+    /// How long finished files stay in the ledger's history.
+    pub history_keep: Duration,
+    /// Where events go (`[[notify]]`), in the file's order.
+    pub notify: Vec<super::notify::SinkSettings>,
     pub connections: BTreeMap<String, Arc<ConnectionSettings>>,
     pub pipelines: Vec<Arc<PipelineSettings>>,
     /// Accepted but worth telling (e.g. a field Plannr does not document).
@@ -58,6 +64,11 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Needed by every route but `/healthz`, `/readyz` and `/metrics` once set; without it
+    /// the console only reads, and uploads and retries are refused.
+    pub token: Option<Secret>,
+    /// The console's base URL for links in notifications, without a trailing slash.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

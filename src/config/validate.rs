@@ -268,24 +268,8 @@ impl<'a> Ctx<'a> {
         let state_what = "`state_dir` (where the ledger is kept)";
         self.writable(state_what, &state_dir, raw.state_dir.as_ref().map(|s| s.span()));
         let log = self.log(raw.log.as_ref());
-        let server = match &raw.server {
-            Some(s) => {
-                let listen = self.expand("listen", &s.listen);
-                match listen.parse::<std::net::SocketAddr>() {
-                    Err(_) => self.problem(
-                        s.listen.span(),
-                        format!("`listen` = `{listen}` is not an address like 127.0.0.1:9464"),
-                    ),
-                    Ok(a) if !a.ip().is_loopback() => self.warn(
-                        s.listen.span(),
-                        format!("[server] listen = {listen} is not a loopback address: /status and /metrics name files and pipelines to anyone who can reach it and have no authentication; bind 127.0.0.1 or put an authenticating proxy in front"),
-                    ),
-                    Ok(_) => {}
-                }
-                Some(ServerSettings { listen })
-            }
-            None => None,
-        };
+        let server = self.server(raw.server.as_ref());
+        let history_keep = self.duration("history_keep", &raw.history_keep, DEFAULT_HISTORY_KEEP);
         let mut connections = BTreeMap::new();
         for (name, conn) in &raw.connections {
             if let Some(c) = self.connection(name.get_ref(), conn) {
@@ -305,6 +289,8 @@ impl<'a> Ctx<'a> {
                 message: "no [pipelines.NAME] table: nothing would run".into(),
             });
         }
+        let names: Vec<String> = raw.pipelines.keys().map(|k| k.get_ref().clone()).collect();
+        let notify = self.notify(&raw.notify, &names);
         let max_files_in_flight = self
             .at_least_one(
                 "max_files_in_flight",
@@ -321,6 +307,8 @@ impl<'a> Ctx<'a> {
             max_files_in_flight,
             server,
             log,
+            history_keep,
+            notify,
             connections,
             pipelines,
             warnings: self.warnings.clone(),

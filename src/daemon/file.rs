@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::health::is_disk_error;
 use crate::ledger::{Claim, Identity, Resume};
-use crate::ops::health::is_disk_error;
 use crate::pipeline::{process_file, FileContext, FileResult, Input, LedgerFile, Progress};
 use crate::report::{self, atomic, Summary};
 
+use super::finished::{self, Ended};
 use super::Shared;
 
 /// Starts in a row without the watermark moving before a file is set aside: a file that
@@ -68,40 +69,9 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
 async fn run_once(file: FileRun<'_>, shared: &Shared) -> Option<Ran> {
     let FileRun { ctx, input, name, identity, stem, left_by_earlier_run } = file;
     let pipeline = ctx.pipeline.name.clone();
-    let lf = match shared.ledger.claim(identity, stem.clone()).await {
-        Ok(Claim::Finished { finished_at, .. }) => {
-            crate::metrics::get().file(&pipeline, "already_imported");
-            return Some(Ran::AlreadyDone { finished_at });
-        }
-        Ok(Claim::Fresh { file_id, started_at }) => {
-            if left_by_earlier_run {
-                tracing::warn!(pipeline = %pipeline, file = %name, "an earlier run claimed this file but the ledger does not know it (was the state_dir deleted or replaced?); it is sent again from its first row");
-            }
-            LedgerFile {
-                ledger: shared.ledger.clone(),
-                file_id,
-                report_stem: stem,
-                started_at,
-                resume: None,
-            }
-        }
-        Ok(Claim::Resume(r)) if r.attempts > MAX_STARTS => return Some(set_aside(ctx, name, &r)),
-        Ok(Claim::Resume(r)) => {
-            tracing::info!(pipeline = %pipeline, file = %name, rows_settled = r.checkpoint.watermark, jobs = r.jobs.len(), "resuming where an earlier run stopped");
-            LedgerFile {
-                ledger: shared.ledger.clone(),
-                file_id: r.file_id,
-                report_stem: r.report_stem.clone(),
-                started_at: r.started_at.clone(),
-                resume: Some(r),
-            }
-        }
-        Err(e) => {
-            return Some(Ran::Blocked {
-                what: shared.ledger.path.display().to_string(),
-                error: e.to_string(),
-            })
-        }
+    let lf = match claim(ctx, shared, name, identity, stem, left_by_earlier_run).await {
+        Ok(lf) => lf,
+        Err(ran) => return Some(ran),
     };
     let file_id = lf.file_id;
     let progress = Arc::new(Progress::default());
@@ -128,25 +98,71 @@ async fn run_once(file: FileRun<'_>, shared: &Shared) -> Option<Ran> {
         }
         Ok(Ok(result)) => Ran::Finished { result: Box::new(result), file_id },
         Ok(Err(e)) if is_disk_error(&e) => {
+            // Waiting for disk space is no crash: the next try must not count towards
+            // setting the file aside.
+            shared.ledger.stopped(file_id);
             Ran::Blocked { what: ctx.report_dir.display().to_string(), error: e.to_string() }
         }
-        Ok(Err(e)) => Ran::SetAside {
-            file_id: Some(file_id),
-            why: format!("its report could not be written in {}: {e}", ctx.report_dir.display()),
-        },
+        Ok(Err(e)) => {
+            let why =
+                format!("its report could not be written in {}: {e}", ctx.report_dir.display());
+            write_failure_summary(ctx, shared, Ended::set_aside(Some(file_id)), name, &why, None);
+            Ran::SetAside { file_id: Some(file_id), why }
+        }
         Err(e) => {
             // A bug in processing this file: it must not stop the daemon or the other files.
             let why = format!("internal error while processing the file: {e}");
             tracing::error!(pipeline = %pipeline, file = %name, error = %why, "file failed");
-            write_failure_summary(ctx, name, &why, None);
+            write_failure_summary(ctx, shared, Ended::failed(Some(file_id)), name, &why, None);
             Ran::Crashed { file_id }
         }
     })
 }
 
+/// The file's place in the ledger: new, resumed, or (`Err`) nothing to run (already imported,
+/// set aside, the ledger unwritable).
+async fn claim(
+    ctx: &FileContext,
+    shared: &Shared,
+    name: &str,
+    identity: Identity,
+    stem: String,
+    left_by_earlier_run: bool,
+) -> Result<LedgerFile, Ran> {
+    let pipeline = &ctx.pipeline.name;
+    match shared.ledger.claim(identity, stem.clone()).await {
+        Ok(Claim::Finished { finished_at, .. }) => {
+            crate::metrics::get().file(pipeline, "already_imported");
+            Err(Ran::AlreadyDone { finished_at })
+        }
+        Ok(Claim::Fresh { file_id, started_at }) => {
+            if left_by_earlier_run {
+                tracing::warn!(pipeline = %pipeline, file = %name, "an earlier run claimed this file but the ledger does not know it (was the state_dir deleted or replaced?); it is sent again from its first row");
+            }
+            let ledger = shared.ledger.clone();
+            Ok(LedgerFile { ledger, file_id, report_stem: stem, started_at, resume: None })
+        }
+        Ok(Claim::Resume(r)) if r.attempts > MAX_STARTS => Err(set_aside(ctx, shared, name, &r)),
+        Ok(Claim::Resume(r)) => {
+            tracing::info!(pipeline = %pipeline, file = %name, rows_settled = r.checkpoint.watermark, jobs = r.jobs.len(), "resuming where an earlier run stopped");
+            Ok(LedgerFile {
+                ledger: shared.ledger.clone(),
+                file_id: r.file_id,
+                report_stem: r.report_stem.clone(),
+                started_at: r.started_at.clone(),
+                resume: Some(r),
+            })
+        }
+        Err(e) => Err(Ran::Blocked {
+            what: shared.ledger.path.display().to_string(),
+            error: e.to_string(),
+        }),
+    }
+}
+
 /// A file started too often without progress: whatever report it has is published, and a
 /// summary says why it was set aside.
-fn set_aside(ctx: &FileContext, name: &str, r: &Resume) -> Ran {
+fn set_aside(ctx: &FileContext, shared: &Shared, name: &str, r: &Resume) -> Ran {
     let why = format!(
         "processing stopped {} times in a row without progress (the daemon was killed or crashed while on this file); it was set aside so the daemon can go on. Rows before line {line} are counted in this summary; rows from line {line} on are not: some of them may have reached the CRM ({} batch(es) were in flight), so check them there before dropping the file again",
         r.attempts - 1,
@@ -160,16 +176,20 @@ fn set_aside(ctx: &FileContext, name: &str, r: &Resume) -> Ran {
         || errors.exists();
     let counts = (r.checkpoint.counts.clone(), r.checkpoint.failed_by_stage.clone());
     let report = published.then(|| report::file_name(&errors));
-    write_failure_summary(ctx, name, &why, Some((counts, report, &r.report_stem)));
+    let known = Some((counts, report, r.report_stem.as_str()));
+    write_failure_summary(ctx, shared, Ended::set_aside(Some(r.file_id)), name, &why, known);
     Ran::SetAside { file_id: Some(r.file_id), why }
 }
 
 type KnownCounts<'a> =
     ((report::RowCounts, std::collections::BTreeMap<String, u64>), Option<String>, &'a str);
 
-/// A summary for a file that did not run to its end: why, and what is known of its rows.
+/// A summary for a file that did not run to its end: why, and what is known of its rows;
+/// recorded in the history as `ended`.
 pub fn write_failure_summary(
     ctx: &FileContext,
+    shared: &Shared,
+    ended: Ended,
     name: &str,
     why: &str,
     known: Option<KnownCounts<'_>>,
@@ -204,14 +224,22 @@ pub fn write_failure_summary(
             tracing::error!(file = %name, error = %e, "cannot write the summary");
         }
     }
+    finished::record(shared, ctx, &summary, &path, ended);
 }
 
-/// Logs a finished file the same way for every source, and counts it: WARN when it failed
-/// as a whole or some rows did not arrive, INFO when every row did.
-pub fn log_done(ctx: &FileContext, name: &str, result: &FileResult, moved_to: &str) {
+/// Logs a finished file the same way for every source, counts it, and records it in the
+/// history: WARN when it failed as a whole or some rows did not arrive, INFO when every row did.
+pub fn log_done(
+    ctx: &FileContext,
+    shared: &Shared,
+    file_id: i64,
+    name: &str,
+    result: &FileResult,
+    moved_to: &str,
+) {
     let outcome = if result.file_error.is_some() { "failed" } else { "processed" };
     crate::metrics::get().file(&ctx.pipeline.name, outcome);
-    crate::ops::status::get().finished(result.summary.clone());
+    finished::ran(shared, ctx, file_id, result);
     let rows = &result.summary.rows;
     let summary = result.summary_path.display().to_string();
     let error = result.file_error.as_deref().unwrap_or("");

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::file::{self, FileRun, Ran};
+use super::finished::Ended;
 use super::Shared;
 use crate::ledger::FileState;
 use crate::pipeline::{unique_stem, FileContext, FileResult, Input};
@@ -21,7 +22,7 @@ const BLOCKED_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::f
 /// Where a run left the file: to move, and how to tell of it once moved.
 struct Filing {
     how: Disposition,
-    done: Option<Box<FileResult>>,
+    done: Option<(i64, Box<FileResult>)>,
 }
 
 /// A problem that makes the file wait: what it concerns, and the error.
@@ -36,7 +37,8 @@ pub async fn handle(ctx: FileContext, source: FolderSource, claimed: Claimed, sh
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return removed(&ctx, &name),
         Err(e) => {
             tracing::warn!(pipeline = %pipeline, file = %name, error = %e, "cannot read the file to identify it");
-            file::write_failure_summary(&ctx, &name, &format!("cannot read the file: {e}"), None);
+            let why = format!("cannot read the file: {e}");
+            file::write_failure_summary(&ctx, &shared, Ended::failed(None), &name, &why, None);
             let filing = Filing { how: Disposition::Failed, done: None };
             return move_when_possible(&ctx, &source, &shared, &path, &name, filing).await;
         }
@@ -95,7 +97,7 @@ async fn record(
                 return Err((shared.ledger.path.display().to_string(), e.to_string()));
             }
             let how = if is_failed { Disposition::Failed } else { Disposition::Processed };
-            Ok(Some(Filing { how, done: Some(result) }))
+            Ok(Some(Filing { how, done: Some((file_id, result)) }))
         }
         Ran::Interrupted => {
             tracing::info!(pipeline = %pipeline, file = %name, "stopped before the end; resumes at the next start");
@@ -111,7 +113,7 @@ async fn record(
             failed(None)
         }
         Ran::SetAside { file_id: None, why } => {
-            file::write_failure_summary(ctx, name, &why, None);
+            file::write_failure_summary(ctx, shared, Ended::set_aside(None), name, &why, None);
             failed(None)
         }
         Ran::Blocked { what, error } => Err((what, error)),
@@ -136,7 +138,7 @@ async fn move_when_possible(
                 if let Some(what) = &waited {
                     shared.health.cleared(what);
                 }
-                return filed_away(ctx, name, filed, filing.done.as_deref());
+                return filed_away(ctx, shared, name, filed, filing.done.as_ref());
             }
             Err(e) => {
                 let dir = match filing.how {
@@ -158,11 +160,17 @@ async fn move_when_possible(
 }
 
 /// Tells what became of a file once it is moved (or found gone).
-fn filed_away(ctx: &FileContext, name: &str, filed: Filed, done: Option<&FileResult>) {
+fn filed_away(
+    ctx: &FileContext,
+    shared: &Shared,
+    name: &str,
+    filed: Filed,
+    done: Option<&(i64, Box<FileResult>)>,
+) {
     match (filed, done) {
         (Filed::Gone, _) => removed(ctx, name),
-        (Filed::To(to), Some(result)) => {
-            file::log_done(ctx, name, result, &to.display().to_string());
+        (Filed::To(to), Some((file_id, result))) => {
+            file::log_done(ctx, shared, *file_id, name, result, &to.display().to_string());
         }
         (Filed::To(_), None) => {}
     }

@@ -15,8 +15,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, SourceSettings};
 use crate::delivery::Connection;
+use crate::health::Health;
 use crate::ledger::Ledger;
-use crate::ops::health::Health;
 use crate::ops::server::OpsState;
 use crate::ops::systemd;
 use crate::pipeline::FileContext;
@@ -26,6 +26,7 @@ use crate::source::{Claimed, FolderSource};
 use crate::targets;
 
 mod file;
+mod finished;
 mod folder;
 mod s3;
 
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     ledger: Arc<Ledger>,
     /// Disk problems: while one lasts intake is paused and `/readyz` says so.
     health: Arc<Health>,
+    /// Finished files go into the history and their events into the outbox through it.
+    notify: Arc<crate::notify::Notifier>,
     files: TaskTracker,
     global: Arc<Semaphore>,
     stop: CancellationToken,
@@ -118,10 +121,16 @@ struct Generation {
 
 pub async fn run_with(settings: Settings, mut control: Control) -> anyhow::Result<()> {
     let ledger = Arc::new(Ledger::open(&settings.state_dir).context("cannot open the ledger")?);
+    let reader = crate::ledger::Reader::open(&settings.state_dir)
+        .context("cannot read the ledger")?
+        .map(Arc::new)
+        .context("the ledger vanished after it was opened")?;
     let health = Arc::new(Health::default());
+    let notify = crate::notify::Notifier::new(ledger.clone(), &settings);
     let shared = Shared {
         ledger: ledger.clone(),
         health: health.clone(),
+        notify: notify.clone(),
         files: TaskTracker::new(),
         global: Arc::new(Semaphore::new(settings.max_files_in_flight)),
         stop: CancellationToken::new(),
@@ -132,16 +141,27 @@ pub async fn run_with(settings: Settings, mut control: Control) -> anyhow::Resul
     let generation = start(&settings, &shared, &BTreeMap::new(), true).await?;
     let ops_connections =
         Arc::new(RwLock::new(generation.connections.values().cloned().collect::<Vec<_>>()));
+    let ops_settings = Arc::new(RwLock::new(Arc::new(settings.clone())));
     let ops_stop = CancellationToken::new();
+    let state = OpsState {
+        ledger: ledger.clone(),
+        connections: ops_connections.clone(),
+        health,
+        reader: reader.clone(),
+        settings: ops_settings.clone(),
+        notify: notify.clone(),
+    };
     if let Some(server) = &settings.server {
-        let state =
-            OpsState { ledger: ledger.clone(), connections: ops_connections.clone(), health };
-        let addr = crate::ops::server::spawn(&server.listen, state, ops_stop.clone()).await?;
-        tracing::info!(listen = %addr, "operator endpoints: /healthz /readyz /metrics /status");
+        let addr =
+            crate::ops::server::spawn(&server.listen, state.clone(), ops_stop.clone()).await?;
+        tracing::info!(listen = %addr, "console at / and operator endpoints: /healthz /readyz /metrics /status");
     }
+    tokio::spawn(crate::notify::sender::run(notify, reader, ops_stop.clone()));
+    tokio::spawn(crate::ops::alerts::watch(state, ops_stop.clone()));
+    tokio::spawn(finished::keep_history(shared.clone(), ops_settings.clone(), ops_stop.clone()));
     announce(&settings);
     systemd::ready(&running(&settings));
-    let mut running = Running { settings, generation, shared, ops_connections };
+    let mut running = Running { settings, generation, shared, ops_connections, ops_settings };
     running.serve(&mut control).await;
     running.drain().await;
     ops_stop.cancel();
@@ -154,6 +174,8 @@ struct Running {
     generation: Generation,
     shared: Shared,
     ops_connections: Arc<RwLock<Vec<Arc<Connection>>>>,
+    /// The config the console and the history's upkeep read; swapped on reload.
+    ops_settings: Arc<RwLock<Arc<Settings>>>,
 }
 
 impl Running {
@@ -208,6 +230,10 @@ impl Running {
         if let Ok(mut c) = self.ops_connections.write() {
             *c = self.generation.connections.values().cloned().collect();
         }
+        if let Ok(mut s) = self.ops_settings.write() {
+            *s = Arc::new(self.settings.clone());
+        }
+        self.shared.notify.reconfigure(&self.settings);
         tracing::info!(config = %self.settings.path.display(), pipelines = self.settings.pipelines.len(), "config reloaded");
         announce(&self.settings);
         systemd::status(&running(&self.settings));

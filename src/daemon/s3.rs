@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::file::{self, FileRun, Ran};
+use super::finished::Ended;
 use super::Shared;
 use crate::ledger::{FileState, Identity};
 use crate::pipeline::{FileContext, FileResult, Input};
@@ -135,7 +136,14 @@ impl ObjectRun<'_> {
                 moved(source, object, true, name).await
             }
             Ran::SetAside { file_id: None, why } => {
-                file::write_failure_summary(ctx, &object.name, &why, None);
+                file::write_failure_summary(
+                    ctx,
+                    shared,
+                    Ended::set_aside(None),
+                    &object.name,
+                    &why,
+                    None,
+                );
                 moved(source, object, true, name).await
             }
             Ran::Interrupted | Ran::Blocked { .. } => {
@@ -183,7 +191,8 @@ async fn finish(
         }
     }
     let ok = moved(source, object, failed, name).await;
-    file::log_done(ctx, name, &result, if failed { "failed/" } else { "processed/" });
+    let to = if failed { "failed/" } else { "processed/" };
+    file::log_done(ctx, shared, file_id, name, &result, to);
     ok
 }
 

@@ -6,8 +6,15 @@
 //! the last one may be lost on power loss, which resume tolerates by redoing a little work).
 //! Calls that a next step depends on (a claim, a job id, finishing) wait for their commit.
 
+mod history;
+mod outbox;
+mod reader;
 mod schema;
 mod store;
+
+pub use history::{HistoryEntry, HistoryFilter, NewHistory, Outcome};
+pub use outbox::{Due, OutboxRow};
+pub use reader::Reader;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +40,8 @@ pub enum LedgerError {
     Closed,
     #[error("state_dir {} is in use by another crm-ingest{}: two daemons must not share a state_dir (give each its own)", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { dir: PathBuf, pid: Option<u32> },
+    #[error("{0}")]
+    Read(String),
 }
 
 /// What makes a file the same file: same pipeline, name, size and content.
@@ -108,6 +117,11 @@ pub enum Claim {
 
 type Ack<T> = oneshot::Sender<Result<T, LedgerError>>;
 
+/// What runs after the commit of the transaction that ran a [`Work`], with its error if any.
+type Reply = Box<dyn FnOnce(Option<String>) + Send>;
+/// SQL of the history and the outbox, run in the owner's transaction.
+type Work = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Reply> + Send>;
+
 enum Msg {
     Claim(Identity, String, Ack<Claim>),
     Sending(i64, u64, Vec<u64>, Ack<()>),
@@ -119,6 +133,7 @@ enum Msg {
     Identity(i64, u64, String),
     Finish(i64, FileState, Ack<()>),
     Sync(Ack<()>),
+    Work(Work),
 }
 
 pub struct Ledger {
@@ -315,6 +330,7 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
                         replies.push(unit_reply(ack));
                     }
                     Msg::Sync(ack) => replies.push(unit_reply(ack)),
+                    Msg::Work(work) => replies.push(work(&tx)?),
                 }
             }
             tx.commit()

@@ -43,6 +43,32 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (file_id, token)
     );
     ALTER TABLE files ADD COLUMN warnings_bytes INTEGER NOT NULL DEFAULT 0;",
+    // 4: every finished file's summary (kept `history_keep`), and the outbox of events for
+    // `[[notify]]` destinations: one row per event and destination until it is delivered.
+    "CREATE TABLE history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        file_id INTEGER,
+        pipeline TEXT NOT NULL,
+        file TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        reports TEXT NOT NULL,
+        summary_file TEXT NOT NULL,
+        summary TEXT NOT NULL
+    );
+    CREATE INDEX history_finished ON history (finished_at);
+    CREATE TABLE outbox (
+        event_id TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        next_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (event_id, sink)
+    );
+    CREATE INDEX outbox_due ON outbox (next_at);",
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -91,7 +91,8 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
     }
 }
 
-fn jobs(tx: &Transaction<'_>, file_id: i64) -> rusqlite::Result<Vec<JobRecord>> {
+/// A file's remote jobs in the order they were created (also read by [`super::Reader`]).
+pub(super) fn jobs(tx: &rusqlite::Connection, file_id: i64) -> rusqlite::Result<Vec<JobRecord>> {
     let mut stmt = tx.prepare(
         "SELECT job_id, status, seqs FROM jobs WHERE file_id = ?1 ORDER BY created_at, rowid",
     )?;

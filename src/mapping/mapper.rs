@@ -484,11 +484,7 @@ fn conform_text(
                 ));
             }
         }
-        FieldType::OneOf(allowed) => {
-            if !allowed.contains(&text::trim(text)) {
-                return Err(format!("`{text}` is not one of {}", allowed.join(", ")));
-            }
-        }
+        FieldType::OneOf(allowed) => one_of(text, allowed)?,
         FieldType::Decimal { precision, scale } => {
             return kinds::decimal(text, Some((precision, scale))).map(owned)
         }
@@ -499,6 +495,14 @@ fn conform_text(
         FieldType::List { .. } => {}
     }
     Ok(None)
+}
+
+/// A value from a documented list, exactly as the list writes it.
+fn one_of(text: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&text::trim(text)) {
+        return Ok(());
+    }
+    Err(format!("`{text}` is not one of {}", allowed.join(", ")))
 }
 
 /// Whether a value is a date written in `form` (the target's own, when it is not ISO-8601).

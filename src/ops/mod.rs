@@ -1,6 +1,9 @@
-//! Operations: metrics, the status board, the operator endpoints, systemd notify.
+//! Operations: metrics, the status board, the operator endpoints and the console, alerts,
+//! the inbox seen from outside (uploads, retries), systemd notify.
 
-pub mod health;
+pub mod alerts;
+pub mod console;
+pub mod inbox;
 
 pub mod server;
 pub mod status;

@@ -1,4 +1,6 @@
-//! The operator endpoints on `[server] listen`: `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! The operator endpoints on `[server] listen`: `/healthz`, `/readyz`, `/metrics`, `/status`,
+//! and the console (`/`, `/api/...`). Every route but the first three is behind the
+//! console's guard: the `[server] token`, once it is set.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -11,24 +13,53 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
+use super::console::{self, Web};
+use crate::config::Settings;
 use crate::delivery::Connection;
-use crate::ledger::Ledger;
+use crate::ledger::{HistoryFilter, Ledger, LedgerError, Reader};
 
-/// What the endpoints look at; the daemon swaps the connections on reload.
+/// How many finished files `/status` shows.
+const STATUS_FINISHED: usize = 20;
+
+/// What the endpoints look at; the daemon swaps the connections and settings on reload.
 #[derive(Clone)]
 pub struct OpsState {
     pub ledger: Arc<Ledger>,
     pub connections: Arc<RwLock<Vec<Arc<Connection>>>>,
-    pub health: Arc<super::health::Health>,
+    pub health: Arc<crate::health::Health>,
+    /// The ledger's read side: the history, remote jobs, the outbox.
+    pub reader: Arc<Reader>,
+    pub settings: Arc<RwLock<Arc<Settings>>>,
+    pub notify: Arc<crate::notify::Notifier>,
+}
+
+impl OpsState {
+    /// The config now running.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Runs a ledger read on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&reader)).await.map_err(|_| LedgerError::Closed)?
+    }
 }
 
 pub fn router(state: OpsState) -> Router {
+    let web = Web { ops: state, sessions: Default::default() };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(state)
+        .merge(console::routes())
+        .fallback(console::not_found)
+        .layer(axum::middleware::from_fn_with_state(web.clone(), console::auth::guard))
+        .with_state(web)
 }
 
 /// Binds `listen` and serves until `shutdown`; a bind failure is returned, naming the address.
@@ -79,16 +110,24 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-/// Per pipeline the files in flight and the last finished; per connection, what stops it
-/// from sending (refused credentials holding its files, an unreachable shared budget).
+/// Per pipeline the files in flight and the last finished (from the history, newest first);
+/// per connection, what stops it from sending (refused credentials holding its files, an
+/// unreachable shared budget).
 async fn status(State(s): State<OpsState>) -> impl IntoResponse {
+    let mut pipelines = super::status::get().snapshot();
+    let filter = HistoryFilter { limit: Some(STATUS_FINISHED), ..Default::default() };
+    match s.read(move |r| r.history(&filter)).await {
+        Ok(entries) => {
+            for e in entries {
+                pipelines.entry(e.pipeline.clone()).or_default().finished.push(e.summary);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "/status: cannot read the history"),
+    }
     let connections = s.connections.read().map(|c| c.clone()).unwrap_or_default();
     let connections: Vec<serde_json::Value> = connections
         .iter()
         .map(|c| serde_json::json!({ "name": c.name(), "problem": c.problem() }))
         .collect();
-    Json(serde_json::json!({
-        "pipelines": super::status::get().snapshot(),
-        "connections": connections,
-    }))
+    Json(serde_json::json!({ "pipelines": pipelines, "connections": connections }))
 }

@@ -1,6 +1,7 @@
-//! What `/status` shows: files in flight with their progress, and the last 20 finished.
+//! The files in flight with their progress, for `/status` and the console. What finished is
+//! read from the ledger's history, so a restart forgets nothing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -8,9 +9,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::pipeline::Progress;
-use crate::report::Summary;
-
-const FINISHED_KEPT: usize = 20;
 
 struct Entry {
     pipeline: String,
@@ -23,7 +21,6 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     in_flight: BTreeMap<u64, Entry>,
-    finished: VecDeque<Summary>,
 }
 
 #[derive(Default)]
@@ -63,7 +60,8 @@ pub struct FileStatus {
 #[derive(Debug, Serialize, Default)]
 pub struct PipelineStatus {
     pub in_flight: Vec<FileStatus>,
-    pub finished: Vec<Summary>,
+    /// The last files finished, newest first: their summaries, from the history.
+    pub finished: Vec<serde_json::Value>,
 }
 
 impl Board {
@@ -82,16 +80,7 @@ impl Board {
         Registered { id }
     }
 
-    pub fn finished(&self, summary: Summary) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.finished.push_back(summary);
-            while g.finished.len() > FINISHED_KEPT {
-                g.finished.pop_front();
-            }
-        }
-    }
-
-    /// Per pipeline, what is in flight and what finished last (newest first).
+    /// Per pipeline, what is in flight (`finished` is left for the caller to fill).
     pub fn snapshot(&self) -> BTreeMap<String, PipelineStatus> {
         let mut out: BTreeMap<String, PipelineStatus> = BTreeMap::new();
         let Ok(g) = self.inner.lock() else { return out };
@@ -107,9 +96,6 @@ impl Board {
                 bytes_total: e.progress.bytes_total.load(Ordering::Relaxed),
                 eta_seconds: est.left.map(|d| d.as_secs()),
             });
-        }
-        for s in g.finished.iter().rev() {
-            out.entry(s.pipeline.clone()).or_default().finished.push(s.clone());
         }
         out
     }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::claims::{Left, SharedClaims};
 use crate::config::FolderSettings;
-use crate::ops::health::Health;
+use crate::health::Health;
 
 pub const PROCESSING: &str = ".processing";
 pub const PROCESSED: &str = "processed";

@@ -3,10 +3,14 @@
 #![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
 #![allow(clippy::unwrap_used, reason = "test helpers: a failure should stop the test right there")]
 
+pub mod cdp;
+pub mod console;
 pub mod faults;
 pub mod moto;
 pub mod plannr;
+pub mod receiver;
 pub mod service;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -428,4 +432,17 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// A counter's value, 0 when it has not been counted yet.
 pub fn count(text: &str, series: &str) -> u64 {
     metric(text, series).unwrap_or(0.0) as u64
+}
+
+/// Three files the history, notification and console tests finish: good.csv (every row
+/// arrives), bad.csv (its second row has no Name: fails at validate) and broken.csv (none of
+/// the mapped columns: the file fails as a whole).
+pub fn drop_three(inbox: &Path) {
+    std::fs::write(inbox.join("good.csv"), clean_rows("G", 3)).unwrap();
+    std::fs::write(
+        inbox.join("bad.csv"),
+        format!("{HEADER}\nB1,One,yes,b1@example.com,,,\nB2,,yes,b2-cell@example.com,,,\n"),
+    )
+    .unwrap();
+    std::fs::write(inbox.join("broken.csv"), "Foo,Bar\n1,2\n").unwrap();
 }

@@ -19,45 +19,42 @@ pub fn chown(path: &Path, uid: u32, gid: u32) {
     assert!(ok.success());
 }
 
-/// The binary with `args`, as `uid:gid` with `groups` when root (else as the current user),
-/// under `umask`, with only `env` (and PATH) in its environment.
-pub fn command_as(
-    uid: u32,
-    gid: u32,
-    groups: &[u32],
-    umask: &str,
-    env: &[(&str, &str)],
-    args: &[&str],
-) -> Command {
-    let mut cmd = if is_root() {
-        let mut c = Command::new("setpriv");
-        let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
-        c.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}"));
-        if groups.is_empty() {
-            c.arg("--clear-groups");
-        } else {
-            c.arg(format!("--groups={}", groups.join(",")));
-        }
-        c.arg("sh");
-        c
-    } else {
-        Command::new("sh")
-    };
-    cmd.arg("-c").arg(format!("umask {umask}; exec \"$0\" \"$@\"")).arg(super::bin()).args(args);
-    cmd.env_clear().env("PATH", "/usr/bin:/bin").envs(env.iter().copied());
-    cmd
+/// Who a service runs as: `uid:gid` with supplementary `groups`, under `umask`.
+pub struct User<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: &'a [u32],
+    pub umask: &'a str,
 }
 
-/// [`command_as`] run to its end.
-pub fn run_as(
-    uid: u32,
-    gid: u32,
-    groups: &[u32],
-    umask: &str,
-    env: &[(&str, &str)],
-    args: &[&str],
-) -> Output {
-    command_as(uid, gid, groups, umask, env, args).output().expect("the binary runs")
+impl User<'_> {
+    /// The binary with `args` as this user when the tests run as root (else as the current
+    /// user), with only `env` (and PATH) in its environment.
+    pub fn command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("setpriv");
+            let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
+            c.arg(format!("--reuid={}", self.uid)).arg(format!("--regid={}", self.gid));
+            if groups.is_empty() {
+                c.arg("--clear-groups");
+            } else {
+                c.arg(format!("--groups={}", groups.join(",")));
+            }
+            c.arg("sh");
+            c
+        } else {
+            Command::new("sh")
+        };
+        let script = format!("umask {}; exec \"$0\" \"$@\"", self.umask);
+        cmd.arg("-c").arg(script).arg(super::bin()).args(args);
+        cmd.env_clear().env("PATH", "/usr/bin:/bin").envs(env.iter().copied());
+        cmd
+    }
+
+    /// [`User::command`] run to its end.
+    pub fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        self.command(env, args).output().expect("the binary runs")
+    }
 }
 
 /// A file's permission bits and group.

@@ -94,7 +94,7 @@ pub fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(
 }
 
 /// Percent-encodes a key for `x-amz-copy-source` (slashes stay).
-fn encode_key(key: &str) -> String {
+pub fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         match b {

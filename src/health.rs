@@ -74,6 +74,11 @@ impl Health {
         all
     }
 
+    /// Every problem by the path it concerns.
+    pub fn by_path(&self) -> BTreeMap<String, String> {
+        self.problems.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
     /// Follows whether intake is paused.
     pub fn paused(&self) -> watch::Receiver<bool> {
         self.paused.subscribe()
