@@ -282,7 +282,8 @@ pub struct TargetInfo {
 }
 
 /// Week days as Repsly writes them.
-const DAYS: &[&str] = &["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAYS: &[&str] =
+    &["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
 /// Repsly user roles.
 const ROLES: &[&str] = &["AccountOwner", "Admin", "Representative"];
@@ -509,10 +510,7 @@ pub fn is_target(name: &str) -> bool {
 /// Whether `name` is the table a dotted custom-field key makes (`CustomFields.Region = ...`
 /// arrives as a table `CustomFields`) for some target.
 pub fn is_custom_table(name: &str) -> bool {
-    TARGETS
-        .iter()
-        .filter_map(|t| t.schema.custom_prefix)
-        .any(|p| p.strip_suffix('.') == Some(name))
+    TARGETS.iter().filter_map(|t| t.schema.custom_prefix).any(|p| p.strip_suffix('.') == Some(name))
 }
 
 /// How a pipeline's rows are written: records created (Plannr `store` and `validate`, every
@@ -621,11 +619,7 @@ macro_rules! plannr_premiums {
 /// dates, documented value lists): which emails and names Plannr accepts is Plannr's to say,
 /// and its refusals come back as `remote` failures on the right lines. Dates go as DD/MM/YYYY.
 const fn plannr_import(fields: &'static [FieldDef]) -> Schema {
-    Schema {
-        unknown: UnknownFields::Warn,
-        date_format: UK_DATE,
-        ..Schema::of(fields)
-    }
+    Schema { unknown: UnknownFields::Warn, date_format: UK_DATE, ..Schema::of(fields) }
 }
 
 /// `plannr.import.clients` creating clients (`store`, `validate`).
@@ -662,8 +656,7 @@ pub const PLANNR_CHARGES: Schema = Schema {
 };
 
 /// Any other Plannr import type: no documented list, every field passes with a warning.
-pub const PLANNR_OTHER_IMPORT: Schema =
-    Schema { require_mapped: false, ..plannr_import(&[]) };
+pub const PLANNR_OTHER_IMPORT: Schema = Schema { require_mapped: false, ..plannr_import(&[]) };
 
 /// The schema of a target by its name (`repsly.clients`, `plannr.import.clients`, ...) when
 /// its rows create records.

@@ -298,9 +298,16 @@ fn the_dockerfile_lints_clean() {
 #[test]
 fn the_debian_package_holds_the_service() {
     let debs: Vec<PathBuf> = std::fs::read_dir(repo("target/debian"))
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+                .collect()
+        })
         .unwrap_or_default();
-    let Some(deb) = debs.iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()) else {
+    let Some(deb) =
+        debs.iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    else {
         assert!(
             std::env::var_os("CRM_INGEST_REQUIRE_TOOLS").is_none(),
             "no target/debian/*.deb: .ci/run builds it (`cargo deb --no-build`) before the tests"
@@ -308,29 +315,59 @@ fn the_debian_package_holds_the_service() {
         eprintln!("skipped: no target/debian/*.deb (`cargo deb` builds one; CI does)");
         return;
     };
-    let contents = std::process::Command::new("dpkg-deb").arg("--contents").arg(deb).output().unwrap();
+    let contents =
+        std::process::Command::new("dpkg-deb").arg("--contents").arg(deb).output().unwrap();
     let contents = String::from_utf8_lossy(&contents.stdout);
-    for path in ["./usr/bin/crm-ingest", "./etc/crm-ingest/config.toml", "crm-ingest.service", "./usr/share/doc/crm-ingest/README.md"] {
+    for path in [
+        "./usr/bin/crm-ingest",
+        "./etc/crm-ingest/config.toml",
+        "crm-ingest.service",
+        "./usr/share/doc/crm-ingest/README.md",
+    ] {
         assert!(contents.contains(path), "{path} not in the package:\n{contents}");
     }
     let root = Root::new();
     let control = root.at("/DEBIAN");
-    let ok = std::process::Command::new("dpkg-deb").arg("--extract").arg(deb).arg(root.0.path()).status().unwrap();
+    let ok = std::process::Command::new("dpkg-deb")
+        .arg("--extract")
+        .arg(deb)
+        .arg(root.0.path())
+        .status()
+        .unwrap();
     assert!(ok.success());
-    std::process::Command::new("dpkg-deb").arg("--control").arg(deb).arg(&control).status().unwrap();
+    std::process::Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(deb)
+        .arg(&control)
+        .status()
+        .unwrap();
     let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
     assert!(conffiles.contains("/etc/crm-ingest/config.toml"), "{conffiles}");
     let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
-    assert!(postinst.contains("adduser --system") && postinst.contains("/var/lib/crm-ingest"), "{postinst}");
+    assert!(
+        postinst.contains("adduser --system") && postinst.contains("/var/lib/crm-ingest"),
+        "{postinst}"
+    );
     // The folders postinst makes, then the packaged config's check, as root would run it.
-    let prefixes = ["/var/lib/crm-ingest".to_string(), "/srv/crm-ingest".to_string(), "/etc/crm-ingest".to_string()];
-    for dir in ["/var/lib/crm-ingest", "/srv/crm-ingest/repsly-clients", "/srv/crm-ingest/plannr-clients"] {
+    let prefixes = [
+        "/var/lib/crm-ingest".to_string(),
+        "/srv/crm-ingest".to_string(),
+        "/etc/crm-ingest".to_string(),
+    ];
+    for dir in
+        ["/var/lib/crm-ingest", "/srv/crm-ingest/repsly-clients", "/srv/crm-ingest/plannr-clients"]
+    {
         std::fs::create_dir_all(root.at(dir)).unwrap();
     }
     let config = root.at("/etc/crm-ingest/config.toml");
     let text = root.map(&std::fs::read_to_string(&config).unwrap(), &prefixes);
     std::fs::write(&config, text).unwrap();
     let packaged = root.at("/usr/bin/crm-ingest");
-    let out = std::process::Command::new(&packaged).args(["check", "--config"]).arg(&config).env_remove("STATE_DIRECTORY").output().unwrap();
+    let out = std::process::Command::new(&packaged)
+        .args(["check", "--config"])
+        .arg(&config)
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

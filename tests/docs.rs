@@ -29,7 +29,8 @@ fn the_readme_has_no_word_an_operator_does_not_know() {
     }
     // An alias that survives a `cd`: an absolute path.
     for line in readme.lines().filter(|l| l.contains("alias crm-ingest=")) {
-        let target = line.split("alias crm-ingest=").nth(1).unwrap().trim_start_matches(['"', '\'']);
+        let target =
+            line.split("alias crm-ingest=").nth(1).unwrap().trim_start_matches(['"', '\'']);
         assert!(target.starts_with('/') || target.starts_with("$PWD"), "{line}");
     }
 }
@@ -65,7 +66,10 @@ fn every_docs_page_is_linked_and_every_link_resolves() {
 fn the_configuration_page_shows_the_example_config_as_it_is() {
     let page = read("docs/configuration.md");
     let example = read("config/example.toml");
-    assert!(page.contains(&format!("```toml\n{example}```")), "docs/configuration.md is out of date with config/example.toml");
+    assert!(
+        page.contains(&format!("```toml\n{example}```")),
+        "docs/configuration.md is out of date with config/example.toml"
+    );
 }
 
 #[test]

@@ -174,7 +174,8 @@ impl Ctx<'_> {
         let (pname, name) = (at.pname, at.name);
         let dated = transforms.iter().any(|t| matches!(t, Transform::Date(_)))
             || matches!(at.target.schema().lookup(name), Lookup::Known(d) if d.ty == FieldType::Date);
-        let sample = chrono::NaiveDate::from_ymd_opt(2024, 1, 31).and_then(|d| d.and_hms_opt(0, 0, 0));
+        let sample =
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 31).and_then(|d| d.and_hms_opt(0, 0, 0));
         let writes = sample.is_some_and(|d| {
             use std::fmt::Write as _;
             let mut out = String::new();

@@ -168,7 +168,10 @@ impl ImportMode {
 /// What a pipeline's rows become.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetSpec {
-    PlannrImport { import_type: String, mode: ImportMode },
+    PlannrImport {
+        import_type: String,
+        mode: ImportMode,
+    },
     /// Any other target, by its name in the schema's table ([`crate::schema::TARGETS`]):
     /// `repsly.clients`, `repsly.products`, `plannr.contact_details`, ...
     Named(&'static str),

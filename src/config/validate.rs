@@ -542,7 +542,10 @@ impl<'a> Ctx<'a> {
             TargetSpec::PlannrImport { import_type: import_type.to_string(), mode }
         } else {
             let Some(info) = crate::schema::target(t) else {
-                self.problem(raw.target.span(), format!("pipeline `{pname}`: {}", unknown_target(t)));
+                self.problem(
+                    raw.target.span(),
+                    format!("pipeline `{pname}`: {}", unknown_target(t)),
+                );
                 return None;
             };
             let spec = TargetSpec::Named(info.name);

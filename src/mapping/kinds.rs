@@ -45,11 +45,8 @@ pub fn decimal(t: &str, limits: Option<(u8, u8)>) -> Result<Option<String>, Stri
         }
     }
     let int = if int.is_empty() { "0" } else { int };
-    let canonical = if frac.is_empty() {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
-    };
+    let canonical =
+        if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") };
     Ok((canonical != t).then_some(canonical))
 }
 
@@ -123,8 +120,7 @@ pub fn date_in(t: &str, form: &str) -> Result<Option<String>, String> {
     if let Some(at) = iso {
         return write_date(at, form).map(Some);
     }
-    if NaiveDate::parse_from_str(s, form).is_ok()
-        || NaiveDateTime::parse_from_str(s, form).is_ok()
+    if NaiveDate::parse_from_str(s, form).is_ok() || NaiveDateTime::parse_from_str(s, form).is_ok()
     {
         return Ok(None);
     }
@@ -137,7 +133,8 @@ pub fn date_in(t: &str, form: &str) -> Result<Option<String>, String> {
 /// `at` written in `form`; a format chrono cannot write is an error, never a panic.
 pub fn write_date(at: NaiveDateTime, form: &str) -> Result<String, String> {
     let mut out = String::new();
-    write!(out, "{}", at.format(form)).map_err(|_| format!("dates cannot be written as `{form}`"))?;
+    write!(out, "{}", at.format(form))
+        .map_err(|_| format!("dates cannot be written as `{form}`"))?;
     Ok(out)
 }
 
@@ -172,7 +169,9 @@ fn trimmed(t: Cow<'_, str>) -> Cow<'_, str> {
 
 fn split(t: Cow<'_, str>, sep: u8) -> Vec<Cow<'_, str>> {
     match t {
-        Cow::Borrowed(b) => text::split_ascii(b, sep).map(|p| Cow::Borrowed(text::trim(p))).collect(),
+        Cow::Borrowed(b) => {
+            text::split_ascii(b, sep).map(|p| Cow::Borrowed(text::trim(p))).collect()
+        }
         Cow::Owned(o) => {
             text::split_ascii(&o, sep).map(|p| Cow::Owned(text::trim(p).to_string())).collect()
         }

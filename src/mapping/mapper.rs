@@ -398,7 +398,10 @@ impl Mapper {
             // The key a lookup will find the record's id by; the id's own type is the CRM's.
             return match value.as_text().map(text::trim) {
                 Some(key) if is_email(key) => Ok(()),
-                _ => Err(format!("`{}` is not an email address to look the record up by", value.display())),
+                _ => Err(format!(
+                    "`{}` is not an email address to look the record up by",
+                    value.display()
+                )),
             };
         }
         if let (Some(form), Value::Text(t)) = (&f.date_form, &mut *value) {

@@ -268,16 +268,24 @@ impl Sandbox {
             if let Some((path, _)) = entity.list {
                 router = router.route(
                     path,
-                    post(move |axum::extract::State(sb): axum::extract::State<Sandbox>, headers, body| {
-                        repsly::import_list(sb, headers, body, entity)
-                    }),
+                    post(
+                        move |axum::extract::State(sb): axum::extract::State<Sandbox>,
+                              headers,
+                              body| {
+                            repsly::import_list(sb, headers, body, entity)
+                        },
+                    ),
                 );
             }
             router = router.route(
                 entity.single,
-                post(move |axum::extract::State(sb): axum::extract::State<Sandbox>, headers, body| {
-                    repsly::import_one(sb, headers, body, entity)
-                }),
+                post(
+                    move |axum::extract::State(sb): axum::extract::State<Sandbox>,
+                          headers,
+                          body| {
+                        repsly::import_one(sb, headers, body, entity)
+                    },
+                ),
             );
         }
         router

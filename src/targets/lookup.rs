@@ -82,7 +82,10 @@ impl Lookups {
             .buffer_unordered(limit)
             .collect()
             .await;
-        if answers.iter().any(|(_, f)| matches!(f, Found::Failed(Stage::Unprocessed, m) if m == STOPPED)) {
+        if answers
+            .iter()
+            .any(|(_, f)| matches!(f, Found::Failed(Stage::Unprocessed, m) if m == STOPPED))
+        {
             return None;
         }
         let mut found = self.found.lock().ok()?;

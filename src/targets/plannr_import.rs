@@ -517,6 +517,8 @@ mod tests {
             transforms: Vec::new(),
             validators: Vec::new(),
             empty: EmptyPolicy::Omit,
+            date_format: None,
+            lookup: None,
         };
         let m = Mapper::compile(&[field], crate::schema::PLANNR_OTHER_IMPORT, &["N".to_string()])
             .unwrap();

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use serde_json::Value as Json;
 
 use super::repsly_json::{entity_json, Custom};
+use super::Escapes;
 use super::Target;
 use crate::config::{PipelineSettings, TargetSpec};
 use crate::delivery::call::{message_of, Call, CallError, Reply, Safety};
 use crate::delivery::{Adapter, Created, JobReport, JobState, RowNote, RowRef};
-use super::Escapes;
 use crate::mapping::{CompiledField, Mapped, Value};
 use crate::row::{Failure, MappedRow, Stage};
 
@@ -114,10 +114,8 @@ impl RepslyImport {
         let entity = ENTITIES.iter().find(|e| e.target == name)?;
         let schema = crate::schema::schema_for(name);
         let key_at = entity.key.iter().map(|k| fields.iter().position(|f| f == k)).collect();
-        let keyed = entity
-            .key
-            .iter()
-            .all(|k| schema.fields.iter().any(|d| d.name == *k && d.required));
+        let keyed =
+            entity.key.iter().all(|k| schema.fields.iter().any(|d| d.name == *k && d.required));
         let spec = TargetSpec::Named(crate::schema::target(name)?.name);
         Some(Self { spec, entity, key_at, keyed })
     }
@@ -360,7 +358,10 @@ mod tests {
     #[test]
     fn every_repsly_target_has_an_entity_whose_key_fields_its_schema_knows() {
         for t in crate::schema::TARGETS.iter().filter(|t| t.name.starts_with("repsly.")) {
-            let e = ENTITIES.iter().find(|e| e.target == t.name).unwrap_or_else(|| panic!("{}", t.name));
+            let e = ENTITIES
+                .iter()
+                .find(|e| e.target == t.name)
+                .unwrap_or_else(|| panic!("{}", t.name));
             for k in e.key {
                 assert!(t.schema.fields.iter().any(|d| d.name == *k), "{}: {k}", t.name);
             }

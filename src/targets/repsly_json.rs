@@ -216,8 +216,7 @@ mod tests {
             field("PriceLists", "P", &["split:|"]),
             field("CustomFields.Tier", "T", &[]),
         ];
-        let encode =
-            encoder(&fields, crate::schema::REPSLY_CLIENTS, Some(Custom::CUSTOM_FIELDS));
+        let encode = encoder(&fields, crate::schema::REPSLY_CLIENTS, Some(Custom::CUSTOM_FIELDS));
         assert_eq!(
             encode(vec!["North", "C1", "Zoë \"Z\"", "yes", "A|B", "Gold"], Escapes::Possible),
             r#"{"City":"C1","Note":"Zoë \"Z\"","Active":true,"PriceLists":[{"Name":"A"},{"Name":"B"}],"CustomFields":[{"Field":"Region","Value":"North"},{"Field":"Tier","Value":"Gold"}]}"#

@@ -29,7 +29,8 @@ pub async fn list_accounts(
     };
     let email = query.get("filter[primary_email]").map(|e| e.to_lowercase());
     let types = query.get("filter[type]");
-    let include_email = query.get("include").is_some_and(|i| i.split(',').any(|x| x == "primary_email"));
+    let include_email =
+        query.get("include").is_some_and(|i| i.split(',').any(|x| x == "primary_email"));
     let per_page = query
         .get("per_page")
         .and_then(|p| p.parse::<usize>().ok())
@@ -39,7 +40,7 @@ pub async fn list_accounts(
     let clients = state.plannr.records.get("clients").cloned().unwrap_or_default();
     let matching: Vec<Value> = clients
         .iter()
-        .filter(|c| types.is_none_or(|t| t.split(',').any(|t| t == "client")))
+        .filter(|_| types.is_none_or(|t| t.split(',').any(|t| t == "client")))
         .filter(|c| {
             let mail = c.get("email").and_then(Value::as_str).unwrap_or_default().to_lowercase();
             email.as_ref().is_none_or(|e| !mail.is_empty() && mail.contains(e.as_str()))
@@ -48,7 +49,8 @@ pub async fn list_accounts(
         .collect();
     let total = matching.len();
     let last_page = total.div_ceil(per_page).max(1);
-    let data: Vec<Value> = matching.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let data: Vec<Value> =
+        matching.into_iter().skip((page - 1) * per_page).take(per_page).collect();
     let next = (page < last_page).then(|| {
         format!("http://{}/api/v1/account?page={}&per_page={per_page}", host(&headers), page + 1)
     });

@@ -11,12 +11,7 @@ use crate::sandbox::rules;
 type Errors = Map<String, Value>;
 
 /// The errors of one row of a `kind` import in `mode`.
-pub fn row_errors(
-    kind: &str,
-    mode: &str,
-    r: &Map<String, Value>,
-    plannr: &PlannrState,
-) -> Errors {
+pub fn row_errors(kind: &str, mode: &str, r: &Map<String, Value>, plannr: &PlannrState) -> Errors {
     let mut e = Map::new();
     let creating = mode != "update";
     match kind {
@@ -76,7 +71,11 @@ fn numeric(r: &Map<String, Value>, e: &mut Errors, fields: &[&str], whole: bool)
     for f in fields {
         let t = text(r, f);
         let ok = t.is_empty()
-            || if whole { t.parse::<i64>().is_ok() } else { t.parse::<f64>().is_ok_and(f64::is_finite) };
+            || if whole {
+                t.parse::<i64>().is_ok()
+            } else {
+                t.parse::<f64>().is_ok_and(f64::is_finite)
+            };
         if !ok {
             let what = if whole { "an integer" } else { "a number" };
             e.insert(f.to_string(), json!([format!("The {} must be {what}.", label(f))]));
@@ -132,7 +131,13 @@ fn premiums(r: &Map<String, Value>, plannr: &PlannrState, e: &mut Errors) {
         r,
         e,
         "payment_method",
-        &["salary sacrifice", "salary deduction", "direct debit", "standing order", "bank transfer"],
+        &[
+            "salary sacrifice",
+            "salary deduction",
+            "direct debit",
+            "standing order",
+            "bank transfer",
+        ],
     );
     numeric(r, e, &["amount", "percentage", "pensionable_salary"], false);
     dates(r, e, &["date_advice_given", "start_date", "end_date"]);

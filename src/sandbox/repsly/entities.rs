@@ -32,7 +32,7 @@ pub struct Entity {
     /// JSON types: a wrong one makes the whole request unusable.
     pub shape: fn(&Map<String, Value>) -> Result<(), String>,
     /// Field rules: each problem refuses only this record.
-    pub rules: fn(&Map<String, Value>, &SandboxOptions) -> Vec<(String, String)>,
+    pub rules: fn(&Map<String, Value>, &SandboxOptions) -> Problems,
 }
 
 pub const ENTITIES: &[Entity] = &[
@@ -146,7 +146,8 @@ fn types(
     Ok(())
 }
 
-type Problems = Vec<(String, String)>;
+/// Each problem of a record: the field, and what is wrong with it.
+pub type Problems = Vec<(String, String)>;
 
 fn text<'a>(r: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     r.get(k).and_then(Value::as_str)
@@ -244,7 +245,9 @@ fn client_rules(r: &Map<String, Value>, _: &SandboxOptions) -> Problems {
         out.push(("Email".into(), "Email is not valid".into()));
     }
     let named = |k: &str, member: &str| match r.get(k) {
-        Some(Value::Array(items)) => items.iter().all(|i| i.get(member).is_some_and(Value::is_string)),
+        Some(Value::Array(items)) => {
+            items.iter().all(|i| i.get(member).is_some_and(Value::is_string))
+        }
         _ => true,
     };
     if !named("PriceLists", "Name") {
@@ -364,7 +367,8 @@ fn account_rules(r: &Map<String, Value>, _: &SandboxOptions) -> Problems {
     out
 }
 
-const DAYS: &[&str] = &["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAYS: &[&str] =
+    &["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
 fn schedule_rules(r: &Map<String, Value>, _: &SandboxOptions) -> Problems {
     let mut out = Vec::new();
@@ -385,7 +389,8 @@ fn schedule_rules(r: &Map<String, Value>, _: &SandboxOptions) -> Problems {
     if r.get("RepeatEveryWeeks").is_some_and(|v| v.as_u64().is_none() && !v.is_null()) {
         out.push(("RepeatEveryWeeks".into(), "RepeatEveryWeeks must be 0 or more weeks".into()));
     }
-    if r.get("ScheduledDuration").is_some_and(|v| !v.is_null() && !v.as_u64().is_some_and(|n| n > 0)) {
+    if r.get("ScheduledDuration").is_some_and(|v| !v.is_null() && v.as_u64().is_none_or(|n| n == 0))
+    {
         out.push(("ScheduledDuration".into(), "ScheduledDuration must be minutes".into()));
     }
     for k in ["AlertUsersIfMissed", "AlertUsersIfLate", "AlertUsersIfDone"] {

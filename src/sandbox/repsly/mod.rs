@@ -144,21 +144,23 @@ fn usable<'a>(
     sb: &Sandbox,
     entity: &Entity,
     records: &'a [Value],
-) -> Result<Vec<&'a Map<String, Value>>, Response> {
+) -> Result<Vec<&'a Map<String, Value>>, Box<Response>> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
-        let at = |msg: String| bad_request(2, format!("{}[{i}]: {msg}", entity.list.map_or("", |l| l.1)));
+        let at = |msg: String| {
+            Box::new(bad_request(2, format!("{}[{i}]: {msg}", entity.list.map_or("", |l| l.1))))
+        };
         let Some(obj) = r.as_object() else { return Err(at("a record must be an object".into())) };
         (entity.shape)(obj).map_err(at)?;
         let key = (entity.key)(obj);
         match &key {
             None if entity.name != "schedules" => return Err(at("its key is required".into())),
             Some(k) if !seen.insert(k.clone()) => {
-                return Err(bad_request(
+                return Err(Box::new(bad_request(
                     3,
                     format!("record {i}: {k} appears more than once in the request"),
-                ))
+                )))
             }
             _ => {}
         }
@@ -173,18 +175,16 @@ fn usable<'a>(
 fn import(sb: &Sandbox, entity: &'static Entity, records: &[Value]) -> Response {
     let records = match usable(sb, entity, records) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Ok(mut state) = sb.state.lock() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "state poisoned").into_response();
     };
     let repsly = &mut state.repsly;
     let seats_before = active_users(sb, repsly);
-    let stalled = sb
-        .options
-        .stall
-        .as_deref()
-        .is_some_and(|t| records.iter().any(|c| Value::Object((*c).clone()).to_string().contains(t)));
+    let stalled = sb.options.stall.as_deref().is_some_and(|t| {
+        records.iter().any(|c| Value::Object((*c).clone()).to_string().contains(t))
+    });
     let mut job = Job {
         polls_left: if stalled { u32::MAX } else { sb.options.pending_polls },
         inserted: 0,
@@ -242,7 +242,11 @@ fn save(
     if let Some(text) = sb.options.real.repsly_warn.as_deref() {
         for (k, v) in r {
             if v.as_str().is_some_and(|s| s.contains(text)) {
-                job.warnings.push((Some(key.clone()), k.clone(), format!("{k} was saved but looks wrong")));
+                job.warnings.push((
+                    Some(key.clone()),
+                    k.clone(),
+                    format!("{k} was saved but looks wrong"),
+                ));
             }
         }
     }
