@@ -403,7 +403,7 @@ pub const REPSLY_SCHEDULES: Schema = Schema::of(&[
     required(text("ClientCode", 50)),
     required(text("UserID", 20)),
     required(date("ScheduledDate")),
-    required(field("RepeatEveryWeeks", FieldType::Integer { min: 0, max: 520 })),
+    field("RepeatEveryWeeks", FieldType::Integer { min: 0, max: 520 }),
     boolean("DueDate"),
     date("RepeatEndDate"),
     list("RepeatDays", Item::OneOf(DAYS), Form::Joined(b'|')),
@@ -423,7 +423,7 @@ pub const REPSLY_USERS: Schema = Schema {
     notice: Some("a user import can change what the Repsly account is billed for: Repsly bills by active users, and each summary's `seats` shows the active users before and after the import"),
     ..Schema::of(&[
         required(text("Code", 20)),
-        required(text("Name", 80)),
+        text("Name", 80),
         required(field("Email", FieldType::Email { max_len: Some(100) })),
         boolean("Active"),
         list("Role", Item::OneOf(ROLES), Form::Joined(b'|')),
@@ -714,9 +714,9 @@ mod tests {
         assert_eq!(required_of(REPSLY_ACCOUNTS), ["Code", "Name"]);
         assert_eq!(
             required_of(REPSLY_SCHEDULES),
-            ["ClientCode", "UserID", "ScheduledDate", "RepeatEveryWeeks"]
+            ["ClientCode", "UserID", "ScheduledDate"]
         );
-        assert_eq!(required_of(REPSLY_USERS), ["Code", "Name", "Email"]);
+        assert_eq!(required_of(REPSLY_USERS), ["Code", "Email"]);
         assert!(REPSLY_USERS.notice.is_some_and(|n| n.contains("billed")));
     }
 

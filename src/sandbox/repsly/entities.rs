@@ -372,7 +372,7 @@ const DAYS: &[&str] =
 
 fn schedule_rules(r: &Map<String, Value>, _: &SandboxOptions) -> Problems {
     let mut out = Vec::new();
-    need(r, &mut out, &["ClientCode", "UserID", "ScheduledDate", "RepeatEveryWeeks"]);
+    need(r, &mut out, &["ClientCode", "UserID", "ScheduledDate"]);
     lengths(
         r,
         &mut out,
@@ -417,7 +417,7 @@ fn schedule_rules(r: &Map<String, Value>, _: &SandboxOptions) -> Problems {
 fn user_rules(r: &Map<String, Value>, _: &SandboxOptions) -> Problems {
     const ROLES: &[&str] = &["AccountOwner", "Admin", "Representative"];
     let mut out = Vec::new();
-    need(r, &mut out, &["Name", "Email"]);
+    need(r, &mut out, &["Email"]);
     lengths(
         r,
         &mut out,
