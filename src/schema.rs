@@ -712,10 +712,7 @@ mod tests {
         assert_eq!(required_of(REPSLY_PRODUCTS), ["Code", "Name", "UnitPrice"]);
         assert_eq!(required_of(REPSLY_PRICELIST_ITEMS), ["PricelistName", "ProductCode", "Price"]);
         assert_eq!(required_of(REPSLY_ACCOUNTS), ["Code", "Name"]);
-        assert_eq!(
-            required_of(REPSLY_SCHEDULES),
-            ["ClientCode", "UserID", "ScheduledDate"]
-        );
+        assert_eq!(required_of(REPSLY_SCHEDULES), ["ClientCode", "UserID", "ScheduledDate"]);
         assert_eq!(required_of(REPSLY_USERS), ["Code", "Email"]);
         assert!(REPSLY_USERS.notice.is_some_and(|n| n.contains("billed")));
     }
