@@ -117,38 +117,10 @@ impl Ctx<'_> {
                 return None;
             }
         };
-        let mut transforms = Vec::new();
-        for t in &table.transform {
-            match Transform::parse(t) {
-                Ok(t) => transforms.push(t),
-                Err(e) => {
-                    self.problem(span.clone(), format!("pipeline `{pname}` field `{name}`: {e}"))
-                }
-            }
-        }
-        let mut validators = Vec::new();
-        for v in &table.validate {
-            match Validator::parse(v) {
-                Ok(v) => validators.push(v),
-                Err(e) => {
-                    self.problem(span.clone(), format!("pipeline `{pname}` field `{name}`: {e}"))
-                }
-            }
-        }
-        let empty = match table.empty.as_deref() {
-            None | Some("omit") => EmptyPolicy::Omit,
-            Some("clear") => EmptyPolicy::Clear,
-            Some(other) => {
-                self.problem(
-                    span.clone(),
-                    format!(
-                        "pipeline `{pname}` field `{name}`: empty = `{other}` is not omit or clear"
-                    ),
-                );
-                EmptyPolicy::Omit
-            }
-        };
         let at = FieldAt { pname, name, span, target };
+        let transforms = self.each(&at, &table.transform, Transform::parse);
+        let validators = self.each(&at, &table.validate, Validator::parse);
+        let empty = self.empty_policy(&at, table.empty.as_deref());
         let date_format = self.date_format(&at, table.format.as_deref(), &transforms);
         let lookup = self.lookup(&at, table.lookup.as_ref());
         Some(FieldSettings {
@@ -160,6 +132,45 @@ impl Ctx<'_> {
             date_format,
             lookup,
         })
+    }
+
+    /// Each of a field's `transform` or `validate` entries parsed; one that does not parse is
+    /// a problem named by the field, and left out.
+    fn each<T>(
+        &mut self,
+        at: &FieldAt<'_>,
+        items: &[String],
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        for item in items {
+            match parse(item) {
+                Ok(t) => out.push(t),
+                Err(e) => self.problem(
+                    at.span.clone(),
+                    format!("pipeline `{}` field `{}`: {e}", at.pname, at.name),
+                ),
+            }
+        }
+        out
+    }
+
+    /// `empty = "omit"` (the default) or `"clear"`.
+    fn empty_policy(&mut self, at: &FieldAt<'_>, raw: Option<&str>) -> EmptyPolicy {
+        match raw {
+            None | Some("omit") => EmptyPolicy::Omit,
+            Some("clear") => EmptyPolicy::Clear,
+            Some(other) => {
+                let (pname, name) = (at.pname, at.name);
+                self.problem(
+                    at.span.clone(),
+                    format!(
+                        "pipeline `{pname}` field `{name}`: empty = `{other}` is not omit or clear"
+                    ),
+                );
+                EmptyPolicy::Omit
+            }
+        }
     }
 
     /// `format = "%Y-%m-%d"`: a strftime form dates can be written in, on a field that holds

@@ -347,9 +347,6 @@ impl<'a> Ctx<'a> {
     ) -> Option<PipelineSettings> {
         let pname = name.get_ref().clone();
         let target = self.target(&pname, raw);
-        if let Some(notice) = target.as_ref().and_then(|t| t.schema().notice) {
-            self.warn(raw.target.span(), format!("pipeline `{pname}`: {notice}"));
-        }
         let connection = match connections.get(raw.connection.get_ref()) {
             Some(c) => Some(c.clone()),
             None => {
@@ -549,6 +546,10 @@ impl<'a> Ctx<'a> {
                 return None;
             };
             let spec = TargetSpec::Named(info.name);
+            // What every pipeline of this target should know (a user import changes the bill).
+            if let Some(notice) = info.schema.notice {
+                self.warn(raw.target.span(), format!("pipeline `{pname}`: {notice}"));
+            }
             if let Some(m) = mode {
                 self.problem(
                     m.span(),

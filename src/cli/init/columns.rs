@@ -5,6 +5,14 @@ use crate::schema::Schema;
 
 /// Names a field commonly goes by in exports, beyond its own.
 fn synonyms(field: &str) -> &'static [&'static str] {
+    match repsly_client_synonyms(field) {
+        [] => other_synonyms(field),
+        names => names,
+    }
+}
+
+/// Names of Repsly's client fields.
+fn repsly_client_synonyms(field: &str) -> &'static [&'static str] {
     match field {
         // Repsly clients.
         "Code" => &[
@@ -54,7 +62,14 @@ fn synonyms(field: &str) -> &'static [&'static str] {
         "RepresentativeCode" => &["rep code", "sales rep code"],
         "Tag" => &["tags", "labels"],
         "PriceLists" => &["price list", "price lists", "pricelist"],
-        // Repsly products, price-list items, schedules and users.
+        _ => &[],
+    }
+}
+
+/// Names of every other target's fields: Repsly's products, price-list items, accounts,
+/// schedules and users; Plannr's clients, plans, premiums and contact details.
+fn other_synonyms(field: &str) -> &'static [&'static str] {
+    match field {
         "UnitPrice" => &["price", "unit price", "list price", "rrp", "selling price"],
         "EAN" => &["barcode", "bar code", "ean code", "gtin", "upc"],
         "AdditionalBarcodes" => &["other barcodes", "additional barcodes", "more barcodes"],
