@@ -91,6 +91,22 @@ async fn once(dir: &Path, config: &Path, name: &str, csv: &str) -> Outcome {
     Outcome { code, out, summary, failed }
 }
 
+/// `csv` sent to `target` (`fields` its pipeline's field lines) by `once` against a sandbox
+/// started with `options`; some rows fail, so `once` exits 1.
+async fn import(
+    options: SandboxOptions,
+    target: &str,
+    fields: &str,
+    csv: &str,
+) -> (TestSandbox, tempfile::TempDir, Outcome) {
+    let sb = TestSandbox::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sb.url, target, fields);
+    let o = once(dir.path(), &cfg, "file", csv).await;
+    assert_eq!(o.code, 1, "{}", o.out);
+    (sb, dir, o)
+}
+
 impl Outcome {
     /// Every row is accounted for, `accepted` of them accepted, the rest failed, none lost.
     fn counts(&self, read: u64, accepted: u64) {
@@ -118,8 +134,6 @@ fn stored(records: &Value, entity: &str) -> serde_json::Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn repsly_products_arrive_with_prices_packaging_and_attributes() {
-    let sb = TestSandbox::start(SandboxOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
     let fields = r#"Code = "SKU"
 Name = "Product Name"
 UnitPrice = "Price"
@@ -127,7 +141,6 @@ EAN = "Barcode"
 ImageUrl = "Image"
 Packaging = { column = "Packs", transform = ["split:|"] }
 "CustomAttributes.Allergens" = "Allergens""#;
-    let cfg = config(dir.path(), &sb.url, "repsly.products", fields);
     let csv = "SKU,Product Name,Price,Barcode,Packs,Allergens,Image\n\
         P1,Tea,4.50,5012345678900,BOX6|BOX12,Nuts|Milk,https://cdn.example.com/p1.png\n\
         P2,Coffee,+007.25,,,,\n\
@@ -136,8 +149,7 @@ Packaging = { column = "Packs", transform = ["split:|"] }
         P5,Sugar,2,,CRATE,,\n\
         P6,Salt,1,,,Peanuts,\n\
         P7,Flour,2.5,,,,www.example.com/p7.png\n";
-    let o = once(dir.path(), &cfg, "products", csv).await;
-    assert_eq!(o.code, 1, "{}", o.out);
+    let (sb, _dir, o) = import(SandboxOptions::default(), "repsly.products", fields, csv).await;
     o.counts(7, 2);
     o.refused(4, "validate", "more than 4 decimal places");
     o.refused(5, "validate", "Name");
@@ -165,14 +177,11 @@ Packaging = { column = "Packs", transform = ["split:|"] }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn repsly_price_list_items_go_only_into_lists_that_exist() {
-    let sb = TestSandbox::start(SandboxOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
     let fields = r#"PricelistName = "Price List"
 ProductCode = "SKU"
 Price = "Price"
 DateAvailableFrom = "From"
 MinQuantity = "Min""#;
-    let cfg = config(dir.path(), &sb.url, "repsly.pricelist_items", fields);
     let csv = "Price List,SKU,Price,From,Min\n\
         Retail,P1,4.5,2024-01-31,6\n\
         Wholesale,P1,3,,\n\
@@ -180,8 +189,8 @@ MinQuantity = "Min""#;
         Retail,P2,abc,,\n\
         Retail,P3,2,31/01/2024,\n\
         Retail,P4,2,,1.5\n";
-    let o = once(dir.path(), &cfg, "items", csv).await;
-    assert_eq!(o.code, 1, "{}", o.out);
+    let (sb, _dir, o) =
+        import(SandboxOptions::default(), "repsly.pricelist_items", fields, csv).await;
     o.counts(6, 2);
     o.refused(4, "remote", "pricelist `Clearance` does not exist");
     o.refused(5, "validate", "not a number");
@@ -202,23 +211,17 @@ MinQuantity = "Min""#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn repsly_accounts_arrive_by_code() {
-    let sb =
-        TestSandbox::start(SandboxOptions { refuse: Some("REFUSED".into()), ..Default::default() })
-            .await;
-    let dir = tempfile::tempdir().unwrap();
     let fields = r#"Code = "Code"
 Name = "Name"
 Active = { column = "Active", transform = ["bool"] }
 LogoUrl = "Logo""#;
-    let cfg = config(dir.path(), &sb.url, "repsly.accounts", fields);
     let csv = "Code,Name,Active,Logo\n\
         A1,Acme,yes,https://x.example/logo.png\n\
         A2,Beta,no,\n\
         A3,,yes,\n\
         A4,Delta,yes,logo.png\n\
         A5,REFUSED Co,yes,\n";
-    let o = once(dir.path(), &cfg, "accounts", csv).await;
-    assert_eq!(o.code, 1, "{}", o.out);
+    let (sb, _dir, o) = import(refusing(), "repsly.accounts", fields, csv).await;
     o.counts(5, 2);
     o.refused(4, "validate", "Name");
     o.refused(5, "validate", "http");
@@ -234,10 +237,6 @@ LogoUrl = "Logo""#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn repsly_schedules_go_one_a_request_with_days_times_and_tasks() {
-    let sb =
-        TestSandbox::start(SandboxOptions { refuse: Some("REFUSED".into()), ..Default::default() })
-            .await;
-    let dir = tempfile::tempdir().unwrap();
     let fields = r#"ScheduleCode = "Visit"
 ClientCode = "Client"
 UserID = "Rep"
@@ -247,7 +246,6 @@ RepeatDays = "Days"
 RepeatEveryWeeks = "Every"
 Tasks = { column = "Tasks", transform = ["split:;"] }
 AlertUsersIfMissed = "Alert""#;
-    let cfg = config(dir.path(), &sb.url, "repsly.schedules", fields);
     let csv = "Visit,Client,Rep,Date,Time,Days,Every,Tasks,Alert\n\
         S1,C1,U1,2024-11-25,9:05,monday|Friday,1,photo: Shelf; Note: Ask about stock,boss@example.com\n\
         S2,C2,U1,2024-11-26,,,,,\n\
@@ -256,8 +254,7 @@ AlertUsersIfMissed = "Alert""#;
         S5,C5,U1,2024-11-27,,Funday,,,\n\
         S6,C-REFUSED,U1,2024-11-27,,,,,\n\
         S7,C7,U1,2024-11-27,,,,Dance: now,\n";
-    let o = once(dir.path(), &cfg, "visits", csv).await;
-    assert_eq!(o.code, 1, "{}", o.out);
+    let (sb, _dir, o) = import(refusing(), "repsly.schedules", fields, csv).await;
     o.counts(7, 2);
     o.refused(4, "validate", "ISO date");
     o.refused(5, "validate", "not a time like 15:00");
@@ -285,34 +282,28 @@ AlertUsersIfMissed = "Alert""#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn repsly_users_answer_inline_and_the_summary_shows_the_seats() {
-    let sb =
-        TestSandbox::start(SandboxOptions { refuse: Some("REFUSED".into()), ..Default::default() })
-            .await;
-    let dir = tempfile::tempdir().unwrap();
     let fields = r#"Code = "Code"
 Name = "Name"
 Email = "Email"
 Role = "Role"
 Territories = { column = "Territories", transform = ["split:;"] }
 Active = { column = "Active", transform = ["bool"] }"#;
-    let cfg = config(dir.path(), &sb.url, "repsly.users", fields);
-    let check = run(&["check", "--config", &cfg.to_string_lossy()]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert!(said.contains("billed"), "check warns that users change the bill: {said}");
     let csv = "Code,Name,Email,Role,Territories,Active\n\
         U1,Ann,ann@example.com,Admin|Representative,UK/North;UK/South,yes\n\
         U2,Bob,bob@example.com,representative,,yes\n\
         U3,Cy,not-an-email,,,yes\n\
         U4,Di,di@example.com,Boss,,yes\n\
         U5,REFUSED,e@example.com,,,yes\n";
-    let o = once(dir.path(), &cfg, "users", csv).await;
-    assert_eq!(o.code, 1, "{}", o.out);
+    let (sb, dir, o) = import(refusing(), "repsly.users", fields, csv).await;
     o.counts(5, 2);
     o.refused(4, "validate", "not an email address");
+    let check = run(&["check", "--config", &dir.path().join("config.toml").to_string_lossy()]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(said.contains("billed"), "check warns that users change the bill: {said}");
     o.refused(5, "validate", "`Boss` is not one of");
     o.refused(6, "remote", "refused by the account's rules");
     let users = stored(&sb.records().await, "users");
@@ -326,6 +317,11 @@ Active = { column = "Active", transform = ["bool"] }"#;
     // The account had 3 active users; two more are active after the file.
     assert_eq!(o.summary["seats"], json!({"before": 3, "after": 5}), "{}", o.summary);
     assert_eq!(o.summary["remote_jobs"]["count"], 0, "users answer inline: no job to poll");
+}
+
+/// A sandbox that refuses, in the job's answer, any record holding `REFUSED`.
+fn refusing() -> SandboxOptions {
+    SandboxOptions { refuse: Some("REFUSED".into()), ..Default::default() }
 }
 
 const ANN: &str = "a1111111-1111-4111-8111-111111111111";
@@ -344,14 +340,11 @@ fn plannr_clients() -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn plannr_plans_find_their_client_by_email_and_send_uk_dates() {
     let options = SandboxOptions { plannr_accounts: plannr_clients(), ..Default::default() };
-    let sb = TestSandbox::start(options).await;
-    let dir = tempfile::tempdir().unwrap();
     let fields = r#"client_uuid = { column = "Client Email", lookup = { by = "email" } }
 name = "Plan"
 provider = "Provider"
 value = "Value"
 opened_at = "Opened""#;
-    let cfg = config(dir.path(), &sb.url, "plannr.import.plans", fields);
     let csv = "Client Email,Plan,Provider,Value,Opened\n\
         ann@example.com,Pension,Aviva,500000,1999-06-28\n\
         ANN@example.com ,ISA,Vanguard,1000,28/06/2001\n\
@@ -360,8 +353,7 @@ opened_at = "Opened""#;
         ,Orphan,Aviva,1,\n\
         jo@example.com,SIPP,AJ Bell,250,\n\
         ann@example.com,Bad,Aviva,12.5,\n";
-    let o = once(dir.path(), &cfg, "plans", csv).await;
-    assert_eq!(o.code, 1, "{}", o.out);
+    let (sb, _dir, o) = import(options, "plannr.import.plans", fields, csv).await;
     o.counts(7, 3);
     o.refused(4, "validate", "no client has the primary email `nobody@example.com`");
     o.refused(5, "validate", "2 clients have the primary email `dup@example.com`");
@@ -395,14 +387,11 @@ opened_at = "Opened""#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plannr_premiums_check_their_lists_numbers_and_dates() {
-    let sb = TestSandbox::start(SandboxOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
     let fields = r#"plan_uuid = "Plan"
 transfer_type = "Transfer"
 payment_method = "Method"
 amount = "Amount"
 date_advice_given = "Advice""#;
-    let cfg = config(dir.path(), &sb.url, "plannr.import.premiums", fields);
     let unknown_plan = "f6666666-6666-4666-8666-666666666666";
     let csv = format!(
         "Plan,Transfer,Method,Amount,Advice\n\
@@ -412,8 +401,8 @@ date_advice_given = "Advice""#;
         ,switch,direct debit,abc,\n\
         {unknown_plan},switch,direct debit,1,\n"
     );
-    let o = once(dir.path(), &cfg, "premiums", &csv).await;
-    assert_eq!(o.code, 1, "{}", o.out);
+    let (sb, _dir, o) =
+        import(SandboxOptions::default(), "plannr.import.premiums", fields, &csv).await;
     o.counts(5, 2);
     o.refused(4, "validate", "`swap` is not one of switch, transfer");
     o.refused(5, "validate", "not a number");

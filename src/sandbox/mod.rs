@@ -265,28 +265,15 @@ impl Sandbox {
     /// Each Repsly entity's list and single import routes.
     fn repsly_imports(&self, mut router: Router<Sandbox>) -> Router<Sandbox> {
         for entity in repsly::ENTITIES {
-            if let Some((path, _)) = entity.list {
-                router = router.route(
-                    path,
-                    post(
-                        move |axum::extract::State(sb): axum::extract::State<Sandbox>,
-                              headers,
-                              body| {
-                            repsly::import_list(sb, headers, body, entity)
-                        },
-                    ),
-                );
+            let endpoints = entity.list.map(|(path, wrapper)| (path, Some(wrapper)));
+            for (path, wrapper) in endpoints.into_iter().chain([(entity.single, None)]) {
+                let handler = move |axum::extract::State(sb): axum::extract::State<Sandbox>,
+                                    headers,
+                                    body| {
+                    repsly::import_request(sb, headers, body, entity, wrapper)
+                };
+                router = router.route(path, post(handler));
             }
-            router = router.route(
-                entity.single,
-                post(
-                    move |axum::extract::State(sb): axum::extract::State<Sandbox>,
-                          headers,
-                          body| {
-                        repsly::import_one(sb, headers, body, entity)
-                    },
-                ),
-            );
         }
         router
     }

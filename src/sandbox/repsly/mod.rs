@@ -103,12 +103,14 @@ fn html_error() -> Response {
         .into_response()
 }
 
-/// `POST` of an entity's list endpoint: `{"<Wrapper>": [...]}`.
-pub async fn import_list(
+/// `POST` of an entity's import: its list endpoint's `{"<Wrapper>": [...]}` when `wrapper`
+/// names the member, else its single endpoint's one record, bare.
+pub async fn import_request(
     sb: Sandbox,
     headers: HeaderMap,
     body: axum::body::Bytes,
     entity: &'static Entity,
+    wrapper: Option<&'static str>,
 ) -> Response {
     if !authorised(&sb, &headers) {
         return unauthorised();
@@ -116,27 +118,13 @@ pub async fn import_list(
     let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
         return html_error();
     };
-    let wrapper = entity.list.map_or("", |(_, w)| w);
+    let Some(wrapper) = wrapper else {
+        return import(&sb, entity, std::slice::from_ref(&parsed));
+    };
     let Some(records) = parsed.get(wrapper).and_then(Value::as_array) else {
         return bad_request(1, format!("The request body must be {{\"{wrapper}\": [...]}}"));
     };
     import(&sb, entity, records)
-}
-
-/// `POST` of an entity's single endpoint: one record, bare.
-pub async fn import_one(
-    sb: Sandbox,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-    entity: &'static Entity,
-) -> Response {
-    if !authorised(&sb, &headers) {
-        return unauthorised();
-    }
-    let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
-        return html_error();
-    };
-    import(&sb, entity, std::slice::from_ref(&parsed))
 }
 
 /// The request as a whole: objects, types, keys present and not repeated, no poison.
