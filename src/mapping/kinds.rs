@@ -189,16 +189,7 @@ fn check_item(value: &mut Cow<'_, str>, item: Item) -> Result<(), String> {
             *value = Cow::Borrowed(documented(value, allowed)?);
             Ok(())
         }
-        Item::Path { separator, level_max } => {
-            for level in text::split_ascii(value, separator) {
-                let level = text::trim(level);
-                if level.is_empty() {
-                    return Err(format!("`{value}` has an empty level"));
-                }
-                check_len(level, level_max).map_err(|e| format!("level `{level}` {e}"))?;
-            }
-            Ok(())
-        }
+        Item::Path { separator, level_max } => path(value, separator, level_max),
         Item::Task(types) => {
             let Some((kind, description)) = value.split_once(':') else {
                 return Err(format!(
@@ -215,6 +206,19 @@ fn check_item(value: &mut Cow<'_, str>, item: Item) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Levels joined by `separator` (a territory path), none empty, each at most `level_max`
+/// characters.
+pub fn path(t: &str, separator: u8, level_max: usize) -> Result<(), String> {
+    for level in text::split_ascii(t, separator) {
+        let level = text::trim(level);
+        if level.is_empty() {
+            return Err(format!("`{t}` has an empty level"));
+        }
+        check_len(level, level_max).map_err(|e| format!("level `{level}` {e}"))?;
+    }
+    Ok(())
 }
 
 /// The documented spelling of `value` (compared without case or surrounding spaces).

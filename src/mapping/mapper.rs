@@ -459,15 +459,7 @@ fn conform_text(
             let b = parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
             return Ok(Some(Cow::Borrowed(if b { "true" } else { "false" })));
         }
-        FieldType::Path { separator, level_max } => {
-            for level in text::split_ascii(text, separator) {
-                let level = text::trim(level);
-                if level.is_empty() {
-                    return Err(format!("`{text}` has an empty level"));
-                }
-                check_len(level, level_max).map_err(|e| format!("level `{level}` {e}"))?;
-            }
-        }
+        FieldType::Path { separator, level_max } => kinds::path(text, separator, level_max)?,
         FieldType::Email { max_len } => {
             // An `email` validator on the field has checked this already.
             if !f.email_checked && !is_email(text::trim(text)) {
