@@ -304,6 +304,9 @@ Active = { column = "Active", transform = ["bool"] }"#;
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(said.contains("billed"), "check warns that users change the bill: {said}");
+    let listed = "repsly.users takes: Code (text, at most 20, required); Name (text, at most 80)";
+    assert!(said.contains(listed), "check lists the target's fields: {said}");
+    assert!(said.contains("Role (list, sent joined by `|`)"), "{said}");
     o.refused(5, "validate", "`Boss` is not one of");
     o.refused(6, "remote", "refused by the account's rules");
     let users = stored(&sb.records().await, "users");

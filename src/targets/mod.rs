@@ -1,7 +1,8 @@
 //! CRM targets: how a mapped row is encoded, and each CRM's protocol described to the
-//! delivery engine ([`Adapter`]). Adding a target is a row in its CRM's table here (Repsly:
-//! [`repsly::ENTITIES`]), its schema (`crate::schema::TARGETS`) and the sandbox's
-//! (`docs/adding-a-target.md`).
+//! delivery engine ([`Adapter`]). Adding a Repsly target is a row of [`repsly::ENTITIES`], its
+//! schema (a row of `crate::schema::TARGETS`) and the sandbox's own entity
+//! (`crate::sandbox::repsly::ENTITIES`); a Plannr import type is its schema
+//! (`crate::schema::schema_of`) and the sandbox's rules (`sandbox/plannr/rules.rs`).
 
 mod lookup;
 mod plannr_common;
