@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One data record of a source file, as read.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ pub struct Seats {
 }
 
 /// A remote job or import the CRM created for a batch; recorded before it is polled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteJob {
     pub id: String,
     pub status: String,

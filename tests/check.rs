@@ -212,6 +212,18 @@ fn bad_configs_are_refused_with_the_key_and_line() {
 }
 
 #[test]
+fn a_lease_shorter_than_a_second_is_refused_with_its_key_and_line() {
+    let s3 = r#"source = { kind = "s3", bucket = "b", prefix = "in/", lease_ttl = "500ms" }"#;
+    let text = GOOD.replace(r#"source = { kind = "folder", path = "/tmp/in" }"#, s3);
+    let (code, _, err) = check(&text);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 10"), "{err}");
+    assert!(err.contains("`pipelines.clients.source.lease_ttl` must be at least 1s"), "{err}");
+    let (code, _, err) = check(&text.replace("500ms", "2s"));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
 fn a_required_repsly_field_must_be_mapped() {
     let (code, _, err) = check(&GOOD.replace("Name = \"Name\"\n", ""));
     assert_eq!(code, 2);

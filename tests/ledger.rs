@@ -146,3 +146,50 @@ async fn a_state_dir_is_opened_by_one_ledger_at_a_time() {
     drop(first);
     Ledger::open(dir.path()).expect("free again once the first is closed");
 }
+
+#[tokio::test]
+async fn an_adopted_record_is_what_the_next_claim_resumes_and_checkpoints_keep_its_jobs() {
+    use crm_ingest::ledger::{JobRecord, Resume};
+    use crm_ingest::report::RemoteJobs;
+    use crm_ingest::row::RemoteJob;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    // This replica's own stale record of the file...
+    let Claim::Fresh { file_id, .. } = ledger.claim(identity("h1"), "mine".into()).await.unwrap()
+    else {
+        panic!("fresh")
+    };
+    ledger.sending(file_id, 1, vec![0, 1]).await.unwrap();
+    ledger.job_started(file_id, None, "stale", vec![2], "created").await.unwrap();
+    // ...replaced by the progress another replica left in the lease.
+    let earlier = RemoteJobs {
+        count: 3,
+        by_status: [("complete".to_string(), 3)].into(),
+        jobs: vec![RemoteJob { id: "done-1".into(), status: "complete".into(), rows: 20 }],
+    };
+    let theirs = Resume {
+        file_id,
+        attempts: 2,
+        report_stem: "theirs".into(),
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        checkpoint: Checkpoint { watermark: 60, errors_bytes: 300, ..Default::default() },
+        jobs: vec![JobRecord { id: "open".into(), status: "started".into(), seqs: vec![60, 61] }],
+        pending: vec![(9, vec![62, 63])],
+        earlier_jobs: earlier.clone(),
+    };
+    ledger.adopt(theirs.clone()).await.unwrap();
+    ledger
+        .checkpoint(file_id, Checkpoint { watermark: 62, errors_bytes: 310, ..Default::default() });
+    ledger.sync().await.unwrap();
+    let Claim::Resume(r) = ledger.claim(identity("h1"), "ignored".into()).await.unwrap() else {
+        panic!("resume")
+    };
+    assert_eq!(
+        (r.report_stem.as_str(), r.started_at.as_str()),
+        ("theirs", "2026-01-01T00:00:00.000Z")
+    );
+    assert_eq!((r.checkpoint.watermark, r.checkpoint.errors_bytes), (62, 310));
+    assert_eq!(r.jobs, theirs.jobs, "their jobs, not the stale ones");
+    assert_eq!(r.pending, theirs.pending);
+    assert_eq!(r.earlier_jobs, earlier, "kept by the checkpoint after the adoption");
+}

@@ -71,6 +71,7 @@ const SOURCE: &[&str] = &[
     "poll_interval",
     "force_path_style",
     "queue_url",
+    "lease_ttl",
 ];
 const NOTIFY: &[&str] = &[
     "kind",

@@ -200,6 +200,7 @@ pub struct RawSource {
     pub force_path_style: Option<bool>,
     /// S3 event notifications on SQS find new objects.
     pub queue_url: Option<Spanned<String>>,
+    pub lease_ttl: Value<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]

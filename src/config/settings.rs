@@ -30,6 +30,10 @@ pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_POLL: Duration = Duration::from_secs(10);
 /// With S3 event notifications, how often the prefix is still listed to catch lost events.
 pub const DEFAULT_QUEUE_RESCAN: Duration = Duration::from_secs(600);
+/// How long an S3 object's lease lasts without renewal; renewed every third of it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+/// Shorter leases would be renewed more often than S3 answers reliably.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_FILES_PER_PIPELINE: usize = 16;
 /// A spreadsheet row is rarely over a few KiB; 4 MiB leaves room for long notes while a
@@ -233,6 +237,9 @@ pub struct S3Settings {
     pub queue_url: Option<String>,
     /// Listing interval (every `poll_interval` without a queue; with one, a safety net).
     pub rescan_interval: Duration,
+    /// How long a lease lasts without renewal: a replica sends for an object only while it
+    /// holds its lease, and takes over one whose lease expired.
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -137,7 +137,23 @@ impl Ctx<'_> {
                 no_pause,
             ),
             queue_url,
+            lease_ttl: self.lease_ttl(&key("lease_ttl"), raw),
         })
+    }
+
+    /// `lease_ttl`: at least [`MIN_LEASE_TTL`].
+    fn lease_ttl(&mut self, key: &str, raw: &RawSource) -> std::time::Duration {
+        let ttl = self.duration(key, &raw.lease_ttl, DEFAULT_LEASE_TTL);
+        if ttl < MIN_LEASE_TTL {
+            let span = raw.lease_ttl.as_ref().map(|s| s.span()).unwrap_or_default();
+            let min = humantime::format_duration(MIN_LEASE_TTL);
+            self.problem(
+                span,
+                format!("`{key}` must be at least {min}: a lease is renewed every third of it"),
+            );
+            return DEFAULT_LEASE_TTL;
+        }
+        ttl
     }
 
     /// A folder source must exist (a mistyped path is not silently created and watched);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::health::is_disk_error;
-use crate::ledger::{Claim, Identity, Resume};
+use crate::ledger::{Claim, Identity, LedgerError, Resume};
 use crate::pipeline::{process_file, FileContext, FileResult, Input, LedgerFile, Progress};
 use crate::report::{self, atomic, Summary};
 
@@ -53,23 +53,37 @@ pub async fn run(file: FileRun<'_>, shared: &Shared) -> Ran {
             stem: file.stem.clone(),
             ..file
         };
-        if let Some(ran) = run_once(again, shared).await {
+        let claim = shared.ledger.claim(file.identity.clone(), file.stem.clone()).await;
+        if let Some(ran) = run_claimed(again, claim, shared).await {
             return ran;
         }
-        let Some(conn) = &file.ctx.connection else { return Ran::Interrupted };
-        tracing::warn!(pipeline = %file.ctx.pipeline.name, file = %file.name, connection = conn.name(), "the connection's credentials were refused: the file waits at its checkpoint until they are accepted");
-        tokio::select! {
-            _ = file.ctx.stop.cancelled() => return Ran::Interrupted,
-            _ = conn.until_accepted() => {}
+        if !until_accepted(file.ctx, file.name).await {
+            return Ran::Interrupted;
         }
     }
 }
 
-/// One run; `None` when it stopped because its connection holds.
-async fn run_once(file: FileRun<'_>, shared: &Shared) -> Option<Ran> {
-    let FileRun { ctx, input, name, identity, stem, left_by_earlier_run } = file;
+/// Waits while the file's connection holds; false when the file stops first (or it has no
+/// connection to wait for).
+pub async fn until_accepted(ctx: &FileContext, name: &str) -> bool {
+    let Some(conn) = &ctx.connection else { return false };
+    tracing::warn!(pipeline = %ctx.pipeline.name, file = %name, connection = conn.name(), "the connection's credentials were refused: the file waits at its checkpoint until they are accepted");
+    tokio::select! {
+        _ = ctx.stop.cancelled() => false,
+        _ = conn.until_accepted() => true,
+    }
+}
+
+/// One run of a file the ledger was asked about (`claim` is its answer); `None` when it
+/// stopped because its connection holds.
+pub async fn run_claimed(
+    file: FileRun<'_>,
+    claim: Result<Claim, LedgerError>,
+    shared: &Shared,
+) -> Option<Ran> {
+    let FileRun { ctx, input, name, identity: _, stem, left_by_earlier_run } = file;
     let pipeline = ctx.pipeline.name.clone();
-    let lf = match claim(ctx, shared, name, identity, stem, left_by_earlier_run).await {
+    let lf = match claimed(ctx, shared, name, claim, stem, left_by_earlier_run) {
         Ok(lf) => lf,
         Err(ran) => return Some(ran),
     };
@@ -103,6 +117,13 @@ async fn run_once(file: FileRun<'_>, shared: &Shared) -> Option<Ran> {
             shared.ledger.stopped(file_id);
             Ran::Blocked { what: ctx.report_dir.display().to_string(), error: e.to_string() }
         }
+        Ok(Err(e)) if ctx.stop.is_cancelled() || ctx.abort.is_cancelled() => {
+            // Stopped while its last checkpoint was written (shutdown, or an S3 lease lost:
+            // its checkpoint could not reach the lease): resumed later, no summary from here.
+            tracing::info!(pipeline = %pipeline, file = %name, error = %e, "stopped while its checkpoint was written");
+            shared.ledger.stopped(file_id);
+            Ran::Interrupted
+        }
         Ok(Err(e)) => {
             let why =
                 format!("its report could not be written in {}: {e}", ctx.report_dir.display());
@@ -119,18 +140,18 @@ async fn run_once(file: FileRun<'_>, shared: &Shared) -> Option<Ran> {
     })
 }
 
-/// The file's place in the ledger: new, resumed, or (`Err`) nothing to run (already imported,
-/// set aside, the ledger unwritable).
-async fn claim(
+/// The file's place in the ledger by its answer `claim`: new, resumed, or (`Err`) nothing to
+/// run (already imported, set aside, the ledger unwritable).
+fn claimed(
     ctx: &FileContext,
     shared: &Shared,
     name: &str,
-    identity: Identity,
+    claim: Result<Claim, LedgerError>,
     stem: String,
     left_by_earlier_run: bool,
 ) -> Result<LedgerFile, Ran> {
     let pipeline = &ctx.pipeline.name;
-    match shared.ledger.claim(identity, stem.clone()).await {
+    match claim {
         Ok(Claim::Finished { finished_at, .. }) => {
             crate::metrics::get().file(pipeline, "already_imported");
             Err(Ran::AlreadyDone { finished_at })

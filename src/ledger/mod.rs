@@ -5,8 +5,10 @@
 //! queued in one transaction (WAL, `synchronous=NORMAL`: a commit survives a process kill;
 //! the last one may be lost on power loss, which resume tolerates by redoing a little work).
 //! Calls that a next step depends on (a claim, a job id, finishing) wait for their commit.
+//! A file may also have a [`Mirror`] (an S3 object's lease): its records go there too.
 
 mod history;
+mod mirror;
 mod outbox;
 mod reader;
 mod schema;
@@ -16,14 +18,15 @@ pub use history::{HistoryEntry, HistoryFilter, NewHistory, Outcome};
 pub use outbox::{Due, OutboxRow};
 pub use reader::Reader;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
 use crate::report::RowCounts;
+pub use mirror::Mirror;
 
 /// How many queued messages one transaction takes at most.
 const BATCH: usize = 512;
@@ -38,6 +41,8 @@ pub enum LedgerError {
     Write(String),
     #[error("the ledger is closed")]
     Closed,
+    #[error("{0}")]
+    Mirror(String),
     #[error("state_dir {} is in use by another crm-ingest{}: two daemons must not share a state_dir (give each its own)", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { dir: PathBuf, pid: Option<u32> },
     #[error("{0}")]
@@ -102,10 +107,14 @@ pub struct Resume {
     /// Creates that went out (or were about to) without their answer being recorded: the
     /// rows' fate is unknown. Keyed by their write-ahead token.
     pub pending: Vec<(u64, Vec<u64>)>,
+    /// Jobs of another replica that held the file, all of whose rows it settled: only
+    /// counted (and the first few listed) for the summary, as its progress carried them.
+    pub earlier_jobs: crate::report::RemoteJobs,
 }
 
 /// What the ledger knows of a file being claimed.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "one per file claimed, moved a few times")]
 pub enum Claim {
     /// New: recorded now, start from the first row.
     Fresh { file_id: i64, started_at: String },
@@ -131,6 +140,7 @@ enum Msg {
     Checkpoint(i64, Checkpoint, Option<Ack<()>>),
     Stopped(i64),
     Identity(i64, u64, String),
+    Adopt(Resume, Ack<()>),
     Finish(i64, FileState, Ack<()>),
     Sync(Ack<()>),
     Work(Work),
@@ -139,6 +149,8 @@ enum Msg {
 pub struct Ledger {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Files whose records are also kept elsewhere (S3 objects, in their lease).
+    mirrors: Mutex<HashMap<i64, Arc<dyn Mirror>>>,
     pub path: PathBuf,
     /// `state_dir/lock`, held (flock) while this ledger is open: one daemon per state dir.
     _lock: std::fs::File,
@@ -174,7 +186,13 @@ impl Ledger {
             .name("ledger".into())
             .spawn(move || owner(conn, rx))
             .map_err(|e| LedgerError::Dir { path: path.clone(), source: e })?;
-        Ok(Self { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), path, _lock: lock })
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            mirrors: Mutex::default(),
+            path,
+            _lock: lock,
+        })
     }
 
     pub fn schema_version() -> usize {
@@ -205,11 +223,16 @@ impl Ledger {
         token: u64,
         seqs: Vec<u64>,
     ) -> Result<(), LedgerError> {
-        self.ask(|ack| Msg::Sending(file_id, token, seqs, ack)).await
+        let mirrored = self.mirror(file_id).map(|m| m.sending(token, &seqs));
+        let local = self.ask(|ack| Msg::Sending(file_id, token, seqs, ack));
+        both(local, mirrored).await
     }
 
     /// The create of `token` ended with nothing remote to follow.
     pub fn abandoned(&self, file_id: i64, token: u64) {
+        if let Some(m) = self.mirror(file_id) {
+            m.abandoned(token);
+        }
         let _ = self.send(Msg::Abandoned(file_id, token));
     }
 
@@ -223,25 +246,63 @@ impl Ledger {
         seqs: Vec<u64>,
         status: &str,
     ) -> Result<(), LedgerError> {
+        let mirrored = self.mirror(file_id).map(|m| m.job_started(token, job_id, &seqs, status));
         let (job, status) = (job_id.to_string(), status.to_string());
-        self.ask(|ack| Msg::JobStarted(file_id, token, job, seqs, status, ack)).await
+        let local = self.ask(|ack| Msg::JobStarted(file_id, token, job, seqs, status, ack));
+        both(local, mirrored).await
     }
 
     pub fn job_status(&self, file_id: i64, job_id: &str, status: &str) {
+        if let Some(m) = self.mirror(file_id) {
+            m.job_status(job_id, status);
+        }
         let _ = self.send(Msg::JobStatus(file_id, job_id.to_string(), status.to_string()));
     }
 
     /// Records a checkpoint; applied in order, without waiting.
     pub fn checkpoint(&self, file_id: i64, cp: Checkpoint) {
+        if let Some(m) = self.mirror(file_id) {
+            m.checkpoint(&cp);
+        }
         let _ = self.send(Msg::Checkpoint(file_id, cp, None));
     }
 
     /// Records a checkpoint and waits for its commit, from a blocking thread: the step after
-    /// it (publishing the report) must never run ahead of it.
+    /// it (publishing the report) must never run ahead of it. With a mirror, it waits for the
+    /// mirror too, and fails when the mirror says the file may be another process's now.
     pub fn checkpoint_committed(&self, file_id: i64, cp: Checkpoint) -> Result<(), LedgerError> {
         let (ack, rx) = oneshot::channel();
-        self.send(Msg::Checkpoint(file_id, cp, Some(ack)))?;
-        rx.blocking_recv().map_err(|_| LedgerError::Closed)?
+        let mirror = self.mirror(file_id);
+        self.send(Msg::Checkpoint(file_id, cp.clone(), Some(ack)))?;
+        rx.blocking_recv().map_err(|_| LedgerError::Closed)??;
+        match mirror {
+            Some(m) => m.checkpoint_committed(&cp).map_err(LedgerError::Mirror),
+            None => Ok(()),
+        }
+    }
+
+    /// From now on the records of `file_id` also go to `mirror`.
+    pub fn attach(&self, file_id: i64, mirror: Arc<dyn Mirror>) {
+        if let Ok(mut m) = self.mirrors.lock() {
+            m.insert(file_id, mirror);
+        }
+    }
+
+    pub fn detach(&self, file_id: i64) {
+        if let Ok(mut m) = self.mirrors.lock() {
+            m.remove(&file_id);
+        }
+    }
+
+    fn mirror(&self, file_id: i64) -> Option<Arc<dyn Mirror>> {
+        self.mirrors.lock().ok()?.get(&file_id).cloned()
+    }
+
+    /// Replaces what the ledger knows of an unfinished file (its checkpoint, report stem,
+    /// jobs and write-ahead records) with `resume`: the progress another replica left in the
+    /// object's lease, taken over. Returns once committed.
+    pub async fn adopt(&self, resume: Resume) -> Result<(), LedgerError> {
+        self.ask(|ack| Msg::Adopt(resume, ack)).await
     }
 
     /// The file's run stopped in good order (shutdown): not a crash.
@@ -325,6 +386,10 @@ fn owner(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Msg>) {
                     }
                     Msg::Stopped(file) => store::stopped(&tx, file)?,
                     Msg::Identity(file, size, hash) => store::identity(&tx, file, size, &hash)?,
+                    Msg::Adopt(resume, ack) => {
+                        store::adopt(&tx, &resume)?;
+                        replies.push(unit_reply(ack));
+                    }
                     Msg::Finish(file, state, ack) => {
                         store::finish(&tx, file, state)?;
                         replies.push(unit_reply(ack));
@@ -405,6 +470,17 @@ fn private_file(path: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     drop(options.open(path)?);
     Ok(())
+}
+
+/// The ledger's commit and, when there is one, the mirror's: both, at once.
+async fn both(
+    local: impl std::future::Future<Output = Result<(), LedgerError>>,
+    mirrored: Option<futures::future::BoxFuture<'static, ()>>,
+) -> Result<(), LedgerError> {
+    match mirrored {
+        Some(m) => tokio::join!(local, m).0,
+        None => local.await,
+    }
 }
 
 fn unit_reply(ack: Ack<()>) -> Box<dyn FnOnce(Option<String>)> {

@@ -13,6 +13,10 @@ struct Counts {
     rows: crate::report::RowCounts,
     #[serde(default)]
     failed_by_stage: BTreeMap<String, u64>,
+    /// Another replica's settled jobs, when the file was taken over (see `Resume`); kept
+    /// by every checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    earlier_jobs: Option<crate::report::RemoteJobs>,
 }
 
 /// A `files` row as a claim reads it.
@@ -77,6 +81,7 @@ pub fn claim(tx: &Transaction<'_>, id: &Identity, stem: &str) -> rusqlite::Resul
                 },
                 jobs,
                 pending,
+                earlier_jobs: counts.earlier_jobs.unwrap_or_default(),
             }))
         }
         None => {
@@ -167,9 +172,16 @@ pub fn job_status(
 }
 
 pub fn checkpoint(tx: &Transaction<'_>, file_id: i64, cp: &Checkpoint) -> rusqlite::Result<()> {
-    let counts = Counts { rows: cp.counts.clone(), failed_by_stage: cp.failed_by_stage.clone() };
+    let counts = Counts {
+        rows: cp.counts.clone(),
+        failed_by_stage: cp.failed_by_stage.clone(),
+        earlier_jobs: None,
+    };
+    // The counts are replaced; another replica's jobs, if any, are kept.
     tx.execute(
-        "UPDATE files SET watermark = ?2, errors_bytes = ?3, counts = ?4, updated_at = ?5,
+        "UPDATE files SET watermark = ?2, errors_bytes = ?3, updated_at = ?5,
+                counts = CASE WHEN json_extract(counts, '$.earlier_jobs') IS NULL THEN ?4
+                    ELSE json_set(?4, '$.earlier_jobs', json(json_extract(counts, '$.earlier_jobs'))) END,
                 warnings_bytes = ?6,
                 attempts = CASE WHEN ?2 > watermark THEN 0 ELSE attempts END
          WHERE id = ?1 AND watermark <= ?2",
@@ -207,5 +219,41 @@ pub fn finish(tx: &Transaction<'_>, file_id: i64, state: FileState) -> rusqlite:
         "UPDATE files SET state = ?2, finished_at = ?3, updated_at = ?3, attempts = 0 WHERE id = ?1",
         params![file_id, state.as_str(), now],
     )?;
+    Ok(())
+}
+
+/// Replaces an unfinished file's record with `resume` (another replica's progress, taken over).
+pub fn adopt(tx: &Transaction<'_>, resume: &Resume) -> rusqlite::Result<()> {
+    let cp = &resume.checkpoint;
+    let earlier = &resume.earlier_jobs;
+    let counts = Counts {
+        rows: cp.counts.clone(),
+        failed_by_stage: cp.failed_by_stage.clone(),
+        earlier_jobs: (earlier.count > 0).then(|| earlier.clone()),
+    };
+    tx.execute(
+        "UPDATE files SET report_stem = ?2, started_at = ?3, watermark = ?4, errors_bytes = ?5,
+                warnings_bytes = ?6, counts = ?7, attempts = ?8, updated_at = ?9
+         WHERE id = ?1",
+        params![
+            resume.file_id,
+            resume.report_stem,
+            resume.started_at,
+            cp.watermark,
+            cp.errors_bytes,
+            cp.warnings_bytes,
+            serde_json::to_string(&counts).unwrap_or_default(),
+            resume.attempts,
+            now_rfc3339()
+        ],
+    )?;
+    tx.execute("DELETE FROM jobs WHERE file_id = ?1", params![resume.file_id])?;
+    tx.execute("DELETE FROM pending WHERE file_id = ?1", params![resume.file_id])?;
+    for job in &resume.jobs {
+        job_started(tx, resume.file_id, &job.id, &job.seqs, &job.status)?;
+    }
+    for (token, seqs) in &resume.pending {
+        sending(tx, resume.file_id, *token, seqs)?;
+    }
     Ok(())
 }

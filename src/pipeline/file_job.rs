@@ -159,7 +159,7 @@ fn settler(
 ) -> std::io::Result<Settler> {
     let (errors_path, _) = report::report_names(&ctx.report_dir, stem);
     let warnings_path = ctx.report_dir.join(format!("{stem}.warnings.csv"));
-    let warnings_partial = ctx.report_dir.join(format!(".{stem}.warnings.csv.partial"));
+    let warnings_partial = report::warnings_partial_name(&ctx.report_dir, stem);
     let dialect = &file.dialect;
     let pipeline = &ctx.pipeline.name;
     let mode = ctx.pipeline.report_mode;

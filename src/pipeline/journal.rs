@@ -1,7 +1,6 @@
 //! A file's remote jobs: recorded in the ledger (write-ahead before each create, the job once
 //! created, its status as it moves) and listed in the file's summary.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +23,8 @@ pub struct FileJobs {
     file: String,
     ledger: Option<(Arc<Ledger>, i64)>,
     next_token: AtomicU64,
+    /// Another replica's settled jobs, when the file was taken over: in the summary too.
+    earlier: RemoteJobs,
 }
 
 impl FileJobs {
@@ -41,6 +42,7 @@ impl FileJobs {
             file: file.to_string(),
             ledger,
             next_token: AtomicU64::new(first),
+            earlier: resume.map(|r| r.earlier_jobs.clone()).unwrap_or_default(),
         }
     }
 
@@ -56,12 +58,14 @@ impl FileJobs {
 
     /// The summary's `remote_jobs`.
     pub fn summary(&self) -> RemoteJobs {
-        let jobs = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();
-        let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-        for j in &jobs {
+        let own = self.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        let mut by_status = self.earlier.by_status.clone();
+        for j in &own {
             *by_status.entry(j.status.clone()).or_default() += 1;
         }
-        let count = jobs.len();
+        let count = self.earlier.count + own.len();
+        let mut jobs = self.earlier.jobs.clone();
+        jobs.extend(own);
         let listed = if count <= LISTED_JOBS {
             jobs
         } else {

@@ -91,6 +91,7 @@ async fn a_resume_whose_jobs_span_more_than_the_budget_does_not_wait_for_ever() 
         checkpoint: Checkpoint::default(),
         jobs: vec![JobRecord { id: "7".into(), status: "created".into(), seqs: vec![0, rows - 1] }],
         pending: Vec::new(),
+        earlier_jobs: Default::default(),
     };
     let pipeline = settings.pipelines[0].clone();
     let conn = settings.connections["repsly"].clone();

@@ -6,5 +6,5 @@ pub mod names;
 mod summary;
 
 pub use errors_file::ErrorsFile;
-pub use names::{file_name, partial_name, redropped, report_names, stem_of};
+pub use names::{file_name, partial_name, redropped, report_names, stem_of, warnings_partial_name};
 pub use summary::{now_rfc3339, RemoteJobs, RowCounts, Summary};

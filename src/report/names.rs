@@ -128,6 +128,11 @@ pub fn partial_name(dir: &Path, stem: &str) -> PathBuf {
     dir.join(format!(".{stem}.errors.csv.partial"))
 }
 
+/// Where the warnings report grows until it is published, kept across restarts.
+pub fn warnings_partial_name(dir: &Path, stem: &str) -> PathBuf {
+    dir.join(format!(".{stem}.warnings.csv.partial"))
+}
+
 /// A hidden temp name beside `target` for writing it atomically: short, whatever `target`,
 /// and the same each time (one writer per target; a leftover from a kill is overwritten).
 pub fn temp_beside(target: &Path) -> PathBuf {

@@ -43,7 +43,7 @@ pub struct Summary {
 
 /// `remote_jobs` in a summary: how many, how many per final status, and the jobs themselves
 /// (all of them when there are few, else those that did not complete).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RemoteJobs {
     pub count: usize,
     pub by_status: BTreeMap<String, usize>,

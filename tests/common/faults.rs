@@ -1,7 +1,9 @@
 //! A fault-injecting HTTP proxy on 127.0.0.1 in front of an S3 server (moto): requests pass
 //! through one per connection (`Connection: close` both ways), except those a [`Rule`]
 //! picks, which get a connection reset part-way through the answer's body or an S3 error
-//! answer (`503 SlowDown`, `403 AccessDenied`) without reaching the server.
+//! answer (`503 SlowDown`, `403 AccessDenied`) without reaching the server. Every request
+//! is logged with when it arrived (Unix ms), so a proxy with no rules in front of the CRM
+//! sandbox shows when one daemon sent what.
 
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +36,22 @@ pub struct FaultProxy {
     rules: Arc<Mutex<Vec<Rule>>>,
     /// Each fault injected: `METHOD path fault`.
     injected: Arc<Mutex<Vec<String>>>,
+    /// Every request that arrived.
+    log: Arc<Mutex<Vec<Arrived>>>,
+}
+
+/// A request as it arrived at the proxy.
+#[derive(Debug, Clone)]
+pub struct Arrived {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    pub method: String,
+    /// Without the query.
+    pub path: String,
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 impl FaultProxy {
@@ -41,7 +59,8 @@ impl FaultProxy {
     pub async fn start(upstream: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let me = Self { endpoint, rules: Arc::default(), injected: Arc::default() };
+        let me =
+            Self { endpoint, rules: Arc::default(), injected: Arc::default(), log: Arc::default() };
         let upstream = upstream.trim_start_matches("http://").to_string();
         let proxy = me.clone();
         tokio::spawn(async move {
@@ -57,6 +76,11 @@ impl FaultProxy {
     pub fn add(&self, method: &str, path: &str, fault: Fault, times: usize) {
         let rule = Rule { method: method.into(), path: path.into(), fault, times };
         self.rules.lock().unwrap().push(rule);
+    }
+
+    /// Every request so far, in the order they arrived.
+    pub fn arrived(&self) -> Vec<Arrived> {
+        self.log.lock().unwrap().clone()
     }
 
     /// The faults injected so far, one line each.
@@ -81,6 +105,8 @@ impl FaultProxy {
         let method = words.next().unwrap_or_default().to_string();
         let target = words.next().unwrap_or_default();
         let path = target.split('?').next().unwrap_or_default().to_string();
+        let arrived = Arrived { at_ms: unix_ms(), method: method.clone(), path: path.clone() };
+        self.log.lock().unwrap().push(arrived);
         let fault = self.take(&method, &path);
         let answer = match fault {
             Some(Fault::SlowDown) => Some(s3_error(503, "Slow Down", "SlowDown")),

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{Notice, Queue, Received, RECHECK};
-use super::{status_of, ClaimedObject, Object, S3Source, LEASES};
+use super::{status_of, ClaimedObject, Object, S3Source, Unchanged, LEASES};
 
 /// What became of an attempt to claim an object.
 enum Claim {
@@ -93,23 +93,31 @@ impl S3Source {
             return Claim::Busy;
         }
         let lease_key = format!("{}{LEASES}{}", self.settings.prefix, object.name);
+        let taken_at = tokio::time::Instant::now();
         let claim = match self.leases.acquire(&lease_key).await {
             // The listing may be stale: another daemon can have finished the object and
             // released its lease since. It releases only after the object is gone, so
             // checking now is enough.
-            Ok(Some(lease)) if !self.unchanged(&object).await => {
-                tracing::debug!(file = %object.key, "gone or replaced since seen");
-                self.leases.release(&lease).await;
-                Claim::Gone
-            }
-            Ok(Some(lease)) => {
-                tracing::info!(file = %object.key, "claimed (lease taken)");
-                let claimed = ClaimedObject { object, lease, permit, notice };
-                return match tx.send(claimed).await {
-                    Ok(()) => Claim::Sent,
-                    Err(_) => Claim::Closed,
-                };
-            }
+            Ok(Some(acquired)) => match self.unchanged(&object).await {
+                Unchanged::Yes => {
+                    tracing::info!(file = %object.key, "claimed (lease taken)");
+                    let claimed = ClaimedObject { object, acquired, taken_at, permit, notice };
+                    return match tx.send(claimed).await {
+                        Ok(()) => Claim::Sent,
+                        Err(_) => Claim::Closed,
+                    };
+                }
+                Unchanged::No => {
+                    tracing::debug!(file = %object.key, "gone or replaced since seen");
+                    self.leases.release(&acquired.lease).await;
+                    Claim::Gone
+                }
+                // Kept: the lease may carry progress; it is taken back at the next try.
+                Unchanged::Unknown(e) => {
+                    tracing::warn!(file = %object.key, error = %e, "cannot look at the object just leased; trying again later");
+                    Claim::Failed
+                }
+            },
             Ok(None) => {
                 tracing::debug!(file = %object.key, "leased by another daemon");
                 Claim::Leased

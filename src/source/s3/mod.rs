@@ -5,14 +5,15 @@
 
 mod archive;
 mod discover;
+pub mod holding;
 pub mod lease;
+pub mod progress;
 pub mod queue;
 pub mod read;
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use futures::future::BoxFuture;
@@ -23,14 +24,12 @@ use crate::config::S3Settings;
 use crate::csvio::BoxRead;
 use crate::pipeline::RemoteFile;
 pub use archive::Moved;
-use lease::{Lease, Leases};
+use lease::{Acquired, Leases};
 
 pub const PROCESSED: &str = "processed/";
 pub const FAILED: &str = "failed/";
 pub const REPORTS: &str = "reports/";
 pub const LEASES: &str = ".leases/";
-/// How long a lease lasts without renewal; renewed every third of it.
-pub const LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// An object directly under the prefix.
 #[derive(Debug, Clone)]
@@ -44,10 +43,22 @@ pub struct Object {
     pub modified_ms: i64,
 }
 
+/// Whether an object is as it was listed.
+enum Unchanged {
+    Yes,
+    /// Gone, or replaced by another version.
+    No,
+    /// It could not be looked at.
+    Unknown(String),
+}
+
 /// An object this daemon holds the lease of.
 pub struct ClaimedObject {
     pub object: Object,
-    pub lease: Lease,
+    /// Its lease, with the progress an earlier holder left in it.
+    pub acquired: Acquired,
+    /// When the write that took the lease was sent: its deadline counts from then.
+    pub taken_at: tokio::time::Instant,
     pub permit: OwnedSemaphorePermit,
     /// The queue message that named it, to delete once it is finished.
     pub notice: Option<Arc<queue::Notice>>,
@@ -146,7 +157,7 @@ impl S3Source {
             client: client.clone(),
             bucket: settings.bucket.clone(),
             owner: crate::source::owner::id(state_dir),
-            ttl: LEASE_TTL,
+            ttl: settings.lease_ttl,
         };
         Self { settings, client, leases, patterns, in_flight: Arc::default(), queue, metrics }
     }
@@ -216,11 +227,13 @@ impl S3Source {
     }
 
     /// Whether the object is still there with the ETag it was listed with.
-    async fn unchanged(&self, object: &Object) -> bool {
+    async fn unchanged(&self, object: &Object) -> Unchanged {
         match self.client.head_object().bucket(&self.settings.bucket).key(&object.key).send().await
         {
-            Ok(head) => head.e_tag().unwrap_or_default() == object.etag,
-            Err(_) => false,
+            Ok(head) if head.e_tag().unwrap_or_default() == object.etag => Unchanged::Yes,
+            Ok(_) => Unchanged::No,
+            Err(e) if status_of(&e) == Some(404) => Unchanged::No,
+            Err(e) => Unchanged::Unknown(describe(&e)),
         }
     }
 
