@@ -462,3 +462,24 @@ async fn init_and_check_know_every_target() {
         assert!(said.contains(known), "check names {known} among the known targets: {said}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_refuses_a_lookup_the_target_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |target: &str, fields: &str| {
+        let cfg = config(dir.path(), "http://127.0.0.1:9", target, fields);
+        let check = run(&["check", "--config", &cfg.to_string_lossy()]);
+        assert!(!check.status.success(), "{target}: {fields}");
+        String::from_utf8_lossy(&check.stderr).into_owned()
+    };
+    let said = refused("repsly.clients", "Code = { column = \"E\", lookup = { by = \"email\" } }");
+    assert!(said.contains("repsly.clients has no field a lookup can fill"), "{said}");
+    let said = refused(
+        "plannr.import.plans",
+        "client_uuid = { column = \"E\", lookup = { by = \"phone\" } }",
+    );
+    assert!(said.contains("lookup by `phone` is not known (known: email)"), "{said}");
+    let said =
+        refused("plannr.import.plans", "name = { column = \"E\", lookup = { by = \"email\" } }");
+    assert!(said.contains("a lookup fills only client_uuid"), "{said}");
+}
