@@ -126,6 +126,15 @@ impl Partition {
     }
 }
 
+/// A Repsly account's active users (what it is billed for) before and after an import, as
+/// the user import's answer gives them; a file's summary shows the first "before" and the
+/// last "after".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Seats {
+    pub before: u64,
+    pub after: u64,
+}
+
 /// A remote job or import the CRM created for a batch; recorded before it is polled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteJob {

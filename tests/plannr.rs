@@ -37,7 +37,7 @@ async fn remote_failures_land_on_their_lines() {
     assert_eq!(emails.len(), 42, "every other row stored once");
     let first = &records["plannr"]["records"]["clients"][0];
     assert_eq!(first["send_welcome_email"], "0", "booleans go as 1/0");
-    assert_eq!(first["date_of_birth"], "1980-02-01");
+    assert_eq!(first["date_of_birth"], "01/02/1980", "dates go as the docs write them");
     let s = summary(&dir.path().join("reports/new.summary.json"));
     assert_eq!(s["rows"]["accepted"], 42);
     assert_eq!(s["failed_by_stage"]["remote"], 3);

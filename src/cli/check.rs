@@ -119,6 +119,7 @@ fn print_pipeline(p: &PipelineSettings) {
         let pad = |i: usize| format!("{:w$}", r[i], w = widths[i]);
         say!("    {}  <- {}  {}  {}", pad(0), pad(1), pad(2), r[3]);
     }
+    say!("  {} takes: {}", p.target.name(), p.target.schema().describe().join("; "));
 }
 
 fn field_row(f: &crate::config::FieldSettings) -> [String; 4] {
@@ -141,6 +142,9 @@ fn field_row(f: &crate::config::FieldSettings) -> [String; 4] {
     let list =
         |items: Vec<String>| if items.is_empty() { "-".to_string() } else { items.join(", ") };
     let mut validators: Vec<String> = f.validators.iter().map(ToString::to_string).collect();
+    if let Some(crate::mapping::spec::LookupBy::Email) = f.lookup {
+        validators.push("(looked up by email)".into());
+    }
     if f.empty == crate::config::EmptyPolicy::Clear {
         validators.push("(empty clears)".into());
     }

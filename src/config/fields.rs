@@ -5,11 +5,12 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::raw::RawFieldTable;
+use super::raw::{RawFieldTable, RawLookup};
 use super::settings::*;
 use super::validate::Ctx;
+use crate::mapping::spec::LookupBy;
 use crate::mapping::{Transform, Validator};
-use crate::schema::{Lookup, UnknownFields};
+use crate::schema::{FieldType, Lookup, UnknownFields};
 
 impl Ctx<'_> {
     pub(super) fn fields(
@@ -28,7 +29,7 @@ impl Ctx<'_> {
                 // `CustomFields.Region = "col"` written as a dotted key arrives as a table.
                 for (sub, v) in entries {
                     let full = format!("{prefix}{sub}");
-                    if let Some(f) = self.field(pname, &full, v, value.span()) {
+                    if let Some(f) = self.field(pname, &full, v, value.span(), target) {
                         out.push(f);
                     }
                 }
@@ -50,7 +51,7 @@ impl Ctx<'_> {
                     }
                 }
             }
-            if let Some(f) = self.field(pname, name, value.get_ref(), key.span()) {
+            if let Some(f) = self.field(pname, name, value.get_ref(), key.span(), target) {
                 out.push(f);
             }
         }
@@ -77,6 +78,7 @@ impl Ctx<'_> {
         name: &str,
         value: &toml::Value,
         span: Range<usize>,
+        target: &TargetSpec,
     ) -> Option<FieldSettings> {
         let table = match value {
             toml::Value::String(column) => {
@@ -86,6 +88,8 @@ impl Ctx<'_> {
                     transforms: Vec::new(),
                     validators: Vec::new(),
                     empty: EmptyPolicy::Omit,
+                    date_format: None,
+                    lookup: None,
                 })
             }
             other => other.clone().try_into::<RawFieldTable>(),
@@ -113,39 +117,123 @@ impl Ctx<'_> {
                 return None;
             }
         };
-        let mut transforms = Vec::new();
-        for t in &table.transform {
-            match Transform::parse(t) {
-                Ok(t) => transforms.push(t),
-                Err(e) => {
-                    self.problem(span.clone(), format!("pipeline `{pname}` field `{name}`: {e}"))
-                }
+        let at = FieldAt { pname, name, span, target };
+        let transforms = self.each(&at, &table.transform, Transform::parse);
+        let validators = self.each(&at, &table.validate, Validator::parse);
+        let empty = self.empty_policy(&at, table.empty.as_deref());
+        let date_format = self.date_format(&at, table.format.as_deref(), &transforms);
+        let lookup = self.lookup(&at, table.lookup.as_ref());
+        Some(FieldSettings {
+            target: name.to_string(),
+            source,
+            transforms,
+            validators,
+            empty,
+            date_format,
+            lookup,
+        })
+    }
+
+    /// Each of a field's `transform` or `validate` entries parsed; one that does not parse is
+    /// a problem named by the field, and left out.
+    fn each<T>(
+        &mut self,
+        at: &FieldAt<'_>,
+        items: &[String],
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        for item in items {
+            match parse(item) {
+                Ok(t) => out.push(t),
+                Err(e) => self.problem(
+                    at.span.clone(),
+                    format!("pipeline `{}` field `{}`: {e}", at.pname, at.name),
+                ),
             }
         }
-        let mut validators = Vec::new();
-        for v in &table.validate {
-            match Validator::parse(v) {
-                Ok(v) => validators.push(v),
-                Err(e) => {
-                    self.problem(span.clone(), format!("pipeline `{pname}` field `{name}`: {e}"))
-                }
-            }
-        }
-        let empty = match table.empty.as_deref() {
+        out
+    }
+
+    /// `empty = "omit"` (the default) or `"clear"`.
+    fn empty_policy(&mut self, at: &FieldAt<'_>, raw: Option<&str>) -> EmptyPolicy {
+        match raw {
             None | Some("omit") => EmptyPolicy::Omit,
             Some("clear") => EmptyPolicy::Clear,
             Some(other) => {
+                let (pname, name) = (at.pname, at.name);
                 self.problem(
-                    span,
+                    at.span.clone(),
                     format!(
                         "pipeline `{pname}` field `{name}`: empty = `{other}` is not omit or clear"
                     ),
                 );
                 EmptyPolicy::Omit
             }
-        };
-        Some(FieldSettings { target: name.to_string(), source, transforms, validators, empty })
+        }
     }
+
+    /// `format = "%Y-%m-%d"`: a strftime form dates can be written in, on a field that holds
+    /// dates (a date field of the target, or one with a `date:` transform).
+    fn date_format(
+        &mut self,
+        at: &FieldAt<'_>,
+        format: Option<&str>,
+        transforms: &[Transform],
+    ) -> Option<String> {
+        let format = format?;
+        let (pname, name) = (at.pname, at.name);
+        let dated = transforms.iter().any(|t| matches!(t, Transform::Date(_)))
+            || matches!(at.target.schema().lookup(name), Lookup::Known(d) if d.ty == FieldType::Date);
+        let sample =
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 31).and_then(|d| d.and_hms_opt(0, 0, 0));
+        let writes = sample.is_some_and(|d| {
+            use std::fmt::Write as _;
+            let mut out = String::new();
+            write!(out, "{}", d.format(format)).is_ok() && !out.is_empty()
+        });
+        if !writes {
+            self.problem(at.span.clone(), format!("pipeline `{pname}` field `{name}`: format `{format}` is not a strftime format dates can be written in (e.g. %Y-%m-%d)"));
+            return None;
+        }
+        if !dated {
+            self.problem(at.span.clone(), format!("pipeline `{pname}` field `{name}`: `format` says how dates are sent, but this field holds none: add a date:<format> transform"));
+            return None;
+        }
+        Some(format.to_string())
+    }
+
+    /// `lookup = { by = "email" }`, on a field the target lets a lookup fill.
+    fn lookup(&mut self, at: &FieldAt<'_>, raw: Option<&RawLookup>) -> Option<LookupBy> {
+        let raw = raw?;
+        let (pname, name) = (at.pname, at.name);
+        let by = match raw.by.as_str() {
+            "email" => LookupBy::Email,
+            other => {
+                self.problem(at.span.clone(), format!("pipeline `{pname}` field `{name}`: lookup by `{other}` is not known (known: email)"));
+                return None;
+            }
+        };
+        let fillable = at.target.schema().lookups;
+        if !fillable.contains(&name) {
+            let which = if fillable.is_empty() {
+                format!("{} has no field a lookup can fill", at.target.name())
+            } else {
+                format!("on {} a lookup fills only {}", at.target.name(), fillable.join(", "))
+            };
+            self.problem(at.span.clone(), format!("pipeline `{pname}` field `{name}`: {which}"));
+            return None;
+        }
+        Some(by)
+    }
+}
+
+/// The field a setting belongs to, for messages.
+struct FieldAt<'a> {
+    pname: &'a str,
+    name: &'a str,
+    span: Range<usize>,
+    target: &'a TargetSpec,
 }
 
 /// `"{First Name} {Surname}"` -> literal and column parts; `{{` and `}}` are literal braces.

@@ -85,7 +85,8 @@ const NOTIFY: &[&str] = &[
     "pipelines",
     "retry",
 ];
-const FIELD: &[&str] = &["column", "template", "value", "transform", "validate", "empty"];
+const FIELD: &[&str] =
+    &["column", "template", "value", "transform", "validate", "empty", "format", "lookup"];
 
 /// The keys a table at `path` takes; `None`: any key (names of connections, pipelines, fields).
 fn known(path: &[&str]) -> Option<&'static [&'static str]> {
@@ -113,7 +114,9 @@ fn known(path: &[&str]) -> Option<&'static [&'static str]> {
         ["pipelines", _, "csv"] => {
             &["delimiter", "encoding", "max_record_bytes", "sheet", "header_row"]
         }
-        ["pipelines", _, "fields"] | ["pipelines", _, "fields", "CustomFields"] => return None,
+        ["pipelines", _, "fields"] => return None,
+        ["pipelines", _, "fields", table] if crate::schema::is_custom_table(table) => return None,
+        ["pipelines", _, "fields", _, "lookup"] => &["by"],
         ["pipelines", _, "fields", ..] => FIELD,
         _ => return None,
     })

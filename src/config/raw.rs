@@ -233,4 +233,14 @@ pub struct RawFieldTable {
     pub validate: Vec<String>,
     /// `omit` (default: an empty value leaves the field out) or `clear` (send it empty).
     pub empty: Option<String>,
+    /// The strftime form the field's dates are sent in, in place of the target's own.
+    pub format: Option<String>,
+    /// `lookup = { by = "email" }`: the value is looked up in the CRM before sending.
+    pub lookup: Option<RawLookup>,
+}
+
+/// `lookup = { by = "email" }` of a field.
+#[derive(Debug, Deserialize)]
+pub struct RawLookup {
+    pub by: String,
 }

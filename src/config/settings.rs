@@ -172,17 +172,20 @@ impl ImportMode {
 /// What a pipeline's rows become.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetSpec {
-    PlannrImport { import_type: String, mode: ImportMode },
-    PlannrContactDetails,
-    RepslyClients,
+    PlannrImport {
+        import_type: String,
+        mode: ImportMode,
+    },
+    /// Any other target, by its name in the schema's table ([`crate::schema::TARGETS`]):
+    /// `repsly.clients`, `repsly.products`, `plannr.contact_details`, ...
+    Named(&'static str),
 }
 
 impl TargetSpec {
     pub fn name(&self) -> String {
         match self {
             TargetSpec::PlannrImport { import_type, .. } => format!("plannr.import.{import_type}"),
-            TargetSpec::PlannrContactDetails => "plannr.contact_details".into(),
-            TargetSpec::RepslyClients => "repsly.clients".into(),
+            TargetSpec::Named(name) => name.to_string(),
         }
     }
 
@@ -198,9 +201,10 @@ impl TargetSpec {
         crate::schema::schema_of(&self.name(), writes)
     }
 
+    /// The CRM a target belongs to: the first part of its name.
     pub fn crm(&self) -> CrmKind {
         match self {
-            TargetSpec::RepslyClients => CrmKind::Repsly,
+            TargetSpec::Named(name) if name.starts_with("repsly.") => CrmKind::Repsly,
             _ => CrmKind::Plannr,
         }
     }

@@ -490,10 +490,7 @@ impl<'a> Ctx<'a> {
         raw: Option<&RawBatch>,
         target: Option<&TargetSpec>,
     ) -> BatchSettings {
-        let default_rows = match target {
-            Some(TargetSpec::RepslyClients | TargetSpec::PlannrContactDetails) => 50,
-            _ => 500,
-        };
+        let default_rows = target.map_or(500, |t| crate::schema::batch_rows(&t.name()));
         let Some(b) = raw else {
             return BatchSettings { max_rows: default_rows, max_wait: DEFAULT_MAX_WAIT };
         };
@@ -541,17 +538,18 @@ impl<'a> Ctx<'a> {
             };
             TargetSpec::PlannrImport { import_type: import_type.to_string(), mode }
         } else {
-            let spec = match t {
-                "plannr.contact_details" => TargetSpec::PlannrContactDetails,
-                "repsly.clients" => TargetSpec::RepslyClients,
-                _ => {
-                    self.problem(
-                        raw.target.span(),
-                        format!("pipeline `{pname}`: {}", unknown_target(t)),
-                    );
-                    return None;
-                }
+            let Some(info) = crate::schema::target(t) else {
+                self.problem(
+                    raw.target.span(),
+                    format!("pipeline `{pname}`: {}", unknown_target(t)),
+                );
+                return None;
             };
+            let spec = TargetSpec::Named(info.name);
+            // What every pipeline of this target should know (a user import changes the bill).
+            if let Some(notice) = info.schema.notice {
+                self.warn(raw.target.span(), format!("pipeline `{pname}`: {notice}"));
+            }
             if let Some(m) = mode {
                 self.problem(
                     m.span(),

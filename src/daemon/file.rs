@@ -238,6 +238,7 @@ pub fn write_failure_summary(
         report,
         warnings: None,
         error: Some(why.to_string()),
+        seats: None,
     };
     if let Ok(json) = serde_json::to_vec_pretty(&summary) {
         if let Err(e) = atomic::write_private(&path, &json, ctx.pipeline.report_mode) {

@@ -53,6 +53,8 @@ pub struct JobReport {
     pub fetched: Option<Fetched>,
     /// The id of the record a create made (a contact detail), kept in the ledger.
     pub record: Option<String>,
+    /// The account's seats before and after (a Repsly user import), for the summary.
+    pub seats: Option<crate::row::Seats>,
 }
 
 /// A list of refusals fetched after the job's answer (an error report). Reconciliation uses

@@ -52,6 +52,8 @@ pub trait Journal: Send + Sync {
     fn abandoned(&self, token: Token);
     /// A job's status changed (a step done, its end).
     fn status(&self, id: &str, status: &str, rows: usize);
+    /// A finished answer, for what the file's summary shows of it (a user import's seats).
+    fn answered(&self, _report: &JobReport) {}
 }
 
 pub struct Engine {
@@ -103,12 +105,12 @@ impl Engine {
                 Create::Held => vec![None; rows.len()],
                 Create::Outcomes(o) => settled(o),
                 Create::Adapter(Created::Job(id)) => self.follow(&id, CREATED, rows, started).await,
-                Create::Adapter(Created::Done(report)) => settled(reconcile::outcomes(
-                    "(record)",
-                    rows,
-                    &report,
-                    &|r| self.adapter.echo(r),
-                )),
+                Create::Adapter(Created::Done(report)) => {
+                    self.journal.answered(&report);
+                    settled(reconcile::outcomes("(record)", rows, &report, &|r| {
+                        self.adapter.echo(r)
+                    }))
+                }
                 Create::Adapter(Created::Refused(msg)) if rows.len() > 1 && levels > 0 => {
                     tracing::info!(connection = self.conn.name(), rows = rows.len(), reason = %msg, "batch refused as a whole; splitting it to isolate the row");
                     let (left, right) = rows.split_at(rows.len() / 2);
@@ -223,6 +225,7 @@ impl Engine {
         match report.await {
             Ok(report) => {
                 self.journal.status(id, &report.status, n);
+                self.journal.answered(&report);
                 settled(reconcile::outcomes(id, rows, &report, &|r| self.adapter.echo(r)))
             }
             Err(Stop::Held) => vec![None; n],

@@ -4,8 +4,9 @@ use std::borrow::Cow;
 
 use super::spec::{EmptyPolicy, FieldSettings, TemplatePart, ValueSource};
 use crate::row::{Failure, Stage};
-use crate::schema::{FieldDef, FieldType, Lookup, Schema};
+use crate::schema::{FieldDef, FieldType, Lookup, Schema, ISO_DATE};
 
+use super::kinds;
 use super::text;
 use super::validate::{check_len, is_email, is_iso_date, is_uuid};
 use super::value::{parse_bool, Value};
@@ -166,6 +167,11 @@ pub struct CompiledField {
     /// An `email` validator runs on this field, so the schema need not check it again.
     email_checked: bool,
     pub empty: EmptyPolicy,
+    /// The form this field's dates are sent in when it is not ISO-8601 (Plannr import files:
+    /// DD/MM/YYYY): set for a date field and for a field with a `date:` transform.
+    date_form: Option<String>,
+    /// A lookup fills this field before the row is sent: its value is the key (an email).
+    pub lookup: bool,
 }
 
 /// Target field values of one row, in [`Mapper::fields`] order; `None` = leave the field out.
@@ -238,6 +244,9 @@ impl Mapper {
                 Lookup::Unknown => (None, false),
             };
             let quoted = serde_json::to_string(&f.target).unwrap_or_default();
+            let dated = matches!(def.map(|d| d.ty), Some(FieldType::Date))
+                || f.transforms.iter().any(|t| matches!(t, Transform::Date(_)));
+            let form = f.date_format.as_deref().unwrap_or(schema.date_format);
             compiled.push(CompiledField {
                 name: f.target.clone(),
                 json_key: format!(",{quoted}:"),
@@ -248,6 +257,8 @@ impl Mapper {
                 validators: f.validators.clone(),
                 email_checked: f.validators.contains(&Validator::Email),
                 empty: f.empty,
+                date_form: (dated && form != ISO_DATE).then(|| form.to_string()),
+                lookup: f.lookup.is_some(),
             });
         }
         let literals_plain = fields.iter().all(|f| literals_of(f).all(plain_json));
@@ -361,7 +372,11 @@ impl Mapper {
         let empty = value.is_empty();
         for v in &f.validators {
             if let Err(e) = v.check((!empty).then_some(&*value)) {
-                errors.push((Stage::Validate, &f.name, e));
+                // `date` takes what the target is sent too (DD/MM/YYYY for Plannr imports).
+                let in_form = *v == Validator::Date && in_date_form(value, f.date_form.as_deref());
+                if !in_form {
+                    errors.push((Stage::Validate, &f.name, e));
+                }
             }
         }
         if empty {
@@ -379,12 +394,27 @@ impl Mapper {
             }
             return Ok(());
         }
+        if f.lookup {
+            // The key a lookup will find the record's id by; the id's own type is the CRM's.
+            return match value.as_text().map(text::trim) {
+                Some(key) if is_email(key) => Ok(()),
+                _ => Err(format!(
+                    "`{}` is not an email address to look the record up by",
+                    value.display()
+                )),
+            };
+        }
+        if let (Some(form), Value::Text(t)) = (&f.date_form, &mut *value) {
+            if let Some(written) = kinds::date_in(t, form)? {
+                *t = Cow::Owned(written);
+            }
+        }
         self.conform(f, value)
     }
 
     /// The schema's rules for a value that is not empty: type and length. Booleans are
-    /// rewritten as `true`/`false`, and a list or a text changed into the other as the
-    /// field's type needs.
+    /// rewritten as `true`/`false`, numbers and times as the target is sent them, and a list
+    /// or a text changed into the other as the field's type needs.
     fn conform(&self, f: &CompiledField, value: &mut Value<'_>) -> Result<(), String> {
         let Some(def) = f.def else {
             if f.custom {
@@ -397,73 +427,69 @@ impl Mapper {
             return Ok(());
         };
         match (def.ty, &mut *value) {
-            (FieldType::List { item_max }, v) => {
-                if let Value::Text(t) = v {
-                    let item = match std::mem::take(t) {
-                        Cow::Borrowed(b) => Cow::Borrowed(text::trim(b)),
-                        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
-                    };
-                    *v = Value::List(vec![item]);
-                }
-                if let (Some(max), Value::List(items)) = (item_max, &*v) {
-                    for i in items {
-                        check_len(i, max)?;
-                    }
-                }
-                return Ok(());
-            }
+            (FieldType::List { item, form }, v) => return kinds::list(v, item, form),
             (_, Value::List(l)) => *value = Value::text(l.join(",")),
             (_, Value::Text(_)) => {}
         }
         let Value::Text(text) = &*value else { return Ok(()) };
-        match def.ty {
-            FieldType::Text { max_len } => {
-                if let Some(max) = max_len {
-                    check_len(text, max)?;
-                }
-            }
-            // What the `bool` transform writes needs no second look.
-            FieldType::Bool if text == "true" || text == "false" => {}
-            FieldType::Bool => {
-                let b =
-                    parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
-                *value = Value::text(if b { "true" } else { "false" });
-            }
-            FieldType::Path { separator, level_max } => {
-                for level in text::split_ascii(text, separator) {
-                    let level = text::trim(level);
-                    if level.is_empty() {
-                        return Err(format!("`{text}` has an empty level"));
-                    }
-                    check_len(level, level_max).map_err(|e| format!("level `{level}` {e}"))?;
-                }
-            }
-            FieldType::Email { max_len } => {
-                // An `email` validator on the field has checked this already.
-                if !f.email_checked && !is_email(text::trim(text)) {
-                    return Err(format!("`{text}` is not an email address"));
-                }
-                if let Some(max) = max_len {
-                    check_len(text, max)?;
-                }
-            }
-            FieldType::Uuid => {
-                if !is_uuid(text::trim(text)) {
-                    return Err(format!("`{text}` is not a UUID"));
-                }
-            }
-            FieldType::Date => {
-                if !is_iso_date(text::trim(text)) {
-                    return Err(format!(
-                        "`{text}` is not an ISO date (YYYY-MM-DD); add a date:<format> transform"
-                    ));
-                }
-            }
-            FieldType::OneOf(allowed) => one_of(text, allowed)?,
-            FieldType::List { .. } => {}
+        if let Some(written) = conform_text(f, def.ty, text)? {
+            *value = Value::Text(written);
         }
         Ok(())
     }
+}
+
+/// A text value's type and length as the schema gives them; `Some` is the value as the
+/// target is sent it, when that differs from the text.
+fn conform_text(
+    f: &CompiledField,
+    ty: FieldType,
+    text: &str,
+) -> Result<Option<Cow<'static, str>>, String> {
+    let owned = |written: Option<String>| written.map(Cow::Owned);
+    match ty {
+        FieldType::Text { max_len } => {
+            if let Some(max) = max_len {
+                check_len(text, max)?;
+            }
+        }
+        // What the `bool` transform writes needs no second look.
+        FieldType::Bool if text == "true" || text == "false" => {}
+        FieldType::Bool => {
+            let b = parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
+            return Ok(Some(Cow::Borrowed(if b { "true" } else { "false" })));
+        }
+        FieldType::Path { separator, level_max } => kinds::path(text, separator, level_max)?,
+        FieldType::Email { max_len } => {
+            // An `email` validator on the field has checked this already.
+            if !f.email_checked && !is_email(text::trim(text)) {
+                return Err(format!("`{text}` is not an email address"));
+            }
+            if let Some(max) = max_len {
+                check_len(text, max)?;
+            }
+        }
+        FieldType::Uuid if is_uuid(text::trim(text)) => {}
+        FieldType::Uuid => return Err(format!("`{text}` is not a UUID")),
+        FieldType::Date => {
+            let t = text::trim(text);
+            if !is_iso_date(t) && !in_date_form(&Value::text(t), f.date_form.as_deref()) {
+                return Err(format!(
+                    "`{text}` is not an ISO date (YYYY-MM-DD); add a date:<format> transform"
+                ));
+            }
+        }
+        FieldType::OneOf(allowed) => one_of(text, allowed)?,
+        FieldType::Decimal { precision, scale } => {
+            return kinds::decimal(text, Some((precision, scale))).map(owned)
+        }
+        FieldType::Number => return kinds::decimal(text, None).map(owned),
+        FieldType::Integer { min, max } => return kinds::integer(text, min, max).map(owned),
+        FieldType::Time => return kinds::time(text).map(owned),
+        FieldType::Url => kinds::url(text)?,
+        FieldType::List { .. } => {}
+    }
+    Ok(None)
 }
 
 /// A value from a documented list, exactly as the list writes it.
@@ -472,6 +498,12 @@ fn one_of(text: &str, allowed: &[&str]) -> Result<(), String> {
         return Ok(());
     }
     Err(format!("`{text}` is not one of {}", allowed.join(", ")))
+}
+
+/// Whether a value is a date written in `form` (the target's own, when it is not ISO-8601).
+fn in_date_form(value: &Value<'_>, form: Option<&str>) -> bool {
+    let (Some(form), Some(t)) = (form, value.as_text()) else { return false };
+    chrono::NaiveDate::parse_from_str(text::trim(t), form).is_ok()
 }
 
 /// The fields that name a person to Plannr's duplicate check: first name, last name and date
@@ -549,6 +581,8 @@ mod tests {
             transforms: t.iter().map(|s| Transform::parse(s).unwrap()).collect(),
             validators: v.iter().map(|s| Validator::parse(s).unwrap()).collect(),
             empty: EmptyPolicy::Omit,
+            date_format: None,
+            lookup: None,
         }
     }
 

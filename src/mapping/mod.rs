@@ -1,6 +1,7 @@
 //! Source row -> target field values: transforms, validators and the target's schema.
 
 pub mod json;
+mod kinds;
 mod mapper;
 pub mod phone;
 pub mod spec;

@@ -27,6 +27,14 @@ pub enum EmptyPolicy {
     Clear,
 }
 
+/// What a looked-up field's value is (`lookup = { by = "email" }`): the key a lookup finds
+/// the record by, before the row is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LookupBy {
+    /// A client's primary email.
+    Email,
+}
+
 #[derive(Debug, Clone)]
 pub struct FieldSettings {
     /// Target field name (`Code`, `CustomFields.Region`, ...).
@@ -35,4 +43,8 @@ pub struct FieldSettings {
     pub transforms: Vec<Transform>,
     pub validators: Vec<Validator>,
     pub empty: EmptyPolicy,
+    /// `format`: the strftime form this field's dates are sent in, when not the target's own.
+    pub date_format: Option<String>,
+    /// `lookup`: the value is a key the record's id is looked up by.
+    pub lookup: Option<LookupBy>,
 }

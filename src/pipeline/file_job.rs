@@ -127,6 +127,7 @@ pub async fn process_file(
         lines,
         failed_by_stage: settled.failed_by_stage,
         remote_jobs: jobs.summary(),
+        seats: jobs.seats(),
         report: settled.report.as_deref().map(report::file_name),
         warnings: settled.warnings.as_deref().map(report::file_name),
         error: file_error.clone(),
@@ -239,6 +240,10 @@ impl Run<'_> {
             mapper,
             target: ctx.target.clone(),
             dry_run: ctx.connection.is_none(),
+            lookups: ctx
+                .connection
+                .clone()
+                .and_then(|conn| crate::targets::Lookups::new(ctx.target.clone(), conn)),
         });
         let routes = Routes { settle: settle_tx.clone(), rows: row_tx, earlier: earlier_tx };
         let resumed = ResumedJobs::new(self.resume, repeatable);

@@ -11,7 +11,7 @@ use futures::FutureExt;
 use crate::delivery::{Journal, PaceStore, Token};
 use crate::ledger::{Ledger, Resume};
 use crate::report::RemoteJobs;
-use crate::row::RemoteJob;
+use crate::row::{RemoteJob, Seats};
 
 /// Jobs listed one by one in a summary; past this, by status, with only the jobs that did not
 /// complete listed.
@@ -19,6 +19,8 @@ const LISTED_JOBS: usize = 50;
 
 pub struct FileJobs {
     jobs: Mutex<Vec<RemoteJob>>,
+    /// The seats before the first answer that gave them and after the latest.
+    seats: Mutex<Option<Seats>>,
     file: String,
     ledger: Option<(Arc<Ledger>, i64)>,
     next_token: AtomicU64,
@@ -37,6 +39,7 @@ impl FileJobs {
         let first = resume.and_then(|r| r.pending.iter().map(|(t, _)| t + 1).max()).unwrap_or(1);
         Self {
             jobs: Mutex::new(jobs),
+            seats: Mutex::new(None),
             file: file.to_string(),
             ledger,
             next_token: AtomicU64::new(first),
@@ -70,6 +73,11 @@ impl FileJobs {
             jobs.into_iter().filter(|j| !completed(&j.status)).collect()
         };
         RemoteJobs { count, by_status, jobs: listed }
+    }
+
+    /// The summary's `seats`: before the file's first user import, after its last.
+    pub fn seats(&self) -> Option<Seats> {
+        self.seats.lock().ok().and_then(|s| *s)
     }
 }
 
@@ -118,6 +126,11 @@ impl Journal for FileJobs {
         if let Some((ledger, file_id)) = &self.ledger {
             ledger.abandoned(*file_id, token);
         }
+    }
+
+    fn answered(&self, report: &crate::delivery::JobReport) {
+        let (Some(new), Ok(mut seats)) = (report.seats, self.seats.lock()) else { return };
+        *seats = Some(Seats { before: seats.map_or(new.before, |s| s.before), after: new.after });
     }
 
     fn status(&self, id: &str, status: &str, rows: usize) {

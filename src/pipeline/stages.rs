@@ -115,6 +115,9 @@ pub struct Mapping {
     pub dry_run: bool,
     /// Rows naming a person an earlier row named fail (Plannr `store` clients).
     pub persons: Option<crate::mapping::PersonFields>,
+    /// The lookups valid rows need before they are sent (none in a dry run: `plan` is
+    /// offline).
+    pub lookups: Option<crate::targets::Lookups>,
 }
 
 /// How routing ended.
@@ -172,6 +175,10 @@ pub async fn route(
         };
         end.crashed |= block.crashed;
         let block = persons.refuse_repeats(block);
+        let Some(block) = look_up(block, mapping.lookups.as_ref()).await else {
+            end.stopped = true;
+            return end;
+        };
         let sent = if mapping.dry_run {
             dry_run(block, &mapping, &routes, &budget, &mut end.samples).await
         } else {
@@ -185,6 +192,22 @@ pub async fn route(
         let _ = routes.earlier.send(group).await;
     }
     end
+}
+
+/// The block's valid rows with their looked-up fields filled; those whose lookup failed
+/// join its failures. `None`: shutdown stopped a lookup (the rows stay for the resume).
+async fn look_up(
+    mut block: MappedBlock,
+    lookups: Option<&crate::targets::Lookups>,
+) -> Option<MappedBlock> {
+    let Some(lookups) = lookups.filter(|_| !block.ready.is_empty()) else { return Some(block) };
+    let (ready, failed) = lookups.fill(std::mem::take(&mut block.ready)).await?;
+    if !failed.is_empty() {
+        block.failed.extend(failed);
+        block.failed.sort_by_key(|(row, _)| row.seq);
+    }
+    block.ready = ready;
+    Some(block)
 }
 
 /// Nothing to send: the block settles as a whole, in one message. Its accepted rows hold

@@ -35,6 +35,10 @@ pub struct Summary {
     pub warnings: Option<String>,
     /// Why the file as a whole could not be processed (it went to `failed/`), else null.
     pub error: Option<String>,
+    /// A Repsly user import's active users before the file and after it (what the account
+    /// is billed for); absent for other targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seats: Option<crate::row::Seats>,
 }
 
 /// `remote_jobs` in a summary: how many, how many per final status, and the jobs themselves

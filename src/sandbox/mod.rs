@@ -59,6 +59,18 @@ pub struct SandboxOptions {
     pub oauth_token_ttl: Duration,
     /// How the real APIs answer where our first guesses differed.
     pub real: RealApi,
+    /// The Repsly account's price lists: items go only into these.
+    pub repsly_pricelists: Vec<String>,
+    /// The Repsly account's package codes: a product's `Packaging` may name only these.
+    pub repsly_packages: Vec<String>,
+    /// The Repsly account's custom product attributes: title, and the options of a
+    /// multiselect one (none: free text).
+    pub repsly_attributes: Vec<(String, Vec<String>)>,
+    /// Active Repsly users before any import (the account's own).
+    pub repsly_active_users: u64,
+    /// Plannr clients the account has before any import (`uuid`, `first_name`, `last_name`,
+    /// `email`): what `GET /api/v1/account` finds, and what a plan's `client_uuid` may name.
+    pub plannr_accounts: Vec<serde_json::Value>,
 }
 
 /// The format of Plannr's error report file.
@@ -171,6 +183,14 @@ impl Default for SandboxOptions {
             oauth_refresh_token: "sandbox-refresh".into(),
             oauth_token_ttl: Duration::from_secs(3600),
             real: RealApi::default(),
+            repsly_pricelists: ["Standard", "Retail", "Wholesale"].map(String::from).into(),
+            repsly_packages: ["BOX6", "BOX12", "CASE24"].map(String::from).into(),
+            repsly_attributes: vec![
+                ("Colour".into(), Vec::new()),
+                ("Allergens".into(), ["Gluten", "Nuts", "Milk", "Soy"].map(String::from).into()),
+            ],
+            repsly_active_users: 3,
+            plannr_accounts: Vec::new(),
         }
     }
 }
@@ -218,19 +238,22 @@ struct Records {
 
 impl Sandbox {
     pub fn new(options: SandboxOptions) -> Self {
+        let mut state = State::default();
+        if !options.plannr_accounts.is_empty() {
+            state.plannr.records.insert("clients".into(), options.plannr_accounts.clone());
+        }
         Self {
             options: Arc::new(options),
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(state)),
             started: tokio::time::Instant::now(),
             storage: Arc::default(),
         }
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/v3/import/clientList", post(repsly::client_list))
-            .route("/v3/import/client", post(repsly::client_one))
+        self.repsly_imports(Router::new())
             .route("/v3/export/importStatus/{id}", get(repsly::import_status))
+            .route("/api/v1/account", get(plannr::list_accounts))
             .route("/api/v1/import", post(plannr::create_import).get(plannr::list_imports))
             .route("/api/v1/import/map/{uuid}", post(plannr::map_import))
             .route("/api/v1/import/start/{uuid}", post(plannr::start_import))
@@ -243,6 +266,22 @@ impl Sandbox {
             .route("/_sandbox/requests", get(requests))
             .route("/_sandbox/jobs", get(timed_jobs))
             .with_state(self.clone())
+    }
+
+    /// Each Repsly entity's list and single import routes.
+    fn repsly_imports(&self, mut router: Router<Sandbox>) -> Router<Sandbox> {
+        for entity in repsly::ENTITIES {
+            let endpoints = entity.list.map(|(path, wrapper)| (path, Some(wrapper)));
+            for (path, wrapper) in endpoints.into_iter().chain([(entity.single, None)]) {
+                let handler = move |axum::extract::State(sb): axum::extract::State<Sandbox>,
+                                    headers,
+                                    body| {
+                    repsly::import_request(sb, headers, body, entity, wrapper)
+                };
+                router = router.route(path, post(handler));
+            }
+        }
+        router
     }
 
     /// Serves on `listener` until `shutdown` resolves.

@@ -26,7 +26,7 @@ impl Default for ContactDetails {
 
 impl ContactDetails {
     pub fn new() -> Self {
-        Self { spec: TargetSpec::PlannrContactDetails }
+        Self { spec: TargetSpec::Named("plannr.contact_details") }
     }
 }
 

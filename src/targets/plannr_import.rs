@@ -7,13 +7,15 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::plannr_common::{resource, text_of};
+use super::lookup::LookupField;
+use super::plannr_common::{self, resource, text_of};
 use super::report_file::{self, json_entries};
 use super::{Partition, Target};
-use crate::config::{ImportMode, TargetSpec};
+use crate::config::{ImportMode, PipelineSettings, TargetSpec};
 use crate::delivery::call::{message_of, Body, Call, CallError, Part, Reply, Safety};
 use crate::delivery::reconcile::CORRELATION;
 use crate::delivery::{Adapter, Created, Fetched, JobReport, JobState, RowNote, RowRef, Step};
+use crate::mapping::spec::LookupBy;
 use crate::mapping::{CompiledField, Mapped, Value as Cell};
 use crate::row::MappedRow;
 use crate::schema::FieldType;
@@ -43,6 +45,8 @@ pub struct PlannrImport {
     mode: ImportMode,
     /// Target field names in mapper order: the uploaded CSV's columns.
     fields: Vec<String>,
+    /// The fields filled by a lookup (a plan's `client_uuid` by the client's email).
+    lookups: Vec<LookupField>,
 }
 
 impl PlannrImport {
@@ -52,7 +56,21 @@ impl PlannrImport {
         mode: ImportMode,
         fields: Vec<String>,
     ) -> Self {
-        Self { spec, import_type, mode, fields }
+        Self { spec, import_type, mode, fields, lookups: Vec::new() }
+    }
+
+    /// The import a pipeline sends: its fields, in order, and those a lookup fills.
+    pub fn for_pipeline(pipeline: &PipelineSettings, import_type: &str, mode: &ImportMode) -> Self {
+        let fields = pipeline.fields.iter().map(|f| f.target.clone()).collect();
+        let mut import =
+            Self::new(pipeline.target.clone(), import_type.to_string(), mode.clone(), fields);
+        import.lookups = pipeline
+            .fields
+            .iter()
+            .enumerate()
+            .filter_map(|(at, f)| Some(LookupField { at, name: f.target.clone(), by: f.lookup? }))
+            .collect();
+        import
     }
 
     /// The columns a batch uploads: every field, or in `update` mode those its rows carry.
@@ -117,15 +135,7 @@ impl Target for PlannrImport {
                 (_, Some(Cell::Text(t))) => t.to_string(),
             })
             .collect();
-        {
-            let mut w = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::Any(b'\n'))
-                .from_writer(&mut *out);
-            let _ = w.write_record(&cells);
-        }
-        if out.last() == Some(&b'\n') {
-            out.pop();
-        }
+        out.extend_from_slice(&write_line(&cells));
     }
 
     /// In `update` mode, the fields a row carries: a value, or an empty one sent on purpose
@@ -145,6 +155,39 @@ impl Target for PlannrImport {
                 .zip(parse_line(body).into_iter().map(Value::String))
                 .collect(),
         )
+    }
+
+    fn lookups(&self) -> &[LookupField] {
+        &self.lookups
+    }
+
+    fn cell(&self, row: &MappedRow, at: usize) -> Option<String> {
+        parse_line(&row.body).into_iter().nth(at)
+    }
+
+    fn fill(&self, row: &mut MappedRow, at: usize, value: &str) {
+        let mut cells = parse_line(&row.body);
+        if let Some(cell) = cells.get_mut(at) {
+            *cell = value.to_string();
+            row.body = write_line(&cells);
+        }
+    }
+
+    fn lookup_call(&self, base: &str, by: LookupBy, key: &str, page: u32) -> Option<Call> {
+        match by {
+            LookupBy::Email => Some(plannr_common::clients_by_email(base, key, page)),
+        }
+    }
+
+    fn read_lookup(
+        &self,
+        by: LookupBy,
+        key: &str,
+        reply: &Reply,
+    ) -> Result<(Vec<String>, bool), String> {
+        match by {
+            LookupBy::Email => plannr_common::read_clients_by_email(key, reply),
+        }
     }
 }
 
@@ -328,6 +371,20 @@ fn whole(f: f64) -> Option<u64> {
     (f.is_finite() && (0.0..18_446_744_073_709_551_616.0).contains(&f)).then_some(f as u64)
 }
 
+/// One CSV record, without its line end.
+fn write_line(cells: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut w =
+            csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(&mut out);
+        let _ = w.write_record(cells);
+    }
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    out
+}
+
 fn parse_line(body: &[u8]) -> Vec<String> {
     let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(body);
     r.records()
@@ -460,6 +517,8 @@ mod tests {
             transforms: Vec::new(),
             validators: Vec::new(),
             empty: EmptyPolicy::Omit,
+            date_format: None,
+            lookup: None,
         };
         let m = Mapper::compile(&[field], crate::schema::PLANNR_OTHER_IMPORT, &["N".to_string()])
             .unwrap();

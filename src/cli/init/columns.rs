@@ -5,6 +5,14 @@ use crate::schema::Schema;
 
 /// Names a field commonly goes by in exports, beyond its own.
 fn synonyms(field: &str) -> &'static [&'static str] {
+    match repsly_client_synonyms(field) {
+        [] => other_synonyms(field),
+        names => names,
+    }
+}
+
+/// Names of Repsly's client fields.
+fn repsly_client_synonyms(field: &str) -> &'static [&'static str] {
     match field {
         // Repsly clients.
         "Code" => &[
@@ -16,6 +24,10 @@ fn synonyms(field: &str) -> &'static [&'static str] {
             "account number",
             "client id",
             "id",
+            // Repsly products and accounts.
+            "sku",
+            "product code",
+            "item code",
         ],
         "Name" => &[
             "company",
@@ -27,6 +39,10 @@ fn synonyms(field: &str) -> &'static [&'static str] {
             "customer name",
             "organisation",
             "organization",
+            "product name",
+            "product",
+            "description",
+            "item name",
         ],
         "Email" | "email" => &["e-mail", "email address", "e-mail address", "mail"],
         "Phone" => &["telephone", "tel", "phone number", "landline", "work phone"],
@@ -46,6 +62,53 @@ fn synonyms(field: &str) -> &'static [&'static str] {
         "RepresentativeCode" => &["rep code", "sales rep code"],
         "Tag" => &["tags", "labels"],
         "PriceLists" => &["price list", "price lists", "pricelist"],
+        _ => &[],
+    }
+}
+
+/// Names of every other target's fields: Repsly's products, price-list items, accounts,
+/// schedules and users; Plannr's clients, plans, premiums and contact details.
+fn other_synonyms(field: &str) -> &'static [&'static str] {
+    match field {
+        "UnitPrice" => &["price", "unit price", "list price", "rrp", "selling price"],
+        "EAN" => &["barcode", "bar code", "ean code", "gtin", "upc"],
+        "AdditionalBarcodes" => &["other barcodes", "additional barcodes", "more barcodes"],
+        "ProductGroupCode" => &["category code", "group code", "product group code"],
+        "ProductGroupName" => &["category", "product group", "group", "product category"],
+        "ImageUrl" => &["image", "image url", "picture", "photo url"],
+        "Packaging" => &["packages", "package", "pack", "pack size"],
+        "PricelistName" => &["price list", "pricelist", "price list name", "list"],
+        "ProductCode" => &["sku", "product", "product sku", "item code", "product id"],
+        "Price" => &["unit price", "amount", "list price"],
+        "DateAvailableFrom" => &["valid from", "available from", "from", "start date"],
+        "DateAvailableTo" => &["valid to", "available to", "until", "to", "end date"],
+        "MinQuantity" => &["min qty", "minimum quantity", "min quantity"],
+        "MaxQuantity" => &["max qty", "maximum quantity", "max quantity"],
+        "LogoUrl" => &["logo", "logo url"],
+        "ScheduleCode" => &["schedule id", "visit id", "schedule"],
+        "ClientCode" => &["client", "customer", "customer code", "client code", "account code"],
+        "UserID" => &["user", "rep", "rep code", "representative", "user code", "sales rep"],
+        "ScheduledDate" => &["date", "visit date", "scheduled date"],
+        "ScheduledTime" => &["time", "visit time", "start time"],
+        "ScheduledDuration" => &["duration", "minutes", "length"],
+        "RepeatEveryWeeks" => &["repeat every", "every weeks", "weeks", "repeat weeks"],
+        "RepeatDays" => &["days", "repeat on", "week days", "weekdays"],
+        "Tasks" => &["task", "to do", "todo"],
+        "Role" => &["roles", "user role", "permission level"],
+        "Territories" => &["territory", "areas", "regions"],
+        // Plannr plans and premiums.
+        "client_uuid" => &["client uuid", "client id", "client", "client email"],
+        "plan_uuid" => &["plan uuid", "plan id"],
+        "opened_at" => &["opened", "start date", "date opened", "opened on"],
+        "inactive_at" => &["closed", "date closed", "inactive date", "end date"],
+        "plan_type" => &["plan type", "product type"],
+        "provider" => &["provider name", "company", "product provider"],
+        "value" => &["plan value", "valuation", "current value"],
+        "amount" => &["premium", "contribution", "premium amount"],
+        "payment_method" => &["payment method", "paid by"],
+        "transfer_type" => &["transfer type"],
+        "date_advice_given" => &["advice date", "date of advice", "advice given"],
+        "frequency" => &["payment frequency", "how often"],
         // Plannr clients.
         "first_name" => &["first name", "forename", "given name", "firstname"],
         "last_name" => &["surname", "last name", "family name", "lastname"],
@@ -124,6 +187,25 @@ mod tests {
         assert_eq!(
             (get("first_name"), get("last_name"), get("date_of_birth"), get("phone")),
             (Some(0), Some(1), Some(2), Some(3))
+        );
+    }
+
+    #[test]
+    fn product_and_price_list_exports_match_by_their_usual_names() {
+        let header: Vec<String> =
+            ["SKU", "Product Name", "Price", "Barcode", "Category"].map(String::from).into();
+        let m = match_columns(&crate::schema::REPSLY_PRODUCTS, &header);
+        let get = |f: &str| m.iter().find(|(n, _)| *n == f).and_then(|(_, c)| *c);
+        assert_eq!(
+            (get("Code"), get("Name"), get("UnitPrice"), get("EAN"), get("ProductGroupName")),
+            (Some(0), Some(1), Some(2), Some(3), Some(4))
+        );
+        let header: Vec<String> = ["Price List", "SKU", "Price"].map(String::from).into();
+        let m = match_columns(&crate::schema::REPSLY_PRICELIST_ITEMS, &header);
+        let get = |f: &str| m.iter().find(|(n, _)| *n == f).and_then(|(_, c)| *c);
+        assert_eq!(
+            (get("PricelistName"), get("ProductCode"), get("Price")),
+            (Some(0), Some(1), Some(2))
         );
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::report::{self, Report};
 use super::{check_auth, host, invalid, message, now, wrap, PlannrState};
-use crate::sandbox::{rules, Sandbox};
+use crate::sandbox::Sandbox;
 
 const TYPES: &[&str] = &[
     "business_staff_members",
@@ -270,8 +270,8 @@ fn apply(import: &mut Import, plannr: &mut PlannrState, sb: &Sandbox) {
                 if value.is_empty() { Value::Null } else { Value::String(value) },
             );
         }
-        let mut errors =
-            row_errors(&import.kind, &import.mode, &record, sb.options.refuse.as_deref());
+        let kind = (import.kind.as_str(), import.mode.as_str());
+        let mut errors = row_errors(plannr, kind, &record, sb.options.refuse.as_deref());
         if errors.is_empty() {
             match import.mode.as_str() {
                 "store" => {
@@ -311,39 +311,14 @@ fn update(plannr: &mut PlannrState, kind: &str, record: &Map<String, Value>) -> 
     Ok(())
 }
 
-/// Laravel-style rules for the import types the sandbox knows (clients); others accept all.
+/// The type's own rules ([`super::rules`]), and the configured refusal text.
 fn row_errors(
-    kind: &str,
-    mode: &str,
+    plannr: &PlannrState,
+    (kind, mode): (&str, &str),
     r: &Map<String, Value>,
     refuse: Option<&str>,
 ) -> Map<String, Value> {
-    let mut e = Map::new();
-    let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::trim).unwrap_or("");
-    if kind == "clients" && mode != "update" {
-        for (field, label) in [
-            ("first_name", "first name"),
-            ("last_name", "last name"),
-            ("send_welcome_email", "send welcome email"),
-        ] {
-            if text(field).is_empty() {
-                e.insert(field.into(), json!([format!("The {label} field is required.")]));
-            }
-        }
-    }
-    if kind == "clients" {
-        let welcome = text("send_welcome_email");
-        if !welcome.is_empty() && !["0", "1"].contains(&welcome) {
-            e.insert(
-                "send_welcome_email".into(),
-                json!(["The send welcome email field must be true or false."]),
-            );
-        }
-        let email = text("email");
-        if !email.is_empty() && !rules::email(email) {
-            e.insert("email".into(), json!(["The email must be a valid email address."]));
-        }
-    }
+    let mut e = super::rules::row_errors(kind, mode, r, plannr);
     if let Some(t) = refuse {
         for (k, v) in r {
             if v.as_str().is_some_and(|s| s.contains(t)) {

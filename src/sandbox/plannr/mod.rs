@@ -3,9 +3,11 @@
 //! inline errors capped at 25 plus an error report file, and contact details with Laravel
 //! 422s; with the real-API switches of [`super::RealApi`].
 
+mod accounts;
 mod contacts;
 mod imports;
 mod report;
+mod rules;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::Sandbox;
 
+pub use accounts::list_accounts;
 pub use contacts::contact_details;
 pub use imports::{
     create_import, error_report, get_import, list_imports, map_import, start_import,
