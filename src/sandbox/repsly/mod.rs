@@ -181,6 +181,7 @@ fn import(sb: &Sandbox, entity: &'static Entity, records: &[Value]) -> Response 
         errors: Vec::new(),
         warnings: Vec::new(),
     };
+    let count = records.len();
     for r in records {
         save(sb, entity, r, repsly, &mut job);
     }
@@ -191,7 +192,7 @@ fn import(sb: &Sandbox, entity: &'static Entity, records: &[Value]) -> Response 
             let id = 1000 + repsly.next_job;
             repsly.jobs.insert(id, job);
             if !stalled {
-                state.timed.start(sb.options.job_time, sb.started, id.to_string(), records.len());
+                state.timed.start(sb.options.job_time, sb.started, id.to_string(), count);
             }
             let template = sb.options.real.repsly_job_message.clone();
             let message = template.unwrap_or_else(|| {
