@@ -416,7 +416,7 @@ impl Mapper {
     /// rewritten as `true`/`false`, numbers and times as the target is sent them, and a list
     /// or a text changed into the other as the field's type needs.
     fn conform(&self, f: &CompiledField, value: &mut Value<'_>) -> Result<(), String> {
-        let Some(def) = f.def else {
+        let Some(def) = &f.def else {
             if f.custom {
                 if let Some(max) = self.schema.custom_max_len {
                     for item in value.items() {
@@ -426,13 +426,14 @@ impl Mapper {
             }
             return Ok(());
         };
-        match (def.ty, &mut *value) {
-            (FieldType::List { item, form }, v) => return kinds::list(v, item, form),
+        // By reference: a field type is a few words, and this runs for every cell.
+        match (&def.ty, &mut *value) {
+            (FieldType::List { item, form }, v) => return kinds::list(v, *item, *form),
             (_, Value::List(l)) => *value = Value::text(l.join(",")),
             (_, Value::Text(_)) => {}
         }
         let Value::Text(text) = &*value else { return Ok(()) };
-        if let Some(written) = conform_text(f, def.ty, text)? {
+        if let Some(written) = conform_text(f, &def.ty, text)? {
             *value = Value::Text(written);
         }
         Ok(())
@@ -443,13 +444,13 @@ impl Mapper {
 /// target is sent it, when that differs from the text.
 fn conform_text(
     f: &CompiledField,
-    ty: FieldType,
+    ty: &FieldType,
     text: &str,
 ) -> Result<Option<Cow<'static, str>>, String> {
     let owned = |written: Option<String>| written.map(Cow::Owned);
     match ty {
         FieldType::Text { max_len } => {
-            if let Some(max) = max_len {
+            if let Some(max) = *max_len {
                 check_len(text, max)?;
             }
         }
@@ -459,13 +460,13 @@ fn conform_text(
             let b = parse_bool(text).ok_or_else(|| format!("`{text}` is not true/false/yes/no"))?;
             return Ok(Some(Cow::Borrowed(if b { "true" } else { "false" })));
         }
-        FieldType::Path { separator, level_max } => kinds::path(text, separator, level_max)?,
+        FieldType::Path { separator, level_max } => kinds::path(text, *separator, *level_max)?,
         FieldType::Email { max_len } => {
             // An `email` validator on the field has checked this already.
             if !f.email_checked && !is_email(text::trim(text)) {
                 return Err(format!("`{text}` is not an email address"));
             }
-            if let Some(max) = max_len {
+            if let Some(max) = *max_len {
                 check_len(text, max)?;
             }
         }
@@ -481,10 +482,10 @@ fn conform_text(
         }
         FieldType::OneOf(allowed) => one_of(text, allowed)?,
         FieldType::Decimal { precision, scale } => {
-            return kinds::decimal(text, Some((precision, scale))).map(owned)
+            return kinds::decimal(text, Some((*precision, *scale))).map(owned)
         }
         FieldType::Number => return kinds::decimal(text, None).map(owned),
-        FieldType::Integer { min, max } => return kinds::integer(text, min, max).map(owned),
+        FieldType::Integer { min, max } => return kinds::integer(text, *min, *max).map(owned),
         FieldType::Time => return kinds::time(text).map(owned),
         FieldType::Url => kinds::url(text)?,
         FieldType::List { .. } => {}

@@ -10,6 +10,8 @@ use crate::schema::{FieldType, Form};
 /// objects, each part written once here as the bytes that open it.
 #[derive(Debug, Clone, Copy)]
 pub struct Custom {
+    /// The field names' prefix in a config (`CustomFields.`), as the schema has it.
+    pub prefix: &'static str,
     /// `"CustomFields":[`
     pub open: &'static [u8],
     /// `{"Field":`
@@ -20,17 +22,26 @@ pub struct Custom {
 
 impl Custom {
     /// Clients: `"CustomFields": [{"Field": ..., "Value": ...}]`.
-    pub const CUSTOM_FIELDS: Custom =
-        Custom { open: b"\"CustomFields\":[", name: b"{\"Field\":", value: b",\"Value\":" };
+    pub const CUSTOM_FIELDS: Custom = Custom {
+        prefix: "CustomFields.",
+        open: b"\"CustomFields\":[",
+        name: b"{\"Field\":",
+        value: b",\"Value\":",
+    };
     /// Products: `"CustomAttributes": [{"AttributeTitle": ..., "Value": ...}]`.
     pub const CUSTOM_ATTRIBUTES: Custom = Custom {
+        prefix: "CustomAttributes.",
         open: b"\"CustomAttributes\":[",
         name: b"{\"AttributeTitle\":",
         value: b",\"Value\":",
     };
     /// Users: `"Attributes": [{"Title": ..., "Value": ...}]`.
-    pub const ATTRIBUTES: Custom =
-        Custom { open: b"\"Attributes\":[", name: b"{\"Title\":", value: b",\"Value\":" };
+    pub const ATTRIBUTES: Custom = Custom {
+        prefix: "Attributes.",
+        open: b"\"Attributes\":[",
+        name: b"{\"Title\":",
+        value: b",\"Value\":",
+    };
 }
 
 /// The JSON object Repsly expects for one record.
@@ -52,12 +63,12 @@ pub fn entity_json(
         }
         let key = f.json_key.as_bytes();
         out.extend_from_slice(if out.len() == open { &key[1..] } else { key });
-        match (f.def.map(|d| d.ty), v) {
+        match (f.def.as_ref().map(|d| &d.ty), v) {
             (Some(FieldType::Bool), Value::Text(t)) => {
                 out.extend_from_slice(if t == "true" { b"true" } else { b"false" })
             }
             (Some(FieldType::List { form, .. }), Value::List(items)) => {
-                push_list(out, form, items, escapes)
+                push_list(out, *form, items, escapes)
             }
             // The mapper wrote numbers as JSON writes them; an empty one (`empty = "clear"`)
             // is null.
@@ -95,7 +106,8 @@ fn push_customs(
         }
         out.extend_from_slice(custom.name);
         // A name from the configuration, not from the row.
-        let name = f.name.split_once('.').map_or(f.name.as_str(), |(_, n)| n);
+        // (A prefix stripped, not a `.` searched for: a search per row costs ~1 % of `plan`.)
+        let name = f.name.strip_prefix(custom.prefix).unwrap_or(&f.name);
         push_str(out, name, Escapes::Possible);
         out.extend_from_slice(custom.value);
         match v {
