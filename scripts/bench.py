@@ -28,8 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # BENCH_PROFILE=debug measures a debug build (the pace figures depend on the CRM's latency
 # and rate, not on the client's CPU).
 PROFILE = os.environ.get("BENCH_PROFILE", "release")
-BIN = os.path.join(ROOT, "target", PROFILE, "crm-ingest")
-EXAMPLES = os.path.join(ROOT, "target", PROFILE, "examples")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, PROFILE, "crm-ingest")
+EXAMPLES = os.path.join(TARGET, PROFILE, "examples")
 QUICK = "--quick" in sys.argv
 PACE = "--pace" in sys.argv
 OUT = os.environ.get("BENCH_OUT") or tempfile.mkdtemp(prefix="crm-ingest-bench-")

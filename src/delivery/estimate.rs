@@ -77,6 +77,12 @@ const WIDE_AFTER: u32 = 3;
 /// The engine's fixed schedule, used while nothing is known and for the back-off: the first
 /// poll this long after the start, then a wait of half the time waited so far plus this.
 pub const FIRST_POLL: f64 = 0.1;
+/// First polls at the quantile in a row that found their job running (jobs placed since
+/// the estimate was last trusted) before it is not trusted: new jobs are then followed on
+/// the fixed schedule until one ends as the estimate says, or a new level is found. A CRM
+/// whose jobs end when they are polled, not after a time, would otherwise teach it that
+/// every job takes as long as its first poll waited, and push each first poll later.
+const DISTRUST_AFTER: u32 = 4;
 
 /// A job's bounds: it ended after `lo` (when a poll saw it running) and by `hi`, in seconds
 /// since it started.
@@ -104,6 +110,8 @@ pub enum Probe {
     Mean,
     /// Early: is the CRM faster now?
     Early,
+    /// On the fixed schedule: the estimate is not trusted.
+    Fixed,
 }
 
 /// One job being followed, as the estimate sees it.
@@ -146,6 +154,11 @@ pub struct Estimate {
     made_to_wait: u64,
     /// Jobs far past their estimate that are older than this make no job wait.
     lifted_before: u64,
+    /// First polls at the quantile in a row that missed, of jobs begun since `trusted_from`.
+    misses: u32,
+    /// Too many misses: new jobs go on the fixed schedule ([`DISTRUST_AFTER`]).
+    distrust: bool,
+    trusted_from: u64,
 }
 
 impl Default for Estimate {
@@ -164,6 +177,9 @@ impl Default for Estimate {
             next_order: 0,
             made_to_wait: 0,
             lifted_before: 0,
+            misses: 0,
+            distrust: false,
+            trusted_from: 0,
         }
     }
 }
@@ -237,7 +253,9 @@ impl Estimate {
         let order = self.next_order;
         self.next_order += 1;
         let mut probe = Probe::Quantile;
-        if self.known() {
+        if self.distrust {
+            probe = Probe::Fixed;
+        } else if self.known() {
             self.until_early = self.until_early.saturating_sub(1);
             if self.until_early == 0 {
                 probe = Probe::Early;
@@ -265,20 +283,25 @@ impl Estimate {
     /// When the job's next poll should reach the CRM, in seconds since the job started.
     pub fn next_poll(&mut self, job: &mut Job, poll_interval: f64) -> f64 {
         let backoff = |at: f64| at + (at / 2.0 + FIRST_POLL).min(poll_interval);
-        let own = match (self.known(), job.anchor, job.lo) {
-            (false, None, _) => FIRST_POLL,
-            (false, Some(at), _) => backoff(at),
-            (true, None, _) => {
+        let fixed = !self.known() || job.probe == Probe::Fixed;
+        let own = match (fixed, job.anchor, job.lo) {
+            (true, None, _) => FIRST_POLL,
+            (true, Some(at), _) => backoff(at),
+            (false, None, _) => {
                 let (q, m) = (self.quantile(job.rows), self.mean(job.rows));
                 job.at_quantile = (job.probe == Probe::Quantile).then_some(q);
                 match job.probe {
                     Probe::Quantile => q,
                     Probe::Mean => m,
                     Probe::Early => m * EXPLORE_AT,
+                    Probe::Fixed => FIRST_POLL,
                 }
             }
-            (true, Some(at), lo) => self.after_first(job, at, lo.unwrap_or(0.0), backoff),
+            (false, Some(at), lo) => self.after_first(job, at, lo.unwrap_or(0.0), backoff),
         };
+        if job.probe == Probe::Fixed {
+            return own;
+        }
         match self.shift(job) {
             Some(wait) if wait > own => {
                 job.at_quantile = None;
@@ -382,7 +405,9 @@ impl Estimate {
                 wake = true;
             }
             self.steer(job, first_hit, moment, s, q);
-            if self.level(job.order, seen) {
+            let held = self.level(job.order, seen);
+            self.trust(job, first_hit, held);
+            if held {
                 return true;
             }
         }
@@ -413,6 +438,28 @@ impl Estimate {
         if moment <= placed + near && (first_hit || moment > now) {
             let hit = if first_hit { 1.0 } else { 0.0 };
             self.k = (self.k - K_GAIN * (hit - HIT_RATE)).clamp(K_MIN, K_MAX);
+        }
+    }
+
+    /// Counts first polls at the quantile that missed, and decides whether the estimate is
+    /// trusted: a job on the fixed schedule that ended as the estimate says, or a new level
+    /// (`held` with an empty pending run), trust it again.
+    fn trust(&mut self, job: &Job, first_hit: bool, held: bool) {
+        let restarted = held && self.pending.is_empty();
+        let consistent = job.probe == Probe::Fixed && !held;
+        if restarted || (self.distrust && consistent) {
+            self.distrust = false;
+            self.misses = 0;
+            self.trusted_from = self.next_order;
+            return;
+        }
+        if job.probe != Probe::Quantile || job.order < self.trusted_from || self.distrust {
+            return;
+        }
+        self.misses = if first_hit { 0 } else { self.misses + 1 };
+        if self.misses >= DISTRUST_AFTER {
+            tracing::debug!("first polls keep missing: following new jobs on the fixed schedule");
+            self.distrust = true;
         }
     }
 
@@ -840,6 +887,31 @@ mod tests {
         let back = Estimate::load(&e.save()).unwrap();
         assert_eq!(back.jobs, e.jobs);
         assert!((back.quantile(50.0) - e.quantile(50.0)).abs() < 1e-9);
+    }
+
+    /// A CRM whose jobs end at the poll after the first, wherever it is placed: the
+    /// estimate must not chase its own polls.
+    fn polls_in_a_world_where_the_second_poll_ends_the_job(jobs: usize) -> Vec<f64> {
+        let mut e = Estimate::default();
+        let mut firsts = Vec::new();
+        for _ in 0..jobs {
+            let mut job = e.begin(1);
+            let first = e.next_poll(&mut job, 5.0);
+            firsts.push(first);
+            e.running(&mut job, first);
+            let second = e.next_poll(&mut job, 5.0);
+            e.finished(&job, second);
+        }
+        firsts
+    }
+
+    #[test]
+    fn jobs_that_end_at_their_second_poll_do_not_push_the_first_poll_later_and_later() {
+        let firsts = polls_in_a_world_where_the_second_poll_ends_the_job(300);
+        eprintln!("{:?}", firsts.iter().step_by(10).collect::<Vec<_>>());
+        let late = firsts.iter().skip(20).cloned().fold(0.0, f64::max);
+        let mean = firsts.iter().sum::<f64>() / firsts.len() as f64;
+        assert!(late < 1.0 && mean < 0.4, "first polls drift: most {late} s, mean {mean} s");
     }
 
     proptest! {
