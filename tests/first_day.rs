@@ -115,6 +115,35 @@ async fn init_on_a_plannr_export_writes_what_plannr_requires_and_plan_keeps_its_
     assert_eq!(sent["failed_by_stage"].get("remote"), None, "the CRM refused nothing: {sent}");
 }
 
+/// `init` on a plan export that names each plan's client by email (no uuid column) writes
+/// a lookup for `client_uuid`; the config passes `check`, and `plan` (offline, so nothing is
+/// looked up) accepts every row rather than failing each as a missing or malformed uuid.
+#[test]
+fn init_on_a_plan_export_with_client_emails_writes_a_lookup_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let mut text = String::from("Client Email,Plan Type,Provider,Date Opened\n");
+    for i in 0..5 {
+        text.push_str(&format!("client{i}@example.com,Pension,Aviva,0{}/02/2020\n", i + 1));
+    }
+    let sample = exports.join("plans.csv");
+    std::fs::write(&sample, text).unwrap();
+    let config = dir.path().join("crm-ingest.toml");
+    let (code, _, err) = init("plannr.import.plans", &sample, &config);
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    let line = "client_uuid = { column = \"Client Email\", lookup = { by = \"email\" } }";
+    assert!(written.contains(line), "missing `{line}` in:\n{written}");
+    let (code, out, err) = run_text(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("client_uuid"), "{out}");
+    let (code, _, err) = plan(&config, "plannr_plans", &dir.path().join("plan"), &sample);
+    assert_eq!(code, 0, "{err}");
+    let planned = summary(&dir.path().join("plan/plans.summary.json"));
+    assert_eq!(planned["rows"]["accepted"], 5, "{planned}");
+}
+
 /// Row 1: a clients pipeline that does not map `send_welcome_email` is refused by `check`
 /// and `plan`; a mapped one whose cell is empty fails that row in `plan`, before any request.
 #[test]

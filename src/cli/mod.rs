@@ -83,7 +83,7 @@ pub enum Command {
     /// Write a starter config from a sample export: columns matched to the target's fields,
     /// transforms suggested from the values, every guess a line you can change.
     #[command(
-        after_help = "Example:\n  crm-ingest init --target repsly.clients exports/clients.csv --output config.toml\n\nTargets: repsly.clients, plannr.import.<type> (e.g. plannr.import.clients), plannr.contact_details"
+        after_help = init::after_help()
     )]
     Init {
         #[arg(long, short)]

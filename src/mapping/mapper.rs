@@ -155,9 +155,6 @@ enum Source {
 #[derive(Debug, Clone)]
 pub struct CompiledField {
     pub name: String,
-    /// `,"name":`, the name as a JSON object member's start, written once here rather than
-    /// per row (the comma is skipped before a first member).
-    pub json_key: String,
     /// The schema's definition, when the target documents this field.
     pub def: Option<FieldDef>,
     pub custom: bool,
@@ -167,11 +164,45 @@ pub struct CompiledField {
     /// An `email` validator runs on this field, so the schema need not check it again.
     email_checked: bool,
     pub empty: EmptyPolicy,
-    /// The form this field's dates are sent in when it is not ISO-8601 (Plannr import files:
-    /// DD/MM/YYYY): set for a date field and for a field with a `date:` transform.
-    date_form: Option<String>,
+    /// What a value not empty goes through before the schema's rules.
+    before: Before,
+}
+
+impl Before {
+    /// For field `f`, whose schema definition is `def`.
+    fn of(f: &FieldSettings, def: Option<&FieldDef>, schema: &Schema) -> Self {
+        let dated = matches!(def.map(|d| d.ty), Some(FieldType::Date))
+            || f.transforms.iter().any(|t| matches!(t, Transform::Date(_)));
+        let form = f.date_format.as_deref().unwrap_or(schema.date_format);
+        match f.lookup {
+            Some(_) => Before::Lookup,
+            None if dated && form != ISO_DATE => Before::DateIn(form.to_string()),
+            None => Before::Nothing,
+        }
+    }
+}
+
+impl CompiledField {
+    /// The form its dates are sent in when it is not ISO-8601.
+    fn date_form(&self) -> Option<&str> {
+        match &self.before {
+            Before::DateIn(form) => Some(form),
+            _ => None,
+        }
+    }
+}
+
+/// What a field's value goes through before the schema's rules, when it is not the common
+/// case: one test per cell rather than one per kind (a plain tag, not a niche to decode).
+#[derive(Debug, Clone)]
+#[repr(u8)]
+enum Before {
+    Nothing,
     /// A lookup fills this field before the row is sent: its value is the key (an email).
-    pub lookup: bool,
+    Lookup,
+    /// The form this field's dates are sent in when it is not ISO-8601 (Plannr import files:
+    /// DD/MM/YYYY): for a date field and for a field with a `date:` transform.
+    DateIn(String),
 }
 
 /// Target field values of one row, in [`Mapper::fields`] order; `None` = leave the field out.
@@ -243,13 +274,8 @@ impl Mapper {
                 Lookup::Custom => (None, true),
                 Lookup::Unknown => (None, false),
             };
-            let quoted = serde_json::to_string(&f.target).unwrap_or_default();
-            let dated = matches!(def.map(|d| d.ty), Some(FieldType::Date))
-                || f.transforms.iter().any(|t| matches!(t, Transform::Date(_)));
-            let form = f.date_format.as_deref().unwrap_or(schema.date_format);
             compiled.push(CompiledField {
                 name: f.target.clone(),
-                json_key: format!(",{quoted}:"),
                 def,
                 custom,
                 source,
@@ -257,8 +283,7 @@ impl Mapper {
                 validators: f.validators.clone(),
                 email_checked: f.validators.contains(&Validator::Email),
                 empty: f.empty,
-                date_form: (dated && form != ISO_DATE).then(|| form.to_string()),
-                lookup: f.lookup.is_some(),
+                before: Before::of(f, def.as_ref(), &schema),
             });
         }
         let literals_plain = fields.iter().all(|f| literals_of(f).all(plain_json));
@@ -287,32 +312,41 @@ impl Mapper {
         Ok(out)
     }
 
-    /// [`Mapper::map`] into `out` (cleared first), so one buffer serves a block of rows.
+    /// [`Mapper::map`] into `out` (the previous row's values replaced), so one buffer serves a
+    /// block of rows. After a failure `out` holds nothing.
     pub fn map_into<'r>(&self, row: &impl Cells<'r>, out: &mut Mapped<'r>) -> Result<(), Failure> {
-        out.clear();
+        // One slot per field, kept from row to row: each value is dropped as the next row's
+        // replaces it (clearing the whole buffer first cost more, out of line: callgrind).
+        out.resize_with(self.fields.len(), || None);
         let mut errors: Vec<(Stage, &str, String)> = Vec::new();
+        let mut unread = None;
         // Each value is worked on where it will stay, in `out`.
-        for f in &self.fields {
+        for (f, slot) in self.fields.iter().zip(out.iter_mut()) {
             let fast = match f.source {
                 Source::Column(i) => row.borrowed(i),
                 _ => None,
             };
-            out.push(None);
-            let Some(slot) = out.last_mut() else { continue };
-            match fast {
-                Some(cell) => *slot = Some(Value::Text(Cow::Borrowed(cell))),
+            *slot = match fast {
+                Some(cell) => Some(Value::Text(Cow::Borrowed(cell))),
                 None => match self.read(f, row) {
-                    Ok(v) => *slot = Some(Value::Text(v)),
-                    Err(e) => return Err(Failure::new(Stage::Parse, Some(&f.name), e)),
+                    Ok(v) => Some(Value::Text(v)),
+                    Err(e) => {
+                        unread = Some(Failure::new(Stage::Parse, Some(&f.name), e));
+                        break;
+                    }
                 },
-            }
+            };
             if let Err(e) = self.check_field(f, slot, &mut errors) {
                 errors.push((Stage::Validate, &f.name, e));
                 *slot = None;
             }
         }
-        if errors.is_empty() {
+        if unread.is_none() && errors.is_empty() {
             return Ok(());
+        }
+        out.clear();
+        if let Some(failure) = unread {
+            return Err(failure);
         }
         let stage = errors.iter().map(|e| e.0).min().unwrap_or(Stage::Validate);
         let mut fields: Vec<String> = Vec::new();
@@ -373,7 +407,7 @@ impl Mapper {
         for v in &f.validators {
             if let Err(e) = v.check((!empty).then_some(&*value)) {
                 // `date` takes what the target is sent too (DD/MM/YYYY for Plannr imports).
-                let in_form = *v == Validator::Date && in_date_form(value, f.date_form.as_deref());
+                let in_form = *v == Validator::Date && in_date_form(value, f.date_form());
                 if !in_form {
                     errors.push((Stage::Validate, &f.name, e));
                 }
@@ -394,22 +428,25 @@ impl Mapper {
             }
             return Ok(());
         }
-        if f.lookup {
-            // The key a lookup will find the record's id by; the id's own type is the CRM's.
-            return match value.as_text().map(text::trim) {
-                Some(key) if is_email(key) => Ok(()),
-                _ => Err(format!(
-                    "`{}` is not an email address to look the record up by",
-                    value.display()
-                )),
-            };
-        }
-        if let (Some(form), Value::Text(t)) = (&f.date_form, &mut *value) {
-            if let Some(written) = kinds::date_in(t, form)? {
-                *t = Cow::Owned(written);
+        match &f.before {
+            Before::Nothing => {}
+            Before::Lookup => return lookup_key(value),
+            Before::DateIn(form) => {
+                if let Value::Text(t) = value {
+                    if let Some(written) = kinds::date_in(t, form)? {
+                        *t = Cow::Owned(written);
+                    }
+                }
             }
         }
-        self.conform(f, value)
+        // Most cells are text of a bounded length, or a flag the `bool` transform wrote:
+        // checked here, without a call.
+        match (f.def.as_ref().map(|d| &d.ty), &*value) {
+            (Some(FieldType::Text { max_len: Some(max) }), Value::Text(t)) => check_len(t, *max),
+            (Some(FieldType::Text { max_len: None }), Value::Text(_)) => Ok(()),
+            (Some(FieldType::Bool), Value::Text(t)) if t == "true" || t == "false" => Ok(()),
+            _ => self.conform(f, value),
+        }
     }
 
     /// The schema's rules for a value that is not empty: type and length. Booleans are
@@ -474,7 +511,7 @@ fn conform_text(
         FieldType::Uuid => return Err(format!("`{text}` is not a UUID")),
         FieldType::Date => {
             let t = text::trim(text);
-            if !is_iso_date(t) && !in_date_form(&Value::text(t), f.date_form.as_deref()) {
+            if !is_iso_date(t) && !in_date_form(&Value::text(t), f.date_form()) {
                 return Err(format!(
                     "`{text}` is not an ISO date (YYYY-MM-DD); add a date:<format> transform"
                 ));
@@ -499,6 +536,15 @@ fn one_of(text: &str, allowed: &[&str]) -> Result<(), String> {
         return Ok(());
     }
     Err(format!("`{text}` is not one of {}", allowed.join(", ")))
+}
+
+/// A looked-up field's value: the key a lookup will find the record's id by (the id's own
+/// type is the CRM's).
+fn lookup_key(value: &Value<'_>) -> Result<(), String> {
+    match value.as_text().map(text::trim) {
+        Some(key) if is_email(key) => Ok(()),
+        _ => Err(format!("`{}` is not an email address to look the record up by", value.display())),
+    }
 }
 
 /// Whether a value is a date written in `form` (the target's own, when it is not ISO-8601).

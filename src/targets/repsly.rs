@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde_json::Value as Json;
 
-use super::repsly_json::{entity_json, Custom};
+use super::repsly_json::{entity_json, Custom, Layout};
 use super::Escapes;
 use super::Target;
 use crate::config::{PipelineSettings, TargetSpec};
@@ -106,6 +106,8 @@ pub struct RepslyImport {
     key_at: Vec<Option<usize>>,
     /// Every record's key is a required field: sending a batch again only updates.
     keyed: bool,
+    /// How its records are written, from the pipeline's fields (mapper order).
+    layout: Layout,
 }
 
 impl RepslyImport {
@@ -117,7 +119,8 @@ impl RepslyImport {
         let keyed =
             entity.key.iter().all(|k| schema.fields.iter().any(|d| d.name == *k && d.required));
         let spec = TargetSpec::Named(crate::schema::target(name)?.name);
-        Some(Self { spec, entity, key_at, keyed })
+        let layout = Layout::new(&schema, entity.custom.as_ref(), fields);
+        Some(Self { spec, entity, key_at, keyed, layout })
     }
 
     /// The target for a pipeline whose target is a Repsly one.
@@ -132,6 +135,7 @@ impl Target for RepslyImport {
         &self.spec
     }
 
+    /// From the layout settled for the pipeline's fields, which are `fields` in order.
     fn encode(
         &self,
         fields: &[CompiledField],
@@ -139,7 +143,8 @@ impl Target for RepslyImport {
         escapes: Escapes,
         out: &mut Vec<u8>,
     ) {
-        entity_json(fields, values, escapes, self.entity.custom.as_ref(), out)
+        debug_assert_eq!(fields.len(), self.layout.width(), "the layout is of other fields");
+        entity_json(&self.layout, values, escapes, out)
     }
 
     /// The key's values, joined by `/`; empty when one of them is missing.

@@ -1,10 +1,12 @@
-//! A Repsly record as JSON, written straight to bytes from the mapped values and the
-//! schema's types (this runs for every row; building a `serde_json::Map` first cost more than
-//! the rest of the encoding). Custom fields go last, in the entity's own array shape.
+//! A Repsly record as JSON, written straight to bytes from the mapped values (this runs for
+//! every row; building a `serde_json::Map` first cost more than the rest of the encoding).
+//! What depends only on the pipeline (each member's name, how its type is sent, a custom
+//! field's opening in the entity's own array shape) is settled once, in a [`Layout`]; per row
+//! only the values are written. Custom fields go last.
 
 use crate::mapping::json::{push_str, Escapes};
-use crate::mapping::{CompiledField, Mapped, Value};
-use crate::schema::{FieldType, Form};
+use crate::mapping::{Mapped, Value};
+use crate::schema::{FieldType, Form, Lookup, Schema};
 
 /// How an entity sends `<prefix>.<name>` fields: an array of `{name: ..., value: ...}`
 /// objects, each part written once here as the bytes that open it.
@@ -44,72 +46,163 @@ impl Custom {
     };
 }
 
-/// The JSON object Repsly expects for one record.
-pub fn entity_json(
-    fields: &[CompiledField],
-    values: &Mapped,
-    escapes: Escapes,
-    custom: Option<&Custom>,
-    out: &mut Vec<u8>,
-) {
+/// How one pipeline's records are written: every byte that depends on the pipeline's fields
+/// alone, in the order the mapper gives their values. Writing a custom field's name per row
+/// (its prefix stripped, the name checked for escapes, the shape's parts copied) cost more
+/// than its value: callgrind.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// The record's own members, in field order.
+    members: Vec<Member>,
+    /// The custom fields, in field order: sent after the members, in one array.
+    customs: Vec<CustomMember>,
+    /// How many fields it was settled for.
+    width: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    /// Where its value is among a row's values.
+    at: usize,
+    /// `,"City":`, the comma skipped before a record's first member.
+    key: Box<[u8]>,
+    sent: Sent,
+}
+
+/// How a member's value is sent, from the schema's type (a plain tag to match on, not a
+/// niche to decode: callgrind).
+#[derive(Debug, Clone)]
+#[repr(u8)]
+enum Sent {
+    /// A JSON string (a list joined by `,`).
+    Text,
+    /// `true` or `false`, as the mapper wrote it.
+    Bool,
+    /// As the mapper wrote it; an empty one (`empty = "clear"`) is null.
+    Number,
+    /// `[{"Name":"A"},...]`: each item's opening, `{"Name":`.
+    Objects(Box<[u8]>),
+    /// Any other list form.
+    List(Form),
+}
+
+#[derive(Debug, Clone)]
+struct CustomMember {
+    at: usize,
+    /// `,"CustomFields":[{"Field":"Region","Value":`: the array's opening and the first
+    /// object's, the comma skipped when nothing comes before.
+    first: Box<[u8]>,
+    /// `,{"Field":"Region","Value":`: a later object's opening.
+    next: Box<[u8]>,
+}
+
+impl Layout {
+    /// For fields named `fields`, in the order their values come, of a target whose schema
+    /// is `schema` and whose custom fields (if it has any) are sent as `custom` says.
+    pub fn new(schema: &Schema, custom: Option<&Custom>, fields: &[String]) -> Self {
+        let mut layout = Self { width: fields.len(), ..Self::default() };
+        for (at, name) in fields.iter().enumerate() {
+            let sent = match schema.lookup(name) {
+                Lookup::Known(def) => sent(&def.ty),
+                // A custom field of an entity that has none is not sent (`check` refuses it).
+                Lookup::Custom => {
+                    if let Some(c) = custom {
+                        layout.customs.push(CustomMember::new(at, name, c));
+                    }
+                    continue;
+                }
+                Lookup::Unknown => Sent::Text,
+            };
+            let key = [b",", json_string(name).as_slice(), b":"].concat().into();
+            layout.members.push(Member { at, key, sent });
+        }
+        layout
+    }
+
+    /// How many fields (values per row) it was settled for.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+}
+
+impl CustomMember {
+    fn new(at: usize, field: &str, custom: &Custom) -> Self {
+        // A name from the configuration, not from a row.
+        let name = json_string(field.strip_prefix(custom.prefix).unwrap_or(field));
+        let object = [custom.name, name.as_slice(), custom.value].concat();
+        let first = [b",", custom.open, object.as_slice()].concat().into();
+        let next = [b",", object.as_slice()].concat().into();
+        Self { at, first, next }
+    }
+}
+
+/// How a value of type `ty` is sent.
+fn sent(ty: &FieldType) -> Sent {
+    match ty {
+        FieldType::Bool => Sent::Bool,
+        FieldType::Decimal { .. } | FieldType::Number | FieldType::Integer { .. } => Sent::Number,
+        FieldType::List { form: Form::Objects(key), .. } => {
+            Sent::Objects([b"{", json_string(key).as_slice(), b":"].concat().into())
+        }
+        FieldType::List { form, .. } => Sent::List(*form),
+        _ => Sent::Text,
+    }
+}
+
+/// `s` as a JSON string, quoted.
+fn json_string(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    push_str(&mut out, s, Escapes::Possible);
+    out
+}
+
+/// The JSON object Repsly expects for one record whose values (in `layout`'s field order)
+/// are `values`.
+pub fn entity_json(layout: &Layout, values: &Mapped, escapes: Escapes, out: &mut Vec<u8>) {
     out.push(b'{');
     let open = out.len();
-    let mut customs = false;
-    for (f, v) in fields.iter().zip(values) {
-        let Some(v) = v else { continue };
-        if f.custom {
-            customs = true;
-            continue;
-        }
-        let key = f.json_key.as_bytes();
-        out.extend_from_slice(if out.len() == open { &key[1..] } else { key });
-        match (f.def.as_ref().map(|d| &d.ty), v) {
-            (Some(FieldType::Bool), Value::Text(t)) => {
+    for m in &layout.members {
+        let Some(Some(v)) = values.get(m.at) else { continue };
+        out.extend_from_slice(if out.len() == open { &m.key[1..] } else { &m.key });
+        match (&m.sent, v) {
+            (Sent::Bool, Value::Text(t)) => {
                 out.extend_from_slice(if t == "true" { b"true" } else { b"false" })
             }
-            (Some(FieldType::List { form, .. }), Value::List(items)) => {
-                push_list(out, *form, items, escapes)
+            (Sent::Number, Value::Text(t)) => {
+                out.extend_from_slice(if t.is_empty() { b"null" } else { t.as_bytes() })
             }
-            // The mapper wrote numbers as JSON writes them; an empty one (`empty = "clear"`)
-            // is null.
-            (
-                Some(FieldType::Decimal { .. } | FieldType::Number | FieldType::Integer { .. }),
-                Value::Text(t),
-            ) => out.extend_from_slice(if t.is_empty() { b"null" } else { t.as_bytes() }),
+            (Sent::Objects(head), Value::List(items)) => push_each(out, items, |out, item| {
+                out.extend_from_slice(head);
+                push_str(out, item, escapes);
+                out.push(b'}');
+            }),
+            (Sent::List(form), Value::List(items)) => push_list(out, *form, items, escapes),
             (_, Value::List(items)) => push_str(out, &items.join(","), escapes),
             (_, Value::Text(t)) => push_str(out, t, escapes),
         }
     }
-    if let (true, Some(custom)) = (customs, custom) {
-        if out.len() > open {
-            out.push(b',');
-        }
-        push_customs(out, fields, values, escapes, custom);
-    }
+    push_customs(out, open, &layout.customs, values, escapes);
     out.push(b'}');
 }
 
-/// The custom fields' array: one object per field that has a value.
+/// The custom fields' array, when one has a value: one object per field that has.
 fn push_customs(
     out: &mut Vec<u8>,
-    fields: &[CompiledField],
+    open: usize,
+    customs: &[CustomMember],
     values: &Mapped,
     escapes: Escapes,
-    custom: &Custom,
 ) {
-    out.extend_from_slice(custom.open);
-    let present = fields.iter().zip(values).filter(|(f, _)| f.custom);
-    for (f, v) in present.filter_map(|(f, v)| Some((f, v.as_ref()?))) {
-        // After an object, not after the `[` (cheaper than counting: callgrind).
-        if out.last() == Some(&b'}') {
-            out.push(b',');
-        }
-        out.extend_from_slice(custom.name);
-        // A name from the configuration, not from the row.
-        // (A prefix stripped, not a `.` searched for: a search per row costs ~1 % of `plan`.)
-        let name = f.name.strip_prefix(custom.prefix).unwrap_or(&f.name);
-        push_str(out, name, Escapes::Possible);
-        out.extend_from_slice(custom.value);
+    let mut first = true;
+    for c in customs {
+        let Some(Some(v)) = values.get(c.at) else { continue };
+        let head: &[u8] = match (first, out.len() == open) {
+            (true, true) => &c.first[1..],
+            (true, false) => &c.first,
+            (false, _) => &c.next,
+        };
+        out.extend_from_slice(head);
+        first = false;
         match v {
             Value::Text(t) => push_str(out, t, escapes),
             // A multiselect's options, `|`-separated.
@@ -117,10 +210,12 @@ fn push_customs(
         }
         out.push(b'}');
     }
-    out.push(b']');
+    if !first {
+        out.push(b']');
+    }
 }
 
-/// A list as its form sends it.
+/// A list as its form sends it (`Objects` is written from its [`Sent::Objects`] opening).
 fn push_list(out: &mut Vec<u8>, form: Form, items: &[std::borrow::Cow<'_, str>], escapes: Escapes) {
     match form {
         Form::Joined(sep) => {
@@ -128,6 +223,7 @@ fn push_list(out: &mut Vec<u8>, form: Form, items: &[std::borrow::Cow<'_, str>],
             push_str(out, &items.join(sep.as_str()), escapes)
         }
         Form::Array => push_each(out, items, |out, item| push_str(out, item, escapes)),
+        // Not reached: a layout writes these from their opening.
         Form::Objects(key) => push_each(out, items, |out, item| {
             out.extend_from_slice(b"{\"");
             out.extend_from_slice(key.as_bytes());
@@ -210,10 +306,12 @@ mod tests {
             })
             .collect();
         let m = Mapper::compile(fields, schema, &header).unwrap();
+        let names: Vec<String> = fields.iter().map(|f| f.target.clone()).collect();
+        let layout = Layout::new(&schema, custom.as_ref(), &names);
         move |cells, escapes| {
             let values = m.map(&Row(cells)).unwrap();
             let mut out = Vec::new();
-            entity_json(m.fields(), &values, escapes, custom.as_ref(), &mut out);
+            entity_json(&layout, &values, escapes, &mut out);
             String::from_utf8(out).unwrap()
         }
     }

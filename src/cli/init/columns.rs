@@ -97,7 +97,8 @@ fn other_synonyms(field: &str) -> &'static [&'static str] {
         "Role" => &["roles", "user role", "permission level"],
         "Territories" => &["territory", "areas", "regions"],
         // Plannr plans and premiums.
-        "client_uuid" => &["client uuid", "client id", "client", "client email"],
+        // A column of emails is matched as a lookup's key instead ([`match_lookups`]).
+        "client_uuid" => &["client uuid", "client id", "client"],
         "plan_uuid" => &["plan uuid", "plan id"],
         "opened_at" => &["opened", "start date", "date opened", "opened on"],
         "inactive_at" => &["closed", "date closed", "inactive date", "end date"],
@@ -160,6 +161,44 @@ pub fn match_columns(schema: &Schema, header: &[String]) -> Vec<(&'static str, O
         }
     }
     out
+}
+
+/// Names of a column of client emails, best first: the key a lookup finds a client by.
+const EMAIL_NAMES: &[&str] = &[
+    "client email",
+    "client e-mail",
+    "client email address",
+    "email",
+    "e-mail",
+    "email address",
+    "primary email",
+];
+
+/// Fills each field a lookup can fill (Plannr `client_uuid`) that no column matched with a
+/// column of emails not taken yet, by its name; returns the fields so filled, whose values
+/// are then emails to look the record up by.
+pub fn match_lookups(
+    schema: &Schema,
+    header: &[String],
+    matches: &mut [(&'static str, Option<usize>)],
+) -> Vec<&'static str> {
+    let folded: Vec<String> = header.iter().map(|h| fold(h)).collect();
+    let mut filled = Vec::new();
+    for field in schema.lookups {
+        let taken: Vec<usize> = matches.iter().filter_map(|(_, c)| *c).collect();
+        let Some((_, slot)) = matches.iter_mut().find(|(f, c)| f == field && c.is_none()) else {
+            continue;
+        };
+        let free = |i: &usize| !taken.contains(i);
+        let column = EMAIL_NAMES
+            .iter()
+            .find_map(|n| (0..header.len()).filter(free).find(|i| folded[*i] == fold(n)));
+        if let Some(c) = column {
+            *slot = Some(c);
+            filled.push(*field);
+        }
+    }
+    filled
 }
 
 #[cfg(test)]

@@ -88,6 +88,37 @@ pub async fn run(target: String, sample: PathBuf, output: Option<PathBuf>) -> Ex
     }
 }
 
+/// What `crm-ingest init --help` says after the options: an example, and every target a
+/// pipeline may name, from the same tables `check` knows them by.
+pub fn after_help() -> String {
+    let named: Vec<&str> = crate::schema::TARGETS.iter().map(|t| t.name).collect();
+    format!(
+        "Example:\n  crm-ingest init --target repsly.clients exports/clients.csv --output config.toml\n\n\
+         Targets:\n{},\n  plannr.import.<type>, the <type> one of:\n{}",
+        wrapped(&named, 2),
+        wrapped(crate::schema::PLANNR_IMPORT_TYPES, 4)
+    )
+}
+
+/// Names joined by `, `, in lines of at most 90 characters indented by `indent` spaces.
+fn wrapped(names: &[&str], indent: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for name in names {
+        match lines.last_mut() {
+            Some(line) if line.len() + name.len() + 3 <= 90 => {
+                line.push_str(", ");
+                line.push_str(name);
+            }
+            Some(line) => {
+                line.push(',');
+                lines.push(format!("{:indent$}{name}", ""));
+            }
+            None => lines.push(format!("{:indent$}{name}", "")),
+        }
+    }
+    lines.join("\n")
+}
+
 /// The CRM of a known target (`None` for a name no pipeline may use).
 fn crm_of(target: &str) -> Option<&'static Crm> {
     if !crate::schema::is_target(target) {
@@ -191,9 +222,14 @@ fn config_text(target: &str, crm: &Crm, sample: &Path, folder: &Path, read: &Sam
 /// left over.
 fn field_lines(schema: &Schema, read: &Sample) -> String {
     let mut out = String::new();
-    let matches = columns::match_columns(schema, &read.header);
+    let mut matches = columns::match_columns(schema, &read.header);
+    let looked_up = columns::match_lookups(schema, &read.header, &mut matches);
     for (field, column) in &matches {
         let Some(c) = column else { continue };
+        if looked_up.contains(field) {
+            out.push_str(&lookup_line(field, &read.header[*c], &read.columns[*c]));
+            continue;
+        }
         let def = schema.fields.iter().find(|d| d.name == *field);
         let values = values::Column { values: &read.columns[*c], lines: &read.lines };
         let s = values::suggest(&values, def, field);
@@ -232,6 +268,16 @@ fn field_lines(schema: &Schema, read: &Sample) -> String {
         };
     }
     out
+}
+
+/// The lines for a field filled by a lookup of the emails in `column`.
+fn lookup_line(field: &str, column: &str, values: &[String]) -> String {
+    format!(
+        "# {field}: no uuid column; each client is found by its primary email\n\
+         {field} = {{ column = {}, lookup = {{ by = \"email\" }} }}{}\n",
+        quote(column),
+        example(values)
+    )
 }
 
 /// The line for a required field no column matched: a constant where one fits every row
@@ -324,6 +370,50 @@ mod tests {
         assert!(text.contains("rate_limit = \"120/min\""));
         let parsed: toml::Table = text.parse().expect("valid TOML");
         assert!(parsed["pipelines"]["repsly_clients"]["fields"].get("Name").is_some());
+    }
+
+    #[test]
+    fn init_help_names_every_target_the_tables_know() {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command();
+        let init = cli.find_subcommand_mut("init").expect("an init subcommand");
+        let help = init.render_long_help().to_string();
+        for name in crate::schema::TARGETS.iter().map(|t| t.name) {
+            assert!(help.contains(name), "{name} in:\n{help}");
+        }
+        let types = help.split_once("plannr.import.<type>").map(|(_, after)| after);
+        let types: Vec<&str> = types.unwrap_or_default().split([',', ' ', '\n']).collect();
+        for t in crate::schema::PLANNR_IMPORT_TYPES {
+            assert!(types.contains(t), "{t} after plannr.import.<type> in:\n{help}");
+        }
+        let targets = help.split_once("Targets:").map(|(_, t)| t).unwrap_or_default();
+        assert!(targets.lines().all(|l| l.chars().count() <= 90), "short lines:\n{help}");
+    }
+
+    #[test]
+    fn a_client_email_column_fills_client_uuid_by_a_lookup() {
+        let read = |header: &[&str]| Sample {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            columns: header.iter().map(|_| vec!["ann@example.com".to_string()]).collect(),
+            lines: vec![2],
+            rows: 1,
+        };
+        let lookup = "client_uuid = { column = \"Client Email\", lookup = { by = \"email\" } }";
+        for schema in [crate::schema::PLANNR_PLANS, crate::schema::PLANNR_CHARGES] {
+            let text = field_lines(&schema, &read(&["Plan Type", "Client Email"]));
+            assert!(text.contains(lookup), "{text}");
+            assert!(!text.contains("client_uuid = { value"), "{text}");
+        }
+        let text = field_lines(&crate::schema::PLANNR_PLANS, &read(&["E-mail"]));
+        assert!(text.contains("client_uuid = { column = \"E-mail\", lookup"), "{text}");
+        // A uuid column is used as it is; the emails are then left over.
+        let text =
+            field_lines(&crate::schema::PLANNR_PLANS, &read(&["Client Email", "Client UUID"]));
+        assert!(text.contains("client_uuid = \"Client UUID\""), "{text}");
+        assert!(!text.contains("lookup"), "{text}");
+        // A target whose schema has no field a lookup fills.
+        let text = field_lines(&crate::schema::PLANNR_PREMIUMS, &read(&["Client Email"]));
+        assert!(!text.contains("lookup"), "{text}");
     }
 
     #[test]
