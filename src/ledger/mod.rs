@@ -10,7 +10,6 @@
 mod history;
 mod mirror;
 mod outbox;
-mod pace;
 mod reader;
 mod schema;
 mod store;

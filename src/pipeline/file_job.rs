@@ -286,10 +286,7 @@ impl Run<'_> {
             return WindowEnd::default();
         };
         let adapter: Arc<dyn Adapter> = ctx.target.clone();
-        let target = ctx.pipeline.target.name();
-        let pacer = conn.pacer(&target);
-        let engine =
-            Arc::new(Engine { conn: conn.clone(), adapter, journal: self.jobs.clone(), pacer });
+        let engine = Arc::new(Engine { conn: conn.clone(), adapter, journal: self.jobs.clone() });
         let settle: Settle = Arc::new(move |rows| {
             let tx = settle_tx.clone();
             Box::pin(async move {
@@ -300,7 +297,7 @@ impl Run<'_> {
             engine,
             max_rows: ctx.pipeline.batch.max_rows,
             max_wait: ctx.pipeline.batch.max_wait,
-            size: Window::size_for(&conn, &target, ctx.pipeline.batch.max_rows),
+            size: Window::size_for(conn.settings().max_in_flight),
             settle,
             stop,
             abort: ctx.abort.clone(),
@@ -315,8 +312,8 @@ impl Run<'_> {
     /// budget still passes, alone.)
     fn budget_units(&self) -> usize {
         let ctx = self.ctx;
-        let (target, max_rows) = (ctx.pipeline.target.name(), ctx.pipeline.batch.max_rows);
-        let window = ctx.connection.as_ref().map_or(0, |c| Window::size_for(c, &target, max_rows));
+        let window =
+            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings().max_in_flight));
         let batches = 2 * window * ctx.pipeline.batch.max_rows;
         batches.max((MAP_TASKS + 1) * BLOCK_ROWS)
     }
