@@ -246,7 +246,15 @@ fn settings(max_attempts: u32) -> Arc<ConnectionSettings> {
 }
 
 fn setup(script: &Arc<Script>, widgets: Widgets) -> (Engine, Arc<Log>) {
-    let conn = Connection::with_transport(settings(4), script.clone(), crate::metrics::get());
+    setup_on(settings(4), script, widgets)
+}
+
+fn setup_on(
+    settings: Arc<ConnectionSettings>,
+    script: &Arc<Script>,
+    widgets: Widgets,
+) -> (Engine, Arc<Log>) {
+    let conn = Connection::with_transport(settings, script.clone(), crate::metrics::get());
     let log = Arc::new(Log::default());
     let engine = Engine { conn: Arc::new(conn), adapter: Arc::new(widgets), journal: log.clone() };
     (engine, log)
@@ -378,7 +386,12 @@ async fn refused_credentials_hold_the_rows_until_a_probe_is_accepted() {
             true => done_job(s),
         })
     };
-    let (engine, _) = setup(&script, Widgets { safety: Safety::Repeatable, launch: false });
+    // The rate limiter (governor) keeps real time, not tokio's paused clock: a probe waiting
+    // for it would let the idle runtime jump its clock past the probes counted below.
+    let mut roomy = (*settings(4)).clone();
+    roomy.burst = 100;
+    let widgets = Widgets { safety: Safety::Repeatable, launch: false };
+    let (engine, _) = setup_on(Arc::new(roomy), &script, widgets);
     let out = engine.deliver(&rows(&["a", "b"])).await;
     assert_eq!(stages(&out), ["held", "held"], "left unsettled, never unprocessed");
     let out = engine.deliver(&rows(&["c"])).await;
