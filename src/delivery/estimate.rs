@@ -285,8 +285,19 @@ impl Estimate {
         }
     }
 
-    /// When the job's next poll should reach the CRM, in seconds since the job started.
+    /// When the job's next poll should reach the CRM, in seconds since the job started:
+    /// never more than `poll_interval` after the last poll (or the start), as documented.
     pub fn next_poll(&mut self, job: &mut Job, poll_interval: f64) -> f64 {
+        let latest = job.anchor.unwrap_or(0.0) + poll_interval;
+        let at = self.placed(job, poll_interval);
+        if at > latest {
+            job.at_quantile = None;
+        }
+        at.min(latest)
+    }
+
+    /// Where the estimate places the job's next poll, before `poll_interval` caps it.
+    fn placed(&mut self, job: &mut Job, poll_interval: f64) -> f64 {
         let backoff = |at: f64| at + (at / 2.0 + FIRST_POLL).min(poll_interval);
         let fixed = !self.known() || job.probe == Probe::Fixed;
         let own = match (fixed, job.anchor, job.lo) {
@@ -956,6 +967,32 @@ mod tests {
                 "{together} at a time, first polls drift: most {late} s, mean {mean} s"
             );
         }
+    }
+
+    #[test]
+    fn no_wait_between_polls_is_longer_than_poll_interval() {
+        let mut e = Estimate::default();
+        for _ in 0..30 {
+            let mut job = e.begin(50);
+            let _ = e.next_poll(&mut job, 5.0);
+            e.running(&mut job, 2.9);
+            e.finished(&job, 3.1);
+        }
+        assert!(e.quantile(50.0) > 3.0, "the estimate learned jobs of 3 s");
+        let mut job = e.begin(50);
+        let mut last = 0.0;
+        for _ in 0..6 {
+            let at = e.next_poll(&mut job, 0.5);
+            assert!(at > last && at <= last + 0.5 + 1e-9, "a poll at {at} s after one at {last} s");
+            e.running(&mut job, at);
+            last = at;
+        }
+        let mut fixed = Estimate::default().begin(1);
+        assert_eq!(
+            Estimate::default().next_poll(&mut fixed, 0.02),
+            0.02,
+            "the first fixed poll too"
+        );
     }
 
     proptest! {

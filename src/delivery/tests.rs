@@ -741,6 +741,8 @@ fn timed_settings() -> Arc<ConnectionSettings> {
     let mut s = (*settings(4)).clone();
     s.rate_limit = RateLimit { count: 1_000_000, per: Duration::from_secs(1) };
     s.burst = 1_000_000;
+    // Longer than any job here: no wait is cut short by it.
+    s.poll_interval = Duration::from_secs(10);
     Arc::new(s)
 }
 
