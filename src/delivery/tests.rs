@@ -953,10 +953,10 @@ async fn an_estimate_past_the_timeout_still_polls_at_the_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_known_pace_puts_more_batches_in_flight_within_the_slots() {
+async fn a_known_pace_puts_more_batches_in_flight_within_a_bound_of_rows() {
     // Jobs of 3 s: once that is known, the window holds as many batches as keep the rate
-    // busy with one poll each, up to MOST_PER_SLOT per request slot (before: 4 per slot).
-    use super::window::{Window, MOST_PER_SLOT};
+    // busy with one poll each, up to MOST_ROWS_IN_FLIGHT rows (before: 4 batches per slot).
+    use super::window::{Window, MOST_ROWS_IN_FLIGHT};
     let time: Arc<JobTime> = Arc::new(|_, _| Duration::from_secs(3));
     let (script, _) = timed_server(time);
     let mut two = (*timed_settings()).clone();
@@ -964,10 +964,11 @@ async fn a_known_pace_puts_more_batches_in_flight_within_the_slots() {
     let (engine, _) = timed_setup(&script, Arc::new(two));
     assert_eq!(Window::size_for(&engine.conn, "widgets", 50), 8, "nothing known: 4 per slot");
     engine.deliver(&rows(&as_strs(&keys(50)))).await;
-    assert_eq!(Window::size_for(&engine.conn, "widgets", 50), 2 * MOST_PER_SLOT);
+    assert_eq!(Window::size_for(&engine.conn, "widgets", 50), MOST_ROWS_IN_FLIGHT / 50);
     assert_eq!(Window::size_for(&engine.conn, "other", 50), 8, "per target");
+    assert_eq!(Window::size_for(&engine.conn, "widgets", 5_000), 8, "big batches: the least");
     // At 6 requests a second, 3 creates a second over jobs of about 3 s: about 12 in flight
-    // (Little's law, a quarter more for the spread), between 4 and 8 per slot.
+    // (Little's law, a quarter more for the spread).
     let (script, _) = timed_server(Arc::new(|_, _| Duration::from_secs(3)));
     let mut slow = (*timed_settings()).clone();
     (slow.max_in_flight, slow.burst) = (2, 1);

@@ -19,8 +19,9 @@ use super::connection::Connection;
 use super::engine::{all, Engine, Outcomes};
 use crate::row::{Failure, MappedRow, Outcome, SourceRow, Stage};
 
-/// Batches in flight per request slot at most, however slow the CRM's jobs.
-pub const MOST_PER_SLOT: usize = 8;
+/// Rows a file holds in flight at most once the CRM's pace is known, however slow its jobs:
+/// they wait in memory (20,000 rows of a kilobyte: 20 MB). The least is 4 batches a slot.
+pub const MOST_ROWS_IN_FLIGHT: usize = 20_000;
 
 /// Where settled rows go (the file's settler).
 pub type Settle = Arc<dyn Fn(Vec<(SourceRow, Outcome)>) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -75,12 +76,12 @@ impl Window {
     /// batch spends most of its life waiting for its job, holding no slot). Once the CRM's
     /// pace is known, as many as keep the rate busy when each job costs a create and one
     /// poll (Little's law: the creates' share of the rate times a job's life, a quarter more
-    /// for the spread): polls not made are spent on creates. At most [`MOST_PER_SLOT`] per
-    /// slot: their rows wait in memory.
+    /// for the spread): polls not made are spent on creates. At most
+    /// [`MOST_ROWS_IN_FLIGHT`] rows: they wait in memory.
     pub fn size_for(conn: &Connection, target: &str, max_rows: usize) -> usize {
         let settings = conn.settings();
         let least = settings.max_in_flight.saturating_mul(4).max(1);
-        let most = settings.max_in_flight.saturating_mul(MOST_PER_SLOT).max(least);
+        let most = (MOST_ROWS_IN_FLIGHT / max_rows.max(1)).max(least);
         let pacer = conn.pacer(target);
         let estimate = pacer.estimate();
         if !estimate.known() {
