@@ -2,13 +2,16 @@
 """Whole-process benchmarks for crm-ingest (issue 6/6). Prints one Markdown table.
 
     scripts/bench.sh            # everything (about 5 minutes; the 1 GB file needs ~2 GB disk)
-    scripts/bench.sh --quick    # skip the 1 GB file and the 100-second rate run
+    scripts/bench.sh --quick    # skip the 1 GB file, the 100-second rate run and the pace runs
+    BENCH_PROFILE=debug scripts/bench.sh --pace   # only the pace figures (issue 26), ~2 minutes
 
 Figures: `plan` (parse + map + validate + serialise) rows/s and MB/s on a generated
 1,000,000-row client file, its ratio to the `csv` crate's raw ByteRecord count of the same file
 in the same run, a Python peer (csv.DictReader + the same mapping), peak RSS of `plan` on 1 MB
 and 1 GB inputs, end-to-end use of a 20/s rate limit against `crm-ingest sandbox` (50,000 rows),
-and start-up / first-request latency.
+start-up / first-request latency, and the pace figures: against the sandbox's timed jobs
+(`--job-time`), polls and requests per job, how late a finished job is seen, and the wall time
+against the floor (each job's requests with one poll, divided by the rate).
 """
 import json
 import os
@@ -22,9 +25,14 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "crm-ingest")
-EXAMPLES = os.path.join(ROOT, "target", "release", "examples")
+# BENCH_PROFILE=debug measures a debug build (the pace figures depend on the CRM's latency
+# and rate, not on the client's CPU).
+PROFILE = os.environ.get("BENCH_PROFILE", "release")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, PROFILE, "crm-ingest")
+EXAMPLES = os.path.join(TARGET, PROFILE, "examples")
 QUICK = "--quick" in sys.argv
+PACE = "--pace" in sys.argv
 OUT = os.environ.get("BENCH_OUT") or tempfile.mkdtemp(prefix="crm-ingest-bench-")
 
 
@@ -40,8 +48,8 @@ def free_port():
     return port
 
 
-def config(bench_dir, sandbox, rate, ops):
-    text = open(os.path.join(ROOT, "benches", "bench.toml")).read()
+def config(bench_dir, sandbox, rate, ops, toml="bench.toml"):
+    text = open(os.path.join(ROOT, "benches", toml)).read()
     for k, v in {"BENCH_DIR": bench_dir, "SANDBOX_URL": sandbox, "RATE": rate, "OPS_LISTEN": ops}.items():
         text = text.replace("${" + k + "}", v)
     # The folder source must exist before the daemon starts.
@@ -109,31 +117,41 @@ def wait_http(url, limit=20):
     return False
 
 
-def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
-    """The daemon on a folder against the sandbox limited to the same rate, with the
-    connection's defaults (no `max_in_flight`, no `poll_interval`): the share of the budget
-    used, 429s, and rows/s."""
+def one_file(rows, rate, sandbox_args, read, toml="bench.toml"):
+    """The daemon on a folder (the pipeline of `benches/<toml>`) against the sandbox limited to
+    the same `rate` (N/s or N/min; with `sandbox_args`), with the connection's defaults (no `max_in_flight`,
+    no `poll_interval`): a generated file of `rows` rows is dropped and imported; returns
+    `read(sandbox_url, wall_seconds)`, called before both stop."""
     d = tempfile.mkdtemp(dir=OUT)
     port, ops = free_port(), free_port()
-    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", f"{rate_per_s}/s",
-                                "--pending-polls", pending_polls, "--latency", latency],
+    sandbox = subprocess.Popen([BIN, "sandbox", "--listen", f"127.0.0.1:{port}", "--rate-limit", rate, *sandbox_args],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     daemon = None
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/_sandbox/records")
-        cfg = config(d, url, f"{rate_per_s}/s", f"127.0.0.1:{ops}")
+        cfg = config(d, url, rate, f"127.0.0.1:{ops}", toml)
         daemon = subprocess.Popen([BIN, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{ops}/healthz")
         inbox = os.path.join(d, "inbox")
-        with open(os.path.join(inbox, "rate.csv.part"), "wb") as f:
+        with open(os.path.join(inbox, "bench.csv.part"), "wb") as f:
             sh(os.path.join(EXAMPLES, "gen_clients"), str(rows), "7", stdout=f)
         started = time.perf_counter()
-        os.rename(os.path.join(inbox, "rate.csv.part"), os.path.join(inbox, "rate.csv"))
-        processed = os.path.join(inbox, "processed", "rate.csv")
+        os.rename(os.path.join(inbox, "bench.csv.part"), os.path.join(inbox, "bench.csv"))
+        processed = os.path.join(inbox, "processed", "bench.csv")
         while not os.path.exists(processed):
             time.sleep(0.2)
-        wall = time.perf_counter() - started
+        return read(url, time.perf_counter() - started)
+    finally:
+        for p in (daemon, sandbox):
+            if p:
+                p.terminate()
+                p.wait()
+
+
+def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
+    """The share of the budget used, 429s, and rows/s ([`one_file`])."""
+    def read(url, wall):
         log = get_json(url + "/_sandbox/requests")
         times = [r["at_ms"] for r in log]
         throttled = sum(1 for r in log if r["status"] == 429)
@@ -141,11 +159,63 @@ def rate_run(rows, rate_per_s, latency="0s", pending_polls="0"):
         # N requests at a perfect pace span (N - 1) intervals.
         used = (len(times) - 1) / (span * rate_per_s) if span > 0 else 0.0
         return len(times), span, used, throttled, rows / wall
-    finally:
-        for p in (daemon, sandbox):
-            if p:
-                p.terminate()
-                p.wait()
+    return one_file(rows, f"{rate_per_s}/s", ["--pending-polls", pending_polls, "--latency", latency], read)
+
+
+def pace_run(rows, rate, job_time, toml="bench.toml", steps=1):
+    """The sandbox in timed-jobs mode (a job takes `job_time`, BASE+PER_ROW[,FROM:BASE+PER_ROW])
+    with 100 ms of latency ([`one_file`]): polls per job, requests per job, the delay between a
+    job's end and the poll that saw it (at the sandbox), 429s, and the wall time (first request
+    to last) against the floor: each job's create and `steps` (Plannr: create, map and start
+    count as 3) plus one poll, divided by the rate."""
+    def read(url, _wall):
+        log = get_json(url + "/_sandbox/requests")
+        jobs = get_json(url + "/_sandbox/jobs")
+        times = [r["at_ms"] for r in log]
+        delays = [j["seen_ms"] - j["ends_ms"] for j in jobs if j["seen_ms"] is not None]
+        n = max(len(jobs), 1)
+        # Warm: jobs started after some job was first seen finished (the estimate had one).
+        first_seen = min((j["seen_ms"] for j in jobs if j["seen_ms"] is not None), default=0)
+        warm = [j["polls"] for j in jobs if j["started_ms"] > first_seen]
+        return {
+            "jobs": len(jobs),
+            "polls": sum(j["polls"] for j in jobs) / n,
+            "warm": len(warm),
+            "warm_polls": sum(warm) / max(len(warm), 1),
+            "requests": len(log) / n,
+            "mean_ms": sum(delays) / max(len(delays), 1),
+            "max_ms": max(delays, default=0),
+            "unseen": len(jobs) - len(delays),
+            "throttled": sum(1 for r in log if r["status"] == 429),
+            "wall": (max(times) - min(times)) / 1000.0,
+            "floor": (steps + 1) * len(jobs) / per_second(rate),
+        }
+    return one_file(rows, rate, ["--latency", "100ms", "--job-time", job_time], read, toml)
+
+
+def per_second(rate):
+    """`N/s` or `N/min` as requests per second."""
+    n, unit = rate.split("/")
+    return int(n) / {"s": 1, "min": 60}[unit]
+
+
+def pace_rows():
+    """The pace figures (issue 26): Repsly at 100/s, jobs of 400 ms + 4 ms per row; the same
+    with jobs slowing from 0.5 s to 3.2 s half-way; Plannr client imports at 500/min, 2 s +
+    1 ms per row."""
+    out = []
+    cases = [("Repsly, 20,000 rows at 100/s, jobs 400 ms + 4 ms/row", 20_000, "100/s", "400ms+4ms", "bench.toml", 1),
+             ("the same, jobs slowing from 0.5 s to 3.2 s half-way", 20_000, "100/s", "500ms+0ms,200:3200ms+0ms", "bench.toml", 1),
+             ("Plannr clients, 5,000 rows at 500/min, imports 2 s + 1 ms/row", 5_000, "500/min", "2s+1ms", "bench-plannr.toml", 3)]
+    for name, rows, rate, job_time, toml, steps in cases:
+        r = pace_run(rows, rate, job_time, toml, steps)
+        unseen = f", {r['unseen']} never seen finished" if r["unseen"] else ""
+        out.append((name, f"{r['polls']:.2f} polls per job",
+                    f"{r['jobs']} jobs, {r['requests']:.2f} requests per job; the {r['warm']} warm jobs "
+                    f"{r['warm_polls']:.2f} polls, {steps + r['warm_polls']:.2f} requests each; a finished job seen {r['mean_ms']:.0f} ms / "
+                    f"{r['max_ms']} ms late (mean / max, at the CRM){unseen}; wall {r['wall']:.1f} s = "
+                    f"{r['wall'] / r['floor']:.2f}x the floor ({r['floor']:.1f} s); {r['throttled']} x 429"))
+    return out
 
 
 def idle_cpu():
@@ -239,7 +309,27 @@ def latency():
                 p.wait()
 
 
+def main_pace():
+    """`--pace`: only the pace figures (a debug build will do: BENCH_PROFILE=debug)."""
+    os.makedirs(OUT, exist_ok=True)
+    if PROFILE == "release":
+        sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", cwd=ROOT)
+    table(pace_rows(), "100 ms CRM latency")
+
+
+def table(rows, about):
+    """Prints the figures as one Markdown table, and removes the scratch folder."""
+    print(f"\nMachine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; {PROFILE} build; {about}\n")
+    print("| figure | measured | notes |")
+    print("|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    shutil.rmtree(OUT, ignore_errors=True) if not os.environ.get("BENCH_OUT") else None
+
+
 def main():
+    if PACE:
+        return main_pace()
     os.makedirs(OUT, exist_ok=True)
     sh("cargo", "build", "--quiet", "--release", "--bin", "crm-ingest", "--example", "gen_clients", "--example", "raw_count",
        "--example", "gen_workbook", cwd=ROOT)
@@ -293,6 +383,8 @@ def main():
         n, span, used, throttled, rps = rate_run(n_rows if not QUICK else n_rows // 3, rate, "100ms", "1")
         rows.append((f"budget used at {rate}/s, 100 ms latency", f"{used * 100:.1f} %",
                      f"{n} requests in {span:.0f} s, {throttled} x 429, {rps:.0f} rows/s (target >= 90 %, 0)"))
+    if not QUICK:
+        rows.extend(pace_rows())
     idle = idle_cpu()
     rows.append(("idle daemon CPU (empty inbox, inotify)", f"{idle * 100:.2f} % of a core", "target < 1 %"))
     n_small = 2_000 if QUICK else 10_000
@@ -301,13 +393,7 @@ def main():
     ready, first = latency()
     rows.append(("start-up to READY=1", f"{ready * 1000:.0f} ms", "target < 200 ms"))
     rows.append(("file dropped to first CRM request", f"{first * 1000:.0f} ms", "target < 1 s"))
-
-    print(f"\nMachine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; release build; file {size / 1e6:.0f} MB\n")
-    print("| figure | measured | notes |")
-    print("|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} |")
-    shutil.rmtree(OUT, ignore_errors=True) if not os.environ.get("BENCH_OUT") else None
+    table(rows, f"file {size / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":

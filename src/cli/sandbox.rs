@@ -24,6 +24,10 @@ pub struct SandboxArgs {
     /// Status polls an import job answers Pending before it completes.
     #[arg(long, default_value_t = 1)]
     pub pending_polls: u32,
+    /// Jobs take this long instead of a count of polls: BASE+PER_ROW (400ms+4ms), optionally
+    /// changing from a job on (400ms+4ms,200:3200ms+0ms). Listed at /_sandbox/jobs.
+    #[arg(long, value_parser = crate::sandbox::timed::JobTime::parse)]
+    pub job_time: Option<crate::sandbox::timed::JobTime>,
     /// Repsly API username the sandbox accepts.
     #[arg(long, default_value = "sandbox")]
     pub repsly_username: String,
@@ -86,6 +90,7 @@ impl SandboxArgs {
             fail_rate: self.fail_rate.clamp(0.0, 1.0),
             latency: self.latency,
             pending_polls: self.pending_polls,
+            job_time: self.job_time,
             repsly_username: self.repsly_username.clone(),
             repsly_password: self.repsly_password.clone(),
             poison: self.poison.clone(),

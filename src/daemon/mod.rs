@@ -288,6 +288,10 @@ async fn start(
     first: bool,
 ) -> anyhow::Result<Generation> {
     let connections = reuse_connections(settings, old, Some(&shared.stop))?;
+    for (name, conn) in connections.iter().filter(|(_, c)| !c.remembers()) {
+        let kept = shared.ledger.paces(name).await.unwrap_or_default();
+        conn.remember(shared.ledger.clone(), kept);
+    }
     let cancel = CancellationToken::new();
     for pipeline in &settings.pipelines {
         let ctx = |report_dir: PathBuf| FileContext {

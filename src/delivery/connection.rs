@@ -1,9 +1,12 @@
 //! One CRM account: its transport, rate limiter, in-flight slots, credentials and retry loop,
-//! shared by every pipeline that names it. Every request of every target goes through
-//! [`Connection::call`]; how often a call is retried depends on what it does ([`Safety`]).
+//! shared by every pipeline that names it, and what it learned of the CRM's pace per target.
+//! Every request of every target goes through [`Connection::call_timed`]; how often a call is
+//! retried depends on what it does ([`Safety`]); requests about jobs already made wait less
+//! than new creates ([`Urgency`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
@@ -12,8 +15,9 @@ use tokio::time::Instant;
 
 use super::auth::Credentials;
 use super::call::{message_of, origin, Call, CallError, Reply};
+use super::estimate::{PaceStore, Pacer, Trip};
 use super::hold::Hold;
-use super::pace::Pace;
+use super::pace::{Pace, Queue, Urgency};
 use super::retry::{classify, parse_wait, Action, Attempt};
 use super::signals::{Seen, ServerBudget, Verdict};
 use super::transport::{Http, Transport};
@@ -41,6 +45,8 @@ pub struct Connection {
     /// One rate budget for the connection's whole life: reloads keep it (a changed rate
     /// replaces what is inside, for every file at once).
     pace: RwLock<Arc<Pace>>,
+    /// Requests waiting for a slot and the budget, follow-ups first.
+    queue: Queue,
     slots: Arc<Semaphore>,
     /// Held from a batch's write-ahead record until its job id is recorded: after a
     /// `kill -9`, at most `max_in_flight` batches per connection have an unknown outcome.
@@ -57,6 +63,16 @@ pub struct Connection {
     probed: tokio::sync::Mutex<Option<(Instant, bool)>>,
     metrics: &'static Metrics,
     pub stats: ConnectionStats,
+    /// The CRM's pace per target, and where it is kept.
+    paces: Mutex<Paces>,
+}
+
+#[derive(Default)]
+struct Paces {
+    store: Option<Arc<dyn PaceStore>>,
+    /// Saved estimates not asked for yet, by target.
+    saved: HashMap<String, String>,
+    pacers: HashMap<String, Arc<Pacer>>,
 }
 
 /// A connection's settings and what is built from them.
@@ -104,6 +120,7 @@ impl Connection {
         Self {
             name: settings.name.clone(),
             pace: RwLock::new(Arc::new(Pace::new(&settings))),
+            queue: Queue::default(),
             slots: Arc::new(Semaphore::new(n)),
             creates: Arc::new(Semaphore::new(n)),
             in_flight: Mutex::new(n),
@@ -113,6 +130,7 @@ impl Connection {
             probed: tokio::sync::Mutex::new(None),
             metrics,
             stats: ConnectionStats::default(),
+            paces: Mutex::default(),
             setup: RwLock::new(Arc::new(Setup {
                 credentials: Arc::new(Credentials::new(&settings.auth)),
                 own_origin: origin(&settings.base_url),
@@ -212,6 +230,34 @@ impl Connection {
         }
     }
 
+    /// Where this connection's estimates of the CRM's pace are kept, and what was kept
+    /// (target, estimate). The first call counts; later ones (a reload) change nothing.
+    pub fn remember(&self, store: Arc<dyn PaceStore>, saved: Vec<(String, String)>) {
+        let mut paces = self.paces.lock().unwrap_or_else(PoisonError::into_inner);
+        if paces.store.is_some() {
+            return;
+        }
+        paces.store = Some(store);
+        paces.saved.extend(saved);
+    }
+
+    /// Whether [`Connection::remember`] was called.
+    pub fn remembers(&self) -> bool {
+        self.paces.lock().unwrap_or_else(PoisonError::into_inner).store.is_some()
+    }
+
+    /// The CRM's pace for `target` on this connection, shared by every file.
+    pub fn pacer(&self, target: &str) -> Arc<Pacer> {
+        let mut paces = self.paces.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = paces.pacers.get(target) {
+            return p.clone();
+        }
+        let saved = paces.saved.remove(target);
+        let pacer = Arc::new(Pacer::new(&self.name, target, saved.as_deref(), paces.store.clone()));
+        paces.pacers.insert(target.to_string(), pacer.clone());
+        pacer
+    }
+
     /// The right to create one remote job; hold it until the job's id is recorded.
     pub async fn create_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.creates.clone().acquire_owned().await.ok()
@@ -249,6 +295,27 @@ impl Connection {
 
     /// Sends `call` within the connection's limits, retrying what its safety allows.
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        self.call_timed(call, Urgency::Follow).await.0
+    }
+
+    /// [`Connection::call`], waiting as `urgency` says; with when the last attempt was sent
+    /// and answered.
+    pub async fn call_timed(
+        &self,
+        call: Call,
+        urgency: Urgency,
+    ) -> (Result<Reply, CallError>, Option<Trip>) {
+        let mut trip = None;
+        let result = self.retried(&call, urgency, &mut trip).await;
+        (result, trip)
+    }
+
+    async fn retried(
+        &self,
+        call: &Call,
+        urgency: Urgency,
+        trip: &mut Option<Trip>,
+    ) -> Result<Reply, CallError> {
         let policy = self.settings().retry;
         let mut last = String::new();
         let mut refreshed = false;
@@ -258,7 +325,8 @@ impl Connection {
             if let Some(detail) = self.auth_failure() {
                 return Err(CallError::Auth { connection: self.name.clone(), detail });
             }
-            let (reply, action) = self.attempt(&call).await;
+            let (reply, action, sent) = self.attempt_as(call, urgency).await;
+            *trip = sent.or(*trip);
             let server_wait = match (action, reply) {
                 (Action::Accept, Ok(reply)) => return Ok(reply),
                 (Action::Unauthorized, Ok(reply)) => {
@@ -269,7 +337,7 @@ impl Connection {
                     }
                     return Err(self.refused(call.endpoint, &reply));
                 }
-                (Action::Forbidden, Ok(reply)) => return Err(self.forbidden(&call, reply).await),
+                (Action::Forbidden, Ok(reply)) => return Err(self.forbidden(call, reply).await),
                 (Action::Reject, Ok(reply)) => return Err(rejected(call.endpoint, reply)),
                 (Action::Unknown, reply) => {
                     let detail = match reply {
@@ -354,17 +422,30 @@ impl Connection {
         CallError::Auth { connection: self.name.clone(), detail }
     }
 
-    /// One request: wait for a slot, any pause, the rate limiter; then send and read the
-    /// answer. The error side is a description of why no answer came.
+    /// One request, as a follow-up ([`Connection::attempt_as`]).
     pub(super) async fn attempt(&self, call: &Call) -> (Result<Reply, String>, Action) {
+        let (reply, action, _) = self.attempt_as(call, Urgency::Follow).await;
+        (reply, action)
+    }
+
+    /// One request: wait for its turn (follow-ups first), a slot, any pause, the rate
+    /// limiter; then send and read the answer. The error side is a description of why no
+    /// answer came. With when it was sent and answered, if it was sent.
+    async fn attempt_as(
+        &self,
+        call: &Call,
+        urgency: Urgency,
+    ) -> (Result<Reply, String>, Action, Option<Trip>) {
+        let turn = self.queue.turn(urgency).await;
         let Ok(_slot) = self.slots.acquire().await else {
-            return (Err("connection closed".into()), Action::Retry { after: None });
+            return (Err("connection closed".into()), Action::Retry { after: None }, None);
         };
         self.wait_for_pause().await;
         let setup = self.current();
         let pace = self.pace();
         let started = Instant::now();
         pace.until_ready(&self.name).await;
+        drop(turn);
         let waited = started.elapsed();
         self.stats.limiter_wait_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         self.metrics.limiter_wait(&self.name, waited);
@@ -375,19 +456,20 @@ impl Connection {
         let auth = if same_origin {
             match setup.credentials.current(setup.transport.as_ref(), &pace, &self.name).await {
                 Ok(a) => Some(a),
-                Err(e) => return (Err(e), Action::Retry { after: None }),
+                Err(e) => return (Err(e), Action::Retry { after: None }, None),
             }
         } else {
             None
         };
         let sent = Instant::now();
         let result = setup.transport.send(call, auth.as_ref()).await;
+        let trip = Some(Trip { sent, answered: Instant::now() });
         let took = sent.elapsed();
         match result {
             Err(no) => {
                 self.metrics.request(&self.name, call.endpoint, None, took);
                 let attempt = Attempt::NoAnswer { maybe_sent: no.maybe_sent };
-                (Err(no.message), classify(attempt, call.safety, call.expect))
+                (Err(no.message), classify(attempt, call.safety, call.expect), trip)
             }
             Ok(reply) => {
                 self.metrics.request(&self.name, call.endpoint, Some(reply.status), took);
@@ -398,7 +480,7 @@ impl Connection {
                     Action::Unauthorized | Action::Forbidden if auth.is_none() => Action::Reject,
                     action => action,
                 };
-                (Ok(reply), action)
+                (Ok(reply), action, trip)
             }
         }
     }

@@ -1,7 +1,9 @@
 //! The delivery protocol, once for every CRM: a write-ahead record before each create, the
-//! create, the steps before the job runs, one adaptive poll loop, fetching a cut-short list of
-//! refusals, reconciliation, and splitting a batch the CRM refused as a whole. Adapters only
-//! describe their requests and read the answers ([`Adapter`]).
+//! create, the steps before the job runs, one poll loop placed by what the CRM's pace was
+//! learned to be ([`super::estimate`]), fetching a cut-short list of refusals,
+//! reconciliation, and splitting a batch the CRM refused as a whole. Adapters only describe
+//! their requests and read the answers ([`Adapter`]). The estimate only decides when polls
+//! are sent: what a job's rows come to, and what a resume does, never depend on it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +15,12 @@ use tokio::time::Instant;
 use super::adapter::{Adapter, Created, JobReport, JobState};
 use super::call::CallError;
 use super::connection::Connection;
+use super::estimate::{Following, Pacer};
+use super::pace::Urgency;
 use super::reconcile;
 use crate::row::{Failure, MappedRow, Outcome, Stage};
 
-/// The first wait before polling a new job; waits then grow by half up to `poll_interval`.
+/// The wait between reads of a job's status after a step failed.
 const FIRST_POLL: Duration = Duration::from_millis(100);
 /// Failed polls in a row (a 404, answers not understood, retries exhausted) before the rows
 /// of a job are reported `unconfirmed`. A job that exists is never sent again.
@@ -56,6 +60,8 @@ pub struct Engine {
     pub conn: Arc<Connection>,
     pub adapter: Arc<dyn Adapter>,
     pub journal: Arc<dyn Journal>,
+    /// The CRM's pace for this target on this connection ([`Connection::pacer`]).
+    pub pacer: Arc<Pacer>,
 }
 
 /// One outcome per row of a batch, in order; `None` for a row left unsettled because the
@@ -94,10 +100,11 @@ impl Engine {
 
     fn deliver_within<'a>(&'a self, rows: &'a [MappedRow], levels: u32) -> BoxFuture<'a, Outcomes> {
         async move {
-            match self.create(rows).await {
+            let (created, started) = self.create(rows).await;
+            match created {
                 Create::Held => vec![None; rows.len()],
                 Create::Outcomes(o) => settled(o),
-                Create::Adapter(Created::Job(id)) => self.follow(&id, CREATED, rows).await,
+                Create::Adapter(Created::Job(id)) => self.follow(&id, CREATED, rows, started).await,
                 Create::Adapter(Created::Done(report)) => {
                     self.journal.answered(&report);
                     settled(reconcile::outcomes("(record)", rows, &report, &|r| {
@@ -133,15 +140,17 @@ impl Engine {
         if status == RECORDED {
             return rows.iter().map(|_| Some(Outcome::Accepted)).collect();
         }
-        self.follow(id, status, rows).await
+        self.follow(id, status, rows, None).await
     }
 
-    /// The create, between its write-ahead record and the record of what it made.
-    async fn create(&self, rows: &[MappedRow]) -> Create {
+    /// The create, between its write-ahead record and the record of what it made; with when
+    /// the CRM took it.
+    async fn create(&self, rows: &[MappedRow]) -> (Create, Option<Instant>) {
         let _permit = self.conn.create_permit().await;
         let seqs: Vec<u64> = rows.iter().map(|r| r.source.seq).collect();
         let token = self.write_ahead(&seqs).await;
-        let answer = self.conn.call(self.adapter.create(&self.base(), rows)).await;
+        let call = self.adapter.create(&self.base(), rows);
+        let (answer, trip) = self.conn.call_timed(call, Urgency::Create).await;
         let n = rows.len();
         let created = match &answer {
             Err(CallError::Auth { .. }) => Create::Held,
@@ -166,7 +175,7 @@ impl Engine {
             }
             _ => self.journal.abandoned(token),
         }
-        created
+        (created, trip.map(|t| t.moment()))
     }
 
     /// What a create made, recorded, tried until it holds: nothing waits on a job a restart
@@ -198,11 +207,18 @@ impl Engine {
     }
 
     /// Runs the job's remaining steps, polls it to its end and reads each row's outcome.
-    async fn follow(&self, id: &str, done: &str, rows: &[MappedRow]) -> Outcomes {
+    /// `started`: when the CRM took the create, if this run made it.
+    async fn follow(
+        &self,
+        id: &str,
+        done: &str,
+        rows: &[MappedRow],
+        started: Option<Instant>,
+    ) -> Outcomes {
         let n = rows.len();
         let report = async {
-            self.steps(id, done, rows).await?;
-            let mut report = self.poll(id).await?;
+            let started = self.steps(id, done, rows).await?.or(started);
+            let mut report = self.poll(id, n, started).await?;
             self.fetch_more(id, &mut report).await?;
             Ok(report)
         };
@@ -223,7 +239,14 @@ impl Engine {
     /// The steps after `done` (all of them after the create). A step refused or unanswered is
     /// checked against the job's status: if the job runs, the step had taken effect (a
     /// retried start answered "already started"); if it never started, nothing was imported.
-    async fn steps(&self, id: &str, done: &str, rows: &[MappedRow]) -> Result<(), Stop> {
+    /// Returns when the CRM took the last step, if one was sent and answered (the job runs
+    /// from then).
+    async fn steps(
+        &self,
+        id: &str,
+        done: &str,
+        rows: &[MappedRow],
+    ) -> Result<Option<Instant>, Stop> {
         let n = rows.len();
         let steps = self.adapter.steps(&self.base(), id, rows);
         let from = match steps.iter().position(|s| s.name == done) {
@@ -231,10 +254,14 @@ impl Engine {
             None if done == CREATED || done.eq_ignore_ascii_case("pending") => 0,
             None => steps.len(),
         };
+        let mut started = None;
         for step in steps.into_iter().skip(from) {
-            let err = match self.conn.call(step.call).await {
+            let (answer, trip) = self.conn.call_timed(step.call, Urgency::Follow).await;
+            started = None;
+            let err = match answer {
                 Ok(_) => {
                     self.journal.status(id, step.name, n);
+                    started = trip.map(|t| t.moment());
                     continue;
                 }
                 Err(e) => e,
@@ -261,7 +288,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(started)
     }
 
     /// The job's status, read up to [`POLL_FAILURES`] times when reading fails (a 404 right
@@ -287,24 +314,55 @@ impl Engine {
         self.adapter.read_status(&self.base(), &reply)
     }
 
-    /// Polls until the job ends: quick first polls, then further apart. A job that cannot be
-    /// followed leaves its rows `unconfirmed`, never sent again.
-    async fn poll(&self, id: &str) -> Result<JobReport, Stop> {
+    /// Polls until the job ends, each poll placed by the estimate (a job whose start is not
+    /// known, by the fixed schedule). A job that cannot be followed leaves its rows
+    /// `unconfirmed`, never sent again.
+    async fn poll(
+        &self,
+        id: &str,
+        rows: usize,
+        started: Option<Instant>,
+    ) -> Result<JobReport, Stop> {
         let settings = self.conn.settings();
-        let max = settings.poll_interval;
-        let mut wait = FIRST_POLL.min(max);
-        let started = Instant::now();
+        let begun = Instant::now();
+        let mut pace = match started {
+            Some(at) => self.pacer.follow(rows, at),
+            None => Following::fixed(begun),
+        };
         let mut failures = 0;
         let mut last = String::new();
+        // The last poll is made at the timeout, however late the estimate would place it: the
+        // estimate never makes a job give up sooner than the fixed schedule would.
+        let deadline = begun + settings.poll_timeout;
         loop {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 3 / 2).min(max);
-            match self.status_once(id).await {
-                Ok(JobState::Finished(report)) => return Ok(*report),
-                Ok(_) => failures = 0,
+            if Instant::now() >= deadline {
+                let waited =
+                    humantime::format_duration(Duration::from_secs(begun.elapsed().as_secs()));
+                return Err(Stop::Failed(Stage::Unconfirmed, format!("job {id} was still running after {waited}; check in the CRM whether this row arrived before dropping it again")));
+            }
+            wait_for_poll(&mut pace, settings.poll_interval, deadline).await;
+            let call = self.adapter.status(&self.base(), id);
+            let (answer, trip) = self.conn.call_timed(call, Urgency::Poll).await;
+            if let Some(trip) = trip {
+                self.pacer.trip(trip);
+            }
+            let moment = trip.map_or_else(Instant::now, |t| t.moment());
+            let state = answer
+                .map_err(|e| e.to_string())
+                .and_then(|r| self.adapter.read_status(&self.base(), &r));
+            match state {
+                Ok(JobState::Finished(report)) => {
+                    pace.finished(moment);
+                    return Ok(*report);
+                }
+                Ok(_) => {
+                    failures = 0;
+                    pace.running(moment);
+                }
                 Err(e) => {
                     failures += 1;
                     last = e;
+                    pace.unanswered(moment);
                 }
             }
             if self.conn.auth_failure().is_some() {
@@ -312,11 +370,6 @@ impl Engine {
             }
             if failures >= POLL_FAILURES {
                 return Err(Stop::Failed(Stage::Unconfirmed, format!("job {id} was created but its status could not be read ({last}); it is not sent again: check in the CRM whether this row arrived before dropping it again")));
-            }
-            if started.elapsed() + wait > settings.poll_timeout {
-                let waited =
-                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
-                return Err(Stop::Failed(Stage::Unconfirmed, format!("job {id} was still running after {waited}; check in the CRM whether this row arrived before dropping it again")));
             }
         }
     }
@@ -338,6 +391,29 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// Waits until the job's next poll is due, or `deadline`; the estimate may move it while it
+/// waits (when other jobs end, or the CRM's pace changed).
+async fn wait_for_poll(pace: &mut Following, poll_interval: Duration, deadline: Instant) {
+    let Some(pacer) = pace.pacer() else {
+        let at = pace.next_at(poll_interval).min(deadline);
+        return tokio::time::sleep_until(at).await;
+    };
+    loop {
+        let changed = pacer.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let at = pace.next_at(poll_interval).min(deadline);
+        if at <= Instant::now() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = changed => {}
+            _ = tokio::time::sleep_until(at) => {}
+        }
     }
 }
 

@@ -1,14 +1,18 @@
 //! The rate budget a connection's requests wait for: a GCRA in this process (governor), or
 //! with `shared_limit` one kept in Redis for every process on the connection, so N replicas
 //! together stay within `rate_limit`. When Redis cannot be reached nothing is sent: the
-//! budget is never exceeded for want of a way to share it.
+//! budget is never exceeded for want of a way to share it. Requests wait their turn in a
+//! [`Queue`] where a job's polls go first, then the other requests about jobs already made
+//! (steps, lists of refusals), then new creates.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use redis::aio::MultiplexedConnection;
+use tokio::sync::oneshot;
 
 use crate::config::{ConnectionSettings, SharedLimit};
 
@@ -197,5 +201,109 @@ fn describe(e: redis::RedisError) -> String {
     match e.kind() {
         redis::ErrorKind::Io => format!("cannot connect{detail}"),
         kind => format!("{kind:?}{detail}"),
+    }
+}
+
+/// Which requests go first when several wait for the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// A job's status poll: a finished job's rows, and the file's end, wait on it.
+    Poll,
+    /// Another request about a job already made (a step, its list of refusals).
+    Follow,
+    /// A new create: it can wait for the others.
+    Create,
+}
+
+/// The line in front of a connection's slots and rate budget: one request at a time waits
+/// for them (the rate lets one through at a time anyway), and the next is the oldest poll if
+/// any, else the oldest [`Urgency::Follow`] one, else the oldest create. Polls cannot starve
+/// the others: a job is polled about once, and only after its steps.
+#[derive(Default)]
+pub struct Queue {
+    state: Mutex<Line>,
+}
+
+#[derive(Default)]
+struct Line {
+    /// A request holds the turn.
+    busy: bool,
+    poll: VecDeque<oneshot::Sender<()>>,
+    follow: VecDeque<oneshot::Sender<()>>,
+    create: VecDeque<oneshot::Sender<()>>,
+}
+
+/// The turn: while held, the holder waits for its slot and the budget; dropped, the next
+/// request goes.
+pub struct Turn<'a> {
+    queue: &'a Queue,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.queue.pass();
+    }
+}
+
+/// A request waiting for its turn; dropped (the request given up) after being handed the
+/// turn, it passes it on.
+struct Waiting<'a> {
+    queue: &'a Queue,
+    turn: oneshot::Receiver<()>,
+    taken: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        self.turn.close();
+        if self.turn.try_recv().is_ok() {
+            self.queue.pass();
+        }
+    }
+}
+
+impl Queue {
+    fn line(&self) -> std::sync::MutexGuard<'_, Line> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for this request's turn.
+    pub async fn turn(&self, urgency: Urgency) -> Turn<'_> {
+        let turn = {
+            let mut line = self.line();
+            if !line.busy {
+                line.busy = true;
+                return Turn { queue: self };
+            }
+            let (tx, rx) = oneshot::channel();
+            match urgency {
+                Urgency::Poll => line.poll.push_back(tx),
+                Urgency::Follow => line.follow.push_back(tx),
+                Urgency::Create => line.create.push_back(tx),
+            }
+            rx
+        };
+        let mut waiting = Waiting { queue: self, turn, taken: false };
+        // The sender is only dropped unsent by `pass`, which then hands the turn on to
+        // someone else: a closed channel cannot happen while this request waits.
+        let _ = (&mut waiting.turn).await;
+        waiting.taken = true;
+        Turn { queue: self }
+    }
+
+    /// Hands the turn to the next request waiting: polls, then follow-ups, then creates.
+    fn pass(&self) {
+        let mut line = self.line();
+        loop {
+            let next = line.poll.pop_front().or_else(|| line.follow.pop_front());
+            let Some(next) = next.or_else(|| line.create.pop_front()) else { break };
+            if next.send(()).is_ok() {
+                return;
+            }
+        }
+        line.busy = false;
     }
 }

@@ -254,9 +254,11 @@ fn setup_on(
     script: &Arc<Script>,
     widgets: Widgets,
 ) -> (Engine, Arc<Log>) {
-    let conn = Connection::with_transport(settings, script.clone(), crate::metrics::get());
+    let conn =
+        Arc::new(Connection::with_transport(settings, script.clone(), crate::metrics::get()));
     let log = Arc::new(Log::default());
-    let engine = Engine { conn: Arc::new(conn), adapter: Arc::new(widgets), journal: log.clone() };
+    let pacer = conn.pacer("widgets");
+    let engine = Engine { conn, adapter: Arc::new(widgets), journal: log.clone(), pacer };
     (engine, log)
 }
 
@@ -632,9 +634,11 @@ impl Adapter for Panics {
 async fn a_batch_that_panics_leaves_its_rows_unconfirmed() {
     use super::window::{Settle, Window};
     let script = Script::new(|s, _| done_job(s));
-    let conn = Connection::with_transport(settings(4), script.clone(), crate::metrics::get());
+    let conn =
+        Arc::new(Connection::with_transport(settings(4), script.clone(), crate::metrics::get()));
     let engine = Engine {
-        conn: Arc::new(conn),
+        pacer: conn.pacer("widgets"),
+        conn,
         adapter: Arc::new(Panics),
         journal: Arc::new(Log::default()),
     };
@@ -677,4 +681,300 @@ async fn a_batch_that_panics_leaves_its_rows_unconfirmed() {
         .collect();
     assert_eq!(stages, ["unconfirmed", "unconfirmed"], "its create went out: {settled:?}");
     assert_eq!(script.count("/widgets", Method::Post), 1);
+}
+
+/// A CRM whose jobs take time: job `n` (in order of creation) of `rows` rows ends
+/// `time(n, rows)` after its create reached the server. Each job's polls are counted, and
+/// when a poll first saw it finished.
+#[derive(Default)]
+struct Clock {
+    jobs: Mutex<Vec<TimedJob>>,
+}
+
+#[derive(Debug, Clone)]
+struct TimedJob {
+    rows: usize,
+    ends: Instant,
+    polls: u32,
+    seen: Option<Instant>,
+}
+
+impl Clock {
+    fn jobs(&self) -> Vec<TimedJob> {
+        self.jobs.lock().unwrap().clone()
+    }
+}
+
+type JobTime = dyn Fn(usize, usize) -> Duration + Send + Sync;
+
+fn timed_server(time: Arc<JobTime>) -> (Arc<Script>, Arc<Clock>) {
+    let clock = Arc::new(Clock::default());
+    let jobs = clock.clone();
+    let script = Script::new(move |s, _| {
+        let mut all = jobs.jobs.lock().unwrap();
+        match s.method {
+            Method::Post => {
+                let rows = s.body.matches(',').count() + 1;
+                let ends = s.at + time(all.len(), rows);
+                all.push(TimedJob { rows, ends, polls: 0, seen: None });
+                reply(200, json!({"job": all.len() - 1}))
+            }
+            Method::Get => {
+                let n: usize = s.path.trim_start_matches("/widgets/").parse().unwrap();
+                let job = &mut all[n];
+                job.polls += 1;
+                if s.at < job.ends {
+                    return reply(200, json!({"state": "running"}));
+                }
+                job.seen = job.seen.or(Some(s.at));
+                reply(200, json!({"state": "done", "saved": job.rows, "refused": []}))
+            }
+        }
+    });
+    (script, clock)
+}
+
+/// The fake connection's settings with a budget so large that the rate limiter never waits:
+/// it waits on the real clock, and while it does, paused tokio time jumps to the next timer,
+/// which would move the jobs' clocks under a loaded machine.
+fn timed_settings() -> Arc<ConnectionSettings> {
+    let mut s = (*settings(4)).clone();
+    s.rate_limit = RateLimit { count: 1_000_000, per: Duration::from_secs(1) };
+    s.burst = 1_000_000;
+    // Longer than any job here: no wait is cut short by it.
+    s.poll_interval = Duration::from_secs(10);
+    Arc::new(s)
+}
+
+fn timed_setup(script: &Arc<Script>, settings: Arc<ConnectionSettings>) -> (Engine, Arc<Log>) {
+    let conn =
+        Arc::new(Connection::with_transport(settings, script.clone(), crate::metrics::get()));
+    let log = Arc::new(Log::default());
+    let adapter = Arc::new(Widgets { safety: Safety::Repeatable, launch: false });
+    (Engine { pacer: conn.pacer("widgets"), conn, adapter, journal: log.clone() }, log)
+}
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("k{i}")).collect()
+}
+
+fn as_strs(keys: &[String]) -> Vec<&str> {
+    keys.iter().map(String::as_str).collect()
+}
+
+/// The fixed schedule's polls for a job of `secs`: 100 ms, then waits growing by half.
+fn fixed_schedule_polls(secs: f64) -> u32 {
+    let (mut at, mut wait, mut polls) = (0.0, 0.1, 0);
+    while at < secs {
+        at += wait;
+        wait *= 1.5;
+        polls += 1;
+    }
+    polls
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_estimate_converges_to_the_crms_pace() {
+    // 400 ms + 4 ms per row, batches of 20, 50 and 100 rows in turn.
+    let time: Arc<JobTime> = Arc::new(|_, rows| Duration::from_millis(400 + 4 * rows as u64));
+    let (script, clock) = timed_server(time);
+    let (engine, _) = timed_setup(&script, timed_settings());
+    let sizes = [20, 50, 100];
+    for i in 0..45 {
+        let keys = keys(sizes[i % 3]);
+        let out = engine.deliver(&rows(&as_strs(&keys))).await;
+        assert!(stages(&out).iter().all(|s| *s == "accepted"));
+    }
+    let estimate = engine.pacer.estimate();
+    for rows in sizes {
+        let truth = 0.4 + 0.004 * rows as f64;
+        let mean = estimate.mean(rows as f64);
+        assert!(
+            (mean - truth).abs() < 0.1 * truth,
+            "{rows} rows: {mean:.3} s against {truth:.3} s"
+        );
+    }
+    let late = &clock.jobs()[25..];
+    let polls: u32 = late.iter().map(|j| j.polls).sum();
+    assert!(f64::from(polls) <= 1.3 * late.len() as f64, "{polls} polls for {} jobs", late.len());
+    for job in late {
+        let delay = job.seen.unwrap() - job.ends;
+        assert!(delay <= Duration::from_millis(300), "a finished job seen {delay:?} late");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sudden_slowdown_is_followed_without_a_storm_of_polls() {
+    // A job every 50 ms; from the 40th, jobs take 3.2 s instead of 0.5 s.
+    let time: Arc<JobTime> =
+        Arc::new(|n, _| Duration::from_millis(if n < 40 { 500 } else { 3200 }));
+    let (script, clock) = timed_server(time);
+    let (engine, _) = timed_setup(&script, timed_settings());
+    let engine = Arc::new(engine);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let engine = engine.clone();
+        tasks.spawn(async move {
+            let keys = keys(50);
+            stages(&engine.deliver(&rows(&as_strs(&keys))).await).iter().all(|s| *s == "accepted")
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert!(done.unwrap(), "every row accepted");
+    }
+    let jobs = clock.jobs();
+    let polls: u32 = jobs.iter().map(|j| j.polls).sum();
+    let mean = f64::from(polls) / jobs.len() as f64;
+    assert!(mean <= 1.6, "{mean:.2} polls per job");
+    for job in &jobs[40..] {
+        assert!(
+            job.polls <= fixed_schedule_polls(3.2),
+            "never more often than the fixed schedule: {job:?}"
+        );
+        assert!(job.seen.unwrap() - job.ends <= Duration::from_secs(2), "seen late: {job:?}");
+    }
+    let estimate = engine.pacer.estimate();
+    assert!((estimate.mean(50.0) - 3.2).abs() < 0.3, "the estimate followed: {:?}", estimate.fit());
+}
+
+/// An engine on a connection that keeps its estimates in `ledger` (as the daemon's do).
+async fn remembering(script: &Arc<Script>, ledger: &Arc<crate::ledger::Ledger>) -> Engine {
+    let conn = Arc::new(Connection::with_transport(
+        timed_settings(),
+        script.clone(),
+        crate::metrics::get(),
+    ));
+    assert!(!conn.remembers());
+    conn.remember(ledger.clone(), ledger.paces("fake").await.unwrap());
+    let widgets = Widgets { safety: Safety::Repeatable, launch: false };
+    Engine {
+        pacer: conn.pacer("widgets"),
+        conn,
+        adapter: Arc::new(widgets),
+        journal: Arc::new(Log::default()),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_reads_the_estimate_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let time: Arc<JobTime> = Arc::new(|_, _| Duration::from_millis(800));
+    let learned = {
+        let ledger = Arc::new(crate::ledger::Ledger::open(dir.path()).unwrap());
+        assert!(ledger.paces("fake").await.unwrap().is_empty(), "nothing kept yet");
+        let (script, _) = timed_server(time.clone());
+        let engine = remembering(&script, &ledger).await;
+        for _ in 0..12 {
+            engine.deliver(&rows(&as_strs(&keys(50)))).await;
+        }
+        engine.pacer.flush();
+        ledger.sync().await.unwrap();
+        engine.pacer.estimate()
+    };
+    assert!(learned.known());
+    // A new process: a new ledger handle and connection on the same state dir.
+    let ledger = Arc::new(crate::ledger::Ledger::open(dir.path()).unwrap());
+    let kept = ledger.paces("fake").await.unwrap();
+    assert_eq!(kept.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["widgets"]);
+    let (script, clock) = timed_server(time);
+    let engine = remembering(&script, &ledger).await;
+    let warm = engine.pacer.estimate();
+    assert!(warm.known(), "read back");
+    assert!((warm.quantile(50.0) - learned.quantile(50.0)).abs() < 1e-9);
+    engine.deliver(&rows(&as_strs(&keys(50)))).await;
+    assert_eq!(
+        clock.jobs()[0].polls,
+        1,
+        "the first job after the restart is asked about once, when it is done"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_go_before_steps_and_steps_before_creates_when_all_wait() {
+    use super::pace::Urgency;
+    let script = Script::new(|s, _| done_job(s));
+    let mut slow = (*settings(1)).clone();
+    slow.rate_limit = RateLimit { count: 10, per: Duration::from_secs(1) };
+    let conn =
+        Arc::new(Connection::with_transport(Arc::new(slow), script.clone(), crate::metrics::get()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let send = |tasks: &mut tokio::task::JoinSet<bool>, call: Call, urgency: Urgency| {
+        let conn = conn.clone();
+        tasks.spawn(async move { conn.call_timed(call, urgency).await.0.is_ok() });
+    };
+    for i in 0..6 {
+        let url = format!("http://fake/widgets?create={i}");
+        let call = Call::post_json("widgets", url, Bytes::from("[]"), Safety::Repeatable);
+        send(&mut tasks, call, Urgency::Create);
+    }
+    // The creates are queued behind the first; now a step of another job, then a poll.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let step = Call::post_json(
+        "widgets/start",
+        "http://fake/widgets/J2/start".into(),
+        Bytes::new(),
+        Safety::Repeatable,
+    );
+    send(&mut tasks, step, Urgency::Follow);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    send(&mut tasks, Call::get("widgets/status", "http://fake/widgets/J1".into()), Urgency::Poll);
+    while let Some(done) = tasks.join_next().await {
+        assert!(done.unwrap());
+    }
+    let order: Vec<String> = script.seen().iter().map(|s| s.path.clone()).collect();
+    let at = |path: &str| order.iter().position(|p| p == path).unwrap();
+    let (poll, step) = (at("/widgets/J1"), at("/widgets/J2/start"));
+    assert!(poll <= 2, "the poll went before the creates waiting with it: {order:?}");
+    assert_eq!(step, poll + 1, "then the step, before the creates: {order:?}");
+    assert_eq!(order.len(), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_estimate_past_the_timeout_still_polls_at_the_timeout() {
+    // Jobs of 5 s are learned; then, on a connection whose poll_timeout is 3 s, a job ends
+    // after 2.9 s. The estimate would first ask at about 5 s: the last poll is made at the
+    // timeout instead, sees the job finished, and its rows are accepted.
+    let time: Arc<JobTime> =
+        Arc::new(|n, _| Duration::from_millis(if n < 12 { 5000 } else { 2900 }));
+    let (script, clock) = timed_server(time);
+    let (engine, _) = timed_setup(&script, timed_settings());
+    for _ in 0..12 {
+        engine.deliver(&rows(&as_strs(&keys(50)))).await;
+    }
+    assert!(engine.pacer.estimate().quantile(50.0) > 4.0);
+    let mut short = (*timed_settings()).clone();
+    short.poll_timeout = Duration::from_secs(3);
+    let (impatient, _) = timed_setup(&script, Arc::new(short));
+    let impatient = Engine { pacer: engine.pacer.clone(), ..impatient };
+    let out = impatient.deliver(&rows(&as_strs(&keys(50)))).await;
+    assert!(stages(&out).iter().all(|s| *s == "accepted"), "{:?}", stages(&out));
+    assert_eq!(clock.jobs()[12].polls, 1, "one poll, at the timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_known_pace_puts_more_batches_in_flight_within_a_bound_of_rows() {
+    // Jobs of 3 s: once that is known, the window holds as many batches as keep the rate
+    // busy with one poll each, up to MOST_ROWS_IN_FLIGHT rows (before: 4 batches per slot).
+    use super::window::{Window, MOST_ROWS_IN_FLIGHT};
+    let time: Arc<JobTime> = Arc::new(|_, _| Duration::from_secs(3));
+    let (script, _) = timed_server(time);
+    let mut two = (*timed_settings()).clone();
+    two.max_in_flight = 2;
+    let (engine, _) = timed_setup(&script, Arc::new(two));
+    assert_eq!(Window::size_for(&engine.conn, "widgets", 50), 8, "nothing known: 4 per slot");
+    engine.deliver(&rows(&as_strs(&keys(50)))).await;
+    assert_eq!(Window::size_for(&engine.conn, "widgets", 50), MOST_ROWS_IN_FLIGHT / 50);
+    assert_eq!(Window::size_for(&engine.conn, "other", 50), 8, "per target");
+    assert_eq!(Window::size_for(&engine.conn, "widgets", 5_000), 8, "big batches: the least");
+    // At 6 requests a second, 3 creates a second over jobs of about 3 s: about 12 in flight
+    // (Little's law, a quarter more for the spread).
+    let (script, _) = timed_server(Arc::new(|_, _| Duration::from_secs(3)));
+    let mut slow = (*timed_settings()).clone();
+    (slow.max_in_flight, slow.burst) = (2, 1);
+    slow.rate_limit = RateLimit { count: 6, per: Duration::from_secs(1) };
+    let (engine, _) = timed_setup(&script, Arc::new(slow));
+    engine.deliver(&rows(&as_strs(&keys(50)))).await;
+    let size = Window::size_for(&engine.conn, "widgets", 50);
+    assert!((10..=15).contains(&size), "{size} batches in flight");
 }

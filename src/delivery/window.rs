@@ -15,8 +15,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Batcher};
+use super::connection::Connection;
 use super::engine::{all, Engine, Outcomes};
 use crate::row::{Failure, MappedRow, Outcome, SourceRow, Stage};
+
+/// Rows a file holds in flight at most once the CRM's pace is known, however slow its jobs:
+/// they wait in memory (20,000 rows of a kilobyte: 20 MB). The least is 4 batches a slot.
+pub const MOST_ROWS_IN_FLIGHT: usize = 20_000;
 
 /// Where settled rows go (the file's settler).
 pub type Settle = Arc<dyn Fn(Vec<(SourceRow, Outcome)>) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -67,10 +72,29 @@ pub struct Window {
 }
 
 impl Window {
-    /// Batches in flight for a connection of this many request slots: a batch spends most of
-    /// its life waiting between polls, holding no slot.
-    pub fn size_for(max_in_flight: usize) -> usize {
-        max_in_flight * 4
+    /// Batches in flight at once on `conn` for `target`: at least four per request slot (a
+    /// batch spends most of its life waiting for its job, holding no slot). Once the CRM's
+    /// pace is known, as many as keep the rate busy when each job costs a create and one
+    /// poll (Little's law: the creates' share of the rate times a job's life, a quarter more
+    /// for the spread): polls not made are spent on creates. At most
+    /// [`MOST_ROWS_IN_FLIGHT`] rows: they wait in memory.
+    pub fn size_for(conn: &Connection, target: &str, max_rows: usize) -> usize {
+        let settings = conn.settings();
+        let least = settings.max_in_flight.saturating_mul(4).max(1);
+        let most = (MOST_ROWS_IN_FLIGHT / max_rows.max(1)).max(least);
+        let pacer = conn.pacer(target);
+        let estimate = pacer.estimate();
+        if !estimate.known() {
+            return least;
+        }
+        let trip = 2.0 * pacer.half_trip().as_secs_f64();
+        let life = estimate.quantile(max_rows as f64) + 3.0 * trip;
+        let creates_per_s = settings.rate_limit.per_second() / 2.0;
+        let wanted = (creates_per_s * life * 1.25).ceil();
+        match wanted.is_finite() && wanted > 0.0 {
+            true => (wanted.min(most as f64) as usize).clamp(least, most),
+            false => least,
+        }
     }
 
     pub async fn run(
@@ -119,6 +143,7 @@ impl Window {
         while let Some(done) = running.tasks.join_next_with_id().await {
             running.done(done, &this.settle).await;
         }
+        this.engine.pacer.flush();
         WindowEnd {
             interrupted: flags.dropped.load(Ordering::Relaxed) || this.abort.is_cancelled(),
             crashed_batches: running.crashed.load(Ordering::Relaxed),

@@ -10,6 +10,7 @@
 mod history;
 mod mirror;
 mod outbox;
+mod pace;
 mod reader;
 mod schema;
 mod store;

@@ -69,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (event_id, sink)
     );
     CREATE INDEX outbox_due ON outbox (next_at);",
+    // 5: what each CRM's pace was learned to be, per connection and target.
+    super::pace::MIGRATION,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -286,7 +286,10 @@ impl Run<'_> {
             return WindowEnd::default();
         };
         let adapter: Arc<dyn Adapter> = ctx.target.clone();
-        let engine = Arc::new(Engine { conn: conn.clone(), adapter, journal: self.jobs.clone() });
+        let target = ctx.pipeline.target.name();
+        let pacer = conn.pacer(&target);
+        let engine =
+            Arc::new(Engine { conn: conn.clone(), adapter, journal: self.jobs.clone(), pacer });
         let settle: Settle = Arc::new(move |rows| {
             let tx = settle_tx.clone();
             Box::pin(async move {
@@ -297,7 +300,7 @@ impl Run<'_> {
             engine,
             max_rows: ctx.pipeline.batch.max_rows,
             max_wait: ctx.pipeline.batch.max_wait,
-            size: Window::size_for(conn.settings().max_in_flight),
+            size: Window::size_for(&conn, &target, ctx.pipeline.batch.max_rows),
             settle,
             stop,
             abort: ctx.abort.clone(),
@@ -312,8 +315,8 @@ impl Run<'_> {
     /// budget still passes, alone.)
     fn budget_units(&self) -> usize {
         let ctx = self.ctx;
-        let window =
-            ctx.connection.as_ref().map_or(0, |c| Window::size_for(c.settings().max_in_flight));
+        let (target, max_rows) = (ctx.pipeline.target.name(), ctx.pipeline.batch.max_rows);
+        let window = ctx.connection.as_ref().map_or(0, |c| Window::size_for(c, &target, max_rows));
         let batches = 2 * window * ctx.pipeline.batch.max_rows;
         batches.max((MAP_TASKS + 1) * BLOCK_ROWS)
     }

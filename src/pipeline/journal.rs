@@ -1,5 +1,6 @@
 //! A file's remote jobs: recorded in the ledger (write-ahead before each create, the job once
-//! created, its status as it moves) and listed in the file's summary.
+//! created, its status as it moves) and listed in the file's summary. Also where the engine's
+//! estimates of the CRM's pace are kept ([`PaceStore`] for the ledger).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::delivery::{Journal, Token};
+use crate::delivery::{Journal, PaceStore, Token};
 use crate::ledger::{Ledger, Resume};
 use crate::report::RemoteJobs;
 use crate::row::{RemoteJob, Seats};
@@ -138,5 +139,12 @@ impl Journal for FileJobs {
         if let Some((ledger, file_id)) = &self.ledger {
             ledger.job_status(*file_id, id, status);
         }
+    }
+}
+
+/// The engine's estimates of the CRM's pace are kept in the ledger.
+impl PaceStore for Ledger {
+    fn save(&self, connection: &str, target: &str, estimate: &str) {
+        self.save_pace(connection, target, estimate);
     }
 }

@@ -9,6 +9,7 @@ mod plannr;
 mod repsly;
 pub mod rules;
 mod storage;
+pub mod timed;
 pub mod xlsx;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub struct SandboxOptions {
     pub latency: Duration,
     /// Status polls a job answers `Pending` before it completes.
     pub pending_polls: u32,
+    /// Jobs take this long instead ([`timed`]): `pending_polls` is then not used.
+    pub job_time: Option<timed::JobTime>,
     pub repsly_username: String,
     pub repsly_password: String,
     /// A client whose any value contains this text makes its whole batch fail with 400.
@@ -167,6 +170,7 @@ impl Default for SandboxOptions {
             fail_rate: 0.0,
             latency: Duration::ZERO,
             pending_polls: 1,
+            job_time: None,
             repsly_username: "sandbox".into(),
             repsly_password: "sandbox".into(),
             poison: None,
@@ -209,6 +213,7 @@ pub struct State {
     pub plannr: plannr::PlannrState,
     pub requests: Vec<RequestLog>,
     pub window: faults::Window,
+    pub timed: timed::TimedJobs,
     /// Files the storage origin serves, by name.
     pub files: BTreeMap<String, (String, Vec<u8>)>,
 }
@@ -259,6 +264,7 @@ impl Sandbox {
             .layer(axum::middleware::from_fn_with_state(self.clone(), faults::gate))
             .route("/_sandbox/records", get(records))
             .route("/_sandbox/requests", get(requests))
+            .route("/_sandbox/jobs", get(timed_jobs))
             .with_state(self.clone())
     }
 
@@ -342,6 +348,12 @@ async fn requests(
     axum::extract::State(sb): axum::extract::State<Sandbox>,
 ) -> axum::Json<Vec<RequestLog>> {
     axum::Json(sb.state.lock().map(|s| s.requests.clone()).unwrap_or_default())
+}
+
+async fn timed_jobs(
+    axum::extract::State(sb): axum::extract::State<Sandbox>,
+) -> axum::Json<Vec<timed::TimedJob>> {
+    axum::Json(sb.state.lock().map(|s| s.timed.list()).unwrap_or_default())
 }
 
 /// A response whose body breaks off after the request was applied: the client sees the

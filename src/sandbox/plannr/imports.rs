@@ -235,6 +235,7 @@ pub async fn start_import(
     }
     import.status = "processing".into();
     import.polls_left = sb.options.pending_polls;
+    state.timed.start(sb.options.job_time, sb.started, uuid.clone(), import.rows.len());
     let mut import = import.clone();
     apply(&mut import, &mut state.plannr, &sb);
     let lose = sb.options.real.plannr_start_reset && !import.started_once;
@@ -351,8 +352,9 @@ pub async fn get_import(
         return message(StatusCode::NOT_FOUND, "Not found.");
     }
     if import.status == "processing" {
-        if import.polls_left > 0 {
-            import.polls_left -= 1;
+        let running = state.timed.running(sb.started, &uuid);
+        if running.unwrap_or(import.polls_left > 0) {
+            import.polls_left = import.polls_left.saturating_sub(1);
         } else {
             let all_failed = !import.rows.is_empty() && import.failures.len() == import.rows.len();
             import.status = if all_failed {

@@ -181,6 +181,7 @@ fn import(sb: &Sandbox, entity: &'static Entity, records: &[Value]) -> Response 
         errors: Vec::new(),
         warnings: Vec::new(),
     };
+    let count = records.len();
     for r in records {
         save(sb, entity, r, repsly, &mut job);
     }
@@ -190,6 +191,9 @@ fn import(sb: &Sandbox, entity: &'static Entity, records: &[Value]) -> Response 
             repsly.next_job += 1;
             let id = 1000 + repsly.next_job;
             repsly.jobs.insert(id, job);
+            if !stalled {
+                state.timed.start(sb.options.job_time, sb.started, id.to_string(), count);
+            }
             let template = sb.options.real.repsly_job_message.clone();
             let message = template.unwrap_or_else(|| {
                 format!("{} import job started asynchronously under ID: {{id}}", entity.word)
@@ -315,8 +319,9 @@ pub async fn import_status(
         )
             .into_response();
     };
-    if job.polls_left > 0 {
-        job.polls_left -= 1;
+    let running = state.timed.running(sb.started, &id);
+    if running.unwrap_or(job.polls_left > 0) {
+        job.polls_left = job.polls_left.saturating_sub(1);
         return axum::Json(json!({"ImportStatus": "Pending", "RowsInserted": 0, "RowsUpdated": 0, "RowsInvalid": 0, "RowsTotal": 0, "Warnings": [], "Errors": []})).into_response();
     }
     let job = job.clone();
