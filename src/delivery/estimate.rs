@@ -75,7 +75,8 @@ const EXPLORE_AT: f64 = 0.5;
 const WIDE: f64 = 2.0;
 const WIDE_AFTER: u32 = 3;
 /// The engine's fixed schedule, used while nothing is known and for the back-off: the first
-/// poll this long after the start, then a wait of half the time waited so far plus this.
+/// poll this long after the start, then a wait of half the time waited so far plus this
+/// (every wait at most `poll_interval`, [`Estimate::next_poll`]).
 pub const FIRST_POLL: f64 = 0.1;
 /// A fit grown past this many times what it was when it was last trusted (started, or
 /// started again) is not trusted: new jobs are then followed on the fixed schedule until one

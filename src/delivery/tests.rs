@@ -754,6 +754,13 @@ fn timed_setup(script: &Arc<Script>, settings: Arc<ConnectionSettings>) -> (Engi
     (Engine { pacer: conn.pacer("widgets"), conn, adapter, journal: log.clone() }, log)
 }
 
+/// An engine on [`timed_settings`] against a CRM whose jobs take `time`.
+fn timed_engine(time: Arc<JobTime>) -> (Engine, Arc<Script>, Arc<Clock>) {
+    let (script, clock) = timed_server(time);
+    let (engine, _) = timed_setup(&script, timed_settings());
+    (engine, script, clock)
+}
+
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("k{i}")).collect()
 }
@@ -777,8 +784,7 @@ fn fixed_schedule_polls(secs: f64) -> u32 {
 async fn the_estimate_converges_to_the_crms_pace() {
     // 400 ms + 4 ms per row, batches of 20, 50 and 100 rows in turn.
     let time: Arc<JobTime> = Arc::new(|_, rows| Duration::from_millis(400 + 4 * rows as u64));
-    let (script, clock) = timed_server(time);
-    let (engine, _) = timed_setup(&script, timed_settings());
+    let (engine, _, clock) = timed_engine(time);
     let sizes = [20, 50, 100];
     for i in 0..45 {
         let keys = keys(sizes[i % 3]);
@@ -808,8 +814,7 @@ async fn a_sudden_slowdown_is_followed_without_a_storm_of_polls() {
     // A job every 50 ms; from the 40th, jobs take 3.2 s instead of 0.5 s.
     let time: Arc<JobTime> =
         Arc::new(|n, _| Duration::from_millis(if n < 40 { 500 } else { 3200 }));
-    let (script, clock) = timed_server(time);
-    let (engine, _) = timed_setup(&script, timed_settings());
+    let (engine, _, clock) = timed_engine(time);
     let engine = Arc::new(engine);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
@@ -937,8 +942,7 @@ async fn an_estimate_past_the_timeout_still_polls_at_the_timeout() {
     // timeout instead, sees the job finished, and its rows are accepted.
     let time: Arc<JobTime> =
         Arc::new(|n, _| Duration::from_millis(if n < 12 { 5000 } else { 2900 }));
-    let (script, clock) = timed_server(time);
-    let (engine, _) = timed_setup(&script, timed_settings());
+    let (engine, script, clock) = timed_engine(time);
     for _ in 0..12 {
         engine.deliver(&rows(&as_strs(&keys(50)))).await;
     }
